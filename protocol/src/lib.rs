@@ -1,0 +1,24 @@
+//! renkei's wire formats and checks, with no I/O of their own.
+//!
+//! What this crate does:
+//! - parses and builds standard-spec file names ([`name`], SPEC.md §2);
+//! - checks care-plan CSV files against the ケアプラン標準仕様 ([`check`], SPEC.md §3);
+//! - seals a file for one recipient office and opens it ([`envelope`], SPEC.md §4);
+//! - builds and verifies the recipient's signed acknowledgement ([`ack`], SPEC.md §5).
+//!
+//! What it deliberately does not do: open files or sockets, read clocks or draw randomness.
+//! Bytes, times and random number generators are passed in, so the node, the tests, the
+//! fuzzers and the lab all drive the same code.
+
+#![forbid(unsafe_code)]
+
+pub mod check;
+pub mod name;
+
+pub use check::{CheckReport, Finding, check_bytes};
+pub use name::{Endpoint, FileKind, FileName, NameError, OfficeNumber, ServiceKind, Stamp, YearMonth};
+pub mod ack;
+pub mod envelope;
+mod wire;
+
+pub use wire::sha256;
