@@ -179,10 +179,17 @@ impl Ack {
                     let len = usize::from(r.u8().map_err(short)?);
                     let code = std::str::from_utf8(r.bytes(len).map_err(short)?)
                         .map_err(|_| AckError::Malformed("error code"))?;
-                    if !code.bytes().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_') {
+                    if !code
+                        .bytes()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_')
+                    {
                         return Err(AckError::Malformed("error code"));
                     }
-                    findings.push(AckFinding { line, field, code: code.to_string() });
+                    findings.push(AckFinding {
+                        line,
+                        field,
+                        code: code.to_string(),
+                    });
                 }
                 Verdict::Rejected(findings)
             }
@@ -227,14 +234,18 @@ impl Ack {
             .iter()
             .find(|k| k.as_bytes() == &self.recipient_key)
             .ok_or(AckError::UnknownKey(self.recipient_office))?;
-        key.verify_strict(&self.signed_bytes(), &Signature::from_bytes(&self.signature))
-            .map_err(|_| AckError::BadSignature)
+        key.verify_strict(
+            &self.signed_bytes(),
+            &Signature::from_bytes(&self.signature),
+        )
+        .map_err(|_| AckError::BadSignature)
     }
 
     /// Verifies the signature against the key the ack itself names. Only meaningful together
     /// with a check that this key belongs to the recipient office.
     pub fn verify_self_signed(&self) -> Result<(), AckError> {
-        let key = VerifyingKey::from_bytes(&self.recipient_key).map_err(|_| AckError::BadSignature)?;
+        let key =
+            VerifyingKey::from_bytes(&self.recipient_key).map_err(|_| AckError::BadSignature)?;
         self.verify_signature(&[key])
     }
 

@@ -264,7 +264,9 @@ impl EnvelopeHeader {
 
     /// How many chunks follow the header (at least one, even for an empty file).
     pub fn chunk_count(&self) -> u64 {
-        self.plaintext_len.div_ceil(u64::from(self.chunk_size)).max(1)
+        self.plaintext_len
+            .div_ceil(u64::from(self.chunk_size))
+            .max(1)
     }
 
     /// Ciphertext length of chunk `index` (plaintext plus tag).
@@ -330,7 +332,9 @@ pub struct Sealer {
 
 impl std::fmt::Debug for Sealer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sealer").field("index", &self.index).finish_non_exhaustive()
+        f.debug_struct("Sealer")
+            .field("index", &self.index)
+            .finish_non_exhaustive()
     }
 }
 
@@ -351,7 +355,11 @@ impl Sealer {
         out.extend_from_slice(plaintext);
         let tag = self
             .cipher
-            .encrypt_inout_detached(&stream_nonce(self.index, last), &[], (&mut out[start..]).into())
+            .encrypt_inout_detached(
+                &stream_nonce(self.index, last),
+                &[],
+                (&mut out[start..]).into(),
+            )
             .map_err(|_| EnvelopeError::ChunkSize)?;
         out.extend_from_slice(tag.as_slice());
         self.index += 1;
@@ -469,7 +477,9 @@ pub struct Opener {
 
 impl std::fmt::Debug for Opener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Opener").field("index", &self.index).finish_non_exhaustive()
+        f.debug_struct("Opener")
+            .field("index", &self.index)
+            .finish_non_exhaustive()
     }
 }
 
@@ -505,8 +515,9 @@ pub fn open_header(header: &EnvelopeHeader, p: &OpenParams<'_>) -> Result<Opener
         .map_err(|_| EnvelopeError::KeyAgreement)?;
     let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(&header.enc)
         .map_err(|_| EnvelopeError::KeyAgreement)?;
-    let ctx = hpke::setup_receiver::<HpkeAead, Kdf, Kem>(&OpModeR::Base, &sk, &enc, &header.hpke_info())
-        .map_err(|_| EnvelopeError::KeyAgreement)?;
+    let ctx =
+        hpke::setup_receiver::<HpkeAead, Kdf, Kem>(&OpModeR::Base, &sk, &enc, &header.hpke_info())
+            .map_err(|_| EnvelopeError::KeyAgreement)?;
     Ok(Opener {
         cipher: payload_cipher(|l, o| ctx.export(l, o))?,
         index: 0,

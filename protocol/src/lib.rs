@@ -16,7 +16,9 @@ pub mod check;
 pub mod name;
 
 pub use check::{CheckReport, Finding, check_bytes};
-pub use name::{Endpoint, FileKind, FileName, NameError, OfficeNumber, ServiceKind, Stamp, YearMonth};
+pub use name::{
+    Endpoint, FileKind, FileName, NameError, OfficeNumber, ServiceKind, Stamp, YearMonth,
+};
 pub mod ack;
 pub mod envelope;
 mod wire;

@@ -145,7 +145,10 @@ impl FileKind {
     /// Position of this kind inside a send unit: files of one unit are delivered and
     /// imported in ascending order (deletes first, then parents before children).
     pub fn unit_order(self) -> usize {
-        FileKind::ALL.iter().position(|k| *k == self).unwrap_or(usize::MAX)
+        FileKind::ALL
+            .iter()
+            .position(|k| *k == self)
+            .unwrap_or(usize::MAX)
     }
 }
 
@@ -229,7 +232,11 @@ impl ServiceKind {
     /// Parses two ASCII digits or upper-case letters.
     pub fn parse(s: &str) -> Option<ServiceKind> {
         let b = s.as_bytes();
-        if b.len() != 2 || !b.iter().all(|c| c.is_ascii_digit() || c.is_ascii_uppercase()) {
+        if b.len() != 2
+            || !b
+                .iter()
+                .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase())
+        {
             return None;
         }
         Some(ServiceKind([b[0], b[1]]))
@@ -451,19 +458,39 @@ impl FileName {
         let svc = |s: &str| ServiceKind::parse(s).ok_or(NameError::BadKind);
         let (from, to, stamp) = match rest {
             [f, fk, t, tk, st] => (
-                Endpoint { office: office(f)?, kind: Some(svc(fk)?) },
-                Endpoint { office: office(t)?, kind: Some(svc(tk)?) },
+                Endpoint {
+                    office: office(f)?,
+                    kind: Some(svc(fk)?),
+                },
+                Endpoint {
+                    office: office(t)?,
+                    kind: Some(svc(tk)?),
+                },
                 st,
             ),
             [f, t, st] => (
-                Endpoint { office: office(f)?, kind: None },
-                Endpoint { office: office(t)?, kind: None },
+                Endpoint {
+                    office: office(f)?,
+                    kind: None,
+                },
+                Endpoint {
+                    office: office(t)?,
+                    kind: None,
+                },
                 st,
             ),
             _ => return Err(NameError::BadShape),
         };
         let stamp = Stamp::parse(stamp).ok_or(NameError::BadStamp)?;
-        Ok(FileName { kind, month, from, to, stamp, branch, upper_ext })
+        Ok(FileName {
+            kind,
+            month,
+            from,
+            to,
+            stamp,
+            branch,
+            upper_ext,
+        })
     }
 
     /// Whether the name is in the V4 form (with service kind codes).
@@ -545,7 +572,13 @@ mod tests {
         let n = FileName::parse("UPPLAN_202501_1310000001_43_1310000011_11_20250125093040.CSV")
             .unwrap();
         assert_eq!(n.kind, FileKind::UpPlan);
-        assert_eq!(n.month, Some(YearMonth { year: 2025, month: 1 }));
+        assert_eq!(
+            n.month,
+            Some(YearMonth {
+                year: 2025,
+                month: 1
+            })
+        );
         assert_eq!(n.from.office.as_str(), "1310000001");
         assert_eq!(n.from.kind.unwrap().as_str(), "43");
         assert_eq!(n.to.office.as_str(), "1310000011");
@@ -563,7 +596,10 @@ mod tests {
         let n = FileName::parse("UPPLAN_202301_1300000001_1300000003_20230115093040.csv").unwrap();
         assert!(!n.is_v4());
         assert!(!n.upper_ext);
-        assert_eq!(n.to_name(), "UPPLAN_202301_1300000001_1300000003_20230115093040.csv");
+        assert_eq!(
+            n.to_name(),
+            "UPPLAN_202301_1300000001_1300000003_20230115093040.csv"
+        );
     }
 
     #[test]
@@ -595,18 +631,54 @@ mod tests {
     #[test]
     fn refuses_bad_names() {
         let cases = [
-            ("UPPLAN_202501_1310000001_43_1310000011_11_20250125093040.TXT", NameError::BadExtension),
-            ("UPXXX_202501_1310000001_43_1310000011_11_20250125093040.CSV", NameError::UnknownPrefix),
-            ("UPPLAN_202513_1310000001_43_1310000011_11_20250125093040.CSV", NameError::BadMonth),
-            ("UPPLAN_202501_131000001_43_1310000011_11_20250125093040.CSV", NameError::BadOffice),
-            ("UPPLAN_202501_1310000001_4_1310000011_11_20250125093040.CSV", NameError::BadKind),
-            ("UPPLAN_202501_1310000001_43_1310000011_11_20250230093040.CSV", NameError::BadStamp),
-            ("UPPLAN_202501_1310000001_43_1310000011_11_20250125253040.CSV", NameError::BadStamp),
-            ("UPPLAN_202501_1310000001_43_1310000011_20250125093040.CSV", NameError::BadShape),
-            ("UP1KYO_202501_1310000001_43_1310000011_11_20250125093040.CSV", NameError::BadShape),
-            ("../UP1KYO_1310000001_43_1310000011_11_20250125093040.CSV", NameError::BadCharacters),
-            ("UPKIHON_IMAGE_1310000001_43_1310000011_11_20250125093040_0001.CSV", NameError::BadExtension),
-            ("UP1KYO_1310000001_43_1310000011_11_20250125093040.jpg", NameError::BadExtension),
+            (
+                "UPPLAN_202501_1310000001_43_1310000011_11_20250125093040.TXT",
+                NameError::BadExtension,
+            ),
+            (
+                "UPXXX_202501_1310000001_43_1310000011_11_20250125093040.CSV",
+                NameError::UnknownPrefix,
+            ),
+            (
+                "UPPLAN_202513_1310000001_43_1310000011_11_20250125093040.CSV",
+                NameError::BadMonth,
+            ),
+            (
+                "UPPLAN_202501_131000001_43_1310000011_11_20250125093040.CSV",
+                NameError::BadOffice,
+            ),
+            (
+                "UPPLAN_202501_1310000001_4_1310000011_11_20250125093040.CSV",
+                NameError::BadKind,
+            ),
+            (
+                "UPPLAN_202501_1310000001_43_1310000011_11_20250230093040.CSV",
+                NameError::BadStamp,
+            ),
+            (
+                "UPPLAN_202501_1310000001_43_1310000011_11_20250125253040.CSV",
+                NameError::BadStamp,
+            ),
+            (
+                "UPPLAN_202501_1310000001_43_1310000011_20250125093040.CSV",
+                NameError::BadShape,
+            ),
+            (
+                "UP1KYO_202501_1310000001_43_1310000011_11_20250125093040.CSV",
+                NameError::BadShape,
+            ),
+            (
+                "../UP1KYO_1310000001_43_1310000011_11_20250125093040.CSV",
+                NameError::BadCharacters,
+            ),
+            (
+                "UPKIHON_IMAGE_1310000001_43_1310000011_11_20250125093040_0001.CSV",
+                NameError::BadExtension,
+            ),
+            (
+                "UP1KYO_1310000001_43_1310000011_11_20250125093040.jpg",
+                NameError::BadExtension,
+            ),
         ];
         for (name, want) in cases {
             assert_eq!(FileName::parse(name), Err(want), "{name}");

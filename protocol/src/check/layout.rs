@@ -4,7 +4,6 @@
 //! each field's [`Format`] and `required` flag. Where the source is unclear (marked M or L in
 //! the fact sheet), the field is given a lenient format and SPEC.md §3 says so.
 
-
 /// A CSV version (field 1, CSVバージョン) the checker knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CsvVersion {

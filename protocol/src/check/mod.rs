@@ -142,7 +142,10 @@ struct Sink {
 
 impl Sink {
     fn new() -> Sink {
-        Sink { findings: Vec::new(), overflow: false }
+        Sink {
+            findings: Vec::new(),
+            overflow: false,
+        }
     }
 
     fn push(&mut self, line: u64, field: u32, code: ErrorCode, ctx: messages::Ctx<'_>) {
@@ -151,7 +154,13 @@ impl Sink {
             return;
         }
         let (message_ja, message_en) = messages::render(code, line, field, &ctx);
-        self.findings.push(Finding { line, field, code, message_ja, message_en });
+        self.findings.push(Finding {
+            line,
+            field,
+            code,
+            message_ja,
+            message_en,
+        });
     }
 
     fn full(&self) -> bool {
@@ -234,7 +243,10 @@ fn decode(bytes: &[u8], out: &mut Sink) -> Option<String> {
                     line_of(bytes, at),
                     0,
                     ErrorCode::EncodingInvalid,
-                    messages::Ctx { value: Some(&format!("0x{byte:02X}")), ..Default::default() },
+                    messages::Ctx {
+                        value: Some(&format!("0x{byte:02X}")),
+                        ..Default::default()
+                    },
                 );
                 if out.full() {
                     break;
@@ -254,10 +266,15 @@ fn decode(bytes: &[u8], out: &mut Sink) -> Option<String> {
             '\n' | '\r' => line += 1,
             '\u{E000}'..='\u{F8FF}' => {
                 let v = format!("U+{:04X}", c as u32);
-                out.push(line, 0, ErrorCode::EncodingGaiji, messages::Ctx {
-                    value: Some(&v),
-                    ..Default::default()
-                });
+                out.push(
+                    line,
+                    0,
+                    ErrorCode::EncodingGaiji,
+                    messages::Ctx {
+                        value: Some(&v),
+                        ..Default::default()
+                    },
+                );
             }
             _ => {}
         }
@@ -288,10 +305,15 @@ fn check_quotes(text: &[u8], out: &mut Sink) -> bool {
             S::FieldStart | S::Unquoted => match b {
                 b'"' if s == S::FieldStart => s = S::Quoted,
                 b'"' => {
-                    out.push(line, 0, ErrorCode::CsvQuote, messages::Ctx {
-                        detail: Some(messages::QuoteProblem::Stray),
-                        ..Default::default()
-                    });
+                    out.push(
+                        line,
+                        0,
+                        ErrorCode::CsvQuote,
+                        messages::Ctx {
+                            detail: Some(messages::QuoteProblem::Stray),
+                            ..Default::default()
+                        },
+                    );
                     ok = false;
                 }
                 b',' => s = S::FieldStart,
@@ -307,10 +329,15 @@ fn check_quotes(text: &[u8], out: &mut Sink) -> bool {
                 b'"' => s = S::Quoted,
                 b',' | b'\r' | b'\n' => s = S::FieldStart,
                 _ => {
-                    out.push(line, 0, ErrorCode::CsvQuote, messages::Ctx {
-                        detail: Some(messages::QuoteProblem::AfterClose),
-                        ..Default::default()
-                    });
+                    out.push(
+                        line,
+                        0,
+                        ErrorCode::CsvQuote,
+                        messages::Ctx {
+                            detail: Some(messages::QuoteProblem::AfterClose),
+                            ..Default::default()
+                        },
+                    );
                     ok = false;
                     s = S::Unquoted;
                 }
@@ -327,10 +354,15 @@ fn check_quotes(text: &[u8], out: &mut Sink) -> bool {
         }
     }
     if s == S::Quoted {
-        out.push(record_line, 0, ErrorCode::CsvQuote, messages::Ctx {
-            detail: Some(messages::QuoteProblem::Unterminated),
-            ..Default::default()
-        });
+        out.push(
+            record_line,
+            0,
+            ErrorCode::CsvQuote,
+            messages::Ctx {
+                detail: Some(messages::QuoteProblem::Unterminated),
+                ..Default::default()
+            },
+        );
         ok = false;
     }
     ok
@@ -349,7 +381,9 @@ struct FileState {
 }
 
 fn check_csv(kind: FileKind, name: Option<&FileName>, bytes: &[u8], out: &mut Sink) -> u64 {
-    let Some(text) = decode(bytes, out) else { return 0 };
+    let Some(text) = decode(bytes, out) else {
+        return 0;
+    };
     // csv counts lines by LF only; make lone CRs LFs so reported lines are physical lines.
     let text = if text.contains('\r') && text.replace("\r\n", "").contains('\r') {
         text.replace("\r\n", "\n").replace('\r', "\n")
@@ -392,7 +426,10 @@ fn check_csv(kind: FileKind, name: Option<&FileName>, bytes: &[u8], out: &mut Si
 
 fn field_str(record: &csv::ByteRecord, i: usize) -> &str {
     // The text was decoded to UTF-8 and csv splits only on ASCII bytes.
-    record.get(i).and_then(|b| std::str::from_utf8(b).ok()).unwrap_or("")
+    record
+        .get(i)
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .unwrap_or("")
 }
 
 fn check_record(
@@ -405,40 +442,60 @@ fn check_record(
 ) {
     let v = field_str(record, 0);
     let Some(version) = CsvVersion::parse(v) else {
-        out.push(line, 1, ErrorCode::CsvVersionUnknown, messages::Ctx {
-            value: Some(v),
-            ..Default::default()
-        });
+        out.push(
+            line,
+            1,
+            ErrorCode::CsvVersionUnknown,
+            messages::Ctx {
+                value: Some(v),
+                ..Default::default()
+            },
+        );
         return;
     };
     match state.version {
         None => state.version = Some(version),
         Some(first) if first != version => {
-            out.push(line, 1, ErrorCode::CsvVersionMixed, messages::Ctx {
-                value: Some(v),
-                expected: Some(first.as_str()),
-                ..Default::default()
-            });
+            out.push(
+                line,
+                1,
+                ErrorCode::CsvVersionMixed,
+                messages::Ctx {
+                    value: Some(v),
+                    expected: Some(first.as_str()),
+                    ..Default::default()
+                },
+            );
         }
         Some(_) => {}
     }
     let Some(fields) = layout(kind, version) else {
-        out.push(line, 1, ErrorCode::CsvVersionKind, messages::Ctx {
-            value: Some(v),
-            kind: Some(kind),
-            ..Default::default()
-        });
+        out.push(
+            line,
+            1,
+            ErrorCode::CsvVersionKind,
+            messages::Ctx {
+                value: Some(v),
+                kind: Some(kind),
+                ..Default::default()
+            },
+        );
         return;
     };
     if record.len() != fields.len() {
         let expected = fields.len().to_string();
         let got = record.len().to_string();
-        out.push(line, 0, ErrorCode::FieldCount, messages::Ctx {
-            value: Some(&got),
-            expected: Some(&expected),
-            kind: Some(kind),
-            ..Default::default()
-        });
+        out.push(
+            line,
+            0,
+            ErrorCode::FieldCount,
+            messages::Ctx {
+                value: Some(&got),
+                expected: Some(&expected),
+                kind: Some(kind),
+                ..Default::default()
+            },
+        );
         return;
     }
     for (i, field) in fields.iter().enumerate().skip(1) {
@@ -446,10 +503,15 @@ fn check_record(
         let no = i as u32 + 1;
         if value.is_empty() {
             if field.required {
-                out.push(line, no, ErrorCode::Required, messages::Ctx {
-                    field: Some(field),
-                    ..Default::default()
-                });
+                out.push(
+                    line,
+                    no,
+                    ErrorCode::Required,
+                    messages::Ctx {
+                        field: Some(field),
+                        ..Default::default()
+                    },
+                );
             }
             continue;
         }
@@ -459,16 +521,21 @@ fn check_record(
                 Format::Integer { max_digits, .. } => Some(max_digits.to_string()),
                 _ => None,
             };
-            out.push(line, no, code, messages::Ctx {
-                field: Some(field),
-                value: Some(value),
-                expected: expected.as_deref(),
-                table: match field.format {
-                    Format::Code(t) => Some(t),
-                    _ => None,
+            out.push(
+                line,
+                no,
+                code,
+                messages::Ctx {
+                    field: Some(field),
+                    value: Some(value),
+                    expected: expected.as_deref(),
+                    table: match field.format {
+                        Format::Code(t) => Some(t),
+                        _ => None,
+                    },
+                    ..Default::default()
                 },
-                ..Default::default()
-            });
+            );
         }
     }
     cross_checks(kind, name, version, line, record, state, out);
@@ -484,10 +551,7 @@ fn check_format(format: Format, v: &str) -> Option<ErrorCode> {
         Format::Month { zero_ok } => YearMonth::parse(v, zero_ok).is_some(),
         Format::Time => {
             v == "9999"
-                || (b.len() == 4
-                    && all_digits(b)
-                    && digits(&b[..2]) <= 23
-                    && digits(&b[2..]) <= 59)
+                || (b.len() == 4 && all_digits(b) && digits(&b[..2]) <= 23 && digits(&b[2..]) <= 59)
         }
         Format::Insurer => b.len() == 6 && all_digits(b),
         Format::Insured => {
@@ -495,13 +559,21 @@ fn check_format(format: Format, v: &str) -> Option<ErrorCode> {
         }
         Format::Office => b.len() == 10 && all_digits(b),
         Format::Kind => {
-            b.len() == 2 && b.iter().all(|c| c.is_ascii_digit() || c.is_ascii_uppercase())
+            b.len() == 2
+                && b.iter()
+                    .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase())
         }
         Format::ServiceCode => {
-            b.len() == 6 && b.iter().all(|c| c.is_ascii_digit() || c.is_ascii_uppercase())
+            b.len() == 6
+                && b.iter()
+                    .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase())
         }
         Format::Integer { max_digits, signed } => {
-            let d = if signed { b.strip_prefix(b"-").unwrap_or(b) } else { b };
+            let d = if signed {
+                b.strip_prefix(b"-").unwrap_or(b)
+            } else {
+                b
+            };
             !d.is_empty() && d.len() <= usize::from(max_digits) && all_digits(d)
         }
         Format::Decimal => {
@@ -568,22 +640,32 @@ fn cross_checks(
             && month != name_month.to_string()
         {
             let want = name_month.to_string();
-            out.push(line, mf as u32, ErrorCode::MonthNameMismatch, messages::Ctx {
-                value: Some(month),
-                expected: Some(&want),
-                ..Default::default()
-            });
+            out.push(
+                line,
+                mf as u32,
+                ErrorCode::MonthNameMismatch,
+                messages::Ctx {
+                    value: Some(month),
+                    expected: Some(&want),
+                    ..Default::default()
+                },
+            );
         }
         match &state.first_month {
             None => state.first_month = Some(month.to_string()),
             Some(first) if first != month && !state.month_mixed_reported => {
                 state.month_mixed_reported = true;
                 let first = first.clone();
-                out.push(line, mf as u32, ErrorCode::MonthMixed, messages::Ctx {
-                    value: Some(month),
-                    expected: Some(&first),
-                    ..Default::default()
-                });
+                out.push(
+                    line,
+                    mf as u32,
+                    ErrorCode::MonthMixed,
+                    messages::Ctx {
+                        value: Some(month),
+                        expected: Some(&first),
+                        ..Default::default()
+                    },
+                );
             }
             Some(_) => {}
         }
@@ -593,11 +675,16 @@ fn cross_checks(
             // Service date (field 10) inside the target month (field 5).
             let (month, date) = (f(5), f(10));
             if month.len() == 6 && is_real_date(date) && !date.starts_with(month) {
-                out.push(line, 10, ErrorCode::ServiceDateMonth, messages::Ctx {
-                    value: Some(date),
-                    expected: Some(month),
-                    ..Default::default()
-                });
+                out.push(
+                    line,
+                    10,
+                    ErrorCode::ServiceDateMonth,
+                    messages::Ctx {
+                        value: Some(date),
+                        expected: Some(month),
+                        ..Default::default()
+                    },
+                );
             }
             // 日割対象日 must not mark days the month does not have.
             let mask = f(11).as_bytes();
@@ -605,10 +692,15 @@ fn cross_checks(
                 let b = month.as_bytes();
                 let days = days_in_month(digits(&b[..4]), digits(&b[4..])) as usize;
                 if (1..=12).contains(&digits(&b[4..])) && mask[days..].contains(&b'1') {
-                    out.push(line, 11, ErrorCode::DayMask, messages::Ctx {
-                        value: Some(f(11)),
-                        ..Default::default()
-                    });
+                    out.push(
+                        line,
+                        11,
+                        ErrorCode::DayMask,
+                        messages::Ctx {
+                            value: Some(f(11)),
+                            ..Default::default()
+                        },
+                    );
                 }
             }
             // 福祉用具貸与 (17, 予防 67): a TAIS code or a 届出コード is required (V4 fields 16/17).
@@ -618,12 +710,18 @@ fn cross_checks(
                 && f(16).is_empty()
                 && f(17).is_empty()
             {
-                out.push(line, 16, ErrorCode::EquipmentCodeMissing, messages::Ctx::default());
+                out.push(
+                    line,
+                    16,
+                    ErrorCode::EquipmentCodeMissing,
+                    messages::Ctx::default(),
+                );
             }
         }
         FileKind::Up2Kyo => check_plan2(line, record, state, out),
         FileKind::Up3Kyo => {
-            let filled = |r: std::ops::RangeInclusive<usize>| r.into_iter().any(|n| !f(n).is_empty());
+            let filled =
+                |r: std::ops::RangeInclusive<usize>| r.into_iter().any(|n| !f(n).is_empty());
             if !filled(6..=9) && !filled(10..=12) && !filled(13..=13) {
                 out.push(line, 6, ErrorCode::Plan3RowEmpty, messages::Ctx::default());
             }
@@ -643,16 +741,33 @@ fn check_plan2(line: u64, record: &csv::ByteRecord, state: &mut FileState, out: 
     if let Some(first) = state.plan2_numbers.get(&key) {
         let at = first.to_string();
         let nums = format!("{}-{}-{}", key[3], key[4], key[5]);
-        out.push(line, 6, ErrorCode::Plan2NumberDuplicate, messages::Ctx {
-            value: Some(&nums),
-            expected: Some(&at),
-            ..Default::default()
-        });
+        out.push(
+            line,
+            6,
+            ErrorCode::Plan2NumberDuplicate,
+            messages::Ctx {
+                value: Some(&nums),
+                expected: Some(&at),
+                ..Default::default()
+            },
+        );
     } else {
         state.plan2_numbers.insert(key.clone(), line);
     }
-    let issue_key = [key[0].clone(), key[1].clone(), key[2].clone(), key[3].clone(), String::new()];
-    let goal_key = [key[0].clone(), key[1].clone(), key[2].clone(), key[3].clone(), key[4].clone()];
+    let issue_key = [
+        key[0].clone(),
+        key[1].clone(),
+        key[2].clone(),
+        key[3].clone(),
+        String::new(),
+    ];
+    let goal_key = [
+        key[0].clone(),
+        key[1].clone(),
+        key[2].clone(),
+        key[3].clone(),
+        key[4].clone(),
+    ];
     for (k, cols) in [(issue_key, &[7usize][..]), (goal_key, &[9usize, 10][..])] {
         let texts: Vec<String> = cols.iter().map(|c| f(*c)).collect();
         match state.plan2_texts.get_mut(&k) {
@@ -667,11 +782,16 @@ fn check_plan2(line: u64, record: &csv::ByteRecord, state: &mut FileState, out: 
                     if known[j].is_empty() {
                         known[j] = t.clone();
                     } else if &known[j] != t {
-                        out.push(line, cols[j] as u32, ErrorCode::Plan2TextConflict, messages::Ctx {
-                            value: Some(t),
-                            expected: Some(&known[j].clone()),
-                            ..Default::default()
-                        });
+                        out.push(
+                            line,
+                            cols[j] as u32,
+                            ErrorCode::Plan2TextConflict,
+                            messages::Ctx {
+                                value: Some(t),
+                                expected: Some(&known[j].clone()),
+                                ..Default::default()
+                            },
+                        );
                     }
                 }
             }

@@ -1,0 +1,288 @@
+//! The sealed envelope and the signed ack: round trips and every tamper case.
+
+use ed25519_dalek::SigningKey;
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use renkei_protocol::ack::{Ack, AckError, AckFinding, Verdict};
+use renkei_protocol::envelope::{
+    EnvelopeError, EnvelopeHeader, MessageId, OpenParams, SealParams, open, seal,
+};
+use renkei_protocol::{OfficeNumber, sha256};
+use x25519_dalek::StaticSecret;
+
+struct Office {
+    number: OfficeNumber,
+    sign: SigningKey,
+    enc: StaticSecret,
+}
+
+fn office(n: &str, seed: u8) -> Office {
+    Office {
+        number: OfficeNumber::parse(n).unwrap(),
+        sign: SigningKey::from_bytes(&[seed; 32]),
+        enc: StaticSecret::from([seed.wrapping_add(100); 32]),
+    }
+}
+
+fn cm() -> Office {
+    office("1310000001", 1)
+}
+fn svc() -> Office {
+    office("1310000011", 2)
+}
+
+const NOW: u64 = 1_790_000_000;
+const NAME: &str = "UPPLAN_202610_1310000001_43_1310000011_11_20260928103000.CSV";
+
+fn seal_for(from: &Office, to: &Office, id: u8, plaintext: &[u8], chunk: u32) -> Vec<u8> {
+    let params = SealParams {
+        message_id: MessageId([id; 16]),
+        created_at: NOW,
+        sender_office: from.number,
+        recipient_office: to.number,
+        recipient_key: x25519_dalek::PublicKey::from(&to.enc).to_bytes(),
+        file_name: NAME,
+        plaintext_len: plaintext.len() as u64,
+        plaintext_hash: sha256(plaintext),
+        chunk_size: chunk,
+    };
+    seal(&params, plaintext, &from.sign, &mut ChaCha20Rng::seed_from_u64(u64::from(id))).unwrap()
+}
+
+fn never(_: &MessageId) -> bool {
+    false
+}
+
+fn open_as(
+    to: &Office,
+    from: &Office,
+    bytes: &[u8],
+) -> Result<(EnvelopeHeader, Vec<u8>), EnvelopeError> {
+    let secrets = [to.enc.clone()];
+    let keys = [from.sign.verifying_key()];
+    open(bytes, &OpenParams {
+        recipient_office: to.number,
+        recipient_secrets: &secrets,
+        sender_keys: &keys,
+        now: NOW + 60,
+        max_age: 30 * 86400,
+        max_skew: 600,
+        seen: &never,
+    })
+}
+
+fn sample(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 + 3) as u8).collect()
+}
+
+#[test]
+fn round_trips_every_size_boundary() {
+    for len in [0usize, 1, 63, 64, 65, 128, 200, 1000] {
+        let pt = sample(len);
+        let env = seal_for(&cm(), &svc(), 1, &pt, 64);
+        let (header, opened) = open_as(&svc(), &cm(), &env).unwrap();
+        assert_eq!(opened, pt, "len {len}");
+        assert_eq!(header.file_name, NAME);
+        assert_eq!(header.plaintext_hash, sha256(&pt));
+    }
+}
+
+#[test]
+fn every_tampered_byte_is_refused() {
+    let pt = sample(150);
+    let env = seal_for(&cm(), &svc(), 1, &pt, 64);
+    let (_, header_len) = EnvelopeHeader::parse(&env).unwrap();
+    for i in 0..env.len() {
+        let mut bad = env.clone();
+        bad[i] ^= 0x01;
+        let err = open_as(&svc(), &cm(), &bad).expect_err(&format!("byte {i} flipped was accepted"));
+        if i >= header_len {
+            // A body byte: the chunk it belongs to fails authentication.
+            let chunk = ((i - header_len) / (64 + 16)) as u64;
+            assert_eq!(err, EnvelopeError::ChunkAuth(chunk), "byte {i}");
+        }
+    }
+}
+
+#[test]
+fn header_tamper_is_a_bad_signature() {
+    let env = seal_for(&cm(), &svc(), 1, &sample(100), 64);
+    // The creation time (bytes 24..32) is covered by the signature only.
+    let mut bad = env.clone();
+    bad[30] ^= 0x80;
+    assert_eq!(open_as(&svc(), &cm(), &bad).unwrap_err(), EnvelopeError::BadSignature);
+    // So is the file name.
+    let mut bad = env.clone();
+    let at = env.windows(6).position(|w| w == b"UPPLAN").unwrap();
+    bad[at] = b'X';
+    assert_eq!(open_as(&svc(), &cm(), &bad).unwrap_err(), EnvelopeError::BadSignature);
+}
+
+#[test]
+fn wrong_key_is_refused() {
+    let env = seal_for(&cm(), &svc(), 1, &sample(100), 64);
+    let mut rotated = svc();
+    rotated.enc = StaticSecret::from([9u8; 32]);
+    assert_eq!(open_as(&rotated, &cm(), &env).unwrap_err(), EnvelopeError::WrongRecipientKey);
+}
+
+#[test]
+fn sender_key_not_in_directory_is_refused() {
+    let mut impostor = cm();
+    impostor.sign = SigningKey::from_bytes(&[77; 32]);
+    let env = seal_for(&impostor, &svc(), 1, &sample(100), 64);
+    assert_eq!(
+        open_as(&svc(), &cm(), &env).unwrap_err(),
+        EnvelopeError::UnknownSenderKey(cm().number)
+    );
+}
+
+#[test]
+fn swapped_recipient_is_refused() {
+    let other = office("1310000021", 3);
+    let env = seal_for(&cm(), &other, 1, &sample(100), 64);
+    assert_eq!(
+        open_as(&svc(), &cm(), &env).unwrap_err(),
+        EnvelopeError::WrongRecipient(other.number)
+    );
+}
+
+#[test]
+fn truncated_stream_is_refused() {
+    let env = seal_for(&cm(), &svc(), 1, &sample(150), 64);
+    // Drop the last chunk entirely, or cut inside it, or cut inside the header.
+    let last_chunk = 150 - 128 + 16;
+    for cut in [last_chunk, 1, 17, 80] {
+        let err = open_as(&svc(), &cm(), &env[..env.len() - cut]).unwrap_err();
+        assert_eq!(err, EnvelopeError::Truncated, "cut {cut}");
+    }
+    assert_eq!(open_as(&svc(), &cm(), &env[..100]).unwrap_err(), EnvelopeError::Incomplete);
+}
+
+#[test]
+fn reordered_chunks_are_refused() {
+    let env = seal_for(&cm(), &svc(), 1, &sample(128), 64);
+    let (_, h) = EnvelopeHeader::parse(&env).unwrap();
+    let mut bad = env[..h].to_vec();
+    bad.extend_from_slice(&env[h + 80..h + 160]);
+    bad.extend_from_slice(&env[h..h + 80]);
+    assert_eq!(open_as(&svc(), &cm(), &bad).unwrap_err(), EnvelopeError::ChunkAuth(0));
+}
+
+#[test]
+fn appended_data_is_refused() {
+    let mut env = seal_for(&cm(), &svc(), 1, &sample(100), 64);
+    env.push(0);
+    assert_eq!(open_as(&svc(), &cm(), &env).unwrap_err(), EnvelopeError::TrailingData);
+}
+
+#[test]
+fn replayed_header_is_refused() {
+    let env = seal_for(&cm(), &svc(), 5, &sample(100), 64);
+    let secrets = [svc().enc.clone()];
+    let keys = [cm().sign.verifying_key()];
+    let seen = |id: &MessageId| *id == MessageId([5; 16]);
+    let err = open(&env, &OpenParams {
+        recipient_office: svc().number,
+        recipient_secrets: &secrets,
+        sender_keys: &keys,
+        now: NOW,
+        max_age: 86400,
+        max_skew: 600,
+        seen: &seen,
+    })
+    .unwrap_err();
+    assert_eq!(err, EnvelopeError::Replayed(MessageId([5; 16])));
+}
+
+#[test]
+fn header_spliced_onto_another_body_is_refused() {
+    let a = seal_for(&cm(), &svc(), 1, &sample(100), 64);
+    let b = seal_for(&cm(), &svc(), 2, &sample(100), 64);
+    let (_, ha) = EnvelopeHeader::parse(&a).unwrap();
+    let (_, hb) = EnvelopeHeader::parse(&b).unwrap();
+    let mut spliced = a[..ha].to_vec();
+    spliced.extend_from_slice(&b[hb..]);
+    assert_eq!(open_as(&svc(), &cm(), &spliced).unwrap_err(), EnvelopeError::ChunkAuth(0));
+}
+
+#[test]
+fn stale_and_future_envelopes_are_refused() {
+    let env = seal_for(&cm(), &svc(), 1, &sample(10), 64);
+    let secrets = [svc().enc.clone()];
+    let keys = [cm().sign.verifying_key()];
+    let at = |now: u64| {
+        open(&env, &OpenParams {
+            recipient_office: svc().number,
+            recipient_secrets: &secrets,
+            sender_keys: &keys,
+            now,
+            max_age: 86400,
+            max_skew: 600,
+            seen: &never,
+        })
+    };
+    assert_eq!(at(NOW + 2 * 86400).unwrap_err(), EnvelopeError::TooOld);
+    assert_eq!(at(NOW - 3600).unwrap_err(), EnvelopeError::FromFuture);
+    assert!(at(NOW).is_ok());
+}
+
+#[test]
+fn version_and_magic_are_checked() {
+    let env = seal_for(&cm(), &svc(), 1, &sample(10), 64);
+    let mut bad = env.clone();
+    bad[7] = 2;
+    assert_eq!(open_as(&svc(), &cm(), &bad).unwrap_err(), EnvelopeError::UnsupportedVersion(2));
+    let mut bad = env.clone();
+    bad[0] = b'X';
+    assert_eq!(open_as(&svc(), &cm(), &bad).unwrap_err(), EnvelopeError::BadMagic);
+}
+
+fn ack(verdict: Verdict) -> Ack {
+    Ack::sign(
+        MessageId([1; 16]),
+        sha256(b"x"),
+        cm().number,
+        svc().number,
+        NOW,
+        verdict,
+        &svc().sign,
+    )
+}
+
+#[test]
+fn ack_round_trips_and_verifies() {
+    for v in [
+        Verdict::Accepted,
+        Verdict::Rejected(vec![AckFinding { line: 3, field: 10, code: "DATE".into() }]),
+    ] {
+        let a = ack(v);
+        let parsed = Ack::parse(&a.to_bytes()).unwrap();
+        assert_eq!(parsed, a);
+        parsed.verify(&MessageId([1; 16]), &sha256(b"x"), &[svc().sign.verifying_key()]).unwrap();
+    }
+}
+
+#[test]
+fn ack_tampering_is_refused() {
+    let a = ack(Verdict::Rejected(vec![AckFinding { line: 3, field: 10, code: "DATE".into() }]));
+    let bytes = a.to_bytes();
+    let keys = [svc().sign.verifying_key()];
+    for i in 0..bytes.len() {
+        let mut bad = bytes.clone();
+        bad[i] ^= 0x01;
+        let ok = Ack::parse(&bad)
+            .and_then(|p| p.verify(&MessageId([1; 16]), &sha256(b"x"), &keys))
+            .is_ok();
+        assert!(!ok, "ack byte {i} flipped was accepted");
+    }
+    assert_eq!(a.verify(&MessageId([2; 16]), &sha256(b"x"), &keys), Err(AckError::WrongMessage));
+    assert_eq!(a.verify(&MessageId([1; 16]), &sha256(b"y"), &keys), Err(AckError::WrongHash));
+    assert_eq!(
+        a.verify(&MessageId([1; 16]), &sha256(b"x"), &[cm().sign.verifying_key()]),
+        Err(AckError::UnknownKey(svc().number))
+    );
+    let mut forged = a.clone();
+    forged.verdict = Verdict::Accepted;
+    assert_eq!(forged.verify(&MessageId([1; 16]), &sha256(b"x"), &keys), Err(AckError::BadSignature));
+}
