@@ -21,6 +21,6 @@ pub use name::{
 };
 pub mod ack;
 pub mod envelope;
-mod wire;
+pub mod wire;
 
 pub use wire::sha256;

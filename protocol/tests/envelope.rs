@@ -46,7 +46,13 @@ fn seal_for(from: &Office, to: &Office, id: u8, plaintext: &[u8], chunk: u32) ->
         plaintext_hash: sha256(plaintext),
         chunk_size: chunk,
     };
-    seal(&params, plaintext, &from.sign, &mut ChaCha20Rng::seed_from_u64(u64::from(id))).unwrap()
+    seal(
+        &params,
+        plaintext,
+        &from.sign,
+        &mut ChaCha20Rng::seed_from_u64(u64::from(id)),
+    )
+    .unwrap()
 }
 
 fn never(_: &MessageId) -> bool {
@@ -60,15 +66,18 @@ fn open_as(
 ) -> Result<(EnvelopeHeader, Vec<u8>), EnvelopeError> {
     let secrets = [to.enc.clone()];
     let keys = [from.sign.verifying_key()];
-    open(bytes, &OpenParams {
-        recipient_office: to.number,
-        recipient_secrets: &secrets,
-        sender_keys: &keys,
-        now: NOW + 60,
-        max_age: 30 * 86400,
-        max_skew: 600,
-        seen: &never,
-    })
+    open(
+        bytes,
+        &OpenParams {
+            recipient_office: to.number,
+            recipient_secrets: &secrets,
+            sender_keys: &keys,
+            now: NOW + 60,
+            max_age: 30 * 86400,
+            max_skew: 600,
+            seen: &never,
+        },
+    )
 }
 
 fn sample(len: usize) -> Vec<u8> {
@@ -95,7 +104,8 @@ fn every_tampered_byte_is_refused() {
     for i in 0..env.len() {
         let mut bad = env.clone();
         bad[i] ^= 0x01;
-        let err = open_as(&svc(), &cm(), &bad).expect_err(&format!("byte {i} flipped was accepted"));
+        let err =
+            open_as(&svc(), &cm(), &bad).expect_err(&format!("byte {i} flipped was accepted"));
         if i >= header_len {
             // A body byte: the chunk it belongs to fails authentication.
             let chunk = ((i - header_len) / (64 + 16)) as u64;
@@ -110,12 +120,18 @@ fn header_tamper_is_a_bad_signature() {
     // The creation time (bytes 24..32) is covered by the signature only.
     let mut bad = env.clone();
     bad[30] ^= 0x80;
-    assert_eq!(open_as(&svc(), &cm(), &bad).unwrap_err(), EnvelopeError::BadSignature);
+    assert_eq!(
+        open_as(&svc(), &cm(), &bad).unwrap_err(),
+        EnvelopeError::BadSignature
+    );
     // So is the file name.
     let mut bad = env.clone();
     let at = env.windows(6).position(|w| w == b"UPPLAN").unwrap();
     bad[at] = b'X';
-    assert_eq!(open_as(&svc(), &cm(), &bad).unwrap_err(), EnvelopeError::BadSignature);
+    assert_eq!(
+        open_as(&svc(), &cm(), &bad).unwrap_err(),
+        EnvelopeError::BadSignature
+    );
 }
 
 #[test]
@@ -123,7 +139,10 @@ fn wrong_key_is_refused() {
     let env = seal_for(&cm(), &svc(), 1, &sample(100), 64);
     let mut rotated = svc();
     rotated.enc = StaticSecret::from([9u8; 32]);
-    assert_eq!(open_as(&rotated, &cm(), &env).unwrap_err(), EnvelopeError::WrongRecipientKey);
+    assert_eq!(
+        open_as(&rotated, &cm(), &env).unwrap_err(),
+        EnvelopeError::WrongRecipientKey
+    );
 }
 
 #[test]
@@ -156,7 +175,10 @@ fn truncated_stream_is_refused() {
         let err = open_as(&svc(), &cm(), &env[..env.len() - cut]).unwrap_err();
         assert_eq!(err, EnvelopeError::Truncated, "cut {cut}");
     }
-    assert_eq!(open_as(&svc(), &cm(), &env[..100]).unwrap_err(), EnvelopeError::Incomplete);
+    assert_eq!(
+        open_as(&svc(), &cm(), &env[..100]).unwrap_err(),
+        EnvelopeError::Incomplete
+    );
 }
 
 #[test]
@@ -166,14 +188,20 @@ fn reordered_chunks_are_refused() {
     let mut bad = env[..h].to_vec();
     bad.extend_from_slice(&env[h + 80..h + 160]);
     bad.extend_from_slice(&env[h..h + 80]);
-    assert_eq!(open_as(&svc(), &cm(), &bad).unwrap_err(), EnvelopeError::ChunkAuth(0));
+    assert_eq!(
+        open_as(&svc(), &cm(), &bad).unwrap_err(),
+        EnvelopeError::ChunkAuth(0)
+    );
 }
 
 #[test]
 fn appended_data_is_refused() {
     let mut env = seal_for(&cm(), &svc(), 1, &sample(100), 64);
     env.push(0);
-    assert_eq!(open_as(&svc(), &cm(), &env).unwrap_err(), EnvelopeError::TrailingData);
+    assert_eq!(
+        open_as(&svc(), &cm(), &env).unwrap_err(),
+        EnvelopeError::TrailingData
+    );
 }
 
 #[test]
@@ -182,15 +210,18 @@ fn replayed_header_is_refused() {
     let secrets = [svc().enc.clone()];
     let keys = [cm().sign.verifying_key()];
     let seen = |id: &MessageId| *id == MessageId([5; 16]);
-    let err = open(&env, &OpenParams {
-        recipient_office: svc().number,
-        recipient_secrets: &secrets,
-        sender_keys: &keys,
-        now: NOW,
-        max_age: 86400,
-        max_skew: 600,
-        seen: &seen,
-    })
+    let err = open(
+        &env,
+        &OpenParams {
+            recipient_office: svc().number,
+            recipient_secrets: &secrets,
+            sender_keys: &keys,
+            now: NOW,
+            max_age: 86400,
+            max_skew: 600,
+            seen: &seen,
+        },
+    )
     .unwrap_err();
     assert_eq!(err, EnvelopeError::Replayed(MessageId([5; 16])));
 }
@@ -203,7 +234,10 @@ fn header_spliced_onto_another_body_is_refused() {
     let (_, hb) = EnvelopeHeader::parse(&b).unwrap();
     let mut spliced = a[..ha].to_vec();
     spliced.extend_from_slice(&b[hb..]);
-    assert_eq!(open_as(&svc(), &cm(), &spliced).unwrap_err(), EnvelopeError::ChunkAuth(0));
+    assert_eq!(
+        open_as(&svc(), &cm(), &spliced).unwrap_err(),
+        EnvelopeError::ChunkAuth(0)
+    );
 }
 
 #[test]
@@ -212,15 +246,18 @@ fn stale_and_future_envelopes_are_refused() {
     let secrets = [svc().enc.clone()];
     let keys = [cm().sign.verifying_key()];
     let at = |now: u64| {
-        open(&env, &OpenParams {
-            recipient_office: svc().number,
-            recipient_secrets: &secrets,
-            sender_keys: &keys,
-            now,
-            max_age: 86400,
-            max_skew: 600,
-            seen: &never,
-        })
+        open(
+            &env,
+            &OpenParams {
+                recipient_office: svc().number,
+                recipient_secrets: &secrets,
+                sender_keys: &keys,
+                now,
+                max_age: 86400,
+                max_skew: 600,
+                seen: &never,
+            },
+        )
     };
     assert_eq!(at(NOW + 2 * 86400).unwrap_err(), EnvelopeError::TooOld);
     assert_eq!(at(NOW - 3600).unwrap_err(), EnvelopeError::FromFuture);
@@ -232,10 +269,16 @@ fn version_and_magic_are_checked() {
     let env = seal_for(&cm(), &svc(), 1, &sample(10), 64);
     let mut bad = env.clone();
     bad[7] = 2;
-    assert_eq!(open_as(&svc(), &cm(), &bad).unwrap_err(), EnvelopeError::UnsupportedVersion(2));
+    assert_eq!(
+        open_as(&svc(), &cm(), &bad).unwrap_err(),
+        EnvelopeError::UnsupportedVersion(2)
+    );
     let mut bad = env.clone();
     bad[0] = b'X';
-    assert_eq!(open_as(&svc(), &cm(), &bad).unwrap_err(), EnvelopeError::BadMagic);
+    assert_eq!(
+        open_as(&svc(), &cm(), &bad).unwrap_err(),
+        EnvelopeError::BadMagic
+    );
 }
 
 fn ack(verdict: Verdict) -> Ack {
@@ -254,18 +297,32 @@ fn ack(verdict: Verdict) -> Ack {
 fn ack_round_trips_and_verifies() {
     for v in [
         Verdict::Accepted,
-        Verdict::Rejected(vec![AckFinding { line: 3, field: 10, code: "DATE".into() }]),
+        Verdict::Rejected(vec![AckFinding {
+            line: 3,
+            field: 10,
+            code: "DATE".into(),
+        }]),
     ] {
         let a = ack(v);
         let parsed = Ack::parse(&a.to_bytes()).unwrap();
         assert_eq!(parsed, a);
-        parsed.verify(&MessageId([1; 16]), &sha256(b"x"), &[svc().sign.verifying_key()]).unwrap();
+        parsed
+            .verify(
+                &MessageId([1; 16]),
+                &sha256(b"x"),
+                &[svc().sign.verifying_key()],
+            )
+            .unwrap();
     }
 }
 
 #[test]
 fn ack_tampering_is_refused() {
-    let a = ack(Verdict::Rejected(vec![AckFinding { line: 3, field: 10, code: "DATE".into() }]));
+    let a = ack(Verdict::Rejected(vec![AckFinding {
+        line: 3,
+        field: 10,
+        code: "DATE".into(),
+    }]));
     let bytes = a.to_bytes();
     let keys = [svc().sign.verifying_key()];
     for i in 0..bytes.len() {
@@ -276,13 +333,26 @@ fn ack_tampering_is_refused() {
             .is_ok();
         assert!(!ok, "ack byte {i} flipped was accepted");
     }
-    assert_eq!(a.verify(&MessageId([2; 16]), &sha256(b"x"), &keys), Err(AckError::WrongMessage));
-    assert_eq!(a.verify(&MessageId([1; 16]), &sha256(b"y"), &keys), Err(AckError::WrongHash));
     assert_eq!(
-        a.verify(&MessageId([1; 16]), &sha256(b"x"), &[cm().sign.verifying_key()]),
+        a.verify(&MessageId([2; 16]), &sha256(b"x"), &keys),
+        Err(AckError::WrongMessage)
+    );
+    assert_eq!(
+        a.verify(&MessageId([1; 16]), &sha256(b"y"), &keys),
+        Err(AckError::WrongHash)
+    );
+    assert_eq!(
+        a.verify(
+            &MessageId([1; 16]),
+            &sha256(b"x"),
+            &[cm().sign.verifying_key()]
+        ),
         Err(AckError::UnknownKey(svc().number))
     );
     let mut forged = a.clone();
     forged.verdict = Verdict::Accepted;
-    assert_eq!(forged.verify(&MessageId([1; 16]), &sha256(b"x"), &keys), Err(AckError::BadSignature));
+    assert_eq!(
+        forged.verify(&MessageId([1; 16]), &sha256(b"x"), &keys),
+        Err(AckError::BadSignature)
+    );
 }
