@@ -63,7 +63,7 @@ pub enum Format {
     Date { zero_ok: bool },
     /// `YYYYMM`; `000000` too when `zero_ok`.
     Month { zero_ok: bool },
-    /// `HHMM` from 0000 to 2359, or `9999` (no time shown).
+    /// `HHMM` from 0000 to 2359, `2400` (end of day), or `9999` (no time shown).
     Time,
     /// 保険者番号: 6 digits.
     Insurer,

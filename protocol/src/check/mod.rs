@@ -550,7 +550,9 @@ fn check_format(format: Format, v: &str) -> Option<ErrorCode> {
         Format::Date { zero_ok } => (zero_ok && v == "00000000") || is_real_date(v),
         Format::Month { zero_ok } => YearMonth::parse(v, zero_ok).is_some(),
         Format::Time => {
+            // 2400 (end of the day) is accepted: 第3表's weekly chart runs to 24:00.
             v == "9999"
+                || v == "2400"
                 || (b.len() == 4 && all_digits(b) && digits(&b[..2]) <= 23 && digits(&b[2..]) <= 59)
         }
         Format::Insurer => b.len() == 6 && all_digits(b),
