@@ -118,12 +118,16 @@ impl RegionWorkspace {
             .entries
             .get_mut(&req.office)
             .ok_or(WorkspaceError::NotFound(req.office))?;
+        // Only the newest key may hand over: a key already rotated out (perhaps because it
+        // leaked) must not be able to rotate the office to a key of its choosing in the overlap.
         let old = e
             .keys
-            .iter_mut()
-            .find(|k| k.identity == req.old_identity)
+            .last_mut()
+            .filter(|k| k.identity == req.old_identity)
             .ok_or(WorkspaceError::NotCurrentKey)?;
-        old.valid_until = old.valid_until.min(req.new_key.valid_from + overlap);
+        old.valid_until = old
+            .valid_until
+            .min(req.new_key.valid_from.saturating_add(overlap));
         e.keys.push(req.new_key.clone());
         Ok(())
     }

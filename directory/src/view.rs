@@ -62,6 +62,9 @@ pub struct Directory {
     floors: BTreeMap<String, u64>,
     /// Identity key → office, for the connection gate.
     by_key: HashMap<[u8; 32], OfficeNumber>,
+    /// Whether two offices list the same identity key; then the index is rebuilt whole on each
+    /// change (the last region in id order wins), else kept up to date region by region.
+    shared_keys: bool,
 }
 
 impl Directory {
@@ -72,6 +75,7 @@ impl Directory {
             regions: BTreeMap::new(),
             floors: BTreeMap::new(),
             by_key: HashMap::new(),
+            shared_keys: false,
         }
     }
 
@@ -159,13 +163,16 @@ impl Directory {
             .regions
             .get(&region)
             .ok_or_else(|| DirectoryError::UnknownRegion(region.clone()))?;
-        if delta.to_seq <= current.seq {
+        // The floor matters here too: after a restart from an older cached snapshot, a delta
+        // must not lead to a state older than one already accepted.
+        let floor = self.floors.get(&region).copied().unwrap_or(0);
+        if delta.to_seq <= current.seq || delta.to_seq < floor {
             if delta.to_seq == current.seq && delta.result_digest == current.digest {
                 return Ok(Applied::Unchanged);
             }
             return Err(DirectoryError::Rollback {
                 region,
-                have: current.seq,
+                have: current.seq.max(floor),
                 got: delta.to_seq,
             });
         }
@@ -201,28 +208,74 @@ impl Directory {
 
     fn install(&mut self, state: RegionState) -> Result<Applied, DirectoryError> {
         let region = state.cert.region.clone();
-        // An office may be vouched for by one region only.
+        // An office may be vouched for by one region only. Every entry lies in its region's
+        // prefectures, so only regions whose certificates share a prefecture can overlap.
         for (id, other) in &self.regions {
-            if *id == region {
+            if *id == region
+                || !other
+                    .cert
+                    .prefectures
+                    .iter()
+                    .any(|p| state.cert.prefectures.contains(p))
+            {
                 continue;
             }
-            if let Some(o) = state.entries.keys().find(|o| other.entries.contains_key(o)) {
+            let (few, many) = if state.entries.len() <= other.entries.len() {
+                (&state.entries, &other.entries)
+            } else {
+                (&other.entries, &state.entries)
+            };
+            if let Some(o) = few.keys().find(|o| many.contains_key(o)) {
                 return Err(DirectoryError::Conflict(*o));
             }
         }
         let seq = state.seq;
-        self.regions.insert(region.clone(), state);
+        let old = self.regions.insert(region.clone(), state);
         self.set_floor(&region, seq);
-        self.reindex();
+        self.index(&region, old);
         Ok(Applied::Updated { region, seq })
+    }
+
+    /// Updates the key index for `region`, which replaced `old`.
+    fn index(&mut self, region: &str, old: Option<RegionState>) {
+        if !self.shared_keys {
+            for e in old.iter().flat_map(|r| r.entries.values()) {
+                for k in &e.keys {
+                    if self.by_key.get(&k.identity) == Some(&e.office) {
+                        self.by_key.remove(&k.identity);
+                    }
+                }
+            }
+            let new = &self.regions[region];
+            self.by_key.reserve(new.entries.len());
+            'entries: for e in new.entries.values() {
+                for k in &e.keys {
+                    if let Some(prev) = self.by_key.insert(k.identity, e.office)
+                        && prev != e.office
+                    {
+                        self.shared_keys = true;
+                        break 'entries;
+                    }
+                }
+            }
+            if !self.shared_keys {
+                return;
+            }
+        }
+        self.reindex();
     }
 
     fn reindex(&mut self) {
         self.by_key.clear();
+        self.shared_keys = false;
         for r in self.regions.values() {
             for e in r.entries.values() {
                 for k in &e.keys {
-                    self.by_key.insert(k.identity, e.office);
+                    if let Some(prev) = self.by_key.insert(k.identity, e.office)
+                        && prev != e.office
+                    {
+                        self.shared_keys = true;
+                    }
                 }
             }
         }

@@ -1,1 +1,605 @@
-fn main() {}
+//! `renkei`: the one command of renkei. See `renkei --help` and README.md.
+
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use renkei_directory::{Anchor, NodeInfo};
+use renkei_node::home::Home;
+use renkei_node::{admin, demo, dirserve, dirsync, node, receipts};
+use renkei_protocol::{OfficeNumber, ServiceKind};
+
+#[derive(Parser)]
+#[command(
+    name = "renkei",
+    version,
+    about = "renkei (連携): peer-to-peer exchange of care-plan files between care offices"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Check files against the ケアプラン標準仕様 (exit 0: all valid, 1: some invalid, 2: usage).
+    Check {
+        /// Print a JSON array instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Files to check.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Create an office's home folder: keys, renkei.toml and enrollment.json.
+    Init {
+        /// The home folder to create.
+        #[arg(long)]
+        home: PathBuf,
+        /// 事業所番号 (10 digits).
+        #[arg(long)]
+        office: String,
+        /// 事業所名.
+        #[arg(long)]
+        name: String,
+        /// サービス種類コード the office acts as (repeat for several), e.g. 43.
+        #[arg(long = "kind")]
+        kinds: Vec<String>,
+        /// libp2p listen address (repeat), e.g. /ip4/0.0.0.0/tcp/4701.
+        #[arg(long)]
+        listen: Vec<String>,
+        /// Address to publish in the directory (repeat); defaults to the listen addresses.
+        #[arg(long)]
+        advertise: Vec<String>,
+        /// Directory node to sync from (repeat): a multiaddr ending in /p2p/<PeerId>.
+        #[arg(long = "directory-node")]
+        directory_nodes: Vec<String>,
+        /// The trust anchor file from your association.
+        #[arg(long)]
+        anchor: Option<PathBuf>,
+    },
+    /// Run the office node in the foreground (stop with Ctrl-C or SIGTERM).
+    Run {
+        /// The office's home folder.
+        #[arg(long)]
+        home: PathBuf,
+    },
+    /// Show the node's identity, directory freshness, peers, counts and recent errors.
+    Status {
+        /// The office's home folder.
+        #[arg(long)]
+        home: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the receipts and verify their hash chain and ack signatures.
+    Receipts {
+        /// The office's home folder.
+        #[arg(long)]
+        home: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a whole month on loopback: a region, a directory node, a care-management office and
+    /// three service offices exchanging the bundled sample files.
+    Demo {
+        /// Where to put everything (default: a new temporary folder).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Exit once every file is acknowledged (0), or fail after the timeout.
+        #[arg(long)]
+        exit_after_delivery: bool,
+        /// Seconds to wait for delivery.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
+    /// Directory operations for associations (regions) and directory nodes.
+    #[command(subcommand)]
+    Directory(DirCmd),
+}
+
+#[derive(Subcommand)]
+enum DirCmd {
+    /// Create the federation's root key and trust anchor.
+    RootInit {
+        /// Folder for root.key and anchor.json.
+        #[arg(long)]
+        out: PathBuf,
+        /// The federation's name.
+        #[arg(long, default_value = "renkei")]
+        federation: String,
+    },
+    /// Create a region authority certified by the root.
+    RegionInit {
+        /// The root key file.
+        #[arg(long)]
+        root_key: PathBuf,
+        /// Folder for region.key and region.json.
+        #[arg(long)]
+        out: PathBuf,
+        /// Region id, e.g. 13-tokyo.
+        #[arg(long)]
+        region: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// Prefecture codes it vouches for, e.g. 13,14.
+        #[arg(long, value_delimiter = ',', required = true)]
+        prefectures: Vec<u8>,
+        /// Years the certificate is valid.
+        #[arg(long, default_value_t = 5)]
+        years: u64,
+    },
+    /// Approve offices' enrollment requests.
+    Approve {
+        /// The region folder.
+        #[arg(long)]
+        region: PathBuf,
+        /// enrollment.json files.
+        #[arg(required = true)]
+        requests: Vec<PathBuf>,
+    },
+    /// Revoke an office (effective from the next publish).
+    Revoke {
+        /// The region folder.
+        #[arg(long)]
+        region: PathBuf,
+        /// 事業所番号.
+        #[arg(long)]
+        office: String,
+    },
+    /// List a directory node in the region's snapshots.
+    AddNode {
+        /// The region folder.
+        #[arg(long)]
+        region: PathBuf,
+        /// The node's public key (hex), as printed by node-init.
+        #[arg(long)]
+        key: String,
+        /// Its libp2p addresses (repeat).
+        #[arg(long = "addr")]
+        addrs: Vec<String>,
+        /// Its HTTP base URL.
+        #[arg(long)]
+        http: Option<String>,
+    },
+    /// Publish the next signed snapshot (and delta) into a folder.
+    Publish {
+        /// The region folder.
+        #[arg(long)]
+        region: PathBuf,
+        /// The folder a directory node serves.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Create a directory node's identity key.
+    NodeInit {
+        /// The key file to create.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Run a directory node.
+    Serve {
+        /// The folder of published files.
+        #[arg(long)]
+        data: PathBuf,
+        /// The trust anchor.
+        #[arg(long)]
+        anchor: PathBuf,
+        /// The node's key file (from node-init).
+        #[arg(long)]
+        identity: PathBuf,
+        /// libp2p listen address (repeat).
+        #[arg(long)]
+        listen: Vec<String>,
+        /// HTTP listen address, e.g. 127.0.0.1:4780.
+        #[arg(long)]
+        http: Option<std::net::SocketAddr>,
+        /// Another directory node's HTTP base URL to mirror (repeat).
+        #[arg(long = "mirror")]
+        mirrors: Vec<String>,
+        /// Seconds between mirror pulls.
+        #[arg(long, default_value_t = 60)]
+        refresh_secs: u64,
+    },
+    /// Verify snapshot files against an anchor (exit 0: all good, 1: a file failed).
+    Verify {
+        /// The trust anchor.
+        #[arg(long)]
+        anchor: PathBuf,
+        /// .snapshot files, oldest first.
+        #[arg(required = true)]
+        snapshots: Vec<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RENKEI_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("renkei_node=info,warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("renkei: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.cmd {
+        Cmd::Check { json, files } => check(json, &files),
+        Cmd::Init {
+            home,
+            office,
+            name,
+            kinds,
+            listen,
+            advertise,
+            directory_nodes,
+            anchor,
+        } => {
+            let office = OfficeNumber::parse(&office).context(
+                "--office は10桁の事業所番号です / --office must be the 10-digit office number",
+            )?;
+            let kinds = kinds
+                .iter()
+                .map(|k| ServiceKind::parse(k).with_context(|| format!("--kind {k}: 2桁のサービス種類コードです / must be a 2-character service kind code")))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            anyhow::ensure!(
+                !kinds.is_empty(),
+                "--kind を1つ以上指定してください（例: 43）/ give at least one --kind (e.g. 43)"
+            );
+            let home = Home::new(home);
+            let req = admin::init_office(
+                &home,
+                &admin::OfficeSetup {
+                    office,
+                    name,
+                    kinds,
+                    listen,
+                    advertise,
+                    directory_nodes,
+                    anchor,
+                },
+            )?;
+            println!("created {} for office {}", home.root.display(), req.office);
+            println!(
+                "identity (PeerId): {}",
+                renkei_node::net::peer_id_of(&req.identity)
+                    .map(|p| p.to_string())
+                    .unwrap_or_default()
+            );
+            println!(
+                "send {} to your association to be approved",
+                home.root.join("enrollment.json").display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Run { home } => {
+            runtime()?.block_on(node::run(Home::new(home)))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Status { home, json } => status(&Home::new(home), json),
+        Cmd::Receipts { home, json } => receipts_cmd(&Home::new(home), json),
+        Cmd::Demo {
+            dir,
+            exit_after_delivery,
+            timeout,
+        } => {
+            let ok = runtime()?.block_on(demo::run(
+                dir,
+                exit_after_delivery,
+                std::time::Duration::from_secs(timeout),
+            ))?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Cmd::Directory(d) => directory(d),
+    }
+}
+
+fn check(json: bool, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let mut reports = Vec::new();
+    for f in files {
+        let bytes = std::fs::read(f).with_context(|| {
+            format!(
+                "ファイル {} を読めません / cannot read {}",
+                f.display(),
+                f.display()
+            )
+        })?;
+        let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let mut r = renkei_protocol::check_bytes(name, &bytes);
+        r.file = f.display().to_string();
+        reports.push(r);
+    }
+    let all_ok = reports.iter().all(|r| r.valid);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    } else {
+        for r in &reports {
+            if r.valid {
+                println!("ok  {}", r.file);
+                continue;
+            }
+            println!("NG  {} ({} errors)", r.file, r.errors.len());
+            for e in &r.errors {
+                println!("    line {} field {} [{}]", e.line, e.field, e.code);
+                println!("      {}", e.message_ja);
+                println!("      {}", e.message_en);
+            }
+        }
+    }
+    Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn status(home: &Home, json: bool) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(home.status()).with_context(|| {
+        format!("状態ファイル {} がありません。ノードを一度起動してください（renkei run）。/ No status file {}: start the node once (renkei run).", home.status().display(), home.status().display())
+    })?;
+    let s: node::Status = serde_json::from_str(&text)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let age = node::now_secs().saturating_sub(s.updated_at);
+    println!("office      {}", s.office);
+    println!("peer id     {}", s.peer_id);
+    println!(
+        "node        {}",
+        if s.running && age < 10 {
+            "running".to_string()
+        } else {
+            format!("not running (status is {age} s old)")
+        }
+    );
+    for a in &s.listening {
+        println!("listening   {a}");
+    }
+    for r in &s.directory {
+        println!(
+            "directory   region {} seq {} expires {} [{}]",
+            r.region, r.seq, r.expires_at, r.state
+        );
+        if r.state != "fresh" {
+            println!(
+                "            警告: 名簿の有効期限が近いか切れています。名簿サーバーへの接続を確認してください。/ warning: the directory is expiring or expired; check the connection to the directory nodes."
+            );
+        }
+    }
+    println!("entries     {}", s.directory_entries);
+    println!("peers       {}", s.peers.len());
+    println!("queued      {}", s.queued);
+    println!("delivered   {}", s.delivered);
+    println!("received    {}", s.received);
+    println!(
+        "rejected    {} (ours)  {} (partners')",
+        s.rejected, s.rejected_incoming
+    );
+    for e in &s.last_errors {
+        println!("error       {e}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn receipts_cmd(home: &Home, json: bool) -> anyhow::Result<ExitCode> {
+    match receipts::read_log(&home.receipts()) {
+        Ok(list) => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                for r in &list {
+                    println!(
+                        "{:>5} {:<8} {} {} {} {} sha256:{}",
+                        r.seq,
+                        r.direction,
+                        r.finished_ms,
+                        r.partner,
+                        r.verdict,
+                        r.file_name,
+                        &r.sha256[..16]
+                    );
+                }
+                println!(
+                    "chain ok: {} receipts, every ack signature verifies",
+                    list.len()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("受領記録の検証に失敗しました / the receipt log does not verify: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+fn directory(cmd: DirCmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        DirCmd::RootInit { out, federation } => {
+            admin::root_init(&out, &federation)?;
+            println!(
+                "created {} and {}",
+                out.join("root.key").display(),
+                out.join("anchor.json").display()
+            );
+        }
+        DirCmd::RegionInit {
+            root_key,
+            out,
+            region,
+            name,
+            prefectures,
+            years,
+        } => {
+            admin::region_init(&root_key, &out, &region, &name, prefectures, years)?;
+            println!("created region {region} in {}", out.display());
+        }
+        DirCmd::Approve { region, requests } => {
+            let reqs = requests
+                .iter()
+                .map(|p| admin::read_request(p))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            admin::approve(&region, &reqs)?;
+            for r in reqs {
+                println!("approved {} {}", r.office, r.name);
+            }
+        }
+        DirCmd::Revoke { region, office } => {
+            let office = OfficeNumber::parse(&office).context("--office must be 10 digits")?;
+            admin::revoke(&region, &office)?;
+            println!("revoked {office}; publish to make it effective");
+        }
+        DirCmd::AddNode {
+            region,
+            key,
+            addrs,
+            http,
+        } => {
+            let mut k = [0u8; 32];
+            hex::decode_to_slice(&key, &mut k).context("--key must be 64 hex digits")?;
+            admin::add_node(
+                &region,
+                NodeInfo {
+                    key: k,
+                    addresses: addrs,
+                    http,
+                },
+            )?;
+            println!(
+                "added directory node {}",
+                renkei_node::net::peer_id_of(&k)
+                    .map(|p| p.to_string())
+                    .unwrap_or_default()
+            );
+        }
+        DirCmd::Publish { region, out } => {
+            for p in admin::publish(&region, &out)? {
+                println!("wrote {}", p.display());
+            }
+        }
+        DirCmd::NodeInit { out } => {
+            let k = admin::generate_signing_key();
+            admin::write_secret(&out, &k)?;
+            let pk = k.verifying_key().to_bytes();
+            println!("key     {}", hex::encode(pk));
+            println!(
+                "peer id {}",
+                renkei_node::net::peer_id_of(&pk)
+                    .map(|p| p.to_string())
+                    .unwrap_or_default()
+            );
+        }
+        DirCmd::Serve {
+            data,
+            anchor,
+            identity,
+            listen,
+            http,
+            mirrors,
+            refresh_secs,
+        } => {
+            let anchor = read_anchor(&anchor)?;
+            let identity = admin::read_secret(&identity)?;
+            let listen = listen
+                .iter()
+                .map(|a| a.parse().with_context(|| format!("bad address {a}")))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            runtime()?.block_on(async move {
+                let n = dirserve::start(dirserve::ServeConfig {
+                    data,
+                    anchor,
+                    identity,
+                    listen,
+                    http,
+                    mirrors,
+                    refresh_secs,
+                })
+                .await?;
+                println!(
+                    "directory node {} serving; HTTP {:?}",
+                    n.net.peer_id, n.http
+                );
+                tokio::signal::ctrl_c().await?;
+                n.stop();
+                anyhow::Ok(())
+            })?;
+        }
+        DirCmd::Verify { anchor, snapshots } => return verify(&anchor, &snapshots),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_anchor(p: &Path) -> anyhow::Result<Anchor> {
+    let text = std::fs::read_to_string(p)
+        .with_context(|| format!("cannot read anchor {}", p.display()))?;
+    Anchor::from_json(&text).map_err(|e| anyhow::anyhow!("anchor {}: {e}", p.display()))
+}
+
+fn verify(anchor: &Path, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let anchor = read_anchor(anchor)?;
+    let mut seen: BTreeMap<String, u64> = BTreeMap::new();
+    let mut ok = true;
+    let now = node::now_secs();
+    for f in files {
+        let bytes = std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?;
+        match dirsync::verify_file(&anchor, &bytes, now) {
+            Ok(s) => {
+                let region = s.header.cert.region.clone();
+                if let Some(&have) = seen.get(&region)
+                    && s.header.seq <= have
+                {
+                    println!(
+                        "FAIL {}: rollback: region {region} already at sequence {have}, this file has {}",
+                        f.display(),
+                        s.header.seq
+                    );
+                    ok = false;
+                    continue;
+                }
+                seen.insert(region.clone(), s.header.seq);
+                println!(
+                    "ok   {}: region {region} seq {} with {} offices, expires {}",
+                    f.display(),
+                    s.header.seq,
+                    s.entries.len(),
+                    s.header.expires_at
+                );
+            }
+            Err(e) => {
+                println!("FAIL {}: {e}", f.display());
+                ok = false;
+            }
+        }
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

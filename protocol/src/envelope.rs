@@ -272,14 +272,16 @@ impl EnvelopeHeader {
     /// Ciphertext length of chunk `index` (plaintext plus tag).
     pub fn chunk_len(&self, index: u64) -> usize {
         let cs = u64::from(self.chunk_size);
-        let start = index * cs;
+        let start = index.saturating_mul(cs);
         let pt = self.plaintext_len.saturating_sub(start).min(cs);
         pt as usize + TAG_LEN
     }
 
-    /// Total bytes of all chunks after the header.
+    /// Total bytes of all chunks after the header. The length is the peer's claim: a header
+    /// claiming close to `u64::MAX` bytes gives `u64::MAX` here rather than overflowing.
     pub fn body_len(&self) -> u64 {
-        self.plaintext_len + self.chunk_count() * TAG_LEN as u64
+        self.plaintext_len
+            .saturating_add(self.chunk_count() * TAG_LEN as u64)
     }
 }
 

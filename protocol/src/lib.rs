@@ -15,7 +15,7 @@
 pub mod check;
 pub mod name;
 
-pub use check::{CheckReport, Finding, check_bytes};
+pub use check::{CheckReport, ErrorCode, Finding, check_bytes, finding};
 pub use name::{
     Endpoint, FileKind, FileName, NameError, OfficeNumber, ServiceKind, Stamp, YearMonth,
 };

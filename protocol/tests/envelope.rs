@@ -5,7 +5,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use renkei_protocol::ack::{Ack, AckError, AckFinding, Verdict};
 use renkei_protocol::envelope::{
-    EnvelopeError, EnvelopeHeader, MessageId, OpenParams, SealParams, open, seal,
+    EnvelopeError, EnvelopeHeader, MessageId, OpenParams, SealParams, open, seal, seal_header,
 };
 use renkei_protocol::{OfficeNumber, sha256};
 use x25519_dalek::StaticSecret;
@@ -355,4 +355,35 @@ fn ack_tampering_is_refused() {
         forged.verify(&MessageId([1; 16]), &sha256(b"x"), &keys),
         Err(AckError::BadSignature)
     );
+}
+
+/// Regression (cargo-fuzz `envelope`): the sizes a header claims come from the peer, before any
+/// check; a length near `u64::MAX` must not overflow the size arithmetic.
+#[test]
+fn huge_claimed_length_does_not_overflow() {
+    let (from, to) = (cm(), svc());
+    for claimed in [u64::MAX, u64::MAX - 100, 0xFFF7_0000_0000_0064] {
+        let params = SealParams {
+            message_id: MessageId([9; 16]),
+            created_at: NOW,
+            sender_office: from.number,
+            recipient_office: to.number,
+            recipient_key: x25519_dalek::PublicKey::from(&to.enc).to_bytes(),
+            file_name: NAME,
+            plaintext_len: claimed,
+            plaintext_hash: sha256(b""),
+            chunk_size: 64,
+        };
+        let (bytes, _) =
+            seal_header(&params, &from.sign, &mut ChaCha20Rng::seed_from_u64(9)).unwrap();
+        let (header, _) = EnvelopeHeader::parse(&bytes).unwrap();
+        assert_eq!(header.body_len(), u64::MAX);
+        assert_eq!(header.chunk_count(), claimed.div_ceil(64));
+        assert_eq!(header.chunk_len(0), 64 + 16);
+        assert_eq!(header.chunk_len(u64::MAX), 16);
+        assert_eq!(
+            open_as(&to, &from, &bytes).unwrap_err(),
+            EnvelopeError::Truncated
+        );
+    }
 }

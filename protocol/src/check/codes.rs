@@ -112,6 +112,12 @@ codes! {
     EquipmentCodeMissing = "EQUIPMENT_CODE_MISSING",
     /// More errors than are listed.
     TooManyErrors = "TOO_MANY_ERRORS",
+    /// The name's sender is not the office sending it.
+    RouteSender = "ROUTE_SENDER",
+    /// The name's recipient is not the office receiving it.
+    RouteRecipient = "ROUTE_RECIPIENT",
+    /// The recipient is not an active member of the directory.
+    RecipientUnknown = "RECIPIENT_UNKNOWN",
 }
 
 impl fmt::Display for ErrorCode {

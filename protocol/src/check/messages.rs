@@ -35,14 +35,22 @@ fn short(v: &str) -> String {
     s.replace(['\r', '\n'], " ")
 }
 
-pub(crate) fn render(code: ErrorCode, _line: u64, _field: u32, c: &Ctx<'_>) -> (String, String) {
-    let fja = c.field.map(|f| f.name_ja).unwrap_or("項目");
-    let fen = c.field.map(|f| f.name_en).unwrap_or("field");
+pub(crate) fn render(code: ErrorCode, _line: u64, field: u32, c: &Ctx<'_>) -> (String, String) {
+    let fja_n = format!("{field}項目目");
+    let fen_n = format!("field {field}");
+    let fja = c.field.map(|f| f.name_ja).unwrap_or(&fja_n);
+    let fen = c.field.map(|f| f.name_en).unwrap_or(&fen_n);
     let v = short(c.value.unwrap_or(""));
     let exp = c.expected.unwrap_or("");
     let kind_ja = c.kind.map(FileKind::name_ja).unwrap_or("このファイル");
     let kind_en = c.kind.map(FileKind::prefix).unwrap_or("this file");
     let bad = |what_ja: &str, what_en: &str| {
+        if c.value.is_none() {
+            return (
+                format!("「{fja}」が{what_ja}ではありません。{FIX_JA}"),
+                format!("{fen} is not {what_en}. {FIX_EN}"),
+            );
+        }
         (
             format!("「{fja}」の値「{v}」は{what_ja}ではありません。{FIX_JA}"),
             format!("{fen} is \"{v}\", which is not {what_en}. {FIX_EN}"),
@@ -197,6 +205,18 @@ pub(crate) fn render(code: ErrorCode, _line: u64, _field: u32, c: &Ctx<'_>) -> (
         ErrorCode::EquipmentCodeMissing => (
             format!("福祉用具貸与の行にTAISコードも福祉用具届出コードもありません。どちらかを入力してください。{FIX_JA}"),
             format!("A welfare-equipment rental row has neither a TAIS code nor a notification code; one is required. {FIX_EN}"),
+        ),
+        ErrorCode::RouteSender => (
+            "ファイル名の送信元事業所番号（またはサービス種類）が、この事業所ではありません。自事業所から送るファイルだけを送信フォルダに置いてください。".into(),
+            "The sender office number (or service kind) in the file name is not this office's. Put only files sent by this office in the outbox.".into(),
+        ),
+        ErrorCode::RouteRecipient => (
+            "ファイル名の送信先事業所番号が、受け取った事業所と違います。送信元に確認してください。".into(),
+            "The recipient office number in the file name is not the office that received it. Ask the sender to check the name.".into(),
+        ),
+        ErrorCode::RecipientUnknown => (
+            "送信先の事業所（番号とサービス種類）が連携名簿に登録されていないか、登録が取り消されています。送信先の事業所番号を確認し、相手が renkei に登録済みか問い合わせてください。".into(),
+            "The recipient office (number and service kind) is not an active member of the directory. Check the recipient's office number and ask whether they are enrolled in renkei.".into(),
         ),
         ErrorCode::TooManyErrors => (
             "誤りが多すぎるため、以降は省略しました。ファイル全体を確認してください。".into(),

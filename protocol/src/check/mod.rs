@@ -107,6 +107,19 @@ pub fn check_bytes(name: &str, bytes: &[u8]) -> CheckReport {
     }
 }
 
+/// A finding with the code's general message, for checks made outside [`check_bytes`] (the
+/// node's route checks) and for showing the findings of a partner's negative ack.
+pub fn finding(code: ErrorCode, line: u64, field: u32) -> Finding {
+    let (message_ja, message_en) = messages::render(code, line, field, &messages::Ctx::default());
+    Finding {
+        line,
+        field,
+        code,
+        message_ja,
+        message_en,
+    }
+}
+
 fn name_code(e: NameError) -> ErrorCode {
     match e {
         NameError::BadExtension => ErrorCode::NameExtension,
@@ -183,20 +196,49 @@ impl Sink {
     }
 }
 
-/// Maps byte offsets of a text to physical lines. CR, LF and CRLF each end one line.
-fn line_of(bytes: &[u8], offset: usize) -> u64 {
-    let upto = &bytes[..offset.min(bytes.len())];
-    let mut line = 1u64;
-    let mut prev_cr = false;
-    for &b in upto {
-        match b {
-            b'\n' if prev_cr => {}
-            b'\n' | b'\r' => line += 1,
-            _ => {}
+/// Maps byte offsets of a text to physical lines (1-based). CR, LF and CRLF each end one line.
+/// Offsets must be asked in non-decreasing order, so a whole file costs one pass.
+struct Lines<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    line: u64,
+}
+
+impl<'a> Lines<'a> {
+    fn new(bytes: &'a [u8]) -> Lines<'a> {
+        Lines {
+            bytes,
+            pos: 0,
+            line: 1,
         }
-        prev_cr = b == b'\r';
     }
-    line
+
+    /// The line holding the byte at `offset`.
+    fn at(&mut self, offset: usize) -> u64 {
+        let end = offset.min(self.bytes.len());
+        while self.pos < end {
+            match self.bytes[self.pos] {
+                b'\n' if self.pos > 0 && self.bytes[self.pos - 1] == b'\r' => {}
+                b'\n' | b'\r' => self.line += 1,
+                _ => {}
+            }
+            self.pos += 1;
+        }
+        self.line
+    }
+
+    /// The line where a record starting at `offset` begins: csv skips blank lines before a
+    /// record, and its offset may point at them.
+    fn record_at(&mut self, offset: usize) -> u64 {
+        let skip = self
+            .bytes
+            .get(offset..)
+            .unwrap_or_default()
+            .iter()
+            .take_while(|b| matches!(b, b'\r' | b'\n'))
+            .count();
+        self.at(offset + skip)
+    }
 }
 
 /// Decodes CP932, reporting every malformed sequence. Returns `None` when the content cannot
@@ -206,26 +248,28 @@ fn decode(bytes: &[u8], out: &mut Sink) -> Option<String> {
         out.push(1, 0, ErrorCode::EncodingUtf8Bom, messages::Ctx::default());
         return None;
     }
-    // A file that is valid UTF-8 and has non-ASCII text is UTF-8: real CP932 Japanese text is
-    // practically never valid UTF-8. Checked on a prefix so huge files cost little.
-    let head = &bytes[..bytes.len().min(64 * 1024)];
-    let utf8_ok = match std::str::from_utf8(head) {
-        Ok(_) => true,
-        // A multi-byte sequence cut by the 64 KiB window is still UTF-8.
-        Err(e) => e.error_len().is_none() && head.len() < bytes.len(),
-    };
-    if utf8_ok && !head.is_ascii() {
-        out.push(1, 0, ErrorCode::EncodingUtf8, messages::Ctx::default());
-        return None;
-    }
-    if bytes.is_ascii() {
+    let Some(first) = bytes.iter().position(|b| !b.is_ascii()) else {
         // Pure ASCII is valid CP932 and needs no decoding.
         return Some(String::from_utf8_lossy(bytes).into_owned());
+    };
+    // A file whose non-ASCII text is valid UTF-8 is UTF-8: real CP932 Japanese text is
+    // practically never valid UTF-8. Checked on a window from the first non-ASCII byte, so huge
+    // files cost little and a long ASCII start (records without names) does not hide it.
+    let window = &bytes[first..bytes.len().min(first + 64 * 1024)];
+    let utf8 = match std::str::from_utf8(window) {
+        Ok(_) => true,
+        // A multi-byte sequence cut by the window is still UTF-8.
+        Err(e) => e.error_len().is_none() && first + window.len() < bytes.len(),
+    };
+    if utf8 {
+        out.push(1, 0, ErrorCode::EncodingUtf8, messages::Ctx::default());
+        return None;
     }
     let mut decoder = encoding_rs::SHIFT_JIS.new_decoder_without_bom_handling();
     let mut text = String::with_capacity(bytes.len() * 3 / 2 + 16);
     let mut consumed = 0usize;
     let mut bad = false;
+    let mut lines = Lines::new(bytes);
     loop {
         let (result, read) =
             decoder.decode_to_string_without_replacement(&bytes[consumed..], &mut text, true);
@@ -240,7 +284,7 @@ fn decode(bytes: &[u8], out: &mut Sink) -> Option<String> {
                 let at = consumed.saturating_sub(len as usize + after as usize);
                 let byte = bytes.get(at).copied().unwrap_or(0);
                 out.push(
-                    line_of(bytes, at),
+                    lines.at(at),
                     0,
                     ErrorCode::EncodingInvalid,
                     messages::Ctx {
@@ -384,12 +428,6 @@ fn check_csv(kind: FileKind, name: Option<&FileName>, bytes: &[u8], out: &mut Si
     let Some(text) = decode(bytes, out) else {
         return 0;
     };
-    // csv counts lines by LF only; make lone CRs LFs so reported lines are physical lines.
-    let text = if text.contains('\r') && text.replace("\r\n", "").contains('\r') {
-        text.replace("\r\n", "\n").replace('\r', "\n")
-    } else {
-        text
-    };
     if !check_quotes(text.as_bytes(), out) {
         return 0;
     }
@@ -400,19 +438,24 @@ fn check_csv(kind: FileKind, name: Option<&FileName>, bytes: &[u8], out: &mut Si
     let mut record = csv::ByteRecord::new();
     let mut state = FileState::default();
     let mut records = 0u64;
+    // Lines are counted from each record's byte offset: csv's own line counter does not count
+    // the CRLF that ends a record.
+    let mut lines = Lines::new(text.as_bytes());
     loop {
         match reader.read_byte_record(&mut record) {
             Ok(true) => {}
             Ok(false) => break,
             Err(e) => {
                 // The quote scan above makes this unreachable in practice; report, never panic.
-                let line = e.position().map(|p| p.line()).unwrap_or(0);
+                let line = e.position().map_or(0, |p| lines.at(p.byte() as usize));
                 out.push(line, 0, ErrorCode::CsvQuote, messages::Ctx::default());
                 break;
             }
         }
         records += 1;
-        let line = record.position().map(|p| p.line()).unwrap_or(records);
+        let line = record
+            .position()
+            .map_or(records, |p| lines.record_at(p.byte() as usize));
         check_record(kind, name, line, &record, &mut state, out);
         if out.full() {
             break;

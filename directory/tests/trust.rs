@@ -1,0 +1,945 @@
+//! The directory's trust story, end to end on bytes: a root certifies region authorities, the
+//! authorities publish snapshots and deltas, and an office's `Directory` accepts exactly what the
+//! chain vouches for — refusing forgeries, rollbacks, equivocation, out-of-scope entries and
+//! garbage with the error that names the cause.
+
+use ed25519_dalek::SigningKey;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use renkei_directory::{
+    Anchor, Applied, Directory, DirectoryError, EnrollmentRequest, Entry, Freshness, OfficeKey,
+    RegionCert, RegionWorkspace, RotationRequest, Snapshot, Status, WorkspaceError,
+};
+use renkei_protocol::{OfficeNumber, ServiceKind};
+
+/// 2026-09-21, the authorities' clock in every test.
+const T0: u64 = 1_790_000_000;
+const HOUR: u64 = 3600;
+const DAY: u64 = 86400;
+const YEAR: u64 = 365 * DAY;
+
+fn key(n: u8) -> SigningKey {
+    SigningKey::from_bytes(&[n; 32])
+}
+
+fn root() -> SigningKey {
+    key(1)
+}
+
+fn anchor() -> Anchor {
+    anchor_with(&[&root()])
+}
+
+fn anchor_with(roots: &[&SigningKey]) -> Anchor {
+    let roots: Vec<String> = roots
+        .iter()
+        .map(|k| format!("\"{}\"", hex::encode(k.verifying_key().to_bytes())))
+        .collect();
+    Anchor::from_json(&format!(
+        r#"{{"format":"renkei-anchor/1","federation":"test","roots":[{}]}}"#,
+        roots.join(",")
+    ))
+    .unwrap()
+}
+
+fn office(s: &str) -> OfficeNumber {
+    OfficeNumber::parse(s).unwrap()
+}
+
+fn kind(s: &str) -> ServiceKind {
+    ServiceKind::parse(s).unwrap()
+}
+
+/// A region authority: its key and its certificate from `root`.
+struct Authority {
+    key: SigningKey,
+    cert: RegionCert,
+}
+
+fn authority(
+    root: &SigningKey,
+    region: &str,
+    name: &str,
+    seed: u8,
+    prefectures: Vec<u8>,
+) -> Authority {
+    let key = key(seed);
+    let cert = RegionCert::issue(
+        root,
+        region,
+        name,
+        key.verifying_key().to_bytes(),
+        prefectures,
+        T0 - YEAR,
+        T0 + 5 * YEAR,
+    );
+    Authority { key, cert }
+}
+
+fn tokyo() -> Authority {
+    authority(&root(), "13-tokyo", "東京都介護支援専門員協会", 2, vec![13])
+}
+
+fn osaka() -> Authority {
+    authority(&root(), "27-osaka", "大阪府介護支援専門員協会", 3, vec![27])
+}
+
+/// An enrollment request from the office `number`, whose identity key is `key(seed)`.
+fn request(number: &str, name: &str, seed: u8) -> EnrollmentRequest {
+    EnrollmentRequest::new(
+        office(number),
+        name,
+        vec![kind("43")],
+        &key(seed),
+        [seed.wrapping_add(100); 32],
+        vec![format!("/ip4/203.0.113.{seed}/udp/4001/quic-v1")],
+        T0 - HOUR,
+    )
+}
+
+fn identity(seed: u8) -> [u8; 32] {
+    key(seed).verifying_key().to_bytes()
+}
+
+/// A Tokyo workspace with two offices approved at T0.
+fn tokyo_workspace() -> (Authority, RegionWorkspace) {
+    let a = tokyo();
+    let mut ws = RegionWorkspace::new(a.cert.clone());
+    ws.approve(&request("1310000001", "ケアプランセンター青空", 10), T0)
+        .unwrap();
+    ws.approve(&request("1310000002", "訪問介護ステーションさくら", 11), T0)
+        .unwrap();
+    (a, ws)
+}
+
+fn snapshot(a: &Authority, seq: u64, entries: &[Entry]) -> Vec<u8> {
+    Snapshot::build(&a.cert, &a.key, seq, T0, T0 + 7 * DAY, &[], entries)
+}
+
+fn entry(number: &str, name: &str, seed: u8) -> Entry {
+    Entry {
+        office: office(number),
+        name: name.to_string(),
+        kinds: vec![kind("43")],
+        keys: vec![OfficeKey {
+            identity: identity(seed),
+            encryption: [seed.wrapping_add(100); 32],
+            valid_from: T0 - DAY,
+            valid_until: T0 + YEAR,
+        }],
+        addresses: vec![],
+        status: Status::Active,
+    }
+}
+
+/// Where `needle` first occurs in `hay`.
+fn find(hay: &[u8], needle: &[u8]) -> usize {
+    hay.windows(needle.len())
+        .position(|w| w == needle)
+        .expect("pattern present")
+}
+
+/// The length of a snapshot's header (everything before the entries): the same for any
+/// entries, since the header commits to them by count and digest only.
+fn header_len(a: &Authority) -> usize {
+    snapshot(a, 1, &[]).len()
+}
+
+#[test]
+fn valid_chain_verifies_and_answers_lookups() {
+    let (a, mut ws) = tokyo_workspace();
+    let (seq, snap, delta) = ws.publish(&a.key, T0);
+    assert_eq!(seq, 1);
+    assert!(delta.is_none(), "no delta before the first snapshot");
+
+    let parsed = Directory::verify_snapshot(&anchor(), &snap).unwrap();
+    assert_eq!(parsed.header.cert.region, "13-tokyo");
+    assert_eq!(parsed.entries.len(), 2);
+
+    let mut dir = Directory::new(anchor());
+    assert_eq!(
+        dir.apply_snapshot(&snap),
+        Ok(Applied::Updated {
+            region: "13-tokyo".into(),
+            seq: 1
+        })
+    );
+    assert_eq!(dir.apply_snapshot(&snap), Ok(Applied::Unchanged));
+    assert_eq!(dir.entry_count(), 2);
+    assert_eq!(dir.floors().get("13-tokyo"), Some(&1));
+
+    let e = dir.lookup(&office("1310000001")).unwrap();
+    assert_eq!(e.name, "ケアプランセンター青空");
+    assert_eq!(e.status, Status::Active);
+    assert_eq!(e.identity_keys_at(T0 + HOUR).len(), 1);
+    assert!(dir.lookup(&office("1310000099")).is_none());
+
+    let found = dir.active_office_by_key(&identity(11), T0 + HOUR).unwrap();
+    assert_eq!(found.office, office("1310000002"));
+    assert_eq!(
+        found.sealing_key_at(T0 + HOUR).unwrap().encryption,
+        [111; 32]
+    );
+    assert!(dir.active_office_by_key(&identity(99), T0 + HOUR).is_none());
+}
+
+#[test]
+fn a_second_root_in_the_anchor_certifies_too() {
+    let other_root = key(4);
+    let a = authority(&other_root, "27-osaka", "大阪", 3, vec![27]);
+    let snap = snapshot(&a, 1, &[entry("2710000001", "大阪ケアプラン", 20)]);
+    assert_eq!(
+        Directory::new(anchor()).apply_snapshot(&snap),
+        Err(DirectoryError::UnknownRoot)
+    );
+    let mut dir = Directory::new(anchor_with(&[&root(), &other_root]));
+    assert!(dir.apply_snapshot(&snap).is_ok());
+}
+
+#[test]
+fn altered_entry_is_a_digest_mismatch() {
+    let a = tokyo();
+    let mut revoked = entry("1310000002", "訪問介護ステーションさくら", 11);
+    revoked.status = Status::Revoked;
+    let snap = snapshot(&a, 1, &[entry("1310000001", "青空", 10), revoked]);
+    assert!(Directory::new(anchor()).apply_snapshot(&snap).is_ok());
+
+    // Un-revoking an office: its status is the last byte of the file.
+    let mut forged = snap.clone();
+    *forged.last_mut().unwrap() = 0;
+    assert_eq!(
+        Directory::new(anchor()).apply_snapshot(&forged),
+        Err(DirectoryError::DigestMismatch)
+    );
+
+    // Swapping in an attacker's encryption key for an office.
+    let mut forged = snap.clone();
+    let at = find(&forged, &[110; 32]);
+    forged[at..at + 32].copy_from_slice(&[66; 32]);
+    assert_eq!(
+        Directory::new(anchor()).apply_snapshot(&forged),
+        Err(DirectoryError::DigestMismatch)
+    );
+}
+
+#[test]
+fn inserted_or_substituted_entry_is_refused() {
+    let a = tokyo();
+    let h = header_len(&a);
+    let good = entry("1310000001", "青空", 10);
+    let other = entry("1310000003", "みどり", 12);
+    let intruder = entry("1310000002", "なりすまし居宅介護支援事業所", 66);
+    let snap = snapshot(&a, 1, &[good.clone(), other.clone()]);
+    let with_intruder = snapshot(&a, 1, &[good.clone(), intruder.clone(), other.clone()]);
+
+    // The intruder's record put in place of a genuine one (the header and its count untouched).
+    let mut forged = snap[..h].to_vec();
+    forged.extend_from_slice(&snapshot(&a, 1, &[good.clone(), intruder.clone()])[h..]);
+    assert_eq!(
+        Directory::new(anchor()).apply_snapshot(&forged),
+        Err(DirectoryError::DigestMismatch)
+    );
+
+    // Inserted with the signed count left as it was: the count ends the entries early.
+    let mut forged = snap[..h].to_vec();
+    forged.extend_from_slice(&with_intruder[h..]);
+    assert_eq!(
+        Directory::new(anchor()).apply_snapshot(&forged),
+        Err(DirectoryError::Malformed("trailing bytes"))
+    );
+
+    // Inserted with the count raised: the count is signed.
+    let count_at = h - 64 - 32 - 4;
+    forged[count_at..count_at + 4].copy_from_slice(&3u32.to_be_bytes());
+    assert_eq!(
+        Directory::new(anchor()).apply_snapshot(&forged),
+        Err(DirectoryError::BadSignature)
+    );
+
+    // Re-signed by a key that is not the region's, under the genuine certificate.
+    let impostor = Authority {
+        key: key(66),
+        cert: a.cert.clone(),
+    };
+    let forged = snapshot(&impostor, 1, &[good, intruder, other]);
+    assert_eq!(
+        Directory::new(anchor()).apply_snapshot(&forged),
+        Err(DirectoryError::BadSignature)
+    );
+}
+
+#[test]
+fn certificate_from_an_unknown_root_is_refused() {
+    let a = authority(&key(99), "13-tokyo", "偽の協会", 2, vec![13]);
+    let snap = snapshot(&a, 1, &[entry("1310000001", "青空", 10)]);
+    assert_eq!(
+        Directory::new(anchor()).apply_snapshot(&snap),
+        Err(DirectoryError::UnknownRoot)
+    );
+}
+
+#[test]
+fn tampered_certificate_is_refused() {
+    // A region widening its own scope.
+    let mut a = tokyo();
+    a.cert.prefectures.push(27);
+    let snap = snapshot(&a, 1, &[entry("1310000001", "青空", 10)]);
+    assert_eq!(
+        Directory::new(anchor()).apply_snapshot(&snap),
+        Err(DirectoryError::BadCertSignature)
+    );
+
+    // An attacker putting their own key into the genuine certificate.
+    let mut a = tokyo();
+    a.key = key(66);
+    a.cert.key = a.key.verifying_key().to_bytes();
+    let snap = snapshot(&a, 1, &[entry("1310000001", "青空", 10)]);
+    assert_eq!(
+        Directory::new(anchor()).apply_snapshot(&snap),
+        Err(DirectoryError::BadCertSignature)
+    );
+
+    // The same, done on the file's bytes: the prefecture code inside the certificate.
+    let a = tokyo();
+    let mut snap = snapshot(&a, 1, &[entry("1310000001", "青空", 10)]);
+    let at = find(&snap, &a.cert.key) + 32;
+    assert_eq!(&snap[at..at + 2], &[1, 13]);
+    snap[at + 1] = 27;
+    assert_eq!(
+        Directory::new(anchor()).apply_snapshot(&snap),
+        Err(DirectoryError::BadCertSignature)
+    );
+}
+
+#[test]
+fn certificate_must_cover_the_issue_time() {
+    let k = key(2);
+    let cert = RegionCert::issue(
+        &root(),
+        "13-tokyo",
+        "東京",
+        k.verifying_key().to_bytes(),
+        vec![13],
+        T0 - 2 * YEAR,
+        T0 - YEAR,
+    );
+    let a = Authority { key: k, cert };
+    assert_eq!(
+        Directory::new(anchor()).apply_snapshot(&snapshot(&a, 1, &[])),
+        Err(DirectoryError::CertNotValid)
+    );
+}
+
+#[test]
+fn entry_outside_the_region_is_refused() {
+    let a = tokyo();
+    let osaka_office = entry("2710000001", "大阪ケアプランセンター", 20);
+    let snap = snapshot(&a, 1, &[entry("1310000001", "青空", 10), osaka_office]);
+    assert_eq!(
+        Directory::new(anchor()).apply_snapshot(&snap),
+        Err(DirectoryError::OutOfScope {
+            office: office("2710000001"),
+            region: "13-tokyo".into()
+        })
+    );
+
+    let mut ws = RegionWorkspace::new(a.cert.clone());
+    assert_eq!(
+        ws.approve(&request("2710000001", "大阪ケアプランセンター", 20), T0),
+        Err(WorkspaceError::OutOfScope(office("2710000001")))
+    );
+    assert!(ws.entries.is_empty());
+}
+
+#[test]
+fn entries_out_of_order_or_duplicated_are_malformed() {
+    let a = tokyo();
+    let one = entry("1310000001", "青空", 10);
+    let two = entry("1310000002", "さくら", 11);
+    for entries in [[two.clone(), one.clone()], [one.clone(), one.clone()]] {
+        assert_eq!(
+            Directory::new(anchor()).apply_snapshot(&snapshot(&a, 1, &entries)),
+            Err(DirectoryError::Malformed(
+                "entries not in ascending office order"
+            ))
+        );
+    }
+}
+
+#[test]
+fn revoked_office_can_neither_send_nor_receive() {
+    let (a, mut ws) = tokyo_workspace();
+    let (_, first, _) = ws.publish(&a.key, T0);
+    ws.revoke(&office("1310000002")).unwrap();
+    assert_eq!(
+        ws.revoke(&office("1310000099")),
+        Err(WorkspaceError::NotFound(office("1310000099")))
+    );
+    let (_, second, delta) = ws.publish(&a.key, T0 + HOUR);
+
+    let mut by_snapshot = Directory::new(anchor());
+    by_snapshot.apply_snapshot(&first).unwrap();
+    assert!(
+        by_snapshot
+            .active_office_by_key(&identity(11), T0 + HOUR)
+            .is_some()
+    );
+    by_snapshot.apply_snapshot(&second).unwrap();
+
+    let mut by_delta = Directory::new(anchor());
+    by_delta.apply_snapshot(&first).unwrap();
+    by_delta.apply_delta(&delta.unwrap()).unwrap();
+
+    for dir in [&by_snapshot, &by_delta] {
+        let now = T0 + 2 * HOUR;
+        let e = dir.lookup(&office("1310000002")).unwrap();
+        assert_eq!(e.status, Status::Revoked);
+        assert!(!e.is_active());
+        assert!(e.identity_keys_at(now).is_empty());
+        assert!(e.sealing_key_at(now).is_none());
+        assert!(dir.active_office_by_key(&identity(11), now).is_none());
+        // The other office is untouched.
+        assert!(dir.active_office_by_key(&identity(10), now).is_some());
+    }
+}
+
+#[test]
+fn older_snapshot_is_a_rollback() {
+    let (a, mut ws) = tokyo_workspace();
+    let (_, s1, _) = ws.publish(&a.key, T0);
+    let (_, s2, _) = ws.publish(&a.key, T0 + HOUR);
+
+    let mut dir = Directory::new(anchor());
+    dir.apply_snapshot(&s2).unwrap();
+    let rollback = Err(DirectoryError::Rollback {
+        region: "13-tokyo".into(),
+        have: 2,
+        got: 1,
+    });
+    assert_eq!(dir.apply_snapshot(&s1), rollback);
+    assert_eq!(dir.region("13-tokyo").unwrap().seq, 2);
+
+    // After a restart: the floor kept on disk refuses what the fresh view would not know of.
+    let mut restarted = Directory::new(anchor());
+    restarted.set_floor("13-tokyo", 2);
+    restarted.set_floor("13-tokyo", 1); // a floor never goes down
+    assert_eq!(restarted.apply_snapshot(&s1), rollback);
+    assert!(restarted.region("13-tokyo").is_none());
+    assert!(restarted.apply_snapshot(&s2).is_ok());
+}
+
+#[test]
+fn delta_below_the_floor_is_a_rollback() {
+    let (a, mut ws) = tokyo_workspace();
+    let (_, s1, _) = ws.publish(&a.key, T0);
+    let (_, _, d2) = ws.publish(&a.key, T0 + HOUR);
+    let (_, s3, _) = ws.publish(&a.key, T0 + 2 * HOUR);
+
+    // Restarted from a cached seq-1 snapshot after having seen seq 3.
+    let mut dir = Directory::new(anchor());
+    dir.apply_snapshot(&s1).unwrap();
+    dir.set_floor("13-tokyo", 3);
+    assert_eq!(
+        dir.apply_delta(&d2.unwrap()),
+        Err(DirectoryError::Rollback {
+            region: "13-tokyo".into(),
+            have: 3,
+            got: 2
+        })
+    );
+    assert_eq!(dir.region("13-tokyo").unwrap().seq, 1);
+    assert!(dir.apply_snapshot(&s3).is_ok());
+}
+
+#[test]
+fn same_sequence_with_other_content_is_equivocation() {
+    let a = tokyo();
+    let one = snapshot(&a, 1, &[entry("1310000001", "青空", 10)]);
+    let other = snapshot(&a, 1, &[entry("1310000001", "青空", 12)]);
+    let mut dir = Directory::new(anchor());
+    dir.apply_snapshot(&one).unwrap();
+    assert_eq!(
+        dir.apply_snapshot(&other),
+        Err(DirectoryError::Equivocation {
+            region: "13-tokyo".into(),
+            seq: 1
+        })
+    );
+    assert_eq!(
+        dir.lookup(&office("1310000001")).unwrap().keys[0].identity,
+        identity(10)
+    );
+    assert_eq!(dir.apply_snapshot(&one), Ok(Applied::Unchanged));
+}
+
+#[test]
+fn expired_snapshot_is_used_with_a_warning() {
+    let (a, mut ws) = tokyo_workspace();
+    let (_, snap, _) = ws.publish(&a.key, T0);
+    let expires_at = T0 + ws.validity_secs;
+    let warn = DAY;
+
+    // Applying takes no clock: an office that was offline for weeks still loads its copy.
+    let mut dir = Directory::new(anchor());
+    dir.apply_snapshot(&snap).unwrap();
+    let state = |now| dir.freshness(now, warn);
+
+    assert_eq!(
+        state(T0),
+        vec![("13-tokyo".to_string(), 1, expires_at, Freshness::Fresh)]
+    );
+    assert_eq!(state(expires_at - warn - 1)[0].3, Freshness::Fresh);
+    assert_eq!(state(expires_at - warn)[0].3, Freshness::ExpiringSoon);
+    assert_eq!(state(expires_at)[0].3, Freshness::ExpiringSoon);
+    assert_eq!(state(expires_at + 1)[0].3, Freshness::Expired);
+    assert_eq!(state(expires_at + 30 * DAY)[0].3, Freshness::Expired);
+
+    let later = expires_at + 30 * DAY;
+    assert!(dir.active_office_by_key(&identity(10), later).is_some());
+    assert!(dir.lookup(&office("1310000002")).is_some());
+}
+
+#[test]
+fn key_rotation_overlaps_then_hands_over() {
+    let (a, mut ws) = tokyo_workspace();
+    let number = office("1310000001");
+    let (old, new) = (key(10), key(30));
+    let starts = T0 + DAY;
+    let rotation = RotationRequest::new(number, &old, &new, [130; 32], starts, T0 + 10 * YEAR);
+    assert!(rotation.verify().is_ok());
+    ws.rotate(&rotation).unwrap();
+    let (_, snap, _) = ws.publish(&a.key, T0 + HOUR);
+
+    let mut dir = Directory::new(anchor());
+    dir.apply_snapshot(&snap).unwrap();
+    let holder = |key: &[u8; 32], now| dir.active_office_by_key(key, now).map(|e| e.office);
+    let sealing = |now| {
+        dir.lookup(&number)
+            .unwrap()
+            .sealing_key_at(now)
+            .map(|k| k.identity)
+    };
+
+    // Before the new key starts: only the old one, and partners seal to it.
+    let before = starts - 1;
+    assert_eq!(holder(&identity(10), before), Some(number));
+    assert_eq!(holder(&identity(30), before), None);
+    assert_eq!(sealing(before), Some(identity(10)));
+
+    // During the overlap: both are accepted, partners seal to the new one.
+    for now in [starts, starts + DAY, starts + ws.overlap_secs] {
+        assert_eq!(holder(&identity(10), now), Some(number));
+        assert_eq!(holder(&identity(30), now), Some(number));
+        assert_eq!(sealing(now), Some(identity(30)));
+        assert_eq!(dir.lookup(&number).unwrap().identity_keys_at(now).len(), 2);
+    }
+
+    // After the overlap: only the new key.
+    let after = starts + ws.overlap_secs + 1;
+    assert_eq!(holder(&identity(10), after), None);
+    assert_eq!(holder(&identity(30), after), Some(number));
+    assert_eq!(sealing(after), Some(identity(30)));
+
+    // The next publish after the overlap drops the old key from the entry and the index.
+    let (_, snap, _) = ws.publish(&a.key, after);
+    dir.apply_snapshot(&snap).unwrap();
+    assert_eq!(dir.lookup(&number).unwrap().keys.len(), 1);
+    assert_eq!(dir.active_office_by_key(&identity(10), starts), None);
+}
+
+#[test]
+fn rotation_must_be_signed_by_the_current_key() {
+    let (_, mut ws) = tokyo_workspace();
+    let number = office("1310000001");
+
+    // Signed by some other office's key.
+    let stranger = RotationRequest::new(number, &key(11), &key(66), [1; 32], T0, T0 + YEAR);
+    assert_eq!(ws.rotate(&stranger), Err(WorkspaceError::NotCurrentKey));
+
+    // Claims the current key but was not signed by it.
+    let mut forged = RotationRequest::new(number, &key(66), &key(67), [1; 32], T0, T0 + YEAR);
+    forged.old_identity = identity(10);
+    assert_eq!(
+        ws.rotate(&forged),
+        Err(WorkspaceError::Invalid(DirectoryError::BadSignature))
+    );
+
+    // Once rotated, the superseded key may no longer rotate (a stolen old key must not be
+    // able to take the office over during the overlap).
+    let rotation = RotationRequest::new(number, &key(10), &key(30), [130; 32], T0, T0 + YEAR);
+    ws.rotate(&rotation).unwrap();
+    let hijack = RotationRequest::new(number, &key(10), &key(66), [66; 32], T0, T0 + YEAR);
+    assert_eq!(ws.rotate(&hijack), Err(WorkspaceError::NotCurrentKey));
+    let next = RotationRequest::new(number, &key(30), &key(31), [131; 32], T0, T0 + YEAR);
+    assert!(ws.rotate(&next).is_ok());
+
+    let missing = RotationRequest::new(office("1310000099"), &key(9), &key(8), [1; 32], T0, T0);
+    assert_eq!(
+        ws.rotate(&missing),
+        Err(WorkspaceError::NotFound(office("1310000099")))
+    );
+}
+
+#[test]
+fn rotation_with_a_far_future_start_does_not_overflow() {
+    let (_, mut ws) = tokyo_workspace();
+    let number = office("1310000001");
+    let rotation = RotationRequest::new(number, &key(10), &key(30), [130; 32], u64::MAX, u64::MAX);
+    ws.rotate(&rotation).unwrap();
+    let old = &ws.entries[&number].keys[0];
+    assert_eq!(old.valid_until, T0 + 10 * YEAR);
+}
+
+/// The Tokyo workspace through four publishes with approvals, revocations, rotations, an
+/// address change and a removal in between. Returns the snapshots and deltas.
+fn history() -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let (a, mut ws) = tokyo_workspace();
+    let mut snaps = Vec::new();
+    let mut deltas = Vec::new();
+    let mut publish = |ws: &mut RegionWorkspace, now| {
+        let (_, s, d) = ws.publish(&a.key, now);
+        snaps.push(s);
+        deltas.extend(d);
+    };
+    publish(&mut ws, T0);
+
+    ws.approve(
+        &request("1310000003", "デイサービスセンターひまわり", 12),
+        T0,
+    )
+    .unwrap();
+    ws.approve(&request("1310000004", "居宅介護支援事業所つばさ", 13), T0)
+        .unwrap();
+    ws.revoke(&office("1310000002")).unwrap();
+    publish(&mut ws, T0 + HOUR);
+
+    let rotation = RotationRequest::new(
+        office("1310000001"),
+        &key(10),
+        &key(30),
+        [130; 32],
+        T0 + DAY,
+        T0 + 10 * YEAR,
+    );
+    ws.rotate(&rotation).unwrap();
+    ws.set_addresses(
+        &office("1310000003"),
+        vec!["/ip4/198.51.100.3/udp/4001/quic-v1".into()],
+    )
+    .unwrap();
+    publish(&mut ws, T0 + 2 * HOUR);
+
+    ws.entries.remove(&office("1310000002"));
+    ws.approve(&request("1310000005", "訪問看護ステーションあおば", 14), T0)
+        .unwrap();
+    // Past the overlap: the rotated-out key is dropped.
+    publish(&mut ws, T0 + 20 * DAY);
+    (snaps, deltas)
+}
+
+#[test]
+fn deltas_reach_the_same_state_as_the_last_snapshot() {
+    let (snaps, deltas) = history();
+    assert_eq!((snaps.len(), deltas.len()), (4, 3));
+
+    let mut incremental = Directory::new(anchor());
+    incremental.apply_snapshot(&snaps[0]).unwrap();
+    for (i, d) in deltas.iter().enumerate() {
+        assert_eq!(
+            incremental.apply_delta(d),
+            Ok(Applied::Updated {
+                region: "13-tokyo".into(),
+                seq: i as u64 + 2
+            })
+        );
+    }
+    let mut direct = Directory::new(anchor());
+    direct.apply_snapshot(snaps.last().unwrap()).unwrap();
+
+    let (x, y) = (
+        incremental.region("13-tokyo").unwrap(),
+        direct.region("13-tokyo").unwrap(),
+    );
+    assert_eq!(x.seq, 4);
+    assert_eq!(x.seq, y.seq);
+    assert_eq!(x.digest, y.digest);
+    assert_eq!(x.entries, y.entries);
+    assert_eq!(x.expires_at, y.expires_at);
+    assert_eq!(x.issued_at, y.issued_at);
+    assert_eq!(x.nodes, y.nodes);
+    assert_eq!(x.cert, y.cert);
+    assert_eq!(
+        x.entries.keys().map(|o| o.as_str()).collect::<Vec<_>>(),
+        ["1310000001", "1310000003", "1310000004", "1310000005"]
+    );
+    assert_eq!(
+        x.entries[&office("1310000001")].keys[0].identity,
+        identity(30)
+    );
+
+    // The identity-key index follows the deltas too.
+    let now = T0 + 20 * DAY;
+    for dir in [&incremental, &direct] {
+        assert!(dir.active_office_by_key(&identity(10), now).is_none());
+        assert!(dir.active_office_by_key(&identity(11), now).is_none());
+        for seed in [30, 12, 13, 14] {
+            assert!(dir.active_office_by_key(&identity(seed), now).is_some());
+        }
+    }
+
+    // Replaying and going back.
+    assert_eq!(
+        incremental.apply_delta(deltas.last().unwrap()),
+        Ok(Applied::Unchanged)
+    );
+    assert_eq!(
+        incremental.apply_delta(&deltas[0]),
+        Err(DirectoryError::Rollback {
+            region: "13-tokyo".into(),
+            have: 4,
+            got: 2
+        })
+    );
+}
+
+#[test]
+fn delta_with_the_wrong_base_is_refused() {
+    let (snaps, deltas) = history();
+    let mut dir = Directory::new(anchor());
+    dir.apply_snapshot(&snaps[0]).unwrap();
+    assert_eq!(
+        dir.apply_delta(&deltas[1]),
+        Err(DirectoryError::DeltaBase { have: 1, from: 2 })
+    );
+    assert_eq!(dir.region("13-tokyo").unwrap().seq, 1);
+}
+
+#[test]
+fn delta_for_an_unknown_region_is_refused() {
+    let (_, deltas) = history();
+    let mut dir = Directory::new(anchor());
+    assert_eq!(
+        dir.apply_delta(&deltas[0]),
+        Err(DirectoryError::UnknownRegion("13-tokyo".into()))
+    );
+}
+
+#[test]
+fn tampered_delta_is_refused() {
+    let (snaps, deltas) = history();
+    let fresh = || {
+        let mut dir = Directory::new(anchor());
+        dir.apply_snapshot(&snaps[0]).unwrap();
+        dir
+    };
+    // An upserted office's encryption key swapped.
+    let mut forged = deltas[0].clone();
+    let at = find(&forged, &[112; 32]);
+    forged[at] ^= 1;
+    assert_eq!(
+        fresh().apply_delta(&forged),
+        Err(DirectoryError::BadSignature)
+    );
+    // The signature itself.
+    let mut forged = deltas[0].clone();
+    *forged.last_mut().unwrap() ^= 0x40;
+    assert_eq!(
+        fresh().apply_delta(&forged),
+        Err(DirectoryError::BadSignature)
+    );
+    // Signed by a key that is not the region's: rebuild the delta's bytes under another key.
+    let a = tokyo();
+    let h = find(&deltas[0], &a.cert.signature) + 64;
+    let (_, mut ws) = tokyo_workspace();
+    ws.publish(&key(66), T0);
+    ws.revoke(&office("1310000002")).unwrap();
+    let (_, _, d) = ws.publish(&key(66), T0 + HOUR);
+    let d = d.unwrap();
+    assert_eq!(&d[..h], &deltas[0][..h], "same certificate, same layout");
+    assert_eq!(fresh().apply_delta(&d), Err(DirectoryError::BadSignature));
+}
+
+#[test]
+fn garbage_is_malformed_or_unknown_format() {
+    let (snaps, deltas) = history();
+    let mut dir = Directory::new(anchor());
+    let truncated = Err(DirectoryError::Malformed("truncated"));
+    assert_eq!(dir.apply_snapshot(b""), truncated);
+    assert_eq!(dir.apply_snapshot(b"RENK"), truncated);
+    assert_eq!(
+        dir.apply_snapshot(b"not a directory file at all"),
+        Err(DirectoryError::UnknownFormat)
+    );
+    assert_eq!(
+        dir.apply_snapshot(&deltas[0]),
+        Err(DirectoryError::UnknownFormat)
+    );
+    assert_eq!(
+        dir.apply_delta(&snaps[0]),
+        Err(DirectoryError::UnknownFormat)
+    );
+    let mut v2 = snaps[0].clone();
+    v2[7] = 2;
+    assert_eq!(dir.apply_snapshot(&v2), Err(DirectoryError::UnknownFormat));
+    let s = &snaps[0];
+    assert_eq!(dir.apply_snapshot(&s[..s.len() - 1]), truncated);
+    assert_eq!(dir.apply_delta(&deltas[0][..200]), truncated);
+    let mut long = s.clone();
+    long.push(0);
+    assert_eq!(
+        dir.apply_snapshot(&long),
+        Err(DirectoryError::Malformed("trailing bytes"))
+    );
+    let mut long = deltas[0].clone();
+    long.push(0);
+    assert_eq!(
+        dir.apply_delta(&long),
+        Err(DirectoryError::Malformed("trailing bytes"))
+    );
+    assert_eq!(dir.regions().count(), 0);
+    assert!(Snapshot::parse(s).is_ok());
+}
+
+#[test]
+fn every_prefix_and_byte_flip_is_an_error() {
+    let (snaps, deltas) = history();
+    let snap = &snaps[1];
+    let delta = &deltas[1];
+    let base = {
+        let mut dir = Directory::new(anchor());
+        dir.apply_snapshot(&snaps[1]).unwrap();
+        dir
+    };
+
+    for n in 0..snap.len() {
+        assert!(
+            Directory::new(anchor()).apply_snapshot(&snap[..n]).is_err(),
+            "snapshot prefix {n}"
+        );
+    }
+    for n in 0..delta.len() {
+        assert!(
+            base.clone().apply_delta(&delta[..n]).is_err(),
+            "delta prefix {n}"
+        );
+    }
+
+    let mut rng = ChaCha20Rng::seed_from_u64(7);
+    for _ in 0..3000 {
+        let mut bad = snap.clone();
+        let at = rng.random_range(0..bad.len());
+        bad[at] ^= rng.random_range(1..=255u8);
+        assert!(
+            Directory::new(anchor()).apply_snapshot(&bad).is_err(),
+            "snapshot flip at {at}"
+        );
+    }
+    for _ in 0..1000 {
+        let mut bad = delta.clone();
+        let at = rng.random_range(0..bad.len());
+        bad[at] ^= rng.random_range(1..=255u8);
+        assert!(
+            base.clone().apply_delta(&bad).is_err(),
+            "delta flip at {at}"
+        );
+    }
+}
+
+#[test]
+fn enrollment_request_with_a_bad_signature_is_refused() {
+    let req = request("1310000007", "ケアプランセンターこもれび", 17);
+    assert!(req.verify().is_ok());
+
+    // Altered after signing, as it travels as JSON.
+    let mut json: serde_json::Value = serde_json::to_value(&req).unwrap();
+    json["name"] = "ケアプランセンターこもれび本店".into();
+    let altered: EnrollmentRequest = serde_json::from_value(json).unwrap();
+    assert_eq!(altered.verify(), Err(DirectoryError::BadSignature));
+
+    // Someone else's identity key claimed without its private half.
+    let mut stolen = req.clone();
+    stolen.identity = identity(10);
+    assert_eq!(stolen.verify(), Err(DirectoryError::BadSignature));
+
+    let (_, mut ws) = tokyo_workspace();
+    for bad in [&altered, &stolen] {
+        assert_eq!(
+            ws.approve(bad, T0),
+            Err(WorkspaceError::Invalid(DirectoryError::BadSignature))
+        );
+    }
+    assert_eq!(ws.entries.len(), 2);
+    assert!(ws.approve(&req, T0).is_ok());
+}
+
+#[test]
+fn enrolled_office_needs_rotation_for_a_new_key() {
+    let (_, mut ws) = tokyo_workspace();
+    assert_eq!(
+        ws.approve(&request("1310000001", "青空", 66), T0),
+        Err(WorkspaceError::AlreadyEnrolled(office("1310000001")))
+    );
+    // Re-approving with the same key (an edited name, say) is fine.
+    assert!(
+        ws.approve(
+            &request("1310000001", "ケアプランセンター青空 本店", 10),
+            T0
+        )
+        .is_ok()
+    );
+}
+
+#[test]
+fn two_regions_claiming_one_office_conflict() {
+    let tokyo = tokyo();
+    let tama = authority(&root(), "13-tama", "多摩地域", 5, vec![13]);
+    let osaka = osaka();
+    let claimed = entry("1310000001", "青空", 10);
+
+    let mut dir = Directory::new(anchor());
+    dir.apply_snapshot(&snapshot(&tokyo, 1, std::slice::from_ref(&claimed)))
+        .unwrap();
+    dir.apply_snapshot(&snapshot(&osaka, 1, &[entry("2710000001", "大阪", 20)]))
+        .unwrap();
+    let rival = entry("1310000001", "青空（偽）", 66);
+    assert_eq!(
+        dir.apply_snapshot(&snapshot(
+            &tama,
+            1,
+            &[rival, entry("1310000009", "多摩", 21)]
+        )),
+        Err(DirectoryError::Conflict(office("1310000001")))
+    );
+    assert!(dir.region("13-tama").is_none());
+    assert!(dir.active_office_by_key(&identity(66), T0).is_none());
+    assert_eq!(dir.lookup(&office("1310000001")).unwrap().name, "青空");
+
+    // Without the overlap the second region is welcome.
+    let ok = dir.apply_snapshot(&snapshot(&tama, 1, &[entry("1310000009", "多摩", 21)]));
+    assert!(ok.is_ok());
+    assert_eq!(dir.regions().count(), 3);
+    assert!(dir.active_office_by_key(&identity(21), T0).is_some());
+}
+
+#[test]
+fn identity_key_listed_by_two_offices_stays_resolvable() {
+    // One corporation's node serving offices in two prefectures under one key.
+    let (tokyo, osaka) = (tokyo(), osaka());
+    let mut dir = Directory::new(anchor());
+    dir.apply_snapshot(&snapshot(&tokyo, 1, &[entry("1310000001", "青空", 10)]))
+        .unwrap();
+    dir.apply_snapshot(&snapshot(
+        &osaka,
+        1,
+        &[entry("2710000001", "青空 大阪", 10)],
+    ))
+    .unwrap();
+    assert!(dir.active_office_by_key(&identity(10), T0).is_some());
+
+    // Osaka drops its office: the key still leads to the Tokyo one.
+    dir.apply_snapshot(&snapshot(&osaka, 2, &[entry("2710000002", "大阪", 20)]))
+        .unwrap();
+    let e = dir.active_office_by_key(&identity(10), T0).unwrap();
+    assert_eq!(e.office, office("1310000001"));
+    assert!(dir.active_office_by_key(&identity(20), T0).is_some());
+}

@@ -1,0 +1,246 @@
+//! Setting up offices and running a region authority: what `renkei init` and
+//! `renkei directory ...` do, as functions the demo and the tests call too.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use ed25519_dalek::SigningKey;
+use renkei_directory::{
+    ANCHOR_FORMAT, Anchor, EnrollmentRequest, NodeInfo, RegionCert, RegionWorkspace,
+};
+use renkei_protocol::{OfficeNumber, ServiceKind};
+
+use crate::home::{Config, Home, KeyPair, create_private_dir, write_atomic};
+use crate::node::now_secs;
+
+/// Generates a fresh Ed25519 key.
+pub fn generate_signing_key() -> SigningKey {
+    let mut seed = [0u8; 32];
+    rand::Rng::fill_bytes(&mut rand::rng(), &mut seed);
+    SigningKey::from_bytes(&seed)
+}
+
+/// Writes a secret key file (hex, 0600).
+pub fn write_secret(path: &Path, key: &SigningKey) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    write_atomic(
+        path,
+        format!("{}\n", hex::encode(key.to_bytes())).as_bytes(),
+        true,
+    )
+}
+
+/// Reads a secret key file.
+pub fn read_secret(path: &Path) -> anyhow::Result<SigningKey> {
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "鍵ファイル {} を読めません / cannot read key file {}",
+            path.display(),
+            path.display()
+        )
+    })?;
+    let mut b = [0u8; 32];
+    hex::decode_to_slice(text.trim(), &mut b)
+        .with_context(|| format!("key file {} is damaged", path.display()))?;
+    Ok(SigningKey::from_bytes(&b))
+}
+
+/// What `renkei init` sets up.
+#[derive(Debug, Clone)]
+pub struct OfficeSetup {
+    /// 事業所番号.
+    pub office: OfficeNumber,
+    /// 事業所名.
+    pub name: String,
+    /// Service kinds.
+    pub kinds: Vec<ServiceKind>,
+    /// libp2p listen addresses (also published in the directory unless `advertise` is set).
+    pub listen: Vec<String>,
+    /// Addresses to publish in the directory (defaults to `listen`).
+    pub advertise: Vec<String>,
+    /// Directory nodes to sync from.
+    pub directory_nodes: Vec<String>,
+    /// A trust anchor file to copy into the home.
+    pub anchor: Option<PathBuf>,
+}
+
+/// Creates an office home: keys (0600), `renkei.toml`, the folders, and `enrollment.json`
+/// (the request the association approves). Refuses to overwrite existing keys.
+pub fn init_office(home: &Home, setup: &OfficeSetup) -> anyhow::Result<EnrollmentRequest> {
+    if home.keys().join("identity.key").exists() {
+        bail!(
+            "{} には既に鍵があります。別のフォルダを指定してください。/ {} already has keys; choose another folder.",
+            home.root.display(),
+            home.root.display()
+        );
+    }
+    home.create_dirs()?;
+    let keys = KeyPair {
+        identity: generate_signing_key(),
+        encryption: x25519_dalek::StaticSecret::from(generate_signing_key().to_bytes()),
+    };
+    home.write_new_keys(&keys)?;
+    let config = Config {
+        office: setup.office.to_string(),
+        name: setup.name.clone(),
+        kinds: setup.kinds.iter().map(|k| k.to_string()).collect(),
+        listen: if setup.listen.is_empty() {
+            Config::default().listen
+        } else {
+            setup.listen.clone()
+        },
+        directory_nodes: setup.directory_nodes.clone(),
+        ..Config::default()
+    };
+    home.write_config(&config)?;
+    if let Some(a) = &setup.anchor {
+        let text = std::fs::read_to_string(a)
+            .with_context(|| format!("reading anchor {}", a.display()))?;
+        Anchor::from_json(&text).map_err(|e| anyhow::anyhow!("anchor {}: {e}", a.display()))?;
+        write_atomic(&home.root.join("anchor.json"), text.as_bytes(), false)?;
+    }
+    let advertise = if setup.advertise.is_empty() {
+        config.listen.clone()
+    } else {
+        setup.advertise.clone()
+    };
+    let req = EnrollmentRequest::new(
+        setup.office,
+        &setup.name,
+        setup.kinds.clone(),
+        &keys.identity,
+        x25519_dalek::PublicKey::from(&keys.encryption).to_bytes(),
+        advertise,
+        now_secs(),
+    );
+    write_atomic(
+        &home.root.join("enrollment.json"),
+        serde_json::to_string_pretty(&req)?.as_bytes(),
+        false,
+    )?;
+    Ok(req)
+}
+
+/// Creates the federation root: `DIR/root.key` (0600) and `DIR/anchor.json`.
+pub fn root_init(dir: &Path, federation: &str) -> anyhow::Result<Anchor> {
+    create_private_dir(dir)?;
+    let key_path = dir.join("root.key");
+    if key_path.exists() {
+        bail!("{} exists already", key_path.display());
+    }
+    let key = generate_signing_key();
+    write_secret(&key_path, &key)?;
+    let anchor = Anchor {
+        format: ANCHOR_FORMAT.into(),
+        federation: federation.into(),
+        roots: vec![hex::encode(key.verifying_key().to_bytes())],
+    };
+    write_atomic(
+        &dir.join("anchor.json"),
+        serde_json::to_string_pretty(&anchor)?.as_bytes(),
+        false,
+    )?;
+    Ok(anchor)
+}
+
+/// Creates a region authority: its key (`DIR/region.key`, 0600) and workspace
+/// (`DIR/region.json`) with a certificate signed by the root.
+pub fn region_init(
+    root_key: &Path,
+    dir: &Path,
+    region: &str,
+    name: &str,
+    prefectures: Vec<u8>,
+    years: u64,
+) -> anyhow::Result<RegionWorkspace> {
+    let root = read_secret(root_key)?;
+    create_private_dir(dir)?;
+    let key = generate_signing_key();
+    write_secret(&dir.join("region.key"), &key)?;
+    let now = now_secs();
+    let cert = RegionCert::issue(
+        &root,
+        region,
+        name,
+        key.verifying_key().to_bytes(),
+        prefectures,
+        now - 86400,
+        now + years * 365 * 86400,
+    );
+    let ws = RegionWorkspace::new(cert);
+    save_workspace(dir, &ws)?;
+    Ok(ws)
+}
+
+/// Loads a region workspace.
+pub fn load_workspace(dir: &Path) -> anyhow::Result<RegionWorkspace> {
+    let p = dir.join("region.json");
+    let text = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is damaged", p.display()))
+}
+
+/// Saves a region workspace atomically.
+pub fn save_workspace(dir: &Path, ws: &RegionWorkspace) -> anyhow::Result<()> {
+    write_atomic(
+        &dir.join("region.json"),
+        serde_json::to_string_pretty(ws)?.as_bytes(),
+        false,
+    )
+}
+
+/// Approves enrollment requests into a region workspace.
+pub fn approve(dir: &Path, requests: &[EnrollmentRequest]) -> anyhow::Result<()> {
+    let mut ws = load_workspace(dir)?;
+    let now = now_secs();
+    for r in requests {
+        ws.approve(r, now)
+            .with_context(|| format!("office {}", r.office))?;
+    }
+    save_workspace(dir, &ws)
+}
+
+/// Revokes an office.
+pub fn revoke(dir: &Path, office: &OfficeNumber) -> anyhow::Result<()> {
+    let mut ws = load_workspace(dir)?;
+    ws.revoke(office)?;
+    save_workspace(dir, &ws)
+}
+
+/// Adds (or replaces) a directory node in the region's snapshots.
+pub fn add_node(dir: &Path, node: NodeInfo) -> anyhow::Result<()> {
+    let mut ws = load_workspace(dir)?;
+    ws.nodes.retain(|n| n.key != node.key);
+    ws.nodes.push(node);
+    save_workspace(dir, &ws)
+}
+
+/// Publishes the next snapshot (and delta) into `out`; returns the files written.
+pub fn publish(dir: &Path, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut ws = load_workspace(dir)?;
+    let key = read_secret(&dir.join("region.key"))?;
+    let (seq, snapshot, delta) = ws.publish(&key, now_secs());
+    std::fs::create_dir_all(out)?;
+    let region = ws.cert.region.clone();
+    let mut written = Vec::new();
+    if let Some(d) = delta {
+        let p = out.join(format!("{region}-{:010}-{seq:010}.delta", seq - 1));
+        write_atomic(&p, &d, false)?;
+        written.push(p);
+    }
+    let p = out.join(format!("{region}-{seq:010}.snapshot"));
+    write_atomic(&p, &snapshot, false)?;
+    written.push(p);
+    // The workspace is saved last: a crash before this publishes the same seq again.
+    save_workspace(dir, &ws)?;
+    Ok(written)
+}
+
+/// Reads an enrollment request file.
+pub fn read_request(path: &Path) -> anyhow::Result<EnrollmentRequest> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not an enrollment request", path.display()))
+}

@@ -1,0 +1,498 @@
+//! Directory files on disk, and pulling them from directory nodes (SPEC.md §6.6).
+//!
+//! A folder of published files — `<region>-<seq>.snapshot` and `<region>-<from>-<to>.delta` —
+//! is both what a directory node serves and what an office caches. Whatever the source, every
+//! file is verified against the anchor before it is used or stored: a lying mirror can only
+//! withhold updates, never forge or roll back.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use futures::{AsyncWriteExt, StreamExt};
+use libp2p::PeerId;
+use renkei_directory::{Applied, Delta, Directory, DirectoryError, Snapshot};
+use serde::{Deserialize, Serialize};
+
+use crate::frames::{self, Kind};
+use crate::home::write_atomic;
+use crate::net::{DIRECTORY, Net};
+
+/// One region as a directory node offers it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegionSummary {
+    /// Region id.
+    pub region: String,
+    /// Sequence number of the newest snapshot file.
+    pub snapshot_seq: u64,
+    /// Sequence number reached by applying the deltas after it.
+    pub seq: u64,
+}
+
+/// A request on the directory protocol.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+pub enum Request {
+    /// List the regions.
+    List,
+    /// The newest snapshot of a region.
+    Snapshot {
+        /// Region id.
+        region: String,
+    },
+    /// The delta of a region that starts at `from`.
+    Delta {
+        /// Region id.
+        region: String,
+        /// Its starting sequence number.
+        from: u64,
+    },
+}
+
+fn file_region_ok(region: &str) -> bool {
+    !region.is_empty()
+        && region.len() <= 64
+        && region
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-')
+}
+
+/// A folder of directory files.
+#[derive(Clone, Debug)]
+pub struct DirFolder {
+    /// The folder.
+    pub path: PathBuf,
+}
+
+/// The files of one region in a folder.
+#[derive(Debug, Default)]
+struct RegionFiles {
+    snapshots: BTreeMap<u64, PathBuf>,
+    deltas: BTreeMap<u64, (u64, PathBuf)>,
+}
+
+impl DirFolder {
+    /// A folder at `path` (created if missing).
+    pub fn new(path: impl Into<PathBuf>) -> anyhow::Result<DirFolder> {
+        let path = path.into();
+        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(DirFolder { path })
+    }
+
+    fn scan(&self) -> BTreeMap<String, RegionFiles> {
+        let mut out: BTreeMap<String, RegionFiles> = BTreeMap::new();
+        let Ok(rd) = std::fs::read_dir(&self.path) else {
+            return out;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if let Some(stem) = name.strip_suffix(".snapshot") {
+                if let Some((region, seq)) = stem.rsplit_once('-')
+                    && let Ok(seq) = seq.parse()
+                {
+                    out.entry(region.to_string())
+                        .or_default()
+                        .snapshots
+                        .insert(seq, e.path());
+                }
+            } else if let Some(stem) = name.strip_suffix(".delta") {
+                let mut it = stem.rsplitn(3, '-');
+                if let (Some(to), Some(from), Some(region)) = (it.next(), it.next(), it.next())
+                    && let (Ok(to), Ok(from)) = (to.parse(), from.parse())
+                {
+                    out.entry(region.to_string())
+                        .or_default()
+                        .deltas
+                        .insert(from, (to, e.path()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Builds the verified directory from the folder: per region the newest snapshot that
+    /// verifies, then every delta that applies after it. Files that fail are reported and
+    /// skipped.
+    pub fn load(&self, dir: &mut Directory) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (region, files) in self.scan() {
+            let mut applied = false;
+            for (_, p) in files.snapshots.iter().rev() {
+                match std::fs::read(p)
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| dir.apply_snapshot(&b).map_err(|e| e.to_string()))
+                {
+                    Ok(_) => {
+                        applied = true;
+                        break;
+                    }
+                    Err(e) => problems.push(format!("{}: {e}", p.display())),
+                }
+            }
+            if !applied {
+                continue;
+            }
+            while let Some(seq) = dir.region(&region).map(|r| r.seq) {
+                let Some((_, p)) = files.deltas.get(&seq) else {
+                    break;
+                };
+                if let Err(e) = std::fs::read(p)
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| dir.apply_delta(&b).map_err(|e| e.to_string()))
+                {
+                    problems.push(format!("{}: {e}", p.display()));
+                    break;
+                }
+            }
+        }
+        problems
+    }
+
+    /// What the folder offers (for serving).
+    pub fn list(&self) -> Vec<RegionSummary> {
+        self.scan()
+            .into_iter()
+            .filter_map(|(region, f)| {
+                let (&snapshot_seq, _) = f.snapshots.iter().next_back()?;
+                let mut seq = snapshot_seq;
+                while let Some((to, _)) = f.deltas.get(&seq) {
+                    seq = *to;
+                }
+                Some(RegionSummary {
+                    region,
+                    snapshot_seq,
+                    seq,
+                })
+            })
+            .collect()
+    }
+
+    /// The newest snapshot file of a region.
+    pub fn snapshot(&self, region: &str) -> Option<Vec<u8>> {
+        let files = self.scan().remove(region)?;
+        std::fs::read(files.snapshots.iter().next_back()?.1).ok()
+    }
+
+    /// The delta file of a region starting at `from`.
+    pub fn delta(&self, region: &str, from: u64) -> Option<Vec<u8>> {
+        let files = self.scan().remove(region)?;
+        std::fs::read(&files.deltas.get(&from)?.1).ok()
+    }
+
+    /// Stores a verified snapshot, removing older files of its region.
+    pub fn store_snapshot(&self, region: &str, seq: u64, bytes: &[u8]) -> anyhow::Result<()> {
+        anyhow::ensure!(file_region_ok(region), "bad region id");
+        write_atomic(
+            &self.path.join(format!("{region}-{seq:010}.snapshot")),
+            bytes,
+            false,
+        )?;
+        if let Some(files) = self.scan().remove(region) {
+            for (s, p) in files.snapshots {
+                if s < seq {
+                    let _ = std::fs::remove_file(p);
+                }
+            }
+            for (from, (_, p)) in files.deltas {
+                if from < seq {
+                    let _ = std::fs::remove_file(p);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores a verified delta.
+    pub fn store_delta(
+        &self,
+        region: &str,
+        from: u64,
+        to: u64,
+        bytes: &[u8],
+    ) -> anyhow::Result<()> {
+        anyhow::ensure!(file_region_ok(region), "bad region id");
+        write_atomic(
+            &self
+                .path
+                .join(format!("{region}-{from:010}-{to:010}.delta")),
+            bytes,
+            false,
+        )
+    }
+}
+
+/// A source of directory files: a directory node over libp2p or HTTP, or a test double.
+pub trait Source {
+    /// The regions it offers.
+    fn list(
+        &mut self,
+    ) -> impl std::future::Future<Output = anyhow::Result<Vec<RegionSummary>>> + Send;
+    /// The newest snapshot of a region.
+    fn snapshot(
+        &mut self,
+        region: &str,
+    ) -> impl std::future::Future<Output = anyhow::Result<Vec<u8>>> + Send;
+    /// The delta of a region starting at `from`.
+    fn delta(
+        &mut self,
+        region: &str,
+        from: u64,
+    ) -> impl std::future::Future<Output = anyhow::Result<Vec<u8>>> + Send;
+}
+
+/// What one pull did.
+#[derive(Debug, Default, Clone)]
+pub struct PullReport {
+    /// Regions that moved forward: (region, new seq).
+    pub updated: Vec<(String, u64)>,
+    /// Files refused, with the reason.
+    pub refused: Vec<String>,
+}
+
+/// Pulls every region newer than ours from `source`, verifying each file before applying and
+/// storing it in `cache`.
+pub async fn pull<S: Source>(
+    source: &mut S,
+    dir: &mut Directory,
+    cache: &DirFolder,
+) -> anyhow::Result<PullReport> {
+    let mut report = PullReport::default();
+    for offer in source.list().await? {
+        if !file_region_ok(&offer.region) {
+            report
+                .refused
+                .push(format!("{}: bad region id", offer.region));
+            continue;
+        }
+        let have = dir.region(&offer.region).map(|r| r.seq);
+        if have.is_some_and(|h| h >= offer.seq) {
+            continue;
+        }
+        // Start from a snapshot unless our copy is a valid base for the deltas.
+        if have.is_none_or(|h| h < offer.snapshot_seq) {
+            let bytes = match source.snapshot(&offer.region).await {
+                Ok(b) => b,
+                Err(e) => {
+                    report.refused.push(format!("{}: {e}", offer.region));
+                    continue;
+                }
+            };
+            match dir.apply_snapshot(&bytes) {
+                Ok(Applied::Updated { region, seq }) => {
+                    if region != offer.region {
+                        report.refused.push(format!(
+                            "{}: the mirror served region {region}",
+                            offer.region
+                        ));
+                    }
+                    cache.store_snapshot(&region, seq, &bytes)?;
+                    report.updated.push((region, seq));
+                }
+                Ok(Applied::Unchanged) => {}
+                Err(e) => {
+                    report
+                        .refused
+                        .push(format!("{} snapshot: {e}", offer.region));
+                    continue;
+                }
+            }
+        }
+        while let Some(seq) = dir.region(&offer.region).map(|r| r.seq) {
+            if seq >= offer.seq {
+                break;
+            }
+            let bytes = match source.delta(&offer.region, seq).await {
+                Ok(b) => b,
+                Err(e) => {
+                    report
+                        .refused
+                        .push(format!("{} delta from {seq}: {e}", offer.region));
+                    break;
+                }
+            };
+            match dir.apply_delta(&bytes) {
+                Ok(Applied::Updated { region, seq: to }) if region == offer.region => {
+                    cache.store_delta(&region, seq, to, &bytes)?;
+                    report.updated.push((region, to));
+                }
+                Ok(_) => break,
+                Err(e) => {
+                    report
+                        .refused
+                        .push(format!("{} delta from {seq}: {e}", offer.region));
+                    break;
+                }
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// A directory node reached over libp2p.
+#[derive(Debug)]
+pub struct P2pSource {
+    /// Our swarm.
+    pub net: Net,
+    /// The directory node.
+    pub peer: PeerId,
+    /// Per-request timeout.
+    pub timeout: Duration,
+}
+
+impl P2pSource {
+    async fn ask(&mut self, req: &Request) -> anyhow::Result<Vec<u8>> {
+        let mut last = None;
+        for attempt in 0..3u64 {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+            }
+            match self.ask_once(req).await {
+                Ok(b) => return Ok(b),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("no answer")))
+    }
+
+    async fn ask_once(&mut self, req: &Request) -> anyhow::Result<Vec<u8>> {
+        let mut s = self.net.open(self.peer, DIRECTORY, self.timeout).await?;
+        frames::write(&mut s, Kind::Request, &serde_json::to_vec(req)?).await?;
+        s.flush().await?;
+        let mut buf = Vec::new();
+        let kind = frames::read(&mut s, &mut buf, self.timeout).await?;
+        let _ = s.close().await;
+        match kind {
+            Some(Kind::Blob) => Ok(buf),
+            Some(Kind::NotFound) => anyhow::bail!("not found: {}", String::from_utf8_lossy(&buf)),
+            _ => anyhow::bail!("unexpected answer from the directory node"),
+        }
+    }
+}
+
+impl Source for P2pSource {
+    async fn list(&mut self) -> anyhow::Result<Vec<RegionSummary>> {
+        Ok(serde_json::from_slice(&self.ask(&Request::List).await?)?)
+    }
+    async fn snapshot(&mut self, region: &str) -> anyhow::Result<Vec<u8>> {
+        self.ask(&Request::Snapshot {
+            region: region.into(),
+        })
+        .await
+    }
+    async fn delta(&mut self, region: &str, from: u64) -> anyhow::Result<Vec<u8>> {
+        self.ask(&Request::Delta {
+            region: region.into(),
+            from,
+        })
+        .await
+    }
+}
+
+/// A directory node (or mirror) reached over HTTP.
+#[derive(Debug, Clone)]
+pub struct HttpSource {
+    /// Base URL, e.g. `http://127.0.0.1:4780`.
+    pub base: String,
+    /// The client.
+    pub client: reqwest::Client,
+}
+
+impl HttpSource {
+    async fn get(&self, path: &str) -> anyhow::Result<Vec<u8>> {
+        let resp = self
+            .client
+            .get(format!("{}{path}", self.base.trim_end_matches('/')))
+            .send()
+            .await?;
+        anyhow::ensure!(resp.status().is_success(), "HTTP {}", resp.status());
+        Ok(resp.bytes().await?.to_vec())
+    }
+}
+
+impl Source for HttpSource {
+    async fn list(&mut self) -> anyhow::Result<Vec<RegionSummary>> {
+        Ok(serde_json::from_slice(&self.get("/v1/regions").await?)?)
+    }
+    async fn snapshot(&mut self, region: &str) -> anyhow::Result<Vec<u8>> {
+        self.get(&format!("/v1/regions/{region}/snapshot")).await
+    }
+    async fn delta(&mut self, region: &str, from: u64) -> anyhow::Result<Vec<u8>> {
+        self.get(&format!("/v1/regions/{region}/delta/{from}"))
+            .await
+    }
+}
+
+/// Answers directory requests on incoming libp2p streams from `folder`.
+pub async fn serve_p2p(net: Net, folder: DirFolder, timeout: Duration) -> anyhow::Result<()> {
+    let mut incoming = net
+        .control
+        .clone()
+        .accept(DIRECTORY)
+        .map_err(|_| anyhow::anyhow!("directory protocol already served"))?;
+    while let Some((peer, mut s)) = incoming.next().await {
+        let folder = folder.clone();
+        tokio::spawn(async move {
+            let mut buf = Vec::new();
+            let Ok(Some(Kind::Request)) = frames::read(&mut s, &mut buf, timeout).await else {
+                return;
+            };
+            let answer = match serde_json::from_slice::<Request>(&buf) {
+                Ok(Request::List) => serde_json::to_vec(&folder.list()).ok(),
+                Ok(Request::Snapshot { region }) => folder.snapshot(&region),
+                Ok(Request::Delta { region, from }) => folder.delta(&region, from),
+                Err(_) => None,
+            };
+            let r = match answer {
+                Some(b) => frames::write(&mut s, Kind::Blob, &b).await,
+                None => frames::write(&mut s, Kind::NotFound, b"no such file").await,
+            };
+            if r.is_ok() {
+                let _ = s.close().await;
+            }
+            tracing::debug!(%peer, "answered a directory request");
+        });
+    }
+    Ok(())
+}
+
+/// Loads the rollback floors saved next to the cache.
+pub fn load_floors(cache: &Path, dir: &mut Directory) {
+    if let Ok(text) = std::fs::read_to_string(cache.join("floors.json"))
+        && let Ok(floors) = serde_json::from_str::<BTreeMap<String, u64>>(&text)
+    {
+        for (r, s) in floors {
+            dir.set_floor(&r, s);
+        }
+    }
+}
+
+/// Saves the rollback floors.
+pub fn save_floors(cache: &Path, dir: &Directory) -> anyhow::Result<()> {
+    write_atomic(
+        &cache.join("floors.json"),
+        &serde_json::to_vec(dir.floors())?,
+        false,
+    )
+}
+
+/// Checks one `.snapshot` file against an anchor for `renkei directory verify`.
+pub fn verify_file(
+    anchor: &renkei_directory::Anchor,
+    bytes: &[u8],
+    now: u64,
+) -> Result<Snapshot, DirectoryError> {
+    let snap = Directory::verify_snapshot(anchor, bytes)?;
+    if now > snap.header.expires_at {
+        return Err(DirectoryError::Expired {
+            expires_at: snap.header.expires_at,
+        });
+    }
+    Ok(snap)
+}
+
+/// Parses a delta for display.
+pub fn describe_delta(bytes: &[u8]) -> Option<(String, u64, u64)> {
+    let d = Delta::parse(bytes).ok()?;
+    Some((d.cert.region, d.from_seq, d.to_seq))
+}

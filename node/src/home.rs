@@ -1,0 +1,363 @@
+//! An office's home folder: configuration, keys, and the folders office staff see.
+//!
+//! ```text
+//! H/renkei.toml      configuration
+//! H/anchor.json      the federation's trust anchor
+//! H/keys/            identity.key, encryption.key (0600), older generations after rotation
+//! H/outbox/          files to send (the care software writes here)
+//! H/inbox/           files received (the care software imports from here)
+//! H/sent/            our own copy of what was delivered
+//! H/rejected/        files that could not be sent, each with <name>.error.txt
+//! H/receipts.jsonl   the hash-chained receipt log
+//! H/state/           node state (sled), directory cache, status.json
+//! ```
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use ed25519_dalek::SigningKey;
+use renkei_protocol::{OfficeNumber, ServiceKind};
+use serde::{Deserialize, Serialize};
+use x25519_dalek::StaticSecret;
+
+/// The node's configuration (`H/renkei.toml`). Every field has a default but `office`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Our 事業所番号.
+    pub office: String,
+    /// Our 事業所名.
+    pub name: String,
+    /// The service kinds we act as.
+    pub kinds: Vec<String>,
+    /// libp2p listen addresses.
+    pub listen: Vec<String>,
+    /// The trust anchor, relative to the home folder.
+    pub anchor: String,
+    /// Directory nodes to sync from: libp2p multiaddrs ending in `/p2p/<PeerId>`.
+    pub directory_nodes: Vec<String>,
+    /// Seconds between directory syncs.
+    pub directory_refresh_secs: u64,
+    /// Seconds between outbox rescans (on top of file-system notifications).
+    pub rescan_secs: u64,
+    /// A new outbox file is taken only once it is this many milliseconds old, so a file the
+    /// care software is still writing is not sent half-written.
+    pub settle_ms: u64,
+    /// First retry delay after a failed delivery, milliseconds.
+    pub retry_initial_ms: u64,
+    /// Longest retry delay, seconds.
+    pub retry_max_secs: u64,
+    /// Oldest envelope accepted, days.
+    pub max_age_days: u64,
+    /// Seconds to wait for a peer before giving up on a stream.
+    pub io_timeout_secs: u64,
+    /// Warn this many hours before the directory snapshot expires.
+    pub expiry_warning_hours: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            office: String::new(),
+            name: String::new(),
+            kinds: Vec::new(),
+            listen: vec![
+                "/ip4/0.0.0.0/tcp/4701".into(),
+                "/ip4/0.0.0.0/udp/4701/quic-v1".into(),
+            ],
+            anchor: "anchor.json".into(),
+            directory_nodes: Vec::new(),
+            directory_refresh_secs: 300,
+            rescan_secs: 5,
+            settle_ms: 1000,
+            retry_initial_ms: 500,
+            retry_max_secs: 300,
+            max_age_days: 60,
+            io_timeout_secs: 30,
+            expiry_warning_hours: 48,
+        }
+    }
+}
+
+/// One generation of an office's keys.
+#[derive(Clone)]
+pub struct KeyPair {
+    /// Ed25519: identity, PeerId, signatures.
+    pub identity: SigningKey,
+    /// X25519: envelopes are sealed to it.
+    pub encryption: StaticSecret,
+}
+
+impl std::fmt::Debug for KeyPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "KeyPair({})",
+            hex::encode(self.identity.verifying_key().as_bytes())
+        )
+    }
+}
+
+/// Paths inside a home folder.
+#[derive(Clone, Debug)]
+pub struct Home {
+    /// The home folder.
+    pub root: PathBuf,
+}
+
+impl Home {
+    /// A home at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Home {
+        Home { root: root.into() }
+    }
+
+    /// `H/renkei.toml`
+    pub fn config_path(&self) -> PathBuf {
+        self.root.join("renkei.toml")
+    }
+    /// `H/outbox`
+    pub fn outbox(&self) -> PathBuf {
+        self.root.join("outbox")
+    }
+    /// `H/inbox`
+    pub fn inbox(&self) -> PathBuf {
+        self.root.join("inbox")
+    }
+    /// `H/inbox/.partial` (files being received; never imported).
+    pub fn partial(&self) -> PathBuf {
+        self.root.join("inbox").join(".partial")
+    }
+    /// `H/sent`
+    pub fn sent(&self) -> PathBuf {
+        self.root.join("sent")
+    }
+    /// `H/rejected`
+    pub fn rejected(&self) -> PathBuf {
+        self.root.join("rejected")
+    }
+    /// `H/state`
+    pub fn state(&self) -> PathBuf {
+        self.root.join("state")
+    }
+    /// `H/keys`
+    pub fn keys(&self) -> PathBuf {
+        self.root.join("keys")
+    }
+    /// `H/receipts.jsonl`
+    pub fn receipts(&self) -> PathBuf {
+        self.root.join("receipts.jsonl")
+    }
+    /// `H/state/status.json`
+    pub fn status(&self) -> PathBuf {
+        self.state().join("status.json")
+    }
+    /// `H/state/directory`
+    pub fn directory_cache(&self) -> PathBuf {
+        self.state().join("directory")
+    }
+
+    /// Creates the folders.
+    pub fn create_dirs(&self) -> anyhow::Result<()> {
+        for d in [
+            self.outbox(),
+            self.inbox(),
+            self.partial(),
+            self.sent(),
+            self.rejected(),
+            self.state(),
+            self.directory_cache(),
+        ] {
+            fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
+        }
+        create_private_dir(&self.keys())?;
+        Ok(())
+    }
+
+    /// Reads the configuration.
+    pub fn config(&self) -> anyhow::Result<Config> {
+        let p = self.config_path();
+        let text = fs::read_to_string(&p).with_context(|| {
+            format!("設定ファイル {} を読めません。renkei init で作成してください。/ Cannot read {}: create it with `renkei init`.", p.display(), p.display())
+        })?;
+        let c: Config = toml::from_str(&text).with_context(|| {
+            format!(
+                "設定ファイル {} の書式が正しくありません。/ {} is not valid configuration.",
+                p.display(),
+                p.display()
+            )
+        })?;
+        if OfficeNumber::parse(&c.office).is_none() {
+            bail!(
+                "設定の office は10桁の事業所番号にしてください。/ `office` in {} must be the 10-digit office number.",
+                p.display()
+            );
+        }
+        Ok(c)
+    }
+
+    /// Writes the configuration atomically.
+    pub fn write_config(&self, c: &Config) -> anyhow::Result<()> {
+        write_atomic(
+            &self.config_path(),
+            toml::to_string_pretty(c)?.as_bytes(),
+            false,
+        )
+    }
+
+    /// Loads every key generation, newest first.
+    pub fn load_keys(&self) -> anyhow::Result<Vec<KeyPair>> {
+        let mut out = Vec::new();
+        for generation in 0.. {
+            let suffix = if generation == 0 {
+                String::new()
+            } else {
+                format!(".{generation}")
+            };
+            let id = self.keys().join(format!("identity.key{suffix}"));
+            if !id.exists() {
+                break;
+            }
+            let identity = SigningKey::from_bytes(&read_key(&id)?);
+            let encryption = StaticSecret::from(read_key(
+                &self.keys().join(format!("encryption.key{suffix}")),
+            )?);
+            out.push(KeyPair {
+                identity,
+                encryption,
+            });
+        }
+        if out.is_empty() {
+            bail!(
+                "鍵ファイルがありません（{}）。renkei init で作成してください。/ No keys in {}: create them with `renkei init`.",
+                self.keys().display(),
+                self.keys().display()
+            );
+        }
+        Ok(out)
+    }
+
+    /// Writes a new key generation (the current one moves to `.1`, and so on).
+    pub fn write_new_keys(&self, keys: &KeyPair) -> anyhow::Result<()> {
+        create_private_dir(&self.keys())?;
+        let mut n = 0;
+        while self
+            .keys()
+            .join(format!(
+                "identity.key{}",
+                if n == 0 {
+                    String::new()
+                } else {
+                    format!(".{n}")
+                }
+            ))
+            .exists()
+        {
+            n += 1;
+        }
+        for g in (0..n).rev() {
+            for base in ["identity.key", "encryption.key"] {
+                let from = self.keys().join(if g == 0 {
+                    base.to_string()
+                } else {
+                    format!("{base}.{g}")
+                });
+                fs::rename(&from, self.keys().join(format!("{base}.{}", g + 1)))?;
+            }
+        }
+        write_atomic(
+            &self.keys().join("identity.key"),
+            format!("{}\n", hex::encode(keys.identity.to_bytes())).as_bytes(),
+            true,
+        )?;
+        write_atomic(
+            &self.keys().join("encryption.key"),
+            format!("{}\n", hex::encode(keys.encryption.to_bytes())).as_bytes(),
+            true,
+        )?;
+        Ok(())
+    }
+}
+
+/// The service kinds and office number of a config, parsed.
+pub fn parse_office(c: &Config) -> anyhow::Result<(OfficeNumber, Vec<ServiceKind>)> {
+    let office = OfficeNumber::parse(&c.office).context("office must be 10 digits")?;
+    let kinds = c
+        .kinds
+        .iter()
+        .map(|k| ServiceKind::parse(k).with_context(|| format!("bad service kind {k}")))
+        .collect::<anyhow::Result<_>>()?;
+    Ok((office, kinds))
+}
+
+fn read_key(p: &Path) -> anyhow::Result<[u8; 32]> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(p)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            bail!(
+                "鍵ファイル {} が他のユーザーから読めます。chmod 600 {} を実行してください。/ Key file {} is readable by others: run chmod 600 on it.",
+                p.display(),
+                p.display(),
+                p.display()
+            );
+        }
+    }
+    let text = fs::read_to_string(p).with_context(|| format!("reading key {}", p.display()))?;
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(text.trim(), &mut out)
+        .with_context(|| format!("key file {} is damaged", p.display()))?;
+    Ok(out)
+}
+
+/// Creates a folder readable by the owner only.
+pub fn create_private_dir(p: &Path) -> anyhow::Result<()> {
+    fs::create_dir_all(p)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(p, fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Writes a file atomically and durably: temp file, fsync, rename, fsync the folder.
+/// `private` makes it readable by the owner only (0600) from the moment it is created.
+pub fn write_atomic(path: &Path, data: &[u8], private: bool) -> anyhow::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+        std::process::id()
+    ));
+    {
+        let mut opts = fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        if private {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        #[cfg(not(unix))]
+        let _ = private;
+        let mut f = opts
+            .open(&tmp)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        f.write_all(data)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)?;
+    sync_dir(dir)?;
+    Ok(())
+}
+
+/// fsyncs a folder so renames inside it are durable.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}

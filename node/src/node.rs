@@ -1,0 +1,560 @@
+//! The office node: state shared by its tasks, start-up, the delivery dispatcher and status.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use libp2p::Multiaddr;
+use renkei_directory::{Anchor, Directory, Freshness};
+use renkei_protocol::{OfficeNumber, ServiceKind};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, watch};
+
+use crate::dirsync::{self, DirFolder, P2pSource};
+use crate::home::{Config, Home, KeyPair, parse_office, write_atomic};
+use crate::net::{self, Command, Net};
+use crate::receipts::ReceiptLog;
+use crate::store::{QueueItem, SledStore, Store};
+
+/// Unix milliseconds now.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Unix seconds now.
+pub fn now_secs() -> u64 {
+    now_ms() / 1000
+}
+
+/// Delivery state of one partner office.
+#[derive(Debug)]
+pub(crate) struct Partner {
+    pub active: bool,
+    pub next_try: Instant,
+    pub backoff: Duration,
+}
+
+/// The in-memory view of the durable queue.
+#[derive(Debug, Default)]
+pub(crate) struct Queue {
+    pub items: BTreeMap<u64, QueueItem>,
+    pub names: HashSet<String>,
+    pub next_seq: u64,
+    pub partners: HashMap<OfficeNumber, Partner>,
+}
+
+/// Counters and recent errors for `renkei status`.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    pub delivered: u64,
+    pub received: u64,
+    pub rejected_outgoing: u64,
+    pub rejected_incoming: u64,
+    pub last_errors: VecDeque<String>,
+}
+
+/// What every task of a node shares.
+pub struct Shared {
+    pub(crate) home: Home,
+    pub(crate) config: Config,
+    pub(crate) office: OfficeNumber,
+    pub(crate) kinds: Vec<ServiceKind>,
+    pub(crate) keys: Vec<KeyPair>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) directory: Arc<RwLock<Directory>>,
+    pub(crate) dir_cache: DirFolder,
+    pub(crate) receipts: Mutex<ReceiptLog>,
+    pub(crate) sent_ids: Mutex<HashSet<String>>,
+    pub(crate) net: Net,
+    pub(crate) queue: Mutex<Queue>,
+    pub(crate) wake: Notify,
+    pub(crate) rescan: Notify,
+    pub(crate) stats: Mutex<Stats>,
+    pub(crate) shutdown: watch::Receiver<bool>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("office", &self.office)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Locks a mutex, recovering from a poisoned lock (a panicked task must not stop the node).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Shared {
+    /// Records an error for `renkei status` and the log.
+    pub(crate) fn error(&self, msg: String) {
+        tracing::warn!("{msg}");
+        let mut s = lock(&self.stats);
+        if s.last_errors.len() >= 20 {
+            s.last_errors.pop_front();
+        }
+        s.last_errors.push_back(format!("{} {msg}", now_secs()));
+    }
+
+    pub(crate) fn dir(&self) -> std::sync::RwLockReadGuard<'_, Directory> {
+        self.directory.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn timeout(&self) -> Duration {
+        Duration::from_secs(self.config.io_timeout_secs.max(1))
+    }
+
+    pub(crate) fn stopping(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+}
+
+/// A running node.
+pub struct NodeHandle {
+    /// Shared state (for the demo, tests and the lab).
+    pub shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for NodeHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeHandle")
+            .field("office", &self.shared.office)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NodeHandle {
+    /// Stops the node's tasks and writes a last status.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        self.shared.wake.notify_waiters();
+        self.shared.rescan.notify_waiters();
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+        let _ = write_status(&self.shared).await;
+        let _ = self.shared.store.flush();
+    }
+
+    /// How many files wait in the queue.
+    pub fn queued(&self) -> usize {
+        lock(&self.shared.queue).items.len()
+    }
+}
+
+/// Starts a node from its home folder.
+pub async fn start(home: Home) -> anyhow::Result<NodeHandle> {
+    let config = home.config()?;
+    start_with(home, config, None).await
+}
+
+/// Starts a node with an explicit configuration and, optionally, a store (the lab's in-memory
+/// one); otherwise sled in `H/state/db`.
+pub async fn start_with(
+    home: Home,
+    config: Config,
+    store: Option<Arc<dyn Store>>,
+) -> anyhow::Result<NodeHandle> {
+    home.create_dirs()?;
+    let (office, kinds) = parse_office(&config)?;
+    let keys = home.load_keys()?;
+    let anchor_path = home.root.join(&config.anchor);
+    let anchor = Anchor::from_json(&std::fs::read_to_string(&anchor_path).with_context(|| {
+        format!("信頼アンカー {} を読めません。協会から受け取った anchor.json を置いてください。/ Cannot read the trust anchor {}: put the anchor.json from your association there.", anchor_path.display(), anchor_path.display())
+    })?)
+    .map_err(|e| anyhow::anyhow!("trust anchor {}: {e}", anchor_path.display()))?;
+    let store: Arc<dyn Store> = match store {
+        Some(s) => s,
+        None => Arc::new(SledStore::open(&home.state().join("db"))?),
+    };
+    let dir_cache = DirFolder::new(home.directory_cache())?;
+    let mut directory = Directory::new(anchor);
+    dirsync::load_floors(&dir_cache.path, &mut directory);
+    for p in dir_cache.load(&mut directory) {
+        tracing::warn!("directory cache: {p}");
+    }
+    let directory = Arc::new(RwLock::new(directory));
+
+    let (receipts, existing) = ReceiptLog::open(&home.receipts()).map_err(|e| {
+        anyhow::anyhow!("受領記録 {} が壊れています: {e}。管理者に連絡してください。/ The receipt log {} is damaged: {e}. Contact your administrator.", home.receipts().display(), home.receipts().display())
+    })?;
+    let mut stats = Stats::default();
+    let mut sent_ids = HashSet::new();
+    for r in &existing {
+        match (r.direction.as_str(), r.verdict.as_str()) {
+            ("sent", "accepted") => stats.delivered += 1,
+            ("sent", _) => stats.rejected_outgoing += 1,
+            ("received", "accepted") => stats.received += 1,
+            _ => stats.rejected_incoming += 1,
+        }
+        if r.direction == "sent" {
+            sent_ids.insert(r.message_id.clone());
+        }
+    }
+
+    // Leftovers of an interrupted receive never reach the care software.
+    if let Ok(rd) = std::fs::read_dir(home.partial()) {
+        for e in rd.flatten() {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+
+    let members_dir = directory.clone();
+    let members: net::Membership = Arc::new(move |peer| {
+        let Some(key) = net::key_of(peer) else {
+            return false;
+        };
+        let d = members_dir.read().unwrap_or_else(|p| p.into_inner());
+        d.active_office_by_key(&key, now_secs()).is_some() || d.is_directory_node(&key)
+    });
+    let listen: Vec<Multiaddr> = config
+        .listen
+        .iter()
+        .map(|a| a.parse().with_context(|| format!("bad listen address {a}")))
+        .collect::<anyhow::Result<_>>()?;
+    let net = net::start(&keys[0].identity, &listen, members, Duration::from_secs(60))?;
+
+    let mut queue = Queue::default();
+    for (seq, item) in store.queue_all()? {
+        queue.names.insert(item.file_name.clone());
+        queue.next_seq = queue.next_seq.max(seq + 1);
+        queue.items.insert(seq, item);
+    }
+    let (stop, shutdown) = watch::channel(false);
+    let shared = Arc::new(Shared {
+        home,
+        config,
+        office,
+        kinds,
+        keys,
+        store,
+        directory,
+        dir_cache,
+        receipts: Mutex::new(receipts),
+        sent_ids: Mutex::new(sent_ids),
+        net,
+        queue: Mutex::new(queue),
+        wake: Notify::new(),
+        rescan: Notify::new(),
+        stats: Mutex::new(stats),
+        shutdown,
+    });
+    crate::send::reconcile(&shared).await;
+
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(crate::receive::accept_loop(shared.clone())));
+    tasks.push(tokio::spawn(directory_loop(shared.clone())));
+    tasks.push(tokio::spawn(crate::outbox::watch_loop(shared.clone())));
+    tasks.push(tokio::spawn(dispatch_loop(shared.clone())));
+    tasks.push(tokio::spawn(status_loop(shared.clone())));
+    tracing::info!(office = %shared.office, peer = %shared.net.peer_id, "node started");
+    Ok(NodeHandle {
+        shared,
+        stop,
+        tasks,
+    })
+}
+
+/// Runs a node until Ctrl-C or SIGTERM.
+pub async fn run(home: Home) -> anyhow::Result<()> {
+    let node = start(home).await?;
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c().await?;
+    tracing::info!("shutting down");
+    node.shutdown().await;
+    Ok(())
+}
+
+/// Starts deliveries to partners that have queued files and are due.
+async fn dispatch_loop(shared: Arc<Shared>) {
+    let mut stop = shared.shutdown.clone();
+    loop {
+        if shared.stopping() {
+            break;
+        }
+        let now = Instant::now();
+        let mut next: Option<Instant> = None;
+        let mut start = Vec::new();
+        {
+            let mut q = lock(&shared.queue);
+            let pending: HashSet<OfficeNumber> = q
+                .items
+                .values()
+                .filter_map(|i| OfficeNumber::parse(&i.recipient))
+                .collect();
+            for p in pending {
+                let partner = q.partners.entry(p).or_insert(Partner {
+                    active: false,
+                    next_try: now,
+                    backoff: Duration::from_millis(shared.config.retry_initial_ms),
+                });
+                if partner.active {
+                    continue;
+                }
+                if partner.next_try <= now {
+                    partner.active = true;
+                    start.push(p);
+                } else {
+                    next =
+                        Some(next.map_or(partner.next_try, |n: Instant| n.min(partner.next_try)));
+                }
+            }
+        }
+        for p in start {
+            let s = shared.clone();
+            tokio::spawn(async move {
+                let result = crate::send::deliver(&s, p).await;
+                let mut q = lock(&s.queue);
+                let initial = Duration::from_millis(s.config.retry_initial_ms);
+                let max = Duration::from_secs(s.config.retry_max_secs);
+                if let Some(partner) = q.partners.get_mut(&p) {
+                    partner.active = false;
+                    match result {
+                        Ok(()) => {
+                            partner.backoff = initial;
+                            partner.next_try = Instant::now();
+                        }
+                        Err(e) => {
+                            partner.next_try = Instant::now() + partner.backoff;
+                            partner.backoff = (partner.backoff * 2).min(max);
+                            drop(q);
+                            s.error(format!("送信先 {p} への配送に失敗、再試行します / delivery to {p} failed, will retry: {e:#}"));
+                        }
+                    }
+                }
+                s.wake.notify_one();
+            });
+        }
+        let sleep = next
+            .map(|n| n.saturating_duration_since(Instant::now()))
+            .unwrap_or(Duration::from_secs(1));
+        tokio::select! {
+            _ = shared.wake.notified() => {}
+            _ = tokio::time::sleep(sleep.max(Duration::from_millis(5))) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+/// Syncs the directory from the configured directory nodes, at start and then periodically.
+async fn directory_loop(shared: Arc<Shared>) {
+    let mut stop = shared.shutdown.clone();
+    loop {
+        sync_directory(&shared).await;
+        let every = Duration::from_secs(shared.config.directory_refresh_secs.max(1));
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => break,
+        }
+    }
+}
+
+/// One directory sync round; returns whether anything changed.
+pub(crate) async fn sync_directory(shared: &Arc<Shared>) -> bool {
+    for addr in &shared.config.directory_nodes {
+        let Ok(ma) = addr.parse::<Multiaddr>() else {
+            shared.error(format!("directory node address {addr} is not a multiaddr"));
+            continue;
+        };
+        let Some(peer) = ma.iter().find_map(|p| match p {
+            libp2p::multiaddr::Protocol::P2p(id) => Some(id),
+            _ => None,
+        }) else {
+            shared.error(format!(
+                "directory node address {addr} has no /p2p/ peer id"
+            ));
+            continue;
+        };
+        shared.net.command(Command::Pin(peer));
+        shared.net.add_address(peer, ma.clone()).await;
+        let mut source = P2pSource {
+            net: shared.net.clone(),
+            peer,
+            timeout: shared.timeout(),
+        };
+        let mut dir = shared.dir().clone();
+        match dirsync::pull(&mut source, &mut dir, &shared.dir_cache).await {
+            Ok(report) => {
+                for r in &report.refused {
+                    shared.error(format!(
+                        "名簿の更新を拒否しました / refused directory data from {peer}: {r}"
+                    ));
+                }
+                if report.updated.is_empty() {
+                    return false;
+                }
+                let _ = dirsync::save_floors(&shared.dir_cache.path, &dir);
+                *shared.directory.write().unwrap_or_else(|p| p.into_inner()) = dir;
+                tracing::info!(updated = ?report.updated, "directory updated");
+                expel_non_members(shared).await;
+                shared.rescan.notify_one();
+                shared.wake.notify_one();
+                return true;
+            }
+            Err(e) => shared.error(format!(
+                "名簿サーバー {addr} に接続できません / cannot reach directory node {addr}: {e:#}"
+            )),
+        }
+    }
+    false
+}
+
+/// After a directory update, drops connections to peers that are no longer members.
+async fn expel_non_members(shared: &Arc<Shared>) {
+    let now = now_secs();
+    for peer in shared.net.peers().await {
+        let Some(key) = net::key_of(&peer) else {
+            continue;
+        };
+        let member = {
+            let d = shared.dir();
+            d.active_office_by_key(&key, now).is_some() || d.is_directory_node(&key)
+        };
+        let pinned = shared
+            .config
+            .directory_nodes
+            .iter()
+            .any(|a| a.contains(&peer.to_string()));
+        if !member && !pinned {
+            tracing::warn!(%peer, "closing connections to a peer that left the directory");
+            shared.net.command(Command::Expel(peer));
+        }
+    }
+}
+
+/// The status file `renkei status` reads (`H/state/status.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    /// Our office.
+    pub office: String,
+    /// Our PeerId.
+    pub peer_id: String,
+    /// Where we listen.
+    pub listening: Vec<String>,
+    /// Directory regions: freshness.
+    pub directory: Vec<RegionStatus>,
+    /// Offices in the directory.
+    pub directory_entries: usize,
+    /// Connected peers.
+    pub peers: Vec<String>,
+    /// Files waiting for delivery.
+    pub queued: usize,
+    /// Files delivered and acknowledged.
+    pub delivered: u64,
+    /// Files received.
+    pub received: u64,
+    /// Files refused (ours, by checks or by partners).
+    pub rejected: u64,
+    /// Files from partners we refused.
+    pub rejected_incoming: u64,
+    /// Recent errors, oldest first.
+    pub last_errors: Vec<String>,
+    /// Unix seconds of this status.
+    pub updated_at: u64,
+    /// Whether the node is running (false after a clean shutdown).
+    pub running: bool,
+}
+
+/// One region's freshness in the status.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RegionStatus {
+    /// Region id.
+    pub region: String,
+    /// Sequence number.
+    pub seq: u64,
+    /// Unix seconds.
+    pub expires_at: u64,
+    /// `fresh`, `expiring-soon` or `expired`.
+    pub state: String,
+}
+
+pub(crate) async fn write_status(shared: &Arc<Shared>) -> anyhow::Result<Status> {
+    let peers = shared.net.peers().await;
+    let listening = shared.net.listen_addrs().await;
+    let now = now_secs();
+    let (directory, directory_entries) = {
+        let d = shared.dir();
+        let f = d
+            .freshness(now, shared.config.expiry_warning_hours * 3600)
+            .into_iter()
+            .map(|(region, seq, expires_at, f)| RegionStatus {
+                region,
+                seq,
+                expires_at,
+                state: match f {
+                    Freshness::Fresh => "fresh",
+                    Freshness::ExpiringSoon => "expiring-soon",
+                    Freshness::Expired => "expired",
+                }
+                .into(),
+            })
+            .collect();
+        (f, d.entry_count())
+    };
+    let queued = lock(&shared.queue).items.len();
+    let status = {
+        let s = lock(&shared.stats);
+        Status {
+            office: shared.office.to_string(),
+            peer_id: shared.net.peer_id.to_string(),
+            listening: listening.iter().map(|a| a.to_string()).collect(),
+            directory,
+            directory_entries,
+            peers: peers.iter().map(|p| p.to_string()).collect(),
+            queued,
+            delivered: s.delivered,
+            received: s.received,
+            rejected: s.rejected_outgoing,
+            rejected_incoming: s.rejected_incoming,
+            last_errors: s.last_errors.iter().cloned().collect(),
+            updated_at: now,
+            running: !shared.stopping(),
+        }
+    };
+    write_atomic(
+        &shared.home.status(),
+        &serde_json::to_vec_pretty(&status)?,
+        false,
+    )?;
+    Ok(status)
+}
+
+async fn status_loop(shared: Arc<Shared>) {
+    let mut stop = shared.shutdown.clone();
+    loop {
+        if let Err(e) = write_status(&shared).await {
+            tracing::debug!("status: {e:#}");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = stop.changed() => break,
+        }
+    }
+}
+
+/// Waits until `f` holds, polling the shared state (demo and tests).
+pub async fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    f()
+}

@@ -1,0 +1,217 @@
+//! The outbox: new files are noticed (file-system events plus a periodic rescan, so nothing is
+//! missed), checked, routed and queued durably — or moved to `rejected/` with a report that
+//! says, in Japanese and English, what is wrong and what to do.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use notify::Watcher;
+use renkei_protocol::{ErrorCode, FileName, Finding, check_bytes, finding};
+
+use crate::home::{sync_dir, write_atomic};
+use crate::node::{Shared, lock, now_ms, now_secs};
+use crate::store::QueueItem;
+
+/// Watches the outbox and rescans it on events, on request and periodically.
+pub(crate) async fn watch_loop(shared: Arc<Shared>) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let watcher = notify::recommended_watcher(move |_res: notify::Result<notify::Event>| {
+        let _ = tx.send(());
+    })
+    .and_then(|mut w| {
+        w.watch(&shared.home.outbox(), notify::RecursiveMode::NonRecursive)
+            .map(|_| w)
+    });
+    let _watcher = match watcher {
+        Ok(w) => Some(w),
+        Err(e) => {
+            shared.error(format!("送信フォルダを監視できません（定期確認のみ） / cannot watch the outbox, rescanning periodically only: {e}"));
+            None
+        }
+    };
+    let mut stop = shared.shutdown.clone();
+    let every = Duration::from_secs(shared.config.rescan_secs.max(1));
+    loop {
+        let wait = match scan(&shared).await {
+            Ok(Some(settle)) => settle.min(every),
+            Ok(None) => every,
+            Err(e) => {
+                shared.error(format!(
+                    "送信フォルダの確認に失敗 / outbox scan failed: {e:#}"
+                ));
+                every
+            }
+        };
+        tokio::select! {
+            Some(()) = rx.recv() => {
+                // Let a burst of events settle into one scan.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                while rx.try_recv().is_ok() {}
+            }
+            _ = shared.rescan.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => break,
+        }
+    }
+}
+
+/// Scans the outbox once. Returns how long until a file still being written settles.
+pub(crate) async fn scan(shared: &Arc<Shared>) -> anyhow::Result<Option<Duration>> {
+    let s = shared.clone();
+    tokio::task::spawn_blocking(move || scan_blocking(&s))
+        .await
+        .context("scan task")?
+}
+
+fn scan_blocking(shared: &Arc<Shared>) -> anyhow::Result<Option<Duration>> {
+    let settle = Duration::from_millis(shared.config.settle_ms);
+    let mut wait: Option<Duration> = None;
+    let mut queued = Vec::new();
+    let directory_ready = shared.dir().regions().next().is_some();
+    let mut names: Vec<String> = Vec::new();
+    for e in std::fs::read_dir(shared.home.outbox())?.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if name.starts_with('.') || name.ends_with(".tmp") || name.ends_with(".part") {
+            continue;
+        }
+        let Ok(meta) = e.metadata() else { continue };
+        if !meta.is_file() {
+            continue;
+        }
+        if lock(&shared.queue).names.contains(&name) {
+            continue;
+        }
+        // A file the care software is still writing: wait until it has settled.
+        let age = meta
+            .modified()
+            .ok()
+            .and_then(|m| SystemTime::now().duration_since(m).ok())
+            .unwrap_or(settle);
+        if age < settle {
+            let left = settle - age;
+            wait = Some(wait.map_or(left, |w| w.min(left)));
+            continue;
+        }
+        names.push(name);
+    }
+    names.sort();
+    for name in names {
+        let path = shared.home.outbox().join(&name);
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        let report = check_bytes(&name, &bytes);
+        let mut findings = report.errors;
+        let parsed = FileName::parse(&name).ok();
+        if let Some(n) = &parsed {
+            let kind_ok = match n.from.kind {
+                Some(k) => shared.kinds.is_empty() || shared.kinds.contains(&k),
+                None => true,
+            };
+            if n.from.office != shared.office || !kind_ok {
+                findings.push(finding(ErrorCode::RouteSender, 0, 0));
+            }
+            if findings.is_empty() {
+                if !directory_ready {
+                    // Wait for the first directory sync before judging recipients.
+                    continue;
+                }
+                let ok = shared.dir().lookup(&n.to.office).is_some_and(|e| {
+                    e.is_active()
+                        && n.to.kind.is_none_or(|k| e.kinds.contains(&k))
+                        && e.sealing_key_at(now_secs()).is_some()
+                });
+                if !ok {
+                    findings.push(finding(ErrorCode::RecipientUnknown, 0, 0));
+                }
+            }
+        }
+        if !findings.is_empty() {
+            reject_file(
+                shared,
+                &name,
+                findings,
+                "このファイルは送信できませんでした / This file could not be sent",
+            )?;
+            lock(&shared.stats).rejected_outgoing += 1;
+            continue;
+        }
+        let Some(n) = parsed else { continue };
+        let mut id = [0u8; 16];
+        rand::Rng::fill_bytes(&mut rand::rng(), &mut id);
+        queued.push(QueueItem {
+            message_id: hex::encode(id),
+            file_name: name,
+            recipient: n.to.office.to_string(),
+            sha256: hex::encode(renkei_protocol::sha256(&bytes)),
+            size: bytes.len() as u64,
+            queued_at_ms: now_ms(),
+        });
+    }
+    if !queued.is_empty() {
+        let mut q = lock(&shared.queue);
+        let mut seqs = Vec::with_capacity(queued.len());
+        for item in &queued {
+            let seq = q.next_seq;
+            q.next_seq += 1;
+            shared.store.queue_put(seq, item)?;
+            seqs.push(seq);
+        }
+        shared.store.flush()?;
+        for (seq, item) in seqs.into_iter().zip(queued) {
+            q.names.insert(item.file_name.clone());
+            q.items.insert(seq, item);
+        }
+        drop(q);
+        shared.wake.notify_one();
+    }
+    Ok(wait)
+}
+
+/// Moves an outbox file to `rejected/` with `<name>.error.txt` beside it.
+pub(crate) fn reject_file(
+    shared: &Shared,
+    name: &str,
+    findings: Vec<Finding>,
+    title: &str,
+) -> anyhow::Result<()> {
+    let mut text = format!(
+        "renkei: {title}\r\nファイル / File: {name}\r\n日時 / Time (unix): {}\r\n\r\n",
+        now_secs()
+    );
+    for f in &findings {
+        let place = match (f.line, f.field) {
+            (0, 0) => "ファイル全体 / whole file".to_string(),
+            (l, 0) => format!("{l}行目 / line {l}"),
+            (l, c) => format!("{l}行目 {c}項目目 / line {l}, field {c}"),
+        };
+        text.push_str(&format!(
+            "[{}] {place}\r\n  {}\r\n  {}\r\n\r\n",
+            f.code, f.message_ja, f.message_en
+        ));
+    }
+    text.push_str("対処後、修正したファイルを送信フォルダ（outbox）に置き直してください。\r\nAfter fixing it, put the corrected file in the outbox again.\r\n");
+    let rejected = shared.home.rejected();
+    // Names from the outbox are plain file names (read_dir), never paths.
+    write_atomic(
+        &rejected.join(format!("{name}.error.txt")),
+        text.as_bytes(),
+        false,
+    )?;
+    let from = shared.home.outbox().join(name);
+    if from.exists() {
+        std::fs::rename(&from, rejected.join(name))?;
+    }
+    sync_dir(&rejected)?;
+    sync_dir(&shared.home.outbox())?;
+    shared.error(format!(
+        "{name}: {title} ({})",
+        findings
+            .iter()
+            .map(|f| f.code.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    Ok(())
+}

@@ -1,0 +1,380 @@
+//! Receiving: verify the sender, open, check the plaintext again, write it durably into the
+//! inbox, and only then send the signed ack (SPEC.md §7.3).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::anyhow;
+use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use libp2p::PeerId;
+use renkei_protocol::ack::{Ack, AckFinding, Verdict};
+use renkei_protocol::envelope::{EnvelopeError, EnvelopeHeader, OpenParams, open_header};
+use renkei_protocol::{ErrorCode, FileName, check_bytes, finding};
+use tokio::sync::mpsc;
+
+use crate::frames::{self, Kind};
+use crate::home::sync_dir;
+use crate::net::{DELIVER, key_of};
+use crate::node::{Shared, lock, now_ms, now_secs};
+use crate::receipts::NewReceipt;
+
+/// Clock skew tolerated on a sender's creation time.
+const MAX_SKEW_SECS: u64 = 600;
+
+/// What the reader hands the committer, in stream order.
+enum Pending {
+    /// A message opened and checked; its plaintext is in `temp`.
+    Done {
+        header: EnvelopeHeader,
+        temp: PathBuf,
+        verdict: Verdict,
+        started_ms: u64,
+        sealed_size: u64,
+    },
+    /// A message we had already received: send the same ack again.
+    Duplicate(Vec<u8>),
+    /// Refused before an ack could be made; the stream ends after it.
+    Refuse(u16, String),
+}
+
+/// Accepts delivery streams until shutdown.
+pub(crate) async fn accept_loop(shared: Arc<Shared>) {
+    let mut incoming = match shared.net.control.clone().accept(DELIVER) {
+        Ok(i) => i,
+        Err(_) => return,
+    };
+    let mut stop = shared.shutdown.clone();
+    loop {
+        tokio::select! {
+            next = incoming.next() => {
+                let Some((peer, stream)) = next else { break };
+                let s = shared.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = handle(&s, peer, stream).await {
+                        s.error(format!("{peer} からの受信が中断しました / receiving from {peer} stopped: {e:#}"));
+                    }
+                });
+            }
+            _ = stop.changed() => break,
+        }
+    }
+}
+
+fn refuse_code(e: &EnvelopeError) -> u16 {
+    match e {
+        EnvelopeError::Incomplete | EnvelopeError::BadMagic | EnvelopeError::Malformed(_) => 1,
+        EnvelopeError::UnsupportedVersion(_) => 2,
+        EnvelopeError::WrongRecipient(_) => 3,
+        EnvelopeError::WrongRecipientKey => 4,
+        EnvelopeError::UnknownSenderKey(_) => 5,
+        EnvelopeError::BadSignature => 6,
+        EnvelopeError::Replayed(_) => 7,
+        EnvelopeError::FromFuture | EnvelopeError::TooOld => 8,
+        EnvelopeError::KeyAgreement => 9,
+        EnvelopeError::ChunkAuth(_) | EnvelopeError::Truncated | EnvelopeError::TrailingData => 10,
+        EnvelopeError::HashMismatch => 11,
+        EnvelopeError::ChunkSize => 12,
+    }
+}
+
+async fn handle(shared: &Arc<Shared>, peer: PeerId, stream: libp2p::Stream) -> anyhow::Result<()> {
+    let (mut reader, mut writer) = stream.split();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Pending>();
+    let committer = {
+        let shared = shared.clone();
+        async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while let Ok(more) = rx.try_recv() {
+                    batch.push(more);
+                }
+                let s = shared.clone();
+                let answers = tokio::task::spawn_blocking(move || commit_batch(&s, peer, batch))
+                    .await
+                    .map_err(|e| anyhow!("commit task: {e}"))??;
+                let mut stop = false;
+                for (kind, payload) in answers {
+                    frames::write(&mut writer, kind, &payload).await?;
+                    stop |= kind == Kind::Refuse;
+                }
+                writer.flush().await?;
+                if stop {
+                    break;
+                }
+            }
+            let _ = writer.close().await;
+            anyhow::Ok(())
+        }
+    };
+    let read = async {
+        let r = read_messages(shared, peer, &mut reader, &tx).await;
+        drop(tx);
+        r
+    };
+    let (c, r) = tokio::join!(committer, read);
+    c?;
+    r
+}
+
+async fn read_messages(
+    shared: &Arc<Shared>,
+    peer: PeerId,
+    reader: &mut (impl futures::AsyncRead + Unpin),
+    tx: &mpsc::UnboundedSender<Pending>,
+) -> anyhow::Result<()> {
+    let timeout = shared.timeout();
+    let mut frame = Vec::new();
+    let peer_key = key_of(&peer).ok_or_else(|| anyhow!("peer has no Ed25519 key"))?;
+    loop {
+        let Some(kind) = frames::read(reader, &mut frame, timeout).await? else {
+            return Ok(());
+        };
+        match kind {
+            Kind::End => return Ok(()),
+            Kind::Header => {}
+            _ => anyhow::bail!("expected an envelope header"),
+        }
+        let started_ms = now_ms();
+        let (header, _) = match EnvelopeHeader::parse(&frame) {
+            Ok(h) => h,
+            Err(e) => {
+                let _ = tx.send(Pending::Refuse(refuse_code(&e), e.to_string()));
+                return Ok(());
+            }
+        };
+        // The connection's proven identity must be the key that signed the envelope.
+        if header.sender_key != peer_key {
+            let _ = tx.send(Pending::Refuse(
+                5,
+                "the connection's key is not the envelope's sender key".into(),
+            ));
+            return Ok(());
+        }
+        if let Some(ack) = shared.store.received_get(&header.message_id)? {
+            for _ in 0..header.chunk_count() {
+                match frames::read(reader, &mut frame, timeout).await? {
+                    Some(Kind::Chunk) => {}
+                    _ => anyhow::bail!("stream ended inside a message"),
+                }
+            }
+            let _ = tx.send(Pending::Duplicate(ack));
+            continue;
+        }
+        let now = now_secs();
+        let sender_keys = shared
+            .dir()
+            .lookup(&header.sender_office)
+            .map(|e| e.identity_keys_at(now))
+            .unwrap_or_default();
+        let secrets: Vec<_> = shared.keys.iter().map(|k| k.encryption.clone()).collect();
+        let never = |_: &_| false;
+        let opened = open_header(
+            &header,
+            &OpenParams {
+                recipient_office: shared.office,
+                recipient_secrets: &secrets,
+                sender_keys: &sender_keys,
+                now,
+                max_age: shared.config.max_age_days * 86400,
+                max_skew: MAX_SKEW_SECS,
+                seen: &never,
+            },
+        );
+        let mut opener = match opened {
+            Ok(o) => o,
+            Err(e) => {
+                shared.error(format!(
+                    "{peer} からの封筒を拒否 / refused an envelope from {peer}: {e}"
+                ));
+                let _ = tx.send(Pending::Refuse(refuse_code(&e), e.to_string()));
+                return Ok(());
+            }
+        };
+        let temp = shared
+            .home
+            .partial()
+            .join(format!("{}.part", header.message_id));
+        let mut file = std::fs::File::create(&temp)?;
+        let mut sealed_size = frame.len() as u64;
+        let mut failed = None;
+        while opener.next_chunk_len().is_some() {
+            match frames::read(reader, &mut frame, timeout).await? {
+                Some(Kind::Chunk) => {}
+                _ => {
+                    let _ = std::fs::remove_file(&temp);
+                    anyhow::bail!("stream ended inside a message");
+                }
+            }
+            sealed_size += frame.len() as u64;
+            if let Err(e) = opener.open_chunk(&mut frame) {
+                failed = Some(e);
+                break;
+            }
+            file.write_all(&frame)?;
+        }
+        let header = match failed.map_or_else(|| opener.finish(), Err) {
+            Ok(h) => h,
+            Err(e) => {
+                drop(file);
+                let _ = std::fs::remove_file(&temp);
+                shared.error(format!(
+                    "{peer} からの封筒を拒否 / refused an envelope from {peer}: {e}"
+                ));
+                let _ = tx.send(Pending::Refuse(refuse_code(&e), e.to_string()));
+                return Ok(());
+            }
+        };
+        drop(file);
+        let verdict = {
+            let s = shared.clone();
+            let temp = temp.clone();
+            let header = header.clone();
+            tokio::task::spawn_blocking(move || verdict_for(&s, &header, &temp))
+                .await
+                .map_err(|e| anyhow!("check task: {e}"))??
+        };
+        let _ = tx.send(Pending::Done {
+            header,
+            temp,
+            verdict,
+            started_ms,
+            sealed_size,
+        });
+    }
+}
+
+/// Checks a received file again: its name must route from the envelope's sender to us, and
+/// its content must pass the checker.
+fn verdict_for(
+    shared: &Shared,
+    header: &EnvelopeHeader,
+    temp: &PathBuf,
+) -> anyhow::Result<Verdict> {
+    let mut findings = Vec::new();
+    match FileName::parse(&header.file_name) {
+        Ok(name) => {
+            if name.from.office != header.sender_office {
+                findings.push(finding(ErrorCode::RouteSender, 0, 0));
+            }
+            let kind_ok = match name.to.kind {
+                Some(k) => shared.kinds.is_empty() || shared.kinds.contains(&k),
+                None => true,
+            };
+            if name.to.office != shared.office || !kind_ok {
+                findings.push(finding(ErrorCode::RouteRecipient, 0, 0));
+            }
+            let bytes = std::fs::read(temp)?;
+            findings.extend(check_bytes(&header.file_name, &bytes).errors);
+        }
+        Err(_) => {
+            // Never use a name from the network that is not a standard name.
+            findings.extend(check_bytes(&header.file_name, &[]).errors);
+        }
+    }
+    Ok(if findings.is_empty() {
+        Verdict::Accepted
+    } else {
+        Verdict::Rejected(
+            findings
+                .into_iter()
+                .map(|f| AckFinding {
+                    line: f.line.min(u64::from(u32::MAX)) as u32,
+                    field: f.field.min(u32::from(u16::MAX)) as u16,
+                    code: f.code.as_str().to_string(),
+                })
+                .collect(),
+        )
+    })
+}
+
+/// Commits a batch: accepted files fsynced and renamed into the inbox, the inbox folder
+/// fsynced once, receipts appended (one fsync), the received index flushed — then the acks.
+fn commit_batch(
+    shared: &Arc<Shared>,
+    peer: PeerId,
+    batch: Vec<Pending>,
+) -> anyhow::Result<Vec<(Kind, Vec<u8>)>> {
+    let mut answers = Vec::with_capacity(batch.len());
+    let mut receipts = Vec::new();
+    let mut acks = Vec::new();
+    let mut moved = false;
+    for p in &batch {
+        if let Pending::Done {
+            header,
+            temp,
+            verdict,
+            ..
+        } = p
+        {
+            if *verdict == Verdict::Accepted {
+                std::fs::File::open(temp)?.sync_all()?;
+                // The name was parsed as a standard name: no folders, no dots but the
+                // extension, so it cannot leave the inbox.
+                std::fs::rename(temp, shared.home.inbox().join(&header.file_name))?;
+                moved = true;
+            } else {
+                let _ = std::fs::remove_file(temp);
+            }
+        }
+    }
+    if moved {
+        sync_dir(&shared.home.inbox())?;
+    }
+    let now = now_secs();
+    for p in batch {
+        match p {
+            Pending::Done {
+                header,
+                verdict,
+                started_ms,
+                sealed_size,
+                ..
+            } => {
+                let ack = Ack::sign(
+                    header.message_id,
+                    header.plaintext_hash,
+                    header.sender_office,
+                    shared.office,
+                    now,
+                    verdict,
+                    &shared.keys[0].identity,
+                );
+                let bytes = ack.to_bytes();
+                shared.store.received_put(&header.message_id, &bytes)?;
+                receipts.push(NewReceipt {
+                    direction: "received",
+                    file_name: header.file_name.clone(),
+                    office: shared.office.to_string(),
+                    partner: header.sender_office.to_string(),
+                    size: header.plaintext_len,
+                    sealed_size,
+                    started_ms,
+                    finished_ms: now_ms(),
+                    ack: ack.clone(),
+                });
+                acks.push(ack);
+                answers.push((Kind::Ack, bytes));
+            }
+            Pending::Duplicate(bytes) => answers.push((Kind::Ack, bytes)),
+            Pending::Refuse(code, reason) => {
+                let mut payload = code.to_be_bytes().to_vec();
+                payload.extend_from_slice(reason.as_bytes());
+                answers.push((Kind::Refuse, payload));
+            }
+        }
+    }
+    if !receipts.is_empty() {
+        lock(&shared.receipts).append(receipts)?;
+        shared.store.flush()?;
+        let mut st = lock(&shared.stats);
+        for a in &acks {
+            match a.verdict {
+                Verdict::Accepted => st.received += 1,
+                Verdict::Rejected(_) => st.rejected_incoming += 1,
+            }
+        }
+    }
+    tracing::debug!(%peer, n = answers.len(), "committed a batch");
+    Ok(answers)
+}

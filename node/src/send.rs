@@ -1,0 +1,427 @@
+//! Sending: deliver a partner's queued files over one stream, in send-unit order, pipelined,
+//! and commit the partner's signed acks in batches (SPEC.md §7.2).
+
+use std::collections::VecDeque;
+use std::io::Read;
+use std::sync::Arc;
+
+use anyhow::{Context, anyhow, bail};
+use futures::{AsyncReadExt, AsyncWriteExt};
+use renkei_protocol::ack::{Ack, Verdict};
+use renkei_protocol::envelope::{DEFAULT_CHUNK_SIZE, MessageId, SealParams, seal_header};
+use renkei_protocol::{ErrorCode, FileName, OfficeNumber, finding};
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::frames::{self, Kind};
+use crate::home::sync_dir;
+use crate::net::{DELIVER, peer_id_of};
+use crate::node::{Shared, lock, now_ms, now_secs};
+use crate::outbox::reject_file;
+use crate::receipts::NewReceipt;
+use crate::store::QueueItem;
+
+/// Messages written ahead of their acks.
+const WINDOW: usize = 256;
+/// Files up to this size are hashed again just before sealing; larger ones are checked by
+/// the recipient against the hash in the signed header.
+const WHOLE_FILE_LIMIT: u64 = 64 << 20;
+
+/// A message written to the stream, waiting for its ack.
+struct InFlight {
+    seq: u64,
+    item: QueueItem,
+    sealed_size: u64,
+}
+
+/// Completes queue items that were acknowledged before a crash (receipt written, queue entry
+/// not yet removed).
+pub(crate) async fn reconcile(shared: &Arc<Shared>) {
+    let done: Vec<(u64, QueueItem)> = {
+        let ids = lock(&shared.sent_ids);
+        lock(&shared.queue)
+            .items
+            .iter()
+            .filter(|(_, i)| ids.contains(&i.message_id))
+            .map(|(s, i)| (*s, i.clone()))
+            .collect()
+    };
+    if done.is_empty() {
+        return;
+    }
+    for (seq, item) in &done {
+        let from = shared.home.outbox().join(&item.file_name);
+        if from.exists() {
+            let _ = std::fs::rename(&from, shared.home.sent().join(&item.file_name));
+        }
+        let _ = shared.store.queue_remove(*seq);
+    }
+    let _ = sync_dir(&shared.home.sent());
+    let _ = sync_dir(&shared.home.outbox());
+    let _ = shared.store.flush();
+    let mut q = lock(&shared.queue);
+    for (seq, item) in done {
+        q.items.remove(&seq);
+        q.names.remove(&item.file_name);
+    }
+}
+
+/// The order files go to one partner: by send unit (the 14-digit stamp), then the kind's
+/// place in a unit, then queue order.
+fn order_key(seq: u64, item: &QueueItem) -> (String, usize, u64) {
+    match FileName::parse(&item.file_name) {
+        Ok(n) => (n.stamp.as_str().to_string(), n.kind.unit_order(), seq),
+        Err(_) => (String::new(), usize::MAX, seq),
+    }
+}
+
+/// Delivers everything queued for `partner`. A stream that breaks before any ack (the
+/// partner's accept queue was momentarily full) is opened again at once, a few times, before
+/// the dispatcher's backoff takes over.
+pub(crate) async fn deliver(shared: &Arc<Shared>, partner: OfficeNumber) -> anyhow::Result<()> {
+    let mut attempt = 0u64;
+    loop {
+        let before = lock(&shared.stats).delivered + lock(&shared.stats).rejected_outgoing;
+        match deliver_once(shared, partner).await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                let after = lock(&shared.stats).delivered + lock(&shared.stats).rejected_outgoing;
+                attempt += 1;
+                if attempt >= 3 || after != before || shared.stopping() {
+                    return Err(e);
+                }
+                tracing::debug!(%partner, "stream failed early, retrying: {e:#}");
+                tokio::time::sleep(std::time::Duration::from_millis(
+                    10 + rand::random_range(0..40u64) * attempt,
+                ))
+                .await;
+            }
+        }
+    }
+}
+
+/// One delivery attempt over one stream.
+async fn deliver_once(shared: &Arc<Shared>, partner: OfficeNumber) -> anyhow::Result<()> {
+    let mut items: Vec<(u64, QueueItem)> = lock(&shared.queue)
+        .items
+        .iter()
+        .filter(|(_, i)| i.recipient == partner.as_str())
+        .map(|(s, i)| (*s, i.clone()))
+        .collect();
+    if items.is_empty() {
+        return Ok(());
+    }
+    items.sort_by_key(|(s, i)| order_key(*s, i));
+    let now = now_secs();
+    let entry = shared.dir().lookup(&partner).cloned();
+    let Some(entry) = entry else {
+        bail!("送信先 {partner} が名簿にありません / recipient {partner} is not in the directory");
+    };
+    if !entry.is_active() {
+        // Revoked while files waited: they cannot be delivered.
+        for (seq, item) in items {
+            fail_item(
+                shared,
+                seq,
+                &item,
+                vec![finding(ErrorCode::RecipientUnknown, 0, 0)],
+            )
+            .await;
+        }
+        return Ok(());
+    }
+    let key = entry
+        .sealing_key_at(now)
+        .cloned()
+        .context("recipient has no valid key")?;
+    let peer = peer_id_of(&key.identity).context("recipient key is not an Ed25519 key")?;
+    for a in &entry.addresses {
+        if let Ok(ma) = a.parse() {
+            shared.net.add_address(peer, ma).await;
+        }
+    }
+    let timeout = shared.timeout();
+    let stream = shared.net.open(peer, DELIVER, timeout).await?;
+    let (mut reader, mut writer) = stream.split();
+    let window = Arc::new(Semaphore::new(WINDOW));
+    let (fly_tx, mut fly_rx) = mpsc::unbounded_channel::<InFlight>();
+    let (commit_tx, commit_rx) = mpsc::unbounded_channel::<(InFlight, Ack)>();
+    let identity_keys = entry.identity_keys_at(now);
+    let total = items.len();
+
+    let write = async {
+        let mut buf = Vec::with_capacity(DEFAULT_CHUNK_SIZE as usize + 64);
+        for (seq, item) in items {
+            let permit = window
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| anyhow!("closed"))?;
+            permit.forget();
+            let path = shared.home.outbox().join(&item.file_name);
+            let mut file = match std::fs::File::open(&path) {
+                Ok(f) => f,
+                Err(e) => {
+                    // Removed from the outbox before delivery: forget it.
+                    shared.error(format!(
+                        "{} が送信フォルダから消えました / left the outbox before delivery: {e}",
+                        item.file_name
+                    ));
+                    let _ = shared.store.queue_remove(seq);
+                    let mut q = lock(&shared.queue);
+                    q.items.remove(&seq);
+                    q.names.remove(&item.file_name);
+                    window.add_permits(1);
+                    continue;
+                }
+            };
+            let mut hash = [0u8; 32];
+            hex::decode_to_slice(&item.sha256, &mut hash)
+                .map_err(|_| anyhow!("bad queue entry"))?;
+            let mut id = [0u8; 16];
+            hex::decode_to_slice(&item.message_id, &mut id)
+                .map_err(|_| anyhow!("bad queue entry"))?;
+            let params = SealParams {
+                message_id: MessageId(id),
+                created_at: now_secs(),
+                sender_office: shared.office,
+                recipient_office: partner,
+                recipient_key: key.encryption,
+                file_name: &item.file_name,
+                plaintext_len: item.size,
+                plaintext_hash: hash,
+                chunk_size: DEFAULT_CHUNK_SIZE,
+            };
+            // A file changed since it was queued is dropped here; the outbox scan queues it
+            // again as a new message.
+            let unchanged = match file.metadata() {
+                Ok(m) if m.len() == item.size && item.size <= WHOLE_FILE_LIMIT => {
+                    let mut data = Vec::with_capacity(item.size as usize);
+                    file.read_to_end(&mut data).is_ok() && renkei_protocol::sha256(&data) == hash
+                }
+                Ok(m) => m.len() == item.size,
+                Err(_) => false,
+            };
+            if !unchanged {
+                shared.error(format!("{} は待機中に変更されたため、送り直します / changed while queued; it will be queued again", item.file_name));
+                let _ = shared.store.queue_remove(seq);
+                let mut q = lock(&shared.queue);
+                q.items.remove(&seq);
+                q.names.remove(&item.file_name);
+                window.add_permits(1);
+                shared.rescan.notify_one();
+                continue;
+            }
+            file = std::fs::File::open(&path)?;
+            let (header, mut sealer) =
+                seal_header(&params, &shared.keys[0].identity, &mut rand::rng())?;
+            let chunks = item.size.div_ceil(u64::from(DEFAULT_CHUNK_SIZE)).max(1);
+            let sealed_size = header.len() as u64 + item.size + chunks * 16;
+            fly_tx
+                .send(InFlight {
+                    seq,
+                    item: item.clone(),
+                    sealed_size,
+                })
+                .map_err(|_| anyhow!("ack reader stopped"))?;
+            frames::write(&mut writer, Kind::Header, &header).await?;
+            let mut plain = vec![0u8; DEFAULT_CHUNK_SIZE as usize];
+            while let Some(n) = sealer.next_plain_len() {
+                file.read_exact(&mut plain[..n]).with_context(|| {
+                    format!("{} changed while it was being sent", item.file_name)
+                })?;
+                buf.clear();
+                sealer.seal_chunk(&plain[..n], &mut buf)?;
+                frames::write(&mut writer, Kind::Chunk, &buf).await?;
+            }
+        }
+        frames::write(&mut writer, Kind::End, &[]).await?;
+        writer.flush().await?;
+        drop(fly_tx);
+        anyhow::Ok(())
+    };
+
+    let read = async {
+        let mut frame = Vec::new();
+        let mut acked = 0usize;
+        let mut pending: VecDeque<InFlight> = VecDeque::new();
+        loop {
+            let kind = frames::read(&mut reader, &mut frame, timeout * 4).await?;
+            let Some(kind) = kind else { break };
+            while let Ok(f) = fly_rx.try_recv() {
+                pending.push_back(f);
+            }
+            if pending.is_empty()
+                && let Some(f) = fly_rx.recv().await
+            {
+                pending.push_back(f);
+            }
+            let fly = pending
+                .pop_front()
+                .ok_or_else(|| anyhow!("ack without a message"))?;
+            match kind {
+                Kind::Ack => {
+                    let ack =
+                        Ack::parse(&frame).map_err(|e| anyhow!("partner sent a bad ack: {e}"))?;
+                    let mut hash = [0u8; 32];
+                    hex::decode_to_slice(&fly.item.sha256, &mut hash)
+                        .map_err(|_| anyhow!("bad queue entry"))?;
+                    let mut id = [0u8; 16];
+                    hex::decode_to_slice(&fly.item.message_id, &mut id)
+                        .map_err(|_| anyhow!("bad queue entry"))?;
+                    ack.verify(&MessageId(id), &hash, &identity_keys)
+                        .map_err(|e| anyhow!("partner's ack does not verify: {e}"))?;
+                    if ack.sender_office != shared.office || ack.recipient_office != partner {
+                        bail!("partner's ack names the wrong offices");
+                    }
+                    commit_tx
+                        .send((fly, ack))
+                        .map_err(|_| anyhow!("committer stopped"))?;
+                    acked += 1;
+                }
+                Kind::Refuse => {
+                    let reason =
+                        String::from_utf8_lossy(frame.get(2..).unwrap_or_default()).to_string();
+                    bail!("partner refused {}: {reason}", fly.item.file_name);
+                }
+                _ => bail!("unexpected frame from partner"),
+            }
+            if acked == total {
+                break;
+            }
+        }
+        drop(commit_tx);
+        anyhow::Ok(acked)
+    };
+
+    let commit = commit_loop(shared, partner, commit_rx, window.clone());
+    let (w, r, c) = tokio::join!(write, read, commit);
+    c?;
+    r?;
+    w?;
+    Ok(())
+}
+
+/// Commits acks in batches: receipts (one fsync), the outbox files moved to `sent/` or
+/// `rejected/`, queue entries removed (one flush).
+async fn commit_loop(
+    shared: &Arc<Shared>,
+    partner: OfficeNumber,
+    mut rx: mpsc::UnboundedReceiver<(InFlight, Ack)>,
+    window: Arc<Semaphore>,
+) -> anyhow::Result<()> {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            batch.push(more);
+        }
+        let n = batch.len();
+        let s = shared.clone();
+        tokio::task::spawn_blocking(move || commit_batch(&s, partner, batch))
+            .await
+            .map_err(|e| anyhow!("commit task: {e}"))??;
+        window.add_permits(n);
+    }
+    Ok(())
+}
+
+fn commit_batch(
+    shared: &Arc<Shared>,
+    partner: OfficeNumber,
+    batch: Vec<(InFlight, Ack)>,
+) -> anyhow::Result<()> {
+    let finished = now_ms();
+    let receipts: Vec<NewReceipt> = batch
+        .iter()
+        .map(|(f, ack)| NewReceipt {
+            direction: "sent",
+            file_name: f.item.file_name.clone(),
+            office: shared.office.to_string(),
+            partner: partner.to_string(),
+            size: f.item.size,
+            sealed_size: f.sealed_size,
+            started_ms: f.item.queued_at_ms,
+            finished_ms: finished,
+            ack: ack.clone(),
+        })
+        .collect();
+    lock(&shared.receipts)
+        .append(receipts)
+        .context("writing receipts")?;
+    {
+        let mut ids = lock(&shared.sent_ids);
+        for (f, _) in &batch {
+            ids.insert(f.item.message_id.clone());
+        }
+    }
+    let mut rejected = Vec::new();
+    for (f, ack) in &batch {
+        let from = shared.home.outbox().join(&f.item.file_name);
+        match &ack.verdict {
+            Verdict::Accepted => {
+                let _ = std::fs::rename(&from, shared.home.sent().join(&f.item.file_name));
+            }
+            Verdict::Rejected(findings) => rejected.push((f, findings.clone())),
+        }
+    }
+    for (f, findings) in &rejected {
+        let shown = findings
+            .iter()
+            .map(|x| match ErrorCode::parse(&x.code) {
+                Some(c) => finding(c, u64::from(x.line), u32::from(x.field)),
+                None => renkei_protocol::Finding {
+                    line: u64::from(x.line),
+                    field: u32::from(x.field),
+                    code: ErrorCode::TooManyErrors,
+                    message_ja: format!("相手先がエラー {} で受け取りを拒否しました。", x.code),
+                    message_en: format!("The partner refused the file with error {}.", x.code),
+                },
+            })
+            .collect();
+        reject_file(
+            shared,
+            &f.item.file_name,
+            shown,
+            "相手先の事業所が受け取りを拒否しました / The partner office refused the file",
+        )?;
+    }
+    sync_dir(&shared.home.sent())?;
+    sync_dir(&shared.home.outbox())?;
+    for (f, _) in &batch {
+        shared.store.queue_remove(f.seq)?;
+    }
+    shared.store.flush()?;
+    let mut q = lock(&shared.queue);
+    let mut st = lock(&shared.stats);
+    for (f, ack) in &batch {
+        q.items.remove(&f.seq);
+        q.names.remove(&f.item.file_name);
+        match ack.verdict {
+            Verdict::Accepted => st.delivered += 1,
+            Verdict::Rejected(_) => st.rejected_outgoing += 1,
+        }
+    }
+    Ok(())
+}
+
+/// Removes an item that can never be delivered, moving its file to `rejected/`.
+async fn fail_item(
+    shared: &Arc<Shared>,
+    seq: u64,
+    item: &QueueItem,
+    findings: Vec<renkei_protocol::Finding>,
+) {
+    if let Err(e) = reject_file(
+        shared,
+        &item.file_name,
+        findings,
+        "送信先に届けられません / Cannot be delivered",
+    ) {
+        shared.error(format!("{}: {e:#}", item.file_name));
+    }
+    let _ = shared.store.queue_remove(seq);
+    let _ = shared.store.flush();
+    let mut q = lock(&shared.queue);
+    q.items.remove(&seq);
+    q.names.remove(&item.file_name);
+    lock(&shared.stats).rejected_outgoing += 1;
+}

@@ -1,0 +1,256 @@
+//! The node's durable state behind a small trait: sled in production, memory in tests and the
+//! lab. Nothing here holds care data: the queue holds file names, hashes and routes; the
+//! received index holds message ids and the acks we signed.
+//!
+//! Durability rule (sled acknowledges writes in memory): call [`Store::flush`] before anything
+//! that depends on the write is acknowledged to a peer or a file is deleted.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use renkei_protocol::envelope::MessageId;
+use serde::{Deserialize, Serialize};
+
+/// A file waiting for delivery.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueItem {
+    /// Kept across retries, so the recipient writes it once.
+    pub message_id: String,
+    /// The standard-spec file name (the file sits in the outbox under this name).
+    pub file_name: String,
+    /// The recipient office.
+    pub recipient: String,
+    /// SHA-256 of the plaintext when it was queued.
+    pub sha256: String,
+    /// Plaintext length.
+    pub size: u64,
+    /// Unix milliseconds when it was queued.
+    pub queued_at_ms: u64,
+}
+
+/// Storage errors.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed.
+    #[error("state database: {0}")]
+    Db(String),
+}
+
+/// The node's durable state.
+pub trait Store: Send + Sync {
+    /// Adds or replaces a queue item under its sequence number.
+    fn queue_put(&self, seq: u64, item: &QueueItem) -> Result<(), StoreError>;
+    /// Removes a queue item.
+    fn queue_remove(&self, seq: u64) -> Result<(), StoreError>;
+    /// Every queue item, in sequence order.
+    fn queue_all(&self) -> Result<Vec<(u64, QueueItem)>, StoreError>;
+    /// The ack we signed for a message already received.
+    fn received_get(&self, id: &MessageId) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Records that a message was received, with the ack we signed.
+    fn received_put(&self, id: &MessageId, ack: &[u8]) -> Result<(), StoreError>;
+    /// How many messages were received.
+    fn received_count(&self) -> usize;
+    /// A small metadata value.
+    fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Sets a small metadata value.
+    fn meta_put(&self, key: &str, value: &[u8]) -> Result<(), StoreError>;
+    /// Makes every write so far durable.
+    fn flush(&self) -> Result<(), StoreError>;
+}
+
+/// sled, as the product owner chose (three trees: queue, received, meta).
+pub struct SledStore {
+    db: sled::Db,
+    queue: sled::Tree,
+    received: sled::Tree,
+    meta: sled::Tree,
+}
+
+impl std::fmt::Debug for SledStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SledStore").finish_non_exhaustive()
+    }
+}
+
+fn db(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Db(e.to_string())
+}
+
+impl SledStore {
+    /// Opens (or creates) the database at `path`.
+    pub fn open(path: &std::path::Path) -> Result<SledStore, StoreError> {
+        let db = sled::Config::new().path(path).flush_every_ms(Some(1000)).open().map_err(|e| {
+            StoreError::Db(format!(
+                "{e} — 状態データベースを開けません。同じフォルダでノードが既に動いていないか確認してください。/ Cannot open the state database: check that no other node runs on this home folder."
+            ))
+        })?;
+        Ok(SledStore {
+            queue: db.open_tree("queue").map_err(db_err)?,
+            received: db.open_tree("received").map_err(db_err)?,
+            meta: db.open_tree("meta").map_err(db_err)?,
+            db,
+        })
+    }
+}
+
+fn db_err(e: sled::Error) -> StoreError {
+    db(e)
+}
+
+impl Store for SledStore {
+    fn queue_put(&self, seq: u64, item: &QueueItem) -> Result<(), StoreError> {
+        let v = serde_json::to_vec(item).map_err(db)?;
+        self.queue.insert(seq.to_be_bytes(), v).map_err(db)?;
+        Ok(())
+    }
+    fn queue_remove(&self, seq: u64) -> Result<(), StoreError> {
+        self.queue.remove(seq.to_be_bytes()).map_err(db)?;
+        Ok(())
+    }
+    fn queue_all(&self) -> Result<Vec<(u64, QueueItem)>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.queue.iter() {
+            let (k, v) = kv.map_err(db)?;
+            let Ok(k) = <[u8; 8]>::try_from(&k[..]) else {
+                continue;
+            };
+            let Ok(item) = serde_json::from_slice(&v) else {
+                continue;
+            };
+            out.push((u64::from_be_bytes(k), item));
+        }
+        Ok(out)
+    }
+    fn received_get(&self, id: &MessageId) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.received.get(id.0).map_err(db)?.map(|v| v.to_vec()))
+    }
+    fn received_put(&self, id: &MessageId, ack: &[u8]) -> Result<(), StoreError> {
+        self.received.insert(id.0, ack).map_err(db)?;
+        Ok(())
+    }
+    fn received_count(&self) -> usize {
+        self.received.len()
+    }
+    fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.meta.get(key).map_err(db)?.map(|v| v.to_vec()))
+    }
+    fn meta_put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.meta.insert(key, value).map_err(db)?;
+        Ok(())
+    }
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map_err(db)?;
+        Ok(())
+    }
+}
+
+/// An in-memory store for tests and the lab.
+#[derive(Debug, Default)]
+pub struct MemStore {
+    inner: Mutex<MemInner>,
+}
+
+#[derive(Debug, Default)]
+struct MemInner {
+    queue: BTreeMap<u64, QueueItem>,
+    received: BTreeMap<[u8; 16], Vec<u8>>,
+    meta: BTreeMap<String, Vec<u8>>,
+}
+
+impl MemStore {
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Store for MemStore {
+    fn queue_put(&self, seq: u64, item: &QueueItem) -> Result<(), StoreError> {
+        self.lock().queue.insert(seq, item.clone());
+        Ok(())
+    }
+    fn queue_remove(&self, seq: u64) -> Result<(), StoreError> {
+        self.lock().queue.remove(&seq);
+        Ok(())
+    }
+    fn queue_all(&self) -> Result<Vec<(u64, QueueItem)>, StoreError> {
+        Ok(self
+            .lock()
+            .queue
+            .iter()
+            .map(|(k, v)| (*k, v.clone()))
+            .collect())
+    }
+    fn received_get(&self, id: &MessageId) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.lock().received.get(&id.0).cloned())
+    }
+    fn received_put(&self, id: &MessageId, ack: &[u8]) -> Result<(), StoreError> {
+        self.lock().received.insert(id.0, ack.to_vec());
+        Ok(())
+    }
+    fn received_count(&self) -> usize {
+        self.lock().received.len()
+    }
+    fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.lock().meta.get(key).cloned())
+    }
+    fn meta_put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.lock().meta.insert(key.to_string(), value.to_vec());
+        Ok(())
+    }
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(n: u64) -> QueueItem {
+        QueueItem {
+            message_id: format!("{n:032x}"),
+            file_name: "UP1KYO_1310000001_43_1310000011_11_20260928100000.CSV".into(),
+            recipient: "1310000011".into(),
+            sha256: "00".repeat(32),
+            size: n,
+            queued_at_ms: n,
+        }
+    }
+
+    fn exercise(s: &dyn Store) {
+        s.queue_put(2, &item(2)).unwrap();
+        s.queue_put(1, &item(1)).unwrap();
+        s.received_put(&MessageId([7; 16]), b"ack").unwrap();
+        s.flush().unwrap();
+        let q = s.queue_all().unwrap();
+        assert_eq!(q.iter().map(|x| x.0).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(q[0].1, item(1));
+        s.queue_remove(1).unwrap();
+        assert_eq!(s.queue_all().unwrap().len(), 1);
+        assert_eq!(
+            s.received_get(&MessageId([7; 16])).unwrap().as_deref(),
+            Some(&b"ack"[..])
+        );
+        assert_eq!(s.received_get(&MessageId([8; 16])).unwrap(), None);
+        assert_eq!(s.received_count(), 1);
+    }
+
+    #[test]
+    fn sled_and_memory_stores_behave_alike() {
+        let dir = tempfile::tempdir().unwrap();
+        exercise(&SledStore::open(&dir.path().join("db")).unwrap());
+        exercise(&MemStore::default());
+    }
+
+    #[test]
+    fn sled_survives_reopen_after_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = SledStore::open(&dir.path().join("db")).unwrap();
+            s.queue_put(5, &item(5)).unwrap();
+            s.flush().unwrap();
+        }
+        let s = SledStore::open(&dir.path().join("db")).unwrap();
+        assert_eq!(s.queue_all().unwrap(), vec![(5, item(5))]);
+    }
+}
