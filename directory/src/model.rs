@@ -500,6 +500,9 @@ impl Snapshot {
 
     /// Parses a `.snapshot` file without verifying it.
     pub fn parse(bytes: &[u8]) -> Result<Snapshot, DirectoryError> {
+        if !bytes.starts_with(MAGIC) {
+            return Err(DirectoryError::UnknownFormat);
+        }
         let mut r = Reader::new(bytes);
         if r.bytes(6)? != MAGIC || r.u8()? != TYPE_SNAPSHOT || r.u8()? != VERSION {
             return Err(DirectoryError::UnknownFormat);
@@ -636,6 +639,9 @@ impl Delta {
 
     /// Parses a `.delta` file without verifying it.
     pub fn parse(bytes: &[u8]) -> Result<Delta, DirectoryError> {
+        if !bytes.starts_with(MAGIC) {
+            return Err(DirectoryError::UnknownFormat);
+        }
         let mut r = Reader::new(bytes);
         if r.bytes(6)? != MAGIC || r.u8()? != TYPE_DELTA || r.u8()? != VERSION {
             return Err(DirectoryError::UnknownFormat);

@@ -164,7 +164,9 @@ fn seal_what_fits(sealer: &mut Sealer, plaintext: &[u8], out: &mut Vec<u8>) {
             break;
         }
         let (chunk, tail) = rest.split_at(n);
-        sealer.seal_chunk(chunk, out).expect("chunk of the announced size");
+        sealer
+            .seal_chunk(chunk, out)
+            .expect("chunk of the announced size");
         rest = tail;
     }
 }

@@ -176,10 +176,11 @@ pub async fn start_with(
     };
     let dir_cache = DirFolder::new(home.directory_cache())?;
     let mut directory = Directory::new(anchor);
-    dirsync::load_floors(&dir_cache.path, &mut directory);
     for p in dir_cache.load(&mut directory) {
         tracing::warn!("directory cache: {p}");
     }
+    // The floors guard against rollback from the network from here on.
+    dirsync::load_floors(&dir_cache.path, &mut directory);
     let directory = Arc::new(RwLock::new(directory));
 
     let (receipts, existing) = ReceiptLog::open(&home.receipts()).map_err(|e| {

@@ -321,6 +321,12 @@ fn commit_batch(
     if moved {
         sync_dir(&shared.home.inbox())?;
     }
+    // Fault injection for the crash tests and the lab: die after the files are durable in the
+    // inbox but before anything is recorded or acknowledged.
+    if std::env::var("RENKEI_FAULT").as_deref() == Ok("crash-after-inbox-write") && moved {
+        tracing::error!("RENKEI_FAULT: crashing after the inbox write, before the ack");
+        std::process::abort();
+    }
     let now = now_secs();
     for p in batch {
         match p {

@@ -46,7 +46,11 @@ fn large_upplan(n: usize) -> Vec<u8> {
 fn checker(c: &mut Criterion) {
     let file = large_upplan(RECORDS);
     let report = check_bytes(NAME, &file);
-    assert!(report.is_valid(), "{:?}", &report.errors[..3.min(report.errors.len())]);
+    assert!(
+        report.is_valid(),
+        "{:?}",
+        &report.errors[..3.min(report.errors.len())]
+    );
     assert_eq!(report.records, RECORDS as u64);
     eprintln!("UPPLAN of {RECORDS} records: {} bytes", file.len());
 

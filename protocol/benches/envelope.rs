@@ -121,9 +121,11 @@ fn envelope(c: &mut Criterion) {
             &plaintext,
             |b, pt| b.iter(|| black_box(reference_seal(&cipher, pt))),
         );
-        g.bench_with_input(BenchmarkId::new("reference_sha256", &label), &plaintext, |b, pt| {
-            b.iter(|| black_box(sha256(pt)))
-        });
+        g.bench_with_input(
+            BenchmarkId::new("reference_sha256", &label),
+            &plaintext,
+            |b, pt| b.iter(|| black_box(sha256(pt))),
+        );
         g.finish();
     }
 }

@@ -2,7 +2,9 @@
 //! one gives (physical line, field number, error code).
 //!
 //! Every case lives in one table, [`cases`]. One test runs the table; another asserts that the
-//! table produces every [`ErrorCode`], so a new code without a case fails the build.
+//! table (plus the node's route codes, made with `finding`) produces every [`E`] code, so a new
+//! code without a case fails the tests. Lines are physical lines where the record starts: CR, LF
+//! and CRLF each end one, inside quoted fields too.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -288,6 +290,12 @@ fn valid_cases() -> Vec<Case> {
             "times 0000 and 2359",
             PLAN,
             plan1().set(1, 12, "0000").set(1, 13, "2359").bytes(),
+            vec![],
+        ),
+        case(
+            "end time 2400 (the weekly chart runs to 24:00)",
+            PLAN,
+            plan1().set(1, 13, "2400").bytes(),
             vec![],
         ),
         case(
@@ -1189,7 +1197,7 @@ fn sample_fields_the_cases_rely_on() {
 /// CP932 lead bytes, and mutated sample files, under real and broken names.
 #[test]
 fn never_panics_on_pseudo_random_input() {
-    let mut rng = ChaCha20Rng::seed_from_u64(0x5EED_0F_C4EC);
+    let mut rng = ChaCha20Rng::seed_from_u64(0x5EED_C4EC);
     let samples: Vec<(&str, Vec<u8>)> = [PLAN, JSK17, SIKYU, KYO1, KYO2, KYO3, HOSOKU0]
         .into_iter()
         .map(|n| (n, sample_bytes(n)))
