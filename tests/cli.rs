@@ -21,7 +21,12 @@ fn samples() -> Vec<PathBuf> {
 #[test]
 fn check_says_ok_for_the_samples() {
     let out = renkei().arg("check").args(samples()).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     assert_eq!(text.lines().filter(|l| l.starts_with("ok  ")).count(), 24);
 }
@@ -29,24 +34,44 @@ fn check_says_ok_for_the_samples() {
 #[test]
 fn check_reports_line_field_code_and_both_messages() {
     let tmp = tempfile::tempdir().unwrap();
-    let src = samples().into_iter().find(|p| p.to_string_lossy().contains("UPPLAN_202610_1310000001_43_1310000011")).unwrap();
-    let text = encoding_rs::SHIFT_JIS.decode(&std::fs::read(&src).unwrap()).0.into_owned();
+    let src = samples()
+        .into_iter()
+        .find(|p| {
+            p.to_string_lossy()
+                .contains("UPPLAN_202610_1310000001_43_1310000011")
+        })
+        .unwrap();
+    let text = encoding_rs::SHIFT_JIS
+        .decode(&std::fs::read(&src).unwrap())
+        .0
+        .into_owned();
     // Break the service date (field 10) of the third record.
     let mut lines: Vec<String> = text.split("\r\n").map(String::from).collect();
     let mut f: Vec<String> = lines[2].split(',').map(String::from).collect();
     f[9] = "20261032".into();
     lines[2] = f.join(",");
     let broken = tmp.path().join(src.file_name().unwrap());
-    std::fs::write(&broken, encoding_rs::SHIFT_JIS.encode(&lines.join("\r\n")).0).unwrap();
+    std::fs::write(
+        &broken,
+        encoding_rs::SHIFT_JIS.encode(&lines.join("\r\n")).0,
+    )
+    .unwrap();
 
-    let out = renkei().args(["check", "--json"]).arg(&broken).output().unwrap();
+    let out = renkei()
+        .args(["check", "--json"])
+        .arg(&broken)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let reports: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let r = &reports[0];
     assert_eq!(r["kind"], "UPPLAN");
     assert_eq!(r["valid"], false);
     let e = &r["errors"][0];
-    assert_eq!((e["line"].as_u64(), e["field"].as_u64(), e["code"].as_str()), (Some(3), Some(10), Some("DATE")));
+    assert_eq!(
+        (e["line"].as_u64(), e["field"].as_u64(), e["code"].as_str()),
+        (Some(3), Some(10), Some("DATE"))
+    );
     assert!(e["message_ja"].as_str().unwrap().contains("サービス利用日"));
     assert!(e["message_en"].as_str().unwrap().contains("20261032"));
 
@@ -58,21 +83,49 @@ fn check_reports_line_field_code_and_both_messages() {
 
 #[test]
 fn check_usage_errors_exit_2() {
-    assert_eq!(renkei().arg("check").output().unwrap().status.code(), Some(2));
-    assert_eq!(renkei().args(["check", "/nonexistent/UPPLAN.CSV"]).output().unwrap().status.code(), Some(2));
+    assert_eq!(
+        renkei().arg("check").output().unwrap().status.code(),
+        Some(2)
+    );
+    assert_eq!(
+        renkei()
+            .args(["check", "/nonexistent/UPPLAN.CSV"])
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(2)
+    );
 }
 
 #[test]
 fn directory_verify_accepts_good_and_names_the_reason_for_bad() {
     let fed = federation(&[("1310000001", "43", true)]);
     renkei_node::admin::publish(&fed.region, &fed.published).unwrap();
-    let mut snaps: Vec<PathBuf> = std::fs::read_dir(&fed.published).unwrap().flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "snapshot")).collect();
+    let mut snaps: Vec<PathBuf> = std::fs::read_dir(&fed.published)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "snapshot"))
+        .collect();
     snaps.sort();
     assert_eq!(snaps.len(), 2);
-    let verify = |files: &[&Path]| renkei().args(["directory", "verify", "--anchor"]).arg(&fed.anchor).args(files).output().unwrap();
+    let verify = |files: &[&Path]| {
+        renkei()
+            .args(["directory", "verify", "--anchor"])
+            .arg(&fed.anchor)
+            .args(files)
+            .output()
+            .unwrap()
+    };
 
     let out = verify(&[&snaps[0], &snaps[1]]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 
     // Rollback: the newer one first.
     let out = verify(&[&snaps[1], &snaps[0]]);
@@ -88,7 +141,11 @@ fn directory_verify_accepts_good_and_names_the_reason_for_bad() {
     std::fs::write(&bad, &bytes).unwrap();
     let out = verify(&[&bad]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("forged or altered"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("forged or altered"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 
     // Not a snapshot at all.
     let junk = tmp.path().join("junk.snapshot");
@@ -99,7 +156,12 @@ fn directory_verify_accepts_good_and_names_the_reason_for_bad() {
 
     // Signed under another federation's root.
     let other = federation(&[("1310000001", "43", true)]);
-    let theirs = std::fs::read_dir(&other.published).unwrap().flatten().next().unwrap().path();
+    let theirs = std::fs::read_dir(&other.published)
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
     let out = verify(&[&theirs]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("not signed by a root"));
@@ -110,24 +172,61 @@ fn init_creates_owner_only_keys_and_a_signed_enrollment() {
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("office");
     let out = renkei()
-        .args(["init", "--office", "1310000001", "--name", "ひかり居宅介護支援事業所", "--kind", "43", "--home"])
+        .args([
+            "init",
+            "--office",
+            "1310000001",
+            "--name",
+            "ひかり居宅介護支援事業所",
+            "--kind",
+            "43",
+            "--home",
+        ])
         .arg(&home)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     use std::os::unix::fs::PermissionsExt;
     for k in ["identity.key", "encryption.key"] {
-        let mode = std::fs::metadata(home.join("keys").join(k)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(home.join("keys").join(k))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600, "{k}");
     }
-    let req: renkei_directory::EnrollmentRequest = serde_json::from_str(&std::fs::read_to_string(home.join("enrollment.json")).unwrap()).unwrap();
+    let req: renkei_directory::EnrollmentRequest =
+        serde_json::from_str(&std::fs::read_to_string(home.join("enrollment.json")).unwrap())
+            .unwrap();
     req.verify().unwrap();
     // A second init into the same home is refused and changes nothing.
-    let again = renkei().args(["init", "--office", "1310000001", "--name", "x", "--kind", "43", "--home"]).arg(&home).output().unwrap();
+    let again = renkei()
+        .args([
+            "init",
+            "--office",
+            "1310000001",
+            "--name",
+            "x",
+            "--kind",
+            "43",
+            "--home",
+        ])
+        .arg(&home)
+        .output()
+        .unwrap();
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already has keys"));
     // Bad input gets a clear error in both languages.
-    let bad = renkei().args(["init", "--office", "13", "--name", "x", "--kind", "43", "--home"]).arg(tmp.path().join("b")).output().unwrap();
+    let bad = renkei()
+        .args([
+            "init", "--office", "13", "--name", "x", "--kind", "43", "--home",
+        ])
+        .arg(tmp.path().join("b"))
+        .output()
+        .unwrap();
     assert_eq!(bad.status.code(), Some(2));
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(err.contains("10桁") && err.contains("10-digit"), "{err}");

@@ -30,11 +30,23 @@ fn every_file_kind_is_delivered_and_acknowledged() {
         drop_file(fed.home(CM), &name, &bytes);
         sent.push((name, bytes, marker));
     }
-    wait_for(Duration::from_secs(60), "every kind in the inbox", || count(&fed.home(SVC).inbox()) == sent.len());
-    wait_for(Duration::from_secs(30), "every file acknowledged", || count(&fed.home(CM).sent()) == sent.len());
+    wait_for(Duration::from_secs(60), "every kind in the inbox", || {
+        count(&fed.home(SVC).inbox()) == sent.len()
+    });
+    wait_for(Duration::from_secs(30), "every file acknowledged", || {
+        count(&fed.home(CM).sent()) == sent.len()
+    });
     for (name, bytes, _) in &sent {
-        assert_eq!(&std::fs::read(fed.home(SVC).inbox().join(name)).unwrap(), bytes, "{name}");
-        assert_eq!(&std::fs::read(fed.home(CM).sent().join(name)).unwrap(), bytes, "{name}");
+        assert_eq!(
+            &std::fs::read(fed.home(SVC).inbox().join(name)).unwrap(),
+            bytes,
+            "{name}"
+        );
+        assert_eq!(
+            &std::fs::read(fed.home(CM).sent().join(name)).unwrap(),
+            bytes,
+            "{name}"
+        );
     }
     assert_eq!(count(&fed.home(CM).outbox()), 0);
     assert_eq!(count(&fed.home(CM).rejected()), 0);
@@ -44,7 +56,10 @@ fn every_file_kind_is_delivered_and_acknowledged() {
     assert_eq!(out.len(), sent.len());
     assert_eq!(inn.len(), sent.len());
     for r in &out {
-        assert_eq!((r.direction.as_str(), r.verdict.as_str()), ("sent", "accepted"));
+        assert_eq!(
+            (r.direction.as_str(), r.verdict.as_str()),
+            ("sent", "accepted")
+        );
         let ack = r.parsed_ack().unwrap();
         assert_eq!(ack.recipient_office.as_str(), "1310000011");
     }
@@ -53,7 +68,11 @@ fn every_file_kind_is_delivered_and_acknowledged() {
     assert_state_clean(fed.home(CM), &refs);
     assert_state_clean(fed.home(SVC), &refs);
     // The CLI shows the same receipts and verifies the chain.
-    let out = renkei().args(["receipts", "--json", "--home"]).arg(&fed.home(CM).root).output().unwrap();
+    let out = renkei()
+        .args(["receipts", "--json", "--home"])
+        .arg(&fed.home(CM).root)
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let list: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(list.len(), sent.len());
@@ -70,13 +89,25 @@ fn recipient_down_then_up() {
     let name = name_for(FileKind::UpPlan, from, to, &stamp(1));
     drop_file(fed.home(CM), &name, &bytes);
     // The file is queued and retried while the recipient is down.
-    wait_for(Duration::from_secs(30), "a failed delivery attempt to be reported", || {
-        std::fs::read_to_string(fed.home(CM).status()).is_ok_and(|s| s.contains("\"queued\": 1") && s.contains("1310000011"))
-    });
+    wait_for(
+        Duration::from_secs(30),
+        "a failed delivery attempt to be reported",
+        || {
+            std::fs::read_to_string(fed.home(CM).status())
+                .is_ok_and(|s| s.contains("\"queued\": 1") && s.contains("1310000011"))
+        },
+    );
     assert_eq!(count(&fed.home(CM).sent()), 0);
     let _svc = fed.node(SVC);
-    wait_for(Duration::from_secs(60), "delivery after the recipient came up", || count(&fed.home(CM).sent()) == 1);
-    assert_eq!(std::fs::read(fed.home(SVC).inbox().join(&name)).unwrap(), bytes);
+    wait_for(
+        Duration::from_secs(60),
+        "delivery after the recipient came up",
+        || count(&fed.home(CM).sent()) == 1,
+    );
+    assert_eq!(
+        std::fs::read(fed.home(SVC).inbox().join(&name)).unwrap(),
+        bytes
+    );
     assert_state_clean(fed.home(CM), &[&marker_bytes("不在時試験")]);
     assert_state_clean(fed.home(SVC), &[&marker_bytes("不在時試験")]);
 }
@@ -92,15 +123,34 @@ fn sender_killed_mid_transfer_then_restarted() {
     let mut bytes = vec![0xFF, 0xD8, 0xFF, 0xE0];
     bytes.extend((0..48u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));
     bytes.extend_from_slice(&[0xFF, 0xD9]);
-    let name = name_for(FileKind::UpKihonImage, &fed.offices[CM], &fed.offices[SVC], &stamp(1));
+    let name = name_for(
+        FileKind::UpKihonImage,
+        &fed.offices[CM],
+        &fed.offices[SVC],
+        &stamp(1),
+    );
     drop_file(fed.home(CM), &name, &bytes);
     let partial = fed.home(SVC).partial();
-    wait_for(Duration::from_secs(30), "the transfer to start", || std::fs::read_dir(&partial).map(|d| d.count() > 0).unwrap_or(false));
+    wait_for(Duration::from_secs(30), "the transfer to start", || {
+        std::fs::read_dir(&partial)
+            .map(|d| d.count() > 0)
+            .unwrap_or(false)
+    });
     cm.kill();
-    assert!(!fed.home(SVC).inbox().join(&name).exists(), "the file must not appear before it is complete");
+    assert!(
+        !fed.home(SVC).inbox().join(&name).exists(),
+        "the file must not appear before it is complete"
+    );
     let _cm = fed.node(CM);
-    wait_for(Duration::from_secs(90), "delivery after the restart", || count(&fed.home(CM).sent()) == 1);
-    assert_eq!(std::fs::read(fed.home(SVC).inbox().join(&name)).unwrap(), bytes);
+    wait_for(
+        Duration::from_secs(90),
+        "delivery after the restart",
+        || count(&fed.home(CM).sent()) == 1,
+    );
+    assert_eq!(
+        std::fs::read(fed.home(SVC).inbox().join(&name)).unwrap(),
+        bytes
+    );
     assert_eq!(count(&fed.home(SVC).inbox()), 1, "exactly one copy");
     assert_eq!(receipts(fed.home(SVC)).len(), 1);
     assert_eq!(receipts(fed.home(CM)).len(), 1);
@@ -117,16 +167,37 @@ fn recipient_killed_after_writing_before_acking() {
     let mut svc = fed.node_with_env(SVC, &[("RENKEI_FAULT", "crash-after-inbox-write")]);
     fed.wait_directory(CM, 1);
     let bytes = valid_file(FileKind::UpPlan, 10, "受信直後停止");
-    let name = name_for(FileKind::UpPlan, &fed.offices[CM], &fed.offices[SVC], &stamp(1));
+    let name = name_for(
+        FileKind::UpPlan,
+        &fed.offices[CM],
+        &fed.offices[SVC],
+        &stamp(1),
+    );
     drop_file(fed.home(CM), &name, &bytes);
     // The recipient writes the file durably, then dies before recording or acking it.
-    wait_for(Duration::from_secs(30), "the recipient to crash", || matches!(svc.child.try_wait(), Ok(Some(_))));
-    assert_eq!(std::fs::read(fed.home(SVC).inbox().join(&name)).unwrap(), bytes);
-    assert_eq!(count(&fed.home(CM).sent()), 0, "no ack, so the sender still holds it");
+    wait_for(Duration::from_secs(30), "the recipient to crash", || {
+        matches!(svc.child.try_wait(), Ok(Some(_)))
+    });
+    assert_eq!(
+        std::fs::read(fed.home(SVC).inbox().join(&name)).unwrap(),
+        bytes
+    );
+    assert_eq!(
+        count(&fed.home(CM).sent()),
+        0,
+        "no ack, so the sender still holds it"
+    );
     let _svc = fed.node(SVC);
-    wait_for(Duration::from_secs(60), "the retry to be acknowledged", || count(&fed.home(CM).sent()) == 1);
+    wait_for(
+        Duration::from_secs(60),
+        "the retry to be acknowledged",
+        || count(&fed.home(CM).sent()) == 1,
+    );
     assert_eq!(count(&fed.home(SVC).inbox()), 1, "written once");
-    assert_eq!(std::fs::read(fed.home(SVC).inbox().join(&name)).unwrap(), bytes);
+    assert_eq!(
+        std::fs::read(fed.home(SVC).inbox().join(&name)).unwrap(),
+        bytes
+    );
     assert_eq!(receipts(fed.home(SVC)).len(), 1);
     assert_eq!(receipts(fed.home(CM)).len(), 1);
     assert_state_clean(fed.home(SVC), &[&marker_bytes("受信直後停止")]);
@@ -139,13 +210,27 @@ fn a_file_naming_another_sender_is_rejected_with_a_report() {
     let _cm = fed.node(CM);
     fed.wait_directory(CM, 1);
     // Named as if the service office sent it.
-    let name = name_for(FileKind::UpJsk, &fed.offices[SVC], &fed.offices[CM], &stamp(1));
-    drop_file(fed.home(CM), &name, &valid_file(FileKind::UpJsk, 2, "なりすまし"));
+    let name = name_for(
+        FileKind::UpJsk,
+        &fed.offices[SVC],
+        &fed.offices[CM],
+        &stamp(1),
+    );
+    drop_file(
+        fed.home(CM),
+        &name,
+        &valid_file(FileKind::UpJsk, 2, "なりすまし"),
+    );
     let report = fed.home(CM).rejected().join(format!("{name}.error.txt"));
-    wait_for(Duration::from_secs(20), "the rejection report", || report.exists());
+    wait_for(Duration::from_secs(20), "the rejection report", || {
+        report.exists()
+    });
     let text = std::fs::read_to_string(&report).unwrap();
     assert!(text.contains("ROUTE_SENDER"), "{text}");
-    assert!(text.contains("送信元") && text.contains("sender office"), "{text}");
+    assert!(
+        text.contains("送信元") && text.contains("sender office"),
+        "{text}"
+    );
     assert!(fed.home(CM).rejected().join(&name).exists());
     assert_eq!(count(&fed.home(CM).outbox()), 0);
     assert!(receipts(fed.home(CM)).is_empty());
@@ -159,14 +244,27 @@ fn an_invalid_file_never_leaves_the_office() {
     let _svc = fed.node(SVC);
     fed.wait_directory(CM, 1);
     let file = valid_file(FileKind::UpPlan, 2, "不正");
-    let text = encoding_rs::SHIFT_JIS.decode(&file).0.replacen("20261001", "20261032", 1);
+    let text = encoding_rs::SHIFT_JIS
+        .decode(&file)
+        .0
+        .replacen("20261001", "20261032", 1);
     let bytes = encoding_rs::SHIFT_JIS.encode(&text).0.into_owned();
-    let name = name_for(FileKind::UpPlan, &fed.offices[CM], &fed.offices[SVC], &stamp(1));
+    let name = name_for(
+        FileKind::UpPlan,
+        &fed.offices[CM],
+        &fed.offices[SVC],
+        &stamp(1),
+    );
     drop_file(fed.home(CM), &name, &bytes);
     let report = fed.home(CM).rejected().join(format!("{name}.error.txt"));
-    wait_for(Duration::from_secs(20), "the rejection report", || report.exists());
+    wait_for(Duration::from_secs(20), "the rejection report", || {
+        report.exists()
+    });
     let text = std::fs::read_to_string(&report).unwrap();
-    assert!(text.contains("[DATE]") && text.contains("1行目") && text.contains("line 1"), "{text}");
+    assert!(
+        text.contains("[DATE]") && text.contains("1行目") && text.contains("line 1"),
+        "{text}"
+    );
     assert_eq!(count(&fed.home(SVC).inbox()), 0);
 }
 
@@ -182,10 +280,16 @@ fn a_thousand_files_arrive_exactly_once() {
     for i in 0..1000u32 {
         let kind = [FileKind::UpPlan, FileKind::UpSikyu, FileKind::UpHosoku][i as usize % 3];
         let name = name_for(kind, from, to, &stamp(i / 3));
-        drop_file(fed.home(CM), &name, &valid_file(kind, 2, &format!("一括{i:04}")));
+        drop_file(
+            fed.home(CM),
+            &name,
+            &valid_file(kind, 2, &format!("一括{i:04}")),
+        );
         names.push(name);
     }
-    wait_for(Duration::from_secs(180), "1,000 files acknowledged", || count(&fed.home(CM).sent()) == 1000);
+    wait_for(Duration::from_secs(180), "1,000 files acknowledged", || {
+        count(&fed.home(CM).sent()) == 1000
+    });
     assert_eq!(count(&fed.home(SVC).inbox()), 1000);
     for n in &names {
         assert!(fed.home(SVC).inbox().join(n).exists(), "{n}");

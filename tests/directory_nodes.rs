@@ -26,11 +26,16 @@ fn regions_at(http: &str) -> Vec<RegionSummary> {
     // A tiny blocking HTTP GET over loopback, to stay independent of the node's own client.
     use std::io::{Read, Write};
     let addr = http.trim_start_matches("http://");
-    let Ok(mut s) = std::net::TcpStream::connect(addr) else { return Vec::new() };
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return Vec::new();
+    };
     let _ = write!(s, "GET /v1/regions HTTP/1.0\r\nHost: {addr}\r\n\r\n");
     let mut text = String::new();
     let _ = s.read_to_string(&mut text);
-    text.split("\r\n\r\n").nth(1).and_then(|b| serde_json::from_str(b).ok()).unwrap_or_default()
+    text.split("\r\n\r\n")
+        .nth(1)
+        .and_then(|b| serde_json::from_str(b).ok())
+        .unwrap_or_default()
 }
 
 #[test]
@@ -59,25 +64,43 @@ fn three_mirrored_directory_nodes_serve_the_whole_country() {
         .collect();
 
     // Three regions, each published only to its own association's directory node.
-    let regions = [("13-tokyo", 13u8, "1310000001"), ("27-osaka", 27, "2710000001"), ("01-hokkaido", 1, "0110000001")];
+    let regions = [
+        ("13-tokyo", 13u8, "1310000001"),
+        ("27-osaka", 27, "2710000001"),
+        ("01-hokkaido", 1, "0110000001"),
+    ];
     let mut office_home = None;
     for (i, (id, pref, office)) in regions.iter().enumerate() {
         let rdir = dir.join(id);
         admin::region_init(&root.join("root.key"), &rdir, id, id, vec![*pref], 5).unwrap();
         for n in &nodes {
-            let k = admin::read_secret(&n.key).unwrap().verifying_key().to_bytes();
-            admin::add_node(&rdir, NodeInfo { key: k, addresses: vec![n.p2p.clone()], http: Some(format!("http://{}", n.http)) }).unwrap();
+            let k = admin::read_secret(&n.key)
+                .unwrap()
+                .verifying_key()
+                .to_bytes();
+            admin::add_node(
+                &rdir,
+                NodeInfo {
+                    key: k,
+                    addresses: vec![n.p2p.clone()],
+                    http: Some(format!("http://{}", n.http)),
+                },
+            )
+            .unwrap();
         }
         let home = Home::new(dir.join("offices").join(office));
-        let req = admin::init_office(&home, &OfficeSetup {
-            office: OfficeNumber::parse(office).unwrap(),
-            name: format!("事業所 {office}"),
-            kinds: vec![ServiceKind::parse("43").unwrap()],
-            listen: vec![format!("/ip4/127.0.0.1/tcp/{}", free_port(false).unwrap())],
-            advertise: Vec::new(),
-            directory_nodes: nodes.iter().map(|n| n.multiaddr.clone()).collect(),
-            anchor: Some(anchor.clone()),
-        })
+        let req = admin::init_office(
+            &home,
+            &OfficeSetup {
+                office: OfficeNumber::parse(office).unwrap(),
+                name: format!("事業所 {office}"),
+                kinds: vec![ServiceKind::parse("43").unwrap()],
+                listen: vec![format!("/ip4/127.0.0.1/tcp/{}", free_port(false).unwrap())],
+                advertise: Vec::new(),
+                directory_nodes: nodes.iter().map(|n| n.multiaddr.clone()).collect(),
+                anchor: Some(anchor.clone()),
+            },
+        )
         .unwrap();
         admin::approve(&rdir, &[req]).unwrap();
         admin::publish(&rdir, &nodes[i].data).unwrap();
@@ -89,13 +112,22 @@ fn three_mirrored_directory_nodes_serve_the_whole_country() {
     let start = |i: usize| {
         let n = &nodes[i];
         let mut c = renkei();
-        c.args(["directory", "serve", "--refresh-secs", "1", "--listen", &n.p2p, "--http", &n.http])
-            .arg("--data")
-            .arg(&n.data)
-            .arg("--anchor")
-            .arg(&anchor)
-            .arg("--identity")
-            .arg(&n.key);
+        c.args([
+            "directory",
+            "serve",
+            "--refresh-secs",
+            "1",
+            "--listen",
+            &n.p2p,
+            "--http",
+            &n.http,
+        ])
+        .arg("--data")
+        .arg(&n.data)
+        .arg("--anchor")
+        .arg(&anchor)
+        .arg("--identity")
+        .arg(&n.key);
         for (j, other) in nodes.iter().enumerate() {
             if j != i {
                 c.args(["--mirror", &format!("http://{}", other.http)]);
@@ -105,11 +137,19 @@ fn three_mirrored_directory_nodes_serve_the_whole_country() {
     };
     let mut procs: Vec<Proc> = (0..3).map(start).collect();
     for n in &nodes {
-        wait_for(Duration::from_secs(60), "every node to mirror all three regions", || regions_at(&n.http).len() == 3);
+        wait_for(
+            Duration::from_secs(60),
+            "every node to mirror all three regions",
+            || regions_at(&n.http).len() == 3,
+        );
     }
     for n in &nodes {
         for (id, _, _) in regions {
-            assert!(count_files(&n.data, id) > 0, "{id} mirrored into {}", n.data.display());
+            assert!(
+                count_files(&n.data, id) > 0,
+                "{id} mirrored into {}",
+                n.data.display()
+            );
         }
     }
 
@@ -124,17 +164,27 @@ fn three_mirrored_directory_nodes_serve_the_whole_country() {
     let mut cmd = renkei();
     cmd.arg("run").arg("--home").arg(&home.root);
     let _office = Proc::spawn(cmd, &home.root.join("node.log"));
-    wait_for(Duration::from_secs(60), "the office to verify all three regions", || {
-        std::fs::read_to_string(home.status())
-            .ok()
-            .and_then(|t| serde_json::from_str::<renkei_node::node::Status>(&t).ok())
-            .is_some_and(|s| s.directory.len() == 3 && s.directory_entries == 3)
-    });
+    wait_for(
+        Duration::from_secs(60),
+        "the office to verify all three regions",
+        || {
+            std::fs::read_to_string(home.status())
+                .ok()
+                .and_then(|t| serde_json::from_str::<renkei_node::node::Status>(&t).ok())
+                .is_some_and(|s| s.directory.len() == 3 && s.directory_entries == 3)
+        },
+    );
     let cached = std::fs::read_dir(home.directory_cache()).unwrap().count();
     assert!(cached >= 3, "the verified snapshots are cached");
     drop(procs);
 }
 
 fn count_files(dir: &Path, region: &str) -> usize {
-    std::fs::read_dir(dir).map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().starts_with(region)).count()).unwrap_or(0)
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(region))
+                .count()
+        })
+        .unwrap_or(0)
 }

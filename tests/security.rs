@@ -17,13 +17,22 @@ use renkei_protocol::FileKind;
 use renkei_protocol::envelope::{MessageId, SealParams, seal};
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 /// A libp2p swarm holding `home`'s keys but running in the test, not as a node.
 fn impostor(home: &Home) -> Net {
     let keys = home.load_keys().unwrap();
-    net::start(&keys[0].identity, &[], Arc::new(|_: &PeerId| true), Duration::from_secs(30)).unwrap()
+    net::start(
+        &keys[0].identity,
+        &[],
+        Arc::new(|_: &PeerId| true),
+        Duration::from_secs(30),
+    )
+    .unwrap()
 }
 
 /// The PeerId and first listen address of an office.
@@ -50,14 +59,36 @@ fn a_peer_not_in_the_directory_cannot_connect() {
             // must get through it.
             let _ = frames::write(&mut s, Kind::End, &[]).await;
             let mut buf = Vec::new();
-            assert!(frames::read(&mut s, &mut buf, Duration::from_secs(5)).await.is_err() || buf.is_empty());
+            assert!(
+                frames::read(&mut s, &mut buf, Duration::from_secs(5))
+                    .await
+                    .is_err()
+                    || buf.is_empty()
+            );
         }
         // Nor may it read the directory.
-        let dn_peer: PeerId = fed.dn_multiaddr.rsplit('/').next().unwrap().parse().unwrap();
-        outsider.add_address(dn_peer, fed.dn_addr.parse().unwrap()).await;
-        assert!(outsider.open(dn_peer, DIRECTORY, Duration::from_secs(5)).await.is_err());
+        let dn_peer: PeerId = fed
+            .dn_multiaddr
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        outsider
+            .add_address(dn_peer, fed.dn_addr.parse().unwrap())
+            .await;
+        assert!(
+            outsider
+                .open(dn_peer, DIRECTORY, Duration::from_secs(5))
+                .await
+                .is_err()
+        );
     });
-    wait_for(Duration::from_secs(10), "the member to log the refusal", || member.log_text().contains("not a directory member"));
+    wait_for(
+        Duration::from_secs(10),
+        "the member to log the refusal",
+        || member.log_text().contains("not a directory member"),
+    );
 }
 
 #[test]
@@ -70,11 +101,26 @@ fn a_revoked_office_is_refused() {
     fed.revoke(1);
     fed.wait_directory(0, 2);
     // Files for the revoked office are refused at the sender, with a report.
-    let name = name_for(FileKind::UpPlan, &fed.offices[0], &fed.offices[1], &stamp(1));
-    drop_file(fed.home(0), &name, &valid_file(FileKind::UpPlan, 2, "取消後"));
+    let name = name_for(
+        FileKind::UpPlan,
+        &fed.offices[0],
+        &fed.offices[1],
+        &stamp(1),
+    );
+    drop_file(
+        fed.home(0),
+        &name,
+        &valid_file(FileKind::UpPlan, 2, "取消後"),
+    );
     let report = fed.home(0).rejected().join(format!("{name}.error.txt"));
-    wait_for(Duration::from_secs(20), "the rejection report", || report.exists());
-    assert!(std::fs::read_to_string(&report).unwrap().contains("RECIPIENT_UNKNOWN"));
+    wait_for(Duration::from_secs(20), "the rejection report", || {
+        report.exists()
+    });
+    assert!(
+        std::fs::read_to_string(&report)
+            .unwrap()
+            .contains("RECIPIENT_UNKNOWN")
+    );
     assert_eq!(count(&fed.home(1).inbox()), 0);
     // And the revoked office's key can no longer deliver to anyone.
     rt().block_on(async {
@@ -82,7 +128,10 @@ fn a_revoked_office_is_refused() {
         let (peer, addr) = address_of(fed.home(0));
         revoked.add_address(peer, addr).await;
         let answer = try_deliver(&revoked, peer, b"RENKEI").await;
-        assert!(answer.is_none(), "a revoked office got an answer: {answer:?}");
+        assert!(
+            answer.is_none(),
+            "a revoked office got an answer: {answer:?}"
+        );
     });
 }
 
@@ -94,18 +143,27 @@ async fn try_deliver(net: &Net, peer: PeerId, envelope: &[u8]) -> Option<(Kind, 
         frames::write(&mut s, Kind::Header, envelope).await.ok()?;
         s.flush().await.ok()?;
         let mut buf = Vec::new();
-        return frames::read(&mut s, &mut buf, Duration::from_secs(5)).await.ok()?.map(|k| (k, buf));
+        return frames::read(&mut s, &mut buf, Duration::from_secs(5))
+            .await
+            .ok()?
+            .map(|k| (k, buf));
     };
-    frames::write(&mut s, Kind::Header, &envelope[..pos]).await.ok()?;
+    frames::write(&mut s, Kind::Header, &envelope[..pos])
+        .await
+        .ok()?;
     for i in 0..header.chunk_count() {
         let n = header.chunk_len(i);
-        frames::write(&mut s, Kind::Chunk, &envelope[pos..pos + n]).await.ok()?;
+        frames::write(&mut s, Kind::Chunk, &envelope[pos..pos + n])
+            .await
+            .ok()?;
         pos += n;
     }
     frames::write(&mut s, Kind::End, &[]).await.ok()?;
     s.flush().await.ok()?;
     let mut buf = Vec::new();
-    let kind = frames::read(&mut s, &mut buf, Duration::from_secs(10)).await.ok()??;
+    let kind = frames::read(&mut s, &mut buf, Duration::from_secs(10))
+        .await
+        .ok()??;
     Some((kind, buf))
 }
 
@@ -128,7 +186,11 @@ fn envelope_from(sender: &Home, to: &Home, name: &str, plaintext: &[u8], id: u8)
 
 #[test]
 fn tampered_and_misrouted_envelopes_are_refused() {
-    let fed = federation(&[("1310000001", "43", true), ("1310000011", "11", true), ("1310000021", "15", true)]);
+    let fed = federation(&[
+        ("1310000001", "43", true),
+        ("1310000011", "11", true),
+        ("1310000021", "15", true),
+    ]);
     let _dn = fed.directory_node();
     let _a = fed.node(0);
     fed.wait_directory(0, 1);
@@ -144,7 +206,11 @@ fn tampered_and_misrouted_envelopes_are_refused() {
         let env = envelope_from(c, b, &to_b, &file, 1);
         let (kind, payload) = try_deliver(&sender, peer, &env).await.expect("an answer");
         assert_eq!(kind, Kind::Refuse);
-        assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), 3, "WrongRecipient");
+        assert_eq!(
+            u16::from_be_bytes([payload[0], payload[1]]),
+            3,
+            "WrongRecipient"
+        );
 
         // Sealed for A, one ciphertext byte flipped in transit.
         let to_a = name_for(FileKind::UpJsk, &fed.offices[2], &fed.offices[0], &stamp(2));
@@ -153,14 +219,22 @@ fn tampered_and_misrouted_envelopes_are_refused() {
         env[last] ^= 0x40;
         let (kind, payload) = try_deliver(&sender, peer, &env).await.expect("an answer");
         assert_eq!(kind, Kind::Refuse);
-        assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), 10, "chunk authentication");
+        assert_eq!(
+            u16::from_be_bytes([payload[0], payload[1]]),
+            10,
+            "chunk authentication"
+        );
 
         // Header signature broken (creation time altered).
         let mut env = envelope_from(c, a, &to_a, &file, 3);
         env[30] ^= 0x01;
         let (kind, payload) = try_deliver(&sender, peer, &env).await.expect("an answer");
         assert_eq!(kind, Kind::Refuse);
-        assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), 6, "bad signature");
+        assert_eq!(
+            u16::from_be_bytes([payload[0], payload[1]]),
+            6,
+            "bad signature"
+        );
 
         // The same envelope untouched is accepted and acked: the harness is sound.
         let env = envelope_from(c, a, &to_a, &file, 4);
@@ -169,6 +243,10 @@ fn tampered_and_misrouted_envelopes_are_refused() {
         let ack = renkei_protocol::ack::Ack::parse(&payload).unwrap();
         assert_eq!(ack.verdict, renkei_protocol::ack::Verdict::Accepted);
     });
-    assert_eq!(count(&a.inbox()), 1, "only the intact envelope reached the inbox");
+    assert_eq!(
+        count(&a.inbox()),
+        1,
+        "only the intact envelope reached the inbox"
+    );
     assert_state_clean(a, &[&marker_bytes("改ざん試験")]);
 }

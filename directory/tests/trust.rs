@@ -763,9 +763,14 @@ fn tampered_delta_is_refused() {
 fn garbage_is_malformed_or_unknown_format() {
     let (snaps, deltas) = history();
     let mut dir = Directory::new(anchor());
+    // Too short to hold the magic: not a directory file at all.
+    assert_eq!(dir.apply_snapshot(b""), Err(DirectoryError::UnknownFormat));
+    assert_eq!(
+        dir.apply_snapshot(b"RENK"),
+        Err(DirectoryError::UnknownFormat)
+    );
     let truncated = Err(DirectoryError::Malformed("truncated"));
-    assert_eq!(dir.apply_snapshot(b""), truncated);
-    assert_eq!(dir.apply_snapshot(b"RENK"), truncated);
+    assert_eq!(dir.apply_snapshot(b"RENKEIS\x01"), truncated);
     assert_eq!(
         dir.apply_snapshot(b"not a directory file at all"),
         Err(DirectoryError::UnknownFormat)

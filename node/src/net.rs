@@ -245,10 +245,8 @@ impl Net {
                 ))
                 .await;
             }
-            if let Err(e) = self.connect(peer, timeout).await {
-                last = Some(e);
-                continue;
-            }
+            // A peer that cannot be reached is not retried here: the caller backs off.
+            self.connect(peer, timeout).await?;
             let mut control = self.control.clone();
             match tokio::time::timeout(timeout, control.open_stream(peer, protocol.clone())).await {
                 Ok(Ok(s)) => return Ok(s),

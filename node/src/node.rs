@@ -249,12 +249,13 @@ pub async fn start_with(
     });
     crate::send::reconcile(&shared).await;
 
-    let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(crate::receive::accept_loop(shared.clone())));
-    tasks.push(tokio::spawn(directory_loop(shared.clone())));
-    tasks.push(tokio::spawn(crate::outbox::watch_loop(shared.clone())));
-    tasks.push(tokio::spawn(dispatch_loop(shared.clone())));
-    tasks.push(tokio::spawn(status_loop(shared.clone())));
+    let tasks = vec![
+        tokio::spawn(crate::receive::accept_loop(shared.clone())),
+        tokio::spawn(directory_loop(shared.clone())),
+        tokio::spawn(crate::outbox::watch_loop(shared.clone())),
+        tokio::spawn(dispatch_loop(shared.clone())),
+        tokio::spawn(status_loop(shared.clone())),
+    ];
     tracing::info!(office = %shared.office, peer = %shared.net.peer_id, "node started");
     Ok(NodeHandle {
         shared,

@@ -16,8 +16,16 @@ use crate::store::QueueItem;
 /// Watches the outbox and rescans it on events, on request and periodically.
 pub(crate) async fn watch_loop(shared: Arc<Shared>) {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let watcher = notify::recommended_watcher(move |_res: notify::Result<notify::Event>| {
-        let _ = tx.send(());
+    let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        // Only new, changed or renamed files matter; our own reads must not trigger scans.
+        if let Ok(ev) = res
+            && matches!(
+                ev.kind,
+                notify::EventKind::Create(_) | notify::EventKind::Modify(_)
+            )
+        {
+            let _ = tx.send(());
+        }
     })
     .and_then(|mut w| {
         w.watch(&shared.home.outbox(), notify::RecursiveMode::NonRecursive)
@@ -80,6 +88,7 @@ fn scan_blocking(shared: &Arc<Shared>) -> anyhow::Result<Option<Duration>> {
             continue;
         }
         if lock(&shared.queue).names.contains(&name) {
+            tracing::trace!(%name, "already queued");
             continue;
         }
         // A file the care software is still writing: wait until it has settled.
@@ -89,6 +98,7 @@ fn scan_blocking(shared: &Arc<Shared>) -> anyhow::Result<Option<Duration>> {
             .and_then(|m| SystemTime::now().duration_since(m).ok())
             .unwrap_or(settle);
         if age < settle {
+            tracing::trace!(%name, ?age, "still settling");
             let left = settle - age;
             wait = Some(wait.map_or(left, |w| w.min(left)));
             continue;
@@ -96,6 +106,7 @@ fn scan_blocking(shared: &Arc<Shared>) -> anyhow::Result<Option<Duration>> {
         names.push(name);
     }
     names.sort();
+    tracing::debug!(candidates = names.len(), directory_ready, "outbox scan");
     for name in names {
         let path = shared.home.outbox().join(&name);
         let Ok(bytes) = std::fs::read(&path) else {

@@ -26,7 +26,7 @@ const MAX_SKEW_SECS: u64 = 600;
 enum Pending {
     /// A message opened and checked; its plaintext is in `temp`.
     Done {
-        header: EnvelopeHeader,
+        header: Box<EnvelopeHeader>,
         temp: PathBuf,
         verdict: Verdict,
         started_ms: u64,
@@ -235,7 +235,7 @@ async fn read_messages(
                 .map_err(|e| anyhow!("check task: {e}"))??
         };
         let _ = tx.send(Pending::Done {
-            header,
+            header: Box::new(header),
             temp,
             verdict,
             started_ms,

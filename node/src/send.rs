@@ -80,13 +80,15 @@ fn order_key(seq: u64, item: &QueueItem) -> (String, usize, u64) {
 pub(crate) async fn deliver(shared: &Arc<Shared>, partner: OfficeNumber) -> anyhow::Result<()> {
     let mut attempt = 0u64;
     loop {
-        let before = lock(&shared.stats).delivered + lock(&shared.stats).rejected_outgoing;
+        let before = settled(shared);
         match deliver_once(shared, partner).await {
             Ok(()) => return Ok(()),
             Err(e) => {
-                let after = lock(&shared.stats).delivered + lock(&shared.stats).rejected_outgoing;
+                let after = settled(shared);
                 attempt += 1;
-                if attempt >= 3 || after != before || shared.stopping() {
+                let unreachable = format!("{e:#}").contains("cannot connect")
+                    || format!("{e:#}").contains("timed out connecting");
+                if attempt >= 3 || after != before || unreachable || shared.stopping() {
                     return Err(e);
                 }
                 tracing::debug!(%partner, "stream failed early, retrying: {e:#}");
@@ -97,6 +99,12 @@ pub(crate) async fn deliver(shared: &Arc<Shared>, partner: OfficeNumber) -> anyh
             }
         }
     }
+}
+
+/// How many files this node has settled (delivered or refused) so far.
+fn settled(shared: &Shared) -> u64 {
+    let st = lock(&shared.stats);
+    st.delivered + st.rejected_outgoing
 }
 
 /// One delivery attempt over one stream.

@@ -27,10 +27,19 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(mut cmd: Command, log: &Path) -> Proc {
-        let out = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
         let err = out.try_clone().unwrap();
-        cmd.env("RENKEI_LOG", "renkei_node=debug,warn").stdout(Stdio::from(out)).stderr(Stdio::from(err));
-        Proc { child: cmd.spawn().expect("start renkei"), log: log.to_path_buf() }
+        cmd.env("RENKEI_LOG", "renkei_node=debug,warn")
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err));
+        Proc {
+            child: cmd.spawn().expect("start renkei"),
+            log: log.to_path_buf(),
+        }
     }
 
     /// SIGKILL: no clean shutdown.
@@ -41,7 +50,10 @@ impl Proc {
 
     /// SIGTERM and wait for a clean exit.
     pub fn terminate(&mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let end = Instant::now() + Duration::from_secs(10);
         while Instant::now() < end {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -92,7 +104,7 @@ pub struct Federation {
     pub dn_addr: String,
     pub dn_multiaddr: String,
     pub offices: Vec<Office>,
-    _tmp: tempfile::TempDir,
+    _tmp: Option<tempfile::TempDir>,
 }
 
 /// Builds a federation: root, region 13-tokyo, a directory node, and the given offices
@@ -100,18 +112,42 @@ pub struct Federation {
 pub fn federation(offices: &[(&str, &str, bool)]) -> Federation {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
+    // RENKEI_TEST_KEEP=1 keeps the folders (and the nodes' logs) for a look after a failure.
+    let tmp = if std::env::var_os("RENKEI_TEST_KEEP").is_some() {
+        eprintln!("test federation in {}", dir.display());
+        let _ = tmp.keep();
+        None
+    } else {
+        Some(tmp)
+    };
     let assoc = dir.join("association");
     admin::root_init(&assoc, "test").unwrap();
     let anchor = assoc.join("anchor.json");
     let region = assoc.join("13-tokyo");
-    admin::region_init(&assoc.join("root.key"), &region, "13-tokyo", "テスト協会", vec![13], 5).unwrap();
+    admin::region_init(
+        &assoc.join("root.key"),
+        &region,
+        "13-tokyo",
+        "テスト協会",
+        vec![13],
+        5,
+    )
+    .unwrap();
     let dn_key_path = dir.join("dn.key");
     let dn_key = admin::generate_signing_key();
     admin::write_secret(&dn_key_path, &dn_key).unwrap();
     let dn_pub = dn_key.verifying_key().to_bytes();
     let dn_peer = renkei_node::net::peer_id_of(&dn_pub).unwrap();
     let dn_addr = format!("/ip4/127.0.0.1/tcp/{}", free_port(false).unwrap());
-    admin::add_node(&region, NodeInfo { key: dn_pub, addresses: vec![dn_addr.clone()], http: None }).unwrap();
+    admin::add_node(
+        &region,
+        NodeInfo {
+            key: dn_pub,
+            addresses: vec![dn_addr.clone()],
+            http: None,
+        },
+    )
+    .unwrap();
     let dn_multiaddr = format!("{dn_addr}/p2p/{dn_peer}");
     let mut list = Vec::new();
     let mut requests = Vec::new();
@@ -137,7 +173,11 @@ pub fn federation(offices: &[(&str, &str, bool)]) -> Federation {
         if *enrolled {
             requests.push(req);
         }
-        list.push(Office { number: setup.office, kind: setup.kinds[0], home });
+        list.push(Office {
+            number: setup.office,
+            kind: setup.kinds[0],
+            home,
+        });
     }
     admin::approve(&region, &requests).unwrap();
     let published = dir.join("published");
@@ -158,13 +198,20 @@ pub fn federation(offices: &[(&str, &str, bool)]) -> Federation {
 impl Federation {
     pub fn directory_node(&self) -> Proc {
         let mut c = renkei();
-        c.args(["directory", "serve", "--refresh-secs", "1", "--listen", &self.dn_addr])
-            .arg("--data")
-            .arg(&self.published)
-            .arg("--anchor")
-            .arg(&self.anchor)
-            .arg("--identity")
-            .arg(&self.dn_key);
+        c.args([
+            "directory",
+            "serve",
+            "--refresh-secs",
+            "1",
+            "--listen",
+            &self.dn_addr,
+        ])
+        .arg("--data")
+        .arg(&self.published)
+        .arg("--anchor")
+        .arg(&self.anchor)
+        .arg("--identity")
+        .arg(&self.dn_key);
         Proc::spawn(c, &self.dir.join("directory-node.log"))
     }
 
@@ -189,12 +236,16 @@ impl Federation {
     /// Waits until office `i`'s node has verified the region at `seq` or later.
     pub fn wait_directory(&self, i: usize, min_seq: u64) {
         let status = self.home(i).status();
-        wait_for(Duration::from_secs(30), "the office to sync the directory", || {
-            std::fs::read_to_string(&status)
-                .ok()
-                .and_then(|t| serde_json::from_str::<renkei_node::node::Status>(&t).ok())
-                .is_some_and(|s| s.directory.iter().any(|r| r.seq >= min_seq))
-        });
+        wait_for(
+            Duration::from_secs(30),
+            "the office to sync the directory",
+            || {
+                std::fs::read_to_string(&status)
+                    .ok()
+                    .and_then(|t| serde_json::from_str::<renkei_node::node::Status>(&t).ok())
+                    .is_some_and(|s| s.directory.iter().any(|r| r.seq >= min_seq))
+            },
+        );
     }
 
     /// Revokes an office and publishes.
@@ -269,7 +320,14 @@ pub fn name_for(kind: FileKind, from: &Office, to: &Office, stamp: &str) -> Stri
     let month = if kind.has_month() { "_202610" } else { "" };
     let branch = if kind.is_image() { "_0001" } else { "" };
     let ext = if kind.is_image() { "jpg" } else { "CSV" };
-    format!("{}{month}_{}_{}_{}_{}_{stamp}{branch}.{ext}", kind.prefix(), from.number, from.kind, to.number, to.kind)
+    format!(
+        "{}{month}_{}_{}_{}_{}_{stamp}{branch}.{ext}",
+        kind.prefix(),
+        from.number,
+        from.kind,
+        to.number,
+        to.kind
+    )
 }
 
 /// Drops a file into an office's outbox (written under a hidden name, then renamed).
@@ -280,7 +338,11 @@ pub fn drop_file(home: &Home, name: &str, bytes: &[u8]) {
 /// How many entries of a folder (not counting dotfiles).
 pub fn count(dir: &Path) -> usize {
     std::fs::read_dir(dir)
-        .map(|d| d.flatten().filter(|e| !e.file_name().to_string_lossy().starts_with('.')).count())
+        .map(|d| {
+            d.flatten()
+                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                .count()
+        })
         .unwrap_or(0)
 }
 
@@ -307,7 +369,11 @@ pub fn assert_state_clean(home: &Home, markers: &[&[u8]]) {
                 p.display()
             );
             for m in markers {
-                assert!(!m.is_empty() && !bytes.windows(m.len()).any(|w| w == *m), "plaintext care data remains in {}", p.display());
+                assert!(
+                    !m.is_empty() && !bytes.windows(m.len()).any(|w| w == *m),
+                    "plaintext care data remains in {}",
+                    p.display()
+                );
             }
         }
     }

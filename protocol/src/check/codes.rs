@@ -74,7 +74,7 @@ codes! {
     Date = "DATE",
     /// Not a valid YYYYMM month.
     Month = "MONTH",
-    /// Not a HHMM time (0000–2359) or 9999.
+    /// Not a HHMM time (0000–2359), 2400 (end of day) or 9999.
     Time = "TIME",
     /// 保険者番号 is not 6 digits.
     Insurer = "INSURER",

@@ -2,7 +2,7 @@
 //!
 //! Each layout lists the fields of one record in order (field 1 first). The checker applies
 //! each field's [`Format`] and `required` flag. Where the source is unclear (marked M or L in
-//! the fact sheet), the field is given a lenient format and SPEC.md §3 says so.
+//! the fact sheet), the field is given a lenient format and SPEC.md §3.7 says so.
 
 /// A CSV version (field 1, CSVバージョン) the checker knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

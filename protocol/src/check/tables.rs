@@ -6,8 +6,8 @@
 //! the 別紙. That text copy is column-garbled: field names and order are reliable, lengths and
 //! 必須 marks needed reconstruction. Where a length or flag was reconstructed (M) or guessed (L),
 //! the `// Sources:` comment above the layout says so and the field gets the more lenient
-//! choice (longer length, sign allowed, `Text`, or not required). `LENIENCY_NOTES.md` lists the
-//! same choices for SPEC.md.
+//! choice (longer length, sign allowed, `Text`, or not required). SPEC.md §3.7 lists the same
+//! choices, and §3.9 prints every layout (checked against these tables by `tests/vectors.rs`).
 //!
 //! Versions: `202407` and `202504` share the V4 layouts. `202208` (V3) has the same layouts
 //! for UPHOSOKU, UP1KYO, UP2KYO and the 居宅 delete files, a 第6表 without the three 福祉用具
@@ -447,8 +447,7 @@ static UP2KYO: [Field; 22] = [
 
 // Sources: UP3KYO 週間サービス計画表 第3表 (new in V4), 13 fields. Names and order [H].
 // Required: 1–5 (○ in both 必須 and 必要 columns). Unsure (M): the weekly chart runs to 24:00,
-// but the times are checked as HHMM 0000–2359 (or 9999); an end time of `2400` would be
-// rejected.
+// so the `time` format accepts `2400` besides HHMM 0000–2359 and 9999.
 static UP3KYO: [Field; 13] = [
     CSV_VERSION,
     INSURER,

@@ -52,7 +52,13 @@ impl Vector {
     /// The single value of `key`.
     pub fn get(&self, key: &str) -> &str {
         let all = self.all(key);
-        assert_eq!(all.len(), 1, "vector {}: key {key} appears {} times", self.name, all.len());
+        assert_eq!(
+            all.len(),
+            1,
+            "vector {}: key {key} appears {} times",
+            self.name,
+            all.len()
+        );
         all[0]
     }
 
@@ -130,7 +136,8 @@ pub fn vectors(spec: &str) -> Vec<Vector> {
                     let (k, val) = line
                         .split_once(':')
                         .unwrap_or_else(|| panic!("SPEC.md:{n}: expected `key: value`"));
-                    v.values.push((k.trim().to_string(), val.trim().to_string()));
+                    v.values
+                        .push((k.trim().to_string(), val.trim().to_string()));
                 }
             }
         }
@@ -141,8 +148,15 @@ pub fn vectors(spec: &str) -> Vec<Vector> {
 
 /// The vector named `name` in SPEC.md.
 pub fn vector(spec: &str, name: &str) -> Vector {
-    let mut found: Vec<Vector> = vectors(spec).into_iter().filter(|v| v.name == name).collect();
-    assert_eq!(found.len(), 1, "SPEC.md must hold exactly one vector {name}");
+    let mut found: Vec<Vector> = vectors(spec)
+        .into_iter()
+        .filter(|v| v.name == name)
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "SPEC.md must hold exactly one vector {name}"
+    );
     found.pop().unwrap()
 }
 
