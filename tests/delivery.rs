@@ -305,3 +305,34 @@ fn a_thousand_files_arrive_exactly_once() {
     assert_state_clean(fed.home(CM), &[&marker_bytes("一括0007")]);
     assert_state_clean(fed.home(SVC), &[&marker_bytes("一括0007")]);
 }
+
+#[test]
+fn a_route_between_two_kinds_of_one_office_number_is_delivered() {
+    // One office number holding 居宅介護支援 (43) and 訪問介護 (11).
+    let fed = federation(&[("1310000001", "43+11", true)]);
+    let _dn = fed.directory_node();
+    let _node = fed.node(0);
+    fed.wait_directory(0, 1);
+    let office = &fed.offices[0];
+    let to = Office {
+        number: office.number,
+        kind: renkei_protocol::ServiceKind::parse("11").unwrap(),
+        home: office.home.clone(),
+    };
+    let name = name_for(FileKind::UpPlan, office, &to, &stamp(1));
+    let bytes = valid_file(FileKind::UpPlan, 5, "同一番号");
+    drop_file(fed.home(0), &name, &bytes);
+    wait_for(Duration::from_secs(30), "local delivery", || {
+        count(&fed.home(0).sent()) == 1
+    });
+    assert_eq!(
+        std::fs::read(fed.home(0).inbox().join(&name)).unwrap(),
+        bytes
+    );
+    let r = receipts(fed.home(0));
+    assert_eq!(
+        r.iter().map(|r| r.direction.as_str()).collect::<Vec<_>>(),
+        vec!["received", "sent"]
+    );
+    assert_state_clean(fed.home(0), &[&marker_bytes("同一番号")]);
+}

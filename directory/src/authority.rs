@@ -128,7 +128,11 @@ impl RegionWorkspace {
         old.valid_until = old
             .valid_until
             .min(req.new_key.valid_from.saturating_add(overlap));
-        e.keys.push(req.new_key.clone());
+        let mut new_key = req.new_key.clone();
+        new_key.valid_until = new_key
+            .valid_until
+            .min(new_key.valid_from.saturating_add(KEY_LIFETIME));
+        e.keys.push(new_key);
         Ok(())
     }
 
@@ -149,10 +153,11 @@ impl RegionWorkspace {
     /// Publishes the next sequence number: returns the snapshot file and, after the first
     /// publish, the delta from the previous one. Keys whose window ended are dropped.
     pub fn publish(&mut self, key: &SigningKey, now: u64) -> (u64, Vec<u8>, Option<Vec<u8>>) {
+        // Keys past their window are dropped, but an entry always keeps its newest key.
         for e in self.entries.values_mut() {
-            if e.keys.len() > 1 {
-                e.keys.retain(|k| k.valid_until >= now);
-            }
+            let newest = e.keys.iter().map(|k| k.valid_from).max();
+            e.keys
+                .retain(|k| k.valid_until >= now || Some(k.valid_from) == newest);
         }
         let from = self.seq;
         self.seq += 1;

@@ -28,9 +28,9 @@ mod view;
 
 pub use authority::{RegionWorkspace, WorkspaceError};
 pub use model::{
-    ANCHOR_FORMAT, Anchor, Delta, ENROLL_FORMAT, EnrollmentRequest, Entry, NodeInfo, OfficeKey,
-    RegionCert, RotationRequest, Snapshot, SnapshotHeader, Status, entries_digest, file_id,
-    hexbytes,
+    ANCHOR_FORMAT, Anchor, Delta, ENROLL_FORMAT, EnrollmentRequest, Entry, MAX_ADDRESS_BYTES,
+    MAX_ADDRESSES, MAX_KINDS, MAX_NAME_BYTES, MAX_REGION_ID, NodeInfo, OfficeKey, RegionCert,
+    RotationRequest, Snapshot, SnapshotHeader, Status, entries_digest, file_id, hexbytes,
 };
 pub use view::{Applied, Directory, Freshness, RegionState};
 

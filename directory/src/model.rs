@@ -15,6 +15,17 @@ pub(crate) const TYPE_ENROLL: u8 = b'Q';
 pub(crate) const TYPE_ROTATE: u8 = b'K';
 pub(crate) const VERSION: u8 = 1;
 
+/// Longest office name in an entry, in UTF-8 bytes.
+pub const MAX_NAME_BYTES: usize = 1000;
+/// Most service kinds an entry lists.
+pub const MAX_KINDS: usize = 50;
+/// Most addresses an entry lists.
+pub const MAX_ADDRESSES: usize = 16;
+/// Longest address, in bytes.
+pub const MAX_ADDRESS_BYTES: usize = 512;
+/// Longest region id.
+pub const MAX_REGION_ID: usize = 64;
+
 /// Serde helpers: 32- and 64-byte keys and signatures as lower-case hex in JSON.
 pub mod hexbytes {
     use serde::{Deserialize, Deserializer, Serializer};
@@ -346,6 +357,7 @@ impl RegionCert {
             return Err(DirectoryError::CertNotValid);
         }
         if self.region.is_empty()
+            || self.region.len() > MAX_REGION_ID
             || !self
                 .region
                 .bytes()
@@ -780,12 +792,21 @@ impl EnrollmentRequest {
         if self.format != ENROLL_FORMAT {
             return Err(DirectoryError::UnknownFormat);
         }
+        // Bounds that keep every approved entry encodable (the layout's length prefixes).
         if self.name.is_empty()
-            || self.name.len() > 1000
+            || self.name.len() > MAX_NAME_BYTES
             || self.kinds.is_empty()
-            || self.kinds.len() > 50
+            || self.kinds.len() > MAX_KINDS
         {
             return Err(DirectoryError::Malformed("enrollment name or kinds"));
+        }
+        if self.addresses.len() > MAX_ADDRESSES
+            || self
+                .addresses
+                .iter()
+                .any(|a| a.is_empty() || a.len() > MAX_ADDRESS_BYTES)
+        {
+            return Err(DirectoryError::Malformed("enrollment addresses"));
         }
         let key =
             VerifyingKey::from_bytes(&self.identity).map_err(|_| DirectoryError::BadSignature)?;

@@ -158,6 +158,9 @@ impl Directory {
         let delta = Delta::parse(bytes)?;
         let key = delta.cert.verify(&self.anchor, delta.issued_at)?;
         delta.verify_signature(&key)?;
+        if delta.expires_at < delta.issued_at {
+            return Err(DirectoryError::Malformed("expiry before issue time"));
+        }
         let region = delta.cert.region.clone();
         let current = self
             .regions
@@ -169,6 +172,12 @@ impl Directory {
         if delta.to_seq <= current.seq || delta.to_seq < floor {
             if delta.to_seq == current.seq && delta.result_digest == current.digest {
                 return Ok(Applied::Unchanged);
+            }
+            if delta.to_seq == current.seq {
+                return Err(DirectoryError::Equivocation {
+                    region,
+                    seq: delta.to_seq,
+                });
             }
             return Err(DirectoryError::Rollback {
                 region,

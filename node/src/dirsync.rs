@@ -496,3 +496,139 @@ pub fn describe_delta(bytes: &[u8]) -> Option<(String, u64, u64)> {
     let d = Delta::parse(bytes).ok()?;
     Some((d.cert.region, d.from_seq, d.to_seq))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::SigningKey;
+    use renkei_directory::{ANCHOR_FORMAT, Anchor, Entry, OfficeKey, RegionCert, Snapshot, Status};
+    use renkei_protocol::{OfficeNumber, ServiceKind};
+
+    const NOW: u64 = 1_790_000_000;
+
+    /// A mirror that serves whatever it was given, true or not.
+    struct Mirror {
+        region: String,
+        seq: u64,
+        snapshot: Vec<u8>,
+    }
+
+    impl Source for Mirror {
+        async fn list(&mut self) -> anyhow::Result<Vec<RegionSummary>> {
+            Ok(vec![RegionSummary {
+                region: self.region.clone(),
+                snapshot_seq: self.seq,
+                seq: self.seq,
+            }])
+        }
+        async fn snapshot(&mut self, _: &str) -> anyhow::Result<Vec<u8>> {
+            Ok(self.snapshot.clone())
+        }
+        async fn delta(&mut self, _: &str, _: u64) -> anyhow::Result<Vec<u8>> {
+            anyhow::bail!("no deltas")
+        }
+    }
+
+    fn entry(office: &str) -> Entry {
+        Entry {
+            office: OfficeNumber::parse(office).unwrap(),
+            name: "事業所".into(),
+            kinds: vec![ServiceKind::parse("43").unwrap()],
+            keys: vec![OfficeKey {
+                identity: [9; 32],
+                encryption: [8; 32],
+                valid_from: 0,
+                valid_until: u64::MAX,
+            }],
+            addresses: vec![],
+            status: Status::Active,
+        }
+    }
+
+    fn setup() -> (Anchor, RegionCert, SigningKey) {
+        let root = SigningKey::from_bytes(&[1; 32]);
+        let region = SigningKey::from_bytes(&[2; 32]);
+        let anchor = Anchor {
+            format: ANCHOR_FORMAT.into(),
+            federation: "test".into(),
+            roots: vec![hex::encode(root.verifying_key().to_bytes())],
+        };
+        let cert = RegionCert::issue(
+            &root,
+            "13-tokyo",
+            "東京",
+            region.verifying_key().to_bytes(),
+            vec![13],
+            0,
+            u64::MAX / 2,
+        );
+        (anchor, cert, region)
+    }
+
+    fn snapshot(cert: &RegionCert, key: &SigningKey, seq: u64, offices: &[&str]) -> Vec<u8> {
+        let entries: Vec<Entry> = offices.iter().map(|o| entry(o)).collect();
+        Snapshot::build(cert, key, seq, NOW, NOW + 86400, &[], &entries)
+    }
+
+    #[tokio::test]
+    async fn a_lying_mirror_is_caught() {
+        let (anchor, cert, key) = setup();
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = DirFolder::new(tmp.path()).unwrap();
+        let mut dir = Directory::new(anchor.clone());
+        let good = snapshot(&cert, &key, 2, &["1310000001"]);
+        let mut honest = Mirror {
+            region: "13-tokyo".into(),
+            seq: 2,
+            snapshot: good.clone(),
+        };
+        let r = pull(&mut honest, &mut dir, &cache).await.unwrap();
+        assert_eq!(r.updated, vec![("13-tokyo".to_string(), 2)]);
+        let digest = dir.region("13-tokyo").unwrap().digest;
+        let files = || std::fs::read_dir(tmp.path()).unwrap().count();
+        assert_eq!(files(), 1);
+
+        // Tampered: an entry's key swapped after signing.
+        let mut tampered = snapshot(&cert, &key, 3, &["1310000001"]);
+        let n = tampered.len();
+        tampered[n - 40] ^= 0xFF;
+        // Old: a genuine earlier snapshot offered as news.
+        let old = snapshot(&cert, &key, 1, &["1310000001", "1310000002"]);
+        // Wrongly scoped: the Tokyo authority vouching for an Osaka office.
+        let scoped = snapshot(&cert, &key, 4, &["1310000001", "2710000001"]);
+        // Signed by someone else: a key that is not the region's.
+        let forged = snapshot(
+            &cert,
+            &SigningKey::from_bytes(&[66; 32]),
+            5,
+            &["1310000001"],
+        );
+        for (what, seq, bytes, expect) in [
+            ("tampered", 3, tampered, "forged or altered"),
+            ("old", 3, old, "rollback"),
+            ("wrongly scoped", 4, scoped, "outside the scope"),
+            ("forged", 5, forged, "bad signature"),
+        ] {
+            let mut liar = Mirror {
+                region: "13-tokyo".into(),
+                seq,
+                snapshot: bytes,
+            };
+            let r = pull(&mut liar, &mut dir, &cache).await.unwrap();
+            assert!(r.updated.is_empty(), "{what}: accepted");
+            assert_eq!(r.refused.len(), 1, "{what}");
+            assert!(r.refused[0].contains(expect), "{what}: {}", r.refused[0]);
+            let region = dir.region("13-tokyo").unwrap();
+            assert_eq!(
+                (region.seq, region.digest),
+                (2, digest),
+                "{what}: the directory changed"
+            );
+            assert_eq!(files(), 1, "{what}: the cache changed");
+        }
+        // The cache still loads to the honest state.
+        let mut again = Directory::new(anchor);
+        assert!(cache.load(&mut again).is_empty());
+        assert_eq!(again.region("13-tokyo").unwrap().digest, digest);
+    }
+}

@@ -47,7 +47,8 @@ impl Kind {
         match self {
             Kind::Header => 4096,
             Kind::Chunk => renkei_protocol::envelope::MAX_CHUNK_SIZE as usize + 16,
-            Kind::Ack => 16 * 1024,
+            // The largest ack the format allows (256 findings with 255-byte codes) fits.
+            Kind::Ack => 80 * 1024,
             Kind::Refuse | Kind::NotFound => 4096,
             Kind::End => 0,
             Kind::Request => 4096,

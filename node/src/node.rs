@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use libp2p::Multiaddr;
 use renkei_directory::{Anchor, Directory, Freshness};
+use renkei_protocol::envelope::MessageId;
 use renkei_protocol::{OfficeNumber, ServiceKind};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
@@ -221,6 +222,21 @@ pub async fn start_with(
         .map(|a| a.parse().with_context(|| format!("bad listen address {a}")))
         .collect::<anyhow::Result<_>>()?;
     let net = net::start(&keys[0].identity, &listen, members, Duration::from_secs(60))?;
+
+    // The receipt log is fsynced before the received index is flushed: after a crash in
+    // between, the index is completed from the log so a resent message is not written twice.
+    let mut mended = false;
+    for r in existing.iter().filter(|r| r.direction == "received") {
+        if let (Some(id), Ok(ack)) = (MessageId::from_hex(&r.message_id), hex::decode(&r.ack))
+            && store.received_get(&id)?.is_none()
+        {
+            store.received_put(&id, &ack)?;
+            mended = true;
+        }
+    }
+    if mended {
+        store.flush()?;
+    }
 
     let mut queue = Queue::default();
     for (seq, item) in store.queue_all()? {

@@ -174,9 +174,28 @@ pub fn read_log(path: &Path) -> Result<Vec<Receipt>, ChainError> {
     Ok(out)
 }
 
+/// A crash while appending can leave a last line without its newline. Nothing on such a
+/// line was acknowledged (acks follow the fsync), so it is cut off, with a warning.
+fn repair_torn_tail(path: &Path) -> std::io::Result<()> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if bytes.is_empty() || bytes.ends_with(b"\n") {
+        return Ok(());
+    }
+    let keep = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    tracing::warn!(path = %path.display(), "receipt log ends in a torn line from a crash; removing it");
+    let f = OpenOptions::new().write(true).open(path)?;
+    f.set_len(keep as u64)?;
+    f.sync_all()
+}
+
 impl ReceiptLog {
     /// Opens the log, verifying the chain so far.
     pub fn open(path: &Path) -> Result<(ReceiptLog, Vec<Receipt>), ChainError> {
+        repair_torn_tail(path)?;
         let existing = read_log(path)?;
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         let last_hash = existing
@@ -292,5 +311,21 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         std::fs::write(&p, format!("{}\n{}\n", lines[0], lines[2])).unwrap();
         assert!(matches!(read_log(&p), Err(ChainError::Broken(3))));
+    }
+
+    #[test]
+    fn a_torn_last_line_is_cut_off_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.jsonl");
+        let (mut log, _) = ReceiptLog::open(&p).unwrap();
+        log.append(vec![receipt(1), receipt(2)]).unwrap();
+        drop(log);
+        let mut text = std::fs::read_to_string(&p).unwrap();
+        text.push_str("{\"seq\":3,\"prev\":\"ab");
+        std::fs::write(&p, &text).unwrap();
+        let (mut log, old) = ReceiptLog::open(&p).unwrap();
+        assert_eq!(old.len(), 2);
+        log.append(vec![receipt(3)]).unwrap();
+        assert_eq!(read_log(&p).unwrap().len(), 3);
     }
 }

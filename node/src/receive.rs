@@ -137,7 +137,12 @@ async fn read_messages(
         }
         let started_ms = now_ms();
         let (header, _) = match EnvelopeHeader::parse(&frame) {
-            Ok(h) => h,
+            // The frame must hold exactly one header.
+            Ok((h, used)) if used == frame.len() => (h, used),
+            Ok(_) => {
+                let _ = tx.send(Pending::Refuse(1, "bytes after the envelope header".into()));
+                return Ok(());
+            }
             Err(e) => {
                 let _ = tx.send(Pending::Refuse(refuse_code(&e), e.to_string()));
                 return Ok(());
@@ -150,16 +155,6 @@ async fn read_messages(
                 "the connection's key is not the envelope's sender key".into(),
             ));
             return Ok(());
-        }
-        if let Some(ack) = shared.store.received_get(&header.message_id)? {
-            for _ in 0..header.chunk_count() {
-                match frames::read(reader, &mut frame, timeout).await? {
-                    Some(Kind::Chunk) => {}
-                    _ => anyhow::bail!("stream ended inside a message"),
-                }
-            }
-            let _ = tx.send(Pending::Duplicate(ack));
-            continue;
         }
         let now = now_secs();
         let sender_keys = shared
@@ -191,6 +186,18 @@ async fn read_messages(
                 return Ok(());
             }
         };
+        // A message received before (its ack was lost): the header is verified above, so
+        // skip the body and send the same ack again. The file is not written twice.
+        if let Some(ack) = shared.store.received_get(&header.message_id)? {
+            for _ in 0..header.chunk_count() {
+                match frames::read(reader, &mut frame, timeout).await? {
+                    Some(Kind::Chunk) => {}
+                    _ => anyhow::bail!("stream ended inside a message"),
+                }
+            }
+            let _ = tx.send(Pending::Duplicate(ack));
+            continue;
+        }
         let temp = shared
             .home
             .partial()
@@ -268,8 +275,14 @@ fn verdict_for(
             findings.extend(check_bytes(&header.file_name, &bytes).errors);
         }
         Err(_) => {
-            // Never use a name from the network that is not a standard name.
-            findings.extend(check_bytes(&header.file_name, &[]).errors);
+            // Never use a name from the network that is not a standard name. Only the name's
+            // findings are reported; the content was not read.
+            findings.extend(
+                check_bytes(&header.file_name, &[])
+                    .errors
+                    .into_iter()
+                    .filter(|f| f.code != ErrorCode::FileEmpty),
+            );
         }
     }
     Ok(if findings.is_empty() {

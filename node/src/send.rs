@@ -13,7 +13,7 @@ use renkei_protocol::{ErrorCode, FileName, OfficeNumber, finding};
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::frames::{self, Kind};
-use crate::home::sync_dir;
+use crate::home::{sync_dir, write_atomic};
 use crate::net::{DELIVER, peer_id_of};
 use crate::node::{Shared, lock, now_ms, now_secs};
 use crate::outbox::reject_file;
@@ -119,6 +119,13 @@ async fn deliver_once(shared: &Arc<Shared>, partner: OfficeNumber) -> anyhow::Re
         return Ok(());
     }
     items.sort_by_key(|(s, i)| order_key(*s, i));
+    if partner == shared.office {
+        // A route between two service kinds of the same office number stays on this node.
+        let s = shared.clone();
+        return tokio::task::spawn_blocking(move || deliver_local(&s, items))
+            .await
+            .map_err(|e| anyhow!("local delivery task: {e}"))?;
+    }
     let now = now_secs();
     let entry = shared.dir().lookup(&partner).cloned();
     let Some(entry) = entry else {
@@ -132,6 +139,7 @@ async fn deliver_once(shared: &Arc<Shared>, partner: OfficeNumber) -> anyhow::Re
                 seq,
                 &item,
                 vec![finding(ErrorCode::RecipientUnknown, 0, 0)],
+                "送信先に届けられません / Cannot be delivered",
             )
             .await;
         }
@@ -287,9 +295,29 @@ async fn deliver_once(shared: &Arc<Shared>, partner: OfficeNumber) -> anyhow::Re
                     acked += 1;
                 }
                 Kind::Refuse => {
+                    let code = frame
+                        .get(..2)
+                        .map_or(0, |c| u16::from_be_bytes([c[0], c[1]]));
                     let reason =
                         String::from_utf8_lossy(frame.get(2..).unwrap_or_default()).to_string();
-                    bail!("partner refused {}: {reason}", fly.item.file_name);
+                    match refusal(code) {
+                        Refusal::Permanent => {
+                            fail_item(
+                                shared,
+                                fly.seq,
+                                &fly.item,
+                                vec![finding(ErrorCode::PartnerRefused, 0, 0)],
+                                &format!("相手先が拒否しました / The partner refused it: {reason}"),
+                            )
+                            .await;
+                        }
+                        Refusal::Requeue => forget_item(shared, fly.seq, &fly.item),
+                        Refusal::Transient => {}
+                    }
+                    bail!(
+                        "partner refused {} (code {code}): {reason}",
+                        fly.item.file_name
+                    );
                 }
                 _ => bail!("unexpected frame from partner"),
             }
@@ -412,18 +440,100 @@ fn commit_batch(
 }
 
 /// Removes an item that can never be delivered, moving its file to `rejected/`.
+/// Delivers files addressed to another service kind of our own office number: written
+/// durably into our inbox and acknowledged with our own key, with both receipts.
+fn deliver_local(shared: &Arc<Shared>, items: Vec<(u64, QueueItem)>) -> anyhow::Result<()> {
+    let mut batch = Vec::new();
+    let mut received = Vec::new();
+    for (seq, item) in items {
+        let bytes = match std::fs::read(shared.home.outbox().join(&item.file_name)) {
+            Ok(b) if hex::encode(renkei_protocol::sha256(&b)) == item.sha256 => b,
+            _ => {
+                forget_item(shared, seq, &item);
+                continue;
+            }
+        };
+        write_atomic(&shared.home.inbox().join(&item.file_name), &bytes, false)?;
+        let mut id = [0u8; 16];
+        hex::decode_to_slice(&item.message_id, &mut id).map_err(|_| anyhow!("bad queue entry"))?;
+        let ack = Ack::sign(
+            MessageId(id),
+            renkei_protocol::sha256(&bytes),
+            shared.office,
+            shared.office,
+            now_secs(),
+            Verdict::Accepted,
+            &shared.keys[0].identity,
+        );
+        shared
+            .store
+            .received_put(&ack.message_id, &ack.to_bytes())?;
+        received.push(NewReceipt {
+            direction: "received",
+            file_name: item.file_name.clone(),
+            office: shared.office.to_string(),
+            partner: shared.office.to_string(),
+            size: item.size,
+            sealed_size: 0,
+            started_ms: item.queued_at_ms,
+            finished_ms: now_ms(),
+            ack: ack.clone(),
+        });
+        batch.push((
+            InFlight {
+                seq,
+                item,
+                sealed_size: 0,
+            },
+            ack,
+        ));
+    }
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let n = received.len() as u64;
+    lock(&shared.receipts).append(received)?;
+    lock(&shared.stats).received += n;
+    commit_batch(shared, shared.office, batch)
+}
+
+/// How a sender treats a partner's refusal (codes of SPEC.md §7.3).
+enum Refusal {
+    /// Retrying cannot help: the file goes to `rejected/` with a report.
+    Permanent,
+    /// The file changed while it was sent: queue it again from the outbox.
+    Requeue,
+    /// Stale directory, clock or a damaged transfer: retry with backoff.
+    Transient,
+}
+
+fn refusal(code: u16) -> Refusal {
+    match code {
+        1 | 2 | 3 | 6 | 12 => Refusal::Permanent,
+        11 => Refusal::Requeue,
+        _ => Refusal::Transient,
+    }
+}
+
+/// Drops a queue item without a report; the outbox scan queues the file again.
+fn forget_item(shared: &Arc<Shared>, seq: u64, item: &QueueItem) {
+    let _ = shared.store.queue_remove(seq);
+    let _ = shared.store.flush();
+    let mut q = lock(&shared.queue);
+    q.items.remove(&seq);
+    q.names.remove(&item.file_name);
+    drop(q);
+    shared.rescan.notify_one();
+}
+
 async fn fail_item(
     shared: &Arc<Shared>,
     seq: u64,
     item: &QueueItem,
     findings: Vec<renkei_protocol::Finding>,
+    title: &str,
 ) {
-    if let Err(e) = reject_file(
-        shared,
-        &item.file_name,
-        findings,
-        "送信先に届けられません / Cannot be delivered",
-    ) {
+    if let Err(e) = reject_file(shared, &item.file_name, findings, title) {
         shared.error(format!("{}: {e:#}", item.file_name));
     }
     let _ = shared.store.queue_remove(seq);

@@ -1058,7 +1058,12 @@ fn every_case_gives_exactly_its_findings() {
 
 /// Codes the node reports about routes and the directory, through [`finding`]: no file
 /// content produces them.
-const ROUTE_CODES: [E; 3] = [E::RouteSender, E::RouteRecipient, E::RecipientUnknown];
+const ROUTE_CODES: [E; 4] = [
+    E::RouteSender,
+    E::RouteRecipient,
+    E::RecipientUnknown,
+    E::PartnerRefused,
+];
 
 #[test]
 fn every_error_code_has_a_case() {

@@ -108,7 +108,7 @@ pub struct Federation {
 }
 
 /// Builds a federation: root, region 13-tokyo, a directory node, and the given offices
-/// (number, kind); `enrolled` says which are approved.
+/// (number, kinds joined by `+`); `enrolled` says which are approved.
 pub fn federation(offices: &[(&str, &str, bool)]) -> Federation {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
@@ -156,7 +156,10 @@ pub fn federation(offices: &[(&str, &str, bool)]) -> Federation {
         let setup = OfficeSetup {
             office: OfficeNumber::parse(number).unwrap(),
             name: format!("テスト事業所 {number}"),
-            kinds: vec![ServiceKind::parse(kind).unwrap()],
+            kinds: kind
+                .split('+')
+                .map(|k| ServiceKind::parse(k).unwrap())
+                .collect(),
             listen: vec![
                 format!("/ip4/127.0.0.1/tcp/{}", free_port(false).unwrap()),
                 format!("/ip4/127.0.0.1/udp/{}/quic-v1", free_port(true).unwrap()),

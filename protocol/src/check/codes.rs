@@ -118,6 +118,8 @@ codes! {
     RouteRecipient = "ROUTE_RECIPIENT",
     /// The recipient is not an active member of the directory.
     RecipientUnknown = "RECIPIENT_UNKNOWN",
+    /// The partner's node refused the sealed file for good (not a content error).
+    PartnerRefused = "PARTNER_REFUSED",
 }
 
 impl fmt::Display for ErrorCode {

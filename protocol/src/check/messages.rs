@@ -218,6 +218,10 @@ pub(crate) fn render(code: ErrorCode, _line: u64, field: u32, c: &Ctx<'_>) -> (S
             "送信先の事業所（番号とサービス種類）が連携名簿に登録されていないか、登録が取り消されています。送信先の事業所番号を確認し、相手が renkei に登録済みか問い合わせてください。".into(),
             "The recipient office (number and service kind) is not an active member of the directory. Check the recipient's office number and ask whether they are enrolled in renkei.".into(),
         ),
+        ErrorCode::PartnerRefused => (
+            "相手先のノードがこのファイルの受け取りを拒否しました（内容ではなく、封筒・鍵・宛先の問題）。連携名簿が最新か、相手先の事業所番号が正しいかを確認し、解決しない場合は協会に連絡してください。".into(),
+            "The partner's node refused this file (a problem with the envelope, keys or address, not the content). Check that the directory is current and the recipient's office number is right; if it persists, contact your association.".into(),
+        ),
         ErrorCode::TooManyErrors => (
             "誤りが多すぎるため、以降は省略しました。ファイル全体を確認してください。".into(),
             "There are too many errors; the rest are not listed. Check the whole file.".into(),
