@@ -336,3 +336,81 @@ fn a_route_between_two_kinds_of_one_office_number_is_delivered() {
     );
     assert_state_clean(fed.home(0), &[&marker_bytes("同一番号")]);
 }
+
+#[test]
+fn a_key_rotation_never_makes_the_office_disappear() {
+    let fed = pair();
+    let _dn = fed.directory_node();
+    let _cm = fed.node(CM);
+    let mut svc = fed.node(SVC);
+    fed.wait_directory(CM, 1);
+    fed.wait_directory(SVC, 1);
+    // The service office makes new keys, starting now; the association publishes them.
+    let out = renkei()
+        .args(["rotate-keys", "--starts-in-hours", "0", "--home"])
+        .arg(&fed.home(SVC).root)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = renkei()
+        .args(["directory", "rotate", "--region"])
+        .arg(&fed.region)
+        .arg(fed.home(SVC).root.join("rotation.json"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    renkei_node::admin::publish(&fed.region, &fed.published).unwrap();
+    fed.wait_directory(CM, 2);
+    fed.wait_directory(SVC, 2);
+    // Still running under its old identity, the office receives files sealed to its new key.
+    let first = name_for(
+        FileKind::UpPlan,
+        &fed.offices[CM],
+        &fed.offices[SVC],
+        &stamp(1),
+    );
+    drop_file(
+        fed.home(CM),
+        &first,
+        &valid_file(FileKind::UpPlan, 3, "鍵更新前"),
+    );
+    wait_for(
+        Duration::from_secs(60),
+        "delivery during the overlap",
+        || count(&fed.home(CM).sent()) == 1,
+    );
+    // Restarted, it runs under the new identity, and partners reach it there.
+    svc.terminate();
+    let _svc = fed.node(SVC);
+    let second = name_for(
+        FileKind::UpPlan,
+        &fed.offices[CM],
+        &fed.offices[SVC],
+        &stamp(2),
+    );
+    drop_file(
+        fed.home(CM),
+        &second,
+        &valid_file(FileKind::UpPlan, 3, "鍵更新後"),
+    );
+    wait_for(Duration::from_secs(60), "delivery after the switch", || {
+        count(&fed.home(CM).sent()) == 2
+    });
+    let acks: Vec<[u8; 32]> = receipts(fed.home(CM))
+        .iter()
+        .map(|r| r.parsed_ack().unwrap().recipient_key)
+        .collect();
+    assert_ne!(
+        acks[0], acks[1],
+        "the second ack is signed with the new identity key"
+    );
+    assert_eq!(count(&fed.home(SVC).inbox()), 2);
+}

@@ -244,3 +244,42 @@ pub fn read_request(path: &Path) -> anyhow::Result<EnrollmentRequest> {
     serde_json::from_str(&text)
         .with_context(|| format!("{} is not an enrollment request", path.display()))
 }
+
+/// Makes a new key generation for an office (the current one stays on disk as `.1`) and a
+/// rotation request (`H/rotation.json`) signed by both keys, with the new key starting
+/// `starts_in` seconds from now.
+pub fn rotate_keys(
+    home: &Home,
+    starts_in: u64,
+) -> anyhow::Result<renkei_directory::RotationRequest> {
+    let config = home.config()?;
+    let office = OfficeNumber::parse(&config.office).context("office number")?;
+    let old = home.load_keys()?.remove(0);
+    let new = KeyPair {
+        identity: generate_signing_key(),
+        encryption: x25519_dalek::StaticSecret::from(generate_signing_key().to_bytes()),
+    };
+    let from = now_secs() + starts_in;
+    let req = renkei_directory::RotationRequest::new(
+        office,
+        &old.identity,
+        &new.identity,
+        x25519_dalek::PublicKey::from(&new.encryption).to_bytes(),
+        from,
+        from + 10 * 365 * 86400,
+    );
+    home.write_new_keys(&new)?;
+    write_atomic(
+        &home.root.join("rotation.json"),
+        serde_json::to_string_pretty(&req)?.as_bytes(),
+        false,
+    )?;
+    Ok(req)
+}
+
+/// Applies a rotation request to a region workspace.
+pub fn rotate(dir: &Path, req: &renkei_directory::RotationRequest) -> anyhow::Result<()> {
+    let mut ws = load_workspace(dir)?;
+    ws.rotate(req)?;
+    save_workspace(dir, &ws)
+}

@@ -86,6 +86,17 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Make a new key generation and a rotation request for the association (keys are
+    /// pre-announced: partners switch at the start time, the old key stays valid for the
+    /// association's overlap window).
+    RotateKeys {
+        /// The office's home folder.
+        #[arg(long)]
+        home: PathBuf,
+        /// Hours from now until partners start using the new key.
+        #[arg(long, default_value_t = 24)]
+        starts_in_hours: u64,
+    },
     /// Run a whole month on loopback: a region, a directory node, a care-management office and
     /// three service offices exchanging the bundled sample files.
     Demo {
@@ -153,6 +164,14 @@ enum DirCmd {
         /// 事業所番号.
         #[arg(long)]
         office: String,
+    },
+    /// Apply an office's key rotation request (effective from the next publish).
+    Rotate {
+        /// The region folder.
+        #[arg(long)]
+        region: PathBuf,
+        /// The rotation.json file.
+        request: PathBuf,
     },
     /// List a directory node in the region's snapshots.
     AddNode {
@@ -299,6 +318,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Status { home, json } => status(&Home::new(home), json),
         Cmd::Receipts { home, json } => receipts_cmd(&Home::new(home), json),
+        Cmd::RotateKeys {
+            home,
+            starts_in_hours,
+        } => {
+            let home = Home::new(home);
+            let req = admin::rotate_keys(&home, starts_in_hours * 3600)?;
+            println!("new keys written to {}", home.keys().display());
+            println!(
+                "partners switch at unix time {}; send {} to your association",
+                req.new_key.valid_from,
+                home.root.join("rotation.json").display()
+            );
+            println!(
+                "the running node picks up the new key for receiving; restart it after the start time to use it as its identity"
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Demo {
             dir,
             exit_after_delivery,
@@ -474,6 +510,17 @@ fn directory(cmd: DirCmd) -> anyhow::Result<ExitCode> {
             let office = OfficeNumber::parse(&office).context("--office must be 10 digits")?;
             admin::revoke(&region, &office)?;
             println!("revoked {office}; publish to make it effective");
+        }
+        DirCmd::Rotate { region, request } => {
+            let text = std::fs::read_to_string(&request)
+                .with_context(|| format!("reading {}", request.display()))?;
+            let req: renkei_directory::RotationRequest = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a rotation request", request.display()))?;
+            admin::rotate(&region, &req)?;
+            println!(
+                "rotation for {} recorded; publish to announce it",
+                req.office
+            );
         }
         DirCmd::AddNode {
             region,

@@ -64,7 +64,10 @@ pub struct Shared {
     pub(crate) config: Config,
     pub(crate) office: OfficeNumber,
     pub(crate) kinds: Vec<ServiceKind>,
-    pub(crate) keys: Vec<KeyPair>,
+    /// Every key generation on disk, newest first (re-read when a rotation is published).
+    pub(crate) keys: RwLock<Vec<KeyPair>>,
+    /// The identity this run uses: its PeerId and the key that signs envelopes and acks.
+    pub(crate) identity: ed25519_dalek::SigningKey,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) directory: Arc<RwLock<Directory>>,
     pub(crate) dir_cache: DirFolder,
@@ -104,6 +107,16 @@ impl Shared {
 
     pub(crate) fn dir(&self) -> std::sync::RwLockReadGuard<'_, Directory> {
         self.directory.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Our X25519 secrets, every generation (a partner may seal to any key still valid).
+    pub(crate) fn secrets(&self) -> Vec<x25519_dalek::StaticSecret> {
+        self.keys
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|k| k.encryption.clone())
+            .collect()
     }
 
     pub(crate) fn timeout(&self) -> Duration {
@@ -221,7 +234,12 @@ pub async fn start_with(
         .iter()
         .map(|a| a.parse().with_context(|| format!("bad listen address {a}")))
         .collect::<anyhow::Result<_>>()?;
-    let net = net::start(&keys[0].identity, &listen, members, Duration::from_secs(60))?;
+    let identity = choose_identity(
+        &keys,
+        &directory.read().unwrap_or_else(|p| p.into_inner()),
+        &office,
+    );
+    let net = net::start(&identity, &listen, members, Duration::from_secs(60))?;
 
     // The receipt log is fsynced before the received index is flushed: after a crash in
     // between, the index is completed from the log so a resent message is not written twice.
@@ -250,7 +268,8 @@ pub async fn start_with(
         config,
         office,
         kinds,
-        keys,
+        keys: RwLock::new(keys),
+        identity,
         store,
         directory,
         dir_cache,
@@ -278,6 +297,46 @@ pub async fn start_with(
         stop,
         tasks,
     })
+}
+
+/// The key generation to run as: the newest one the directory lists for us as valid now, so a
+/// pre-announced key is used only from its start time; without a directory entry, the newest.
+fn choose_identity(
+    keys: &[KeyPair],
+    dir: &Directory,
+    office: &OfficeNumber,
+) -> ed25519_dalek::SigningKey {
+    let now = now_secs();
+    let listed = dir.lookup(office);
+    keys.iter()
+        .find(|k| {
+            let pk = k.identity.verifying_key().to_bytes();
+            listed.is_some_and(|e| e.keys_at(now).any(|x| x.identity == pk))
+        })
+        .unwrap_or(&keys[0])
+        .identity
+        .clone()
+}
+
+/// After a directory update: picks up key files written by `renkei rotate-keys`, and says
+/// when a newer key of ours has started, so the office restarts the node to use it.
+fn check_own_keys(shared: &Shared) {
+    if let Ok(on_disk) = shared.home.load_keys() {
+        let mut keys = shared.keys.write().unwrap_or_else(|p| p.into_inner());
+        if on_disk.len() != keys.len() {
+            tracing::info!(generations = on_disk.len(), "loaded rotated keys");
+            *keys = on_disk;
+        }
+    }
+    let keys = shared
+        .keys
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let best = choose_identity(&keys, &shared.dir(), &shared.office);
+    if best.verifying_key() != shared.identity.verifying_key() {
+        shared.error("新しい鍵の使用開始時刻になりました。ノードを再起動してください（旧鍵は重複期間中は有効です）。/ Your new key has started: restart the node to use it (the old key stays valid during the overlap).".into());
+    }
 }
 
 /// Runs a node until Ctrl-C or SIGTERM.
@@ -418,6 +477,7 @@ pub(crate) async fn sync_directory(shared: &Arc<Shared>) -> bool {
                 }
                 let _ = dirsync::save_floors(&shared.dir_cache.path, &dir);
                 *shared.directory.write().unwrap_or_else(|p| p.into_inner()) = dir;
+                check_own_keys(shared);
                 tracing::info!(updated = ?report.updated, "directory updated");
                 expel_non_members(shared).await;
                 shared.rescan.notify_one();

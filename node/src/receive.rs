@@ -162,7 +162,7 @@ async fn read_messages(
             .lookup(&header.sender_office)
             .map(|e| e.identity_keys_at(now))
             .unwrap_or_default();
-        let secrets: Vec<_> = shared.keys.iter().map(|k| k.encryption.clone()).collect();
+        let secrets = shared.secrets();
         let never = |_: &_| false;
         let opened = open_header(
             &header,
@@ -357,7 +357,7 @@ fn commit_batch(
                     shared.office,
                     now,
                     verdict,
-                    &shared.keys[0].identity,
+                    &shared.identity,
                 );
                 let bytes = ack.to_bytes();
                 shared.store.received_put(&header.message_id, &bytes)?;

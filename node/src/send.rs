@@ -149,14 +149,34 @@ async fn deliver_once(shared: &Arc<Shared>, partner: OfficeNumber) -> anyhow::Re
         .sealing_key_at(now)
         .cloned()
         .context("recipient has no valid key")?;
-    let peer = peer_id_of(&key.identity).context("recipient key is not an Ed25519 key")?;
-    for a in &entry.addresses {
-        if let Ok(ma) = a.parse() {
-            shared.net.add_address(peer, ma).await;
+    // During a key rotation the partner's node may still run as its older identity: try its
+    // valid identities, newest first. The file is sealed to the newest encryption key either
+    // way, and the partner holds every generation's secret.
+    let timeout = shared.timeout();
+    let mut identities: Vec<_> = entry.keys_at(now).collect();
+    identities.sort_by_key(|k| std::cmp::Reverse(k.valid_from));
+    let mut stream = None;
+    let mut last = None;
+    for k in identities {
+        let Some(peer) = peer_id_of(&k.identity) else {
+            continue;
+        };
+        for a in &entry.addresses {
+            if let Ok(ma) = a.parse() {
+                shared.net.add_address(peer, ma).await;
+            }
+        }
+        match shared.net.open(peer, DELIVER, timeout).await {
+            Ok(s) => {
+                stream = Some(s);
+                break;
+            }
+            Err(e) => last = Some(e),
         }
     }
-    let timeout = shared.timeout();
-    let stream = shared.net.open(peer, DELIVER, timeout).await?;
+    let Some(stream) = stream else {
+        return Err(last.unwrap_or_else(|| anyhow!("recipient has no usable identity key")));
+    };
     let (mut reader, mut writer) = stream.split();
     let window = Arc::new(Semaphore::new(WINDOW));
     let (fly_tx, mut fly_rx) = mpsc::unbounded_channel::<InFlight>();
@@ -228,8 +248,7 @@ async fn deliver_once(shared: &Arc<Shared>, partner: OfficeNumber) -> anyhow::Re
                 continue;
             }
             file = std::fs::File::open(&path)?;
-            let (header, mut sealer) =
-                seal_header(&params, &shared.keys[0].identity, &mut rand::rng())?;
+            let (header, mut sealer) = seal_header(&params, &shared.identity, &mut rand::rng())?;
             let chunks = item.size.div_ceil(u64::from(DEFAULT_CHUNK_SIZE)).max(1);
             let sealed_size = header.len() as u64 + item.size + chunks * 16;
             fly_tx
@@ -463,7 +482,7 @@ fn deliver_local(shared: &Arc<Shared>, items: Vec<(u64, QueueItem)>) -> anyhow::
             shared.office,
             now_secs(),
             Verdict::Accepted,
-            &shared.keys[0].identity,
+            &shared.identity,
         );
         shared
             .store
