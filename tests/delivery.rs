@@ -234,6 +234,7 @@ fn a_file_naming_another_sender_is_rejected_with_a_report() {
     assert!(fed.home(CM).rejected().join(&name).exists());
     assert_eq!(count(&fed.home(CM).outbox()), 0);
     assert!(receipts(fed.home(CM)).is_empty());
+    assert_state_clean(fed.home(CM), &[&marker_bytes("なりすまし")]);
 }
 
 #[test]
@@ -266,6 +267,8 @@ fn an_invalid_file_never_leaves_the_office() {
         "{text}"
     );
     assert_eq!(count(&fed.home(SVC).inbox()), 0);
+    assert_state_clean(fed.home(CM), &[&marker_bytes("不正")]);
+    assert_state_clean(fed.home(SVC), &[&marker_bytes("不正")]);
 }
 
 #[test]
@@ -413,4 +416,7 @@ fn a_key_rotation_never_makes_the_office_disappear() {
         "the second ack is signed with the new identity key"
     );
     assert_eq!(count(&fed.home(SVC).inbox()), 2);
+    for h in [fed.home(CM), fed.home(SVC)] {
+        assert_state_clean(h, &[&marker_bytes("鍵更新前"), &marker_bytes("鍵更新後")]);
+    }
 }

@@ -133,6 +133,8 @@ fn a_revoked_office_is_refused() {
             "a revoked office got an answer: {answer:?}"
         );
     });
+    assert_state_clean(fed.home(0), &[&marker_bytes("取消後")]);
+    assert_state_clean(fed.home(1), &[&marker_bytes("取消後")]);
 }
 
 /// Opens a delivery stream and sends `envelope` as a header frame followed by its chunks;

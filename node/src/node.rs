@@ -433,10 +433,28 @@ async fn directory_loop(shared: Arc<Shared>) {
     let mut stop = shared.shutdown.clone();
     loop {
         sync_directory(&shared).await;
+        warn_expiry(&shared);
         let every = Duration::from_secs(shared.config.directory_refresh_secs.max(1));
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = stop.changed() => break,
+        }
+    }
+}
+
+/// Says clearly when a region's snapshot is about to expire or has expired. Traffic goes on
+/// with the last good snapshot (SPEC.md §6.5); the office should check its connection to the
+/// directory nodes.
+fn warn_expiry(shared: &Shared) {
+    let now = now_secs();
+    for (region, seq, expires_at, f) in shared
+        .dir()
+        .freshness(now, shared.config.expiry_warning_hours * 3600)
+    {
+        match f {
+            Freshness::Fresh => {}
+            Freshness::ExpiringSoon => tracing::warn!(%region, seq, expires_at, "名簿の有効期限が近づいています。名簿サーバーへの接続を確認してください。/ the directory snapshot expires soon: check the connection to the directory nodes"),
+            Freshness::Expired => shared.error(format!("名簿（{region} 第{seq}版）の有効期限が切れています。最後に確認した名簿で送受信を続けています。名簿サーバーへの接続を確認してください。/ the directory snapshot of {region} (seq {seq}) has expired; the node keeps working with it — check the connection to the directory nodes")),
         }
     }
 }
