@@ -399,6 +399,15 @@ impl NodeInfo {
         out.put(http.as_bytes());
     }
 
+    fn decode_list(r: &mut Reader<'_>) -> Result<Vec<NodeInfo>, DirectoryError> {
+        let n = r.u16()?;
+        let mut nodes = Vec::with_capacity(n.into());
+        for _ in 0..n {
+            nodes.push(NodeInfo::decode(r)?);
+        }
+        Ok(nodes)
+    }
+
     fn decode(r: &mut Reader<'_>) -> Result<NodeInfo, DirectoryError> {
         let key = r.array()?;
         let n = r.u8()?;
@@ -512,22 +521,12 @@ impl Snapshot {
 
     /// Parses a `.snapshot` file without verifying it.
     pub fn parse(bytes: &[u8]) -> Result<Snapshot, DirectoryError> {
-        if !bytes.starts_with(MAGIC) {
-            return Err(DirectoryError::UnknownFormat);
-        }
-        let mut r = Reader::new(bytes);
-        if r.bytes(6)? != MAGIC || r.u8()? != TYPE_SNAPSHOT || r.u8()? != VERSION {
-            return Err(DirectoryError::UnknownFormat);
-        }
+        let mut r = open_reader(bytes, TYPE_SNAPSHOT)?;
         let cert = RegionCert::decode(&mut r)?;
         let seq = r.u64()?;
         let issued_at = r.u64()?;
         let expires_at = r.u64()?;
-        let n = r.u16()?;
-        let mut nodes = Vec::with_capacity(n.into());
-        for _ in 0..n {
-            nodes.push(NodeInfo::decode(&mut r)?);
-        }
+        let nodes = NodeInfo::decode_list(&mut r)?;
         let entry_count = r.u32()?;
         let entries_digest = r.array()?;
         let signature = r.array()?;
@@ -565,6 +564,18 @@ impl Snapshot {
         }
         check_entries(&h.cert, &self.entries)
     }
+}
+
+/// A reader past the magic, type and version of a directory file of type `kind`.
+fn open_reader(bytes: &[u8], kind: u8) -> Result<Reader<'_>, DirectoryError> {
+    if !bytes.starts_with(MAGIC) {
+        return Err(DirectoryError::UnknownFormat);
+    }
+    let mut r = Reader::new(bytes);
+    if r.bytes(6)? != MAGIC || r.u8()? != kind || r.u8()? != VERSION {
+        return Err(DirectoryError::UnknownFormat);
+    }
+    Ok(r)
 }
 
 pub(crate) fn check_entries(cert: &RegionCert, entries: &[Entry]) -> Result<(), DirectoryError> {
@@ -651,23 +662,13 @@ impl Delta {
 
     /// Parses a `.delta` file without verifying it.
     pub fn parse(bytes: &[u8]) -> Result<Delta, DirectoryError> {
-        if !bytes.starts_with(MAGIC) {
-            return Err(DirectoryError::UnknownFormat);
-        }
-        let mut r = Reader::new(bytes);
-        if r.bytes(6)? != MAGIC || r.u8()? != TYPE_DELTA || r.u8()? != VERSION {
-            return Err(DirectoryError::UnknownFormat);
-        }
+        let mut r = open_reader(bytes, TYPE_DELTA)?;
         let cert = RegionCert::decode(&mut r)?;
         let from_seq = r.u64()?;
         let to_seq = r.u64()?;
         let issued_at = r.u64()?;
         let expires_at = r.u64()?;
-        let n = r.u16()?;
-        let mut nodes = Vec::with_capacity(n.into());
-        for _ in 0..n {
-            nodes.push(NodeInfo::decode(&mut r)?);
-        }
+        let nodes = NodeInfo::decode_list(&mut r)?;
         let base_digest = r.array()?;
         let result_digest = r.array()?;
         let n = r.u32()?;
