@@ -179,6 +179,24 @@ fn delivered(n: &NodeHandle) -> u64 {
     lock(&n.shared.stats).delivered
 }
 
+/// How many files under `dir` hold a sealed envelope (there must be none once everything is
+/// acknowledged).
+fn sealed_copies(dir: &Path) -> usize {
+    let mut n = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if std::fs::read(&p).is_ok_and(|b| b.windows(7).any(|w| w == b"RENKEIE")) {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
 /// Runs the demo. Returns whether every file arrived intact and was acknowledged.
 pub async fn run(
     dir: Option<PathBuf>,
@@ -282,10 +300,11 @@ pub async fn run(
         let partial = std::fs::read_dir(h.partial())
             .map(|d| d.count())
             .unwrap_or(0);
-        if queued > 0 || partial > 0 {
+        let sealed = sealed_copies(&h.state());
+        if queued > 0 || partial > 0 || sealed > 0 {
             intact = false;
             println!(
-                "{}: {queued} still queued, {partial} partial files",
+                "{}: {queued} still queued, {partial} partial files, {sealed} state files with sealed content",
                 n.shared.office
             );
         }
@@ -302,7 +321,7 @@ pub async fn run(
     println!(
         "{}",
         if intact {
-            "demo: every file delivered intact and acknowledged"
+            "demo: every file delivered intact and acknowledged; no sealed copy left in any node's state"
         } else {
             "demo: FAILED"
         }
