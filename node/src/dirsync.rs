@@ -257,8 +257,26 @@ pub async fn pull<S: Source>(
     dir: &mut Directory,
     cache: &DirFolder,
 ) -> anyhow::Result<PullReport> {
+    let offers = source.list().await?;
+    pull_offers(source, offers, dir, cache).await
+}
+
+/// Whether `offers` (a source's listing) holds anything newer than `dir`.
+pub fn offers_news(offers: &[RegionSummary], dir: &Directory) -> bool {
+    offers
+        .iter()
+        .any(|o| dir.region(&o.region).is_none_or(|r| r.seq < o.seq))
+}
+
+/// [`pull`] with the source's listing already in hand.
+pub async fn pull_offers<S: Source>(
+    source: &mut S,
+    offers: Vec<RegionSummary>,
+    dir: &mut Directory,
+    cache: &DirFolder,
+) -> anyhow::Result<PullReport> {
     let mut report = PullReport::default();
-    for offer in source.list().await? {
+    for offer in offers {
         if !file_region_ok(&offer.region) {
             report
                 .refused

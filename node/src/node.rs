@@ -482,9 +482,20 @@ pub(crate) async fn sync_directory(shared: &Arc<Shared>) -> bool {
             peer,
             timeout: shared.timeout(),
         };
-        let mut dir = shared.dir().clone();
-        match dirsync::pull(&mut source, &mut dir, &shared.dir_cache).await {
-            Ok(report) => {
+        // Most rounds find nothing new: look at the listing first, so that the directory
+        // (150 MB at national scale) is copied only when there is something to apply.
+        let pulled = match dirsync::Source::list(&mut source).await {
+            Ok(offers) if !dirsync::offers_news(&offers, &shared.dir()) => return false,
+            Ok(offers) => {
+                let mut dir = shared.dir().clone();
+                dirsync::pull_offers(&mut source, offers, &mut dir, &shared.dir_cache)
+                    .await
+                    .map(|report| (report, dir))
+            }
+            Err(e) => Err(e),
+        };
+        match pulled {
+            Ok((report, dir)) => {
                 for r in &report.refused {
                     shared.error(format!(
                         "名簿の更新を拒否しました / refused directory data from {peer}: {r}"

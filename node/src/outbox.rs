@@ -3,7 +3,7 @@
 //! says, in Japanese and English, what is wrong and what to do.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use notify::Watcher;
@@ -12,6 +12,9 @@ use renkei_protocol::{ErrorCode, FileName, Finding, check_bytes, finding};
 use crate::home::{sync_dir, write_atomic};
 use crate::node::{Shared, lock, now_ms, now_secs};
 use crate::store::QueueItem;
+
+/// How often a long scan queues the files it has checked so far.
+const QUEUE_EVERY: Duration = Duration::from_millis(25);
 
 /// Watches the outbox and rescans it on events, on request and periodically.
 pub(crate) async fn watch_loop(shared: Arc<Shared>) {
@@ -105,9 +108,20 @@ fn scan_blocking(shared: &Arc<Shared>) -> anyhow::Result<Option<Duration>> {
         }
         names.push(name);
     }
-    names.sort();
+    // In send-unit order, as they are delivered, so that what is queued first goes first.
+    names.sort_by_cached_key(|n| match FileName::parse(n) {
+        Ok(f) => (f.stamp.as_str().to_string(), f.kind.unit_order(), n.clone()),
+        Err(_) => (String::new(), usize::MAX, n.clone()),
+    });
     tracing::debug!(candidates = names.len(), directory_ready, "outbox scan");
+    let mut last_queued = Instant::now();
     for name in names {
+        // Queue what has passed so far every few milliseconds, so a large batch starts
+        // going out while the rest of it is still being checked.
+        if last_queued.elapsed() >= QUEUE_EVERY && !queued.is_empty() {
+            queue_items(shared, &mut queued)?;
+            last_queued = Instant::now();
+        }
         let path = shared.home.outbox().join(&name);
         let Ok(bytes) = std::fs::read(&path) else {
             continue;
@@ -160,24 +174,31 @@ fn scan_blocking(shared: &Arc<Shared>) -> anyhow::Result<Option<Duration>> {
             queued_at_ms: now_ms(),
         });
     }
-    if !queued.is_empty() {
-        let mut q = lock(&shared.queue);
-        let mut seqs = Vec::with_capacity(queued.len());
-        for item in &queued {
-            let seq = q.next_seq;
-            q.next_seq += 1;
-            shared.store.queue_put(seq, item)?;
-            seqs.push(seq);
-        }
-        shared.store.flush()?;
-        for (seq, item) in seqs.into_iter().zip(queued) {
-            q.names.insert(item.file_name.clone());
-            q.items.insert(seq, item);
-        }
-        drop(q);
-        shared.wake.notify_one();
-    }
+    queue_items(shared, &mut queued)?;
     Ok(wait)
+}
+
+/// Queues checked files durably (one flush) and wakes the dispatcher.
+fn queue_items(shared: &Shared, queued: &mut Vec<QueueItem>) -> anyhow::Result<()> {
+    if queued.is_empty() {
+        return Ok(());
+    }
+    let mut q = lock(&shared.queue);
+    let mut seqs = Vec::with_capacity(queued.len());
+    for item in queued.iter() {
+        let seq = q.next_seq;
+        q.next_seq += 1;
+        shared.store.queue_put(seq, item)?;
+        seqs.push(seq);
+    }
+    shared.store.flush()?;
+    for (seq, item) in seqs.into_iter().zip(queued.drain(..)) {
+        q.names.insert(item.file_name.clone());
+        q.items.insert(seq, item);
+    }
+    drop(q);
+    shared.wake.notify_one();
+    Ok(())
 }
 
 /// Moves an outbox file to `rejected/` with `<name>.error.txt` beside it.

@@ -22,6 +22,10 @@ use crate::receipts::NewReceipt;
 /// Clock skew tolerated on a sender's creation time.
 const MAX_SKEW_SECS: u64 = 600;
 
+/// Bytes of received files one stream checks at the same time: the reader goes on receiving
+/// the next files while earlier ones are checked. A larger file is checked alone.
+const CHECK_BUDGET: u32 = 8 << 20;
+
 /// What the reader hands the committer, in stream order.
 enum Pending {
     /// A message opened and checked; its plaintext is in `temp`.
@@ -36,6 +40,28 @@ enum Pending {
     Duplicate(Vec<u8>),
     /// Refused before an ack could be made; the stream ends after it.
     Refuse(u16, String),
+}
+
+/// A message on its way to the committer: ready, or its check still running.
+enum Queued {
+    Ready(Pending),
+    Checking(tokio::task::JoinHandle<anyhow::Result<Pending>>),
+}
+
+/// The reader's end of the queue to the committer.
+struct ToCommitter(mpsc::UnboundedSender<Queued>);
+
+impl ToCommitter {
+    fn send(&self, p: Pending) -> Result<(), mpsc::error::SendError<Queued>> {
+        self.0.send(Queued::Ready(p))
+    }
+
+    fn checking(
+        &self,
+        task: tokio::task::JoinHandle<anyhow::Result<Pending>>,
+    ) -> Result<(), mpsc::error::SendError<Queued>> {
+        self.0.send(Queued::Checking(task))
+    }
 }
 
 /// Accepts delivery streams until shutdown.
@@ -80,14 +106,24 @@ fn refuse_code(e: &EnvelopeError) -> u16 {
 
 async fn handle(shared: &Arc<Shared>, peer: PeerId, stream: libp2p::Stream) -> anyhow::Result<()> {
     let (mut reader, mut writer) = stream.split();
-    let (tx, mut rx) = mpsc::unbounded_channel::<Pending>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Queued>();
+    let tx = ToCommitter(tx);
     let committer = {
         let shared = shared.clone();
         async move {
             while let Some(first) = rx.recv().await {
-                let mut batch = vec![first];
+                let mut queued = vec![first];
                 while let Ok(more) = rx.try_recv() {
-                    batch.push(more);
+                    queued.push(more);
+                }
+                let mut batch = Vec::with_capacity(queued.len());
+                for q in queued {
+                    batch.push(match q {
+                        Queued::Ready(p) => p,
+                        Queued::Checking(task) => {
+                            task.await.map_err(|e| anyhow!("check task: {e}"))??
+                        }
+                    });
                 }
                 let s = shared.clone();
                 let answers = tokio::task::spawn_blocking(move || commit_batch(&s, peer, batch))
@@ -121,9 +157,10 @@ async fn read_messages(
     shared: &Arc<Shared>,
     peer: PeerId,
     reader: &mut (impl futures::AsyncRead + Unpin),
-    tx: &mpsc::UnboundedSender<Pending>,
+    tx: &ToCommitter,
 ) -> anyhow::Result<()> {
     let timeout = shared.timeout();
+    let check_budget = Arc::new(tokio::sync::Semaphore::new(CHECK_BUDGET as usize));
     let mut frame = Vec::new();
     let peer_key = key_of(&peer).ok_or_else(|| anyhow!("peer has no Ed25519 key"))?;
     loop {
@@ -233,21 +270,25 @@ async fn read_messages(
             }
         };
         drop(file);
-        let verdict = {
-            let s = shared.clone();
-            let temp = temp.clone();
-            let header = header.clone();
-            tokio::task::spawn_blocking(move || verdict_for(&s, &header, &temp))
-                .await
-                .map_err(|e| anyhow!("check task: {e}"))??
-        };
-        let _ = tx.send(Pending::Done {
-            header: Box::new(header),
-            temp,
-            verdict,
-            started_ms,
-            sealed_size,
+        // Checked while the next message is read; the committer takes the results in order.
+        let permit = check_budget
+            .clone()
+            .acquire_many_owned(header.plaintext_len.min(u64::from(CHECK_BUDGET)) as u32)
+            .await
+            .map_err(|_| anyhow!("check budget closed"))?;
+        let s = shared.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let verdict = verdict_for(&s, &header, &temp)?;
+            drop(permit);
+            Ok(Pending::Done {
+                header: Box::new(header),
+                temp,
+                verdict,
+                started_ms,
+                sealed_size,
+            })
         });
+        let _ = tx.checking(task);
     }
 }
 
