@@ -431,10 +431,17 @@ async fn dispatch_loop(shared: Arc<Shared>) {
 /// Syncs the directory from the configured directory nodes, at start and then periodically.
 async fn directory_loop(shared: Arc<Shared>) {
     let mut stop = shared.shutdown.clone();
+    // Until the first directory is in hand the node cannot send: retry soon, backing off from
+    // 1 s to the refresh interval, rather than waiting a whole interval after a failure.
+    let mut first = Duration::from_secs(1);
     loop {
         sync_directory(&shared).await;
         warn_expiry(&shared);
-        let every = Duration::from_secs(shared.config.directory_refresh_secs.max(1));
+        let mut every = Duration::from_secs(shared.config.directory_refresh_secs.max(1));
+        if shared.dir().regions().next().is_none() {
+            every = every.min(first);
+            first = (first * 2).min(Duration::from_secs(60));
+        }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = stop.changed() => break,

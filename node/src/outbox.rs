@@ -2,12 +2,15 @@
 //! missed), checked, routed and queued durably — or moved to `rejected/` with a report that
 //! says, in Japanese and English, what is wrong and what to do.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use notify::Watcher;
-use renkei_protocol::{ErrorCode, FileName, Finding, check_bytes, finding};
+use renkei_protocol::{
+    CheckReport, ErrorCode, FileName, Finding, ImageEnds, check_bytes, check_image, finding,
+};
 
 use crate::home::{sync_dir, write_atomic};
 use crate::node::{Shared, lock, now_ms, now_secs};
@@ -123,10 +126,9 @@ fn scan_blocking(shared: &Arc<Shared>) -> anyhow::Result<Option<Duration>> {
             last_queued = Instant::now();
         }
         let path = shared.home.outbox().join(&name);
-        let Ok(bytes) = std::fs::read(&path) else {
+        let Ok((report, sha256, size)) = check_file(&name, &path) else {
             continue;
         };
-        let report = check_bytes(&name, &bytes);
         let mut findings = report.errors;
         let parsed = FileName::parse(&name).ok();
         if let Some(n) = &parsed {
@@ -169,13 +171,76 @@ fn scan_blocking(shared: &Arc<Shared>) -> anyhow::Result<Option<Duration>> {
             message_id: hex::encode(id),
             file_name: name,
             recipient: n.to.office.to_string(),
-            sha256: hex::encode(renkei_protocol::sha256(&bytes)),
-            size: bytes.len() as u64,
+            sha256: hex::encode(sha256),
+            size,
             queued_at_ms: now_ms(),
         });
     }
     queue_items(shared, &mut queued)?;
     Ok(wait)
+}
+
+/// Checks a file and hashes it. A family-structure image is streamed (the checker needs only
+/// its ends), so a large image is never held in memory; a CSV is checked whole.
+pub(crate) fn check_file(name: &str, path: &Path) -> std::io::Result<(CheckReport, [u8; 32], u64)> {
+    let image = FileName::parse(name).is_ok_and(|n| n.kind.is_image());
+    if !image {
+        let bytes = std::fs::read(path)?;
+        return Ok((
+            check_bytes(name, &bytes),
+            renkei_protocol::sha256(&bytes),
+            bytes.len() as u64,
+        ));
+    }
+    let (ends, hash) = image_ends(path, true)?;
+    Ok((check_image(name, ends), hash.unwrap_or_default(), ends.len))
+}
+
+/// Reads a file's first three and last two bytes, and, when `hash`, its SHA-256, in 1 MiB
+/// pieces.
+pub(crate) fn image_ends(
+    path: &Path,
+    hash: bool,
+) -> std::io::Result<(ImageEnds, Option<[u8; 32]>)> {
+    use sha2::Digest;
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path)?;
+    let len = f.metadata()?.len();
+    let mut head = [0u8; 3];
+    let n = f.read(&mut head)?;
+    let mut tail = [0u8; 2];
+    if len >= 2 {
+        f.seek(SeekFrom::Start(len - 2))?;
+        f.read_exact(&mut tail)?;
+    }
+    let mut ends = ImageEnds::of(&head[..n]);
+    ends.len = len;
+    ends.tail = tail;
+    let digest = if hash {
+        f.seek(SeekFrom::Start(0))?;
+        let mut h = sha2::Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+        Some(h.finalize().into())
+    } else {
+        None
+    };
+    Ok((ends, digest))
+}
+
+/// Checks a received file (its hash was already verified by the envelope).
+pub(crate) fn check_received(name: &str, path: &Path) -> std::io::Result<CheckReport> {
+    if FileName::parse(name).is_ok_and(|n| n.kind.is_image()) {
+        Ok(check_image(name, image_ends(path, false)?.0))
+    } else {
+        Ok(check_bytes(name, &std::fs::read(path)?))
+    }
 }
 
 /// Queues checked files durably (one flush) and wakes the dispatcher.

@@ -297,7 +297,7 @@ async fn read_messages(
 fn verdict_for(
     shared: &Shared,
     header: &EnvelopeHeader,
-    temp: &PathBuf,
+    temp: &std::path::Path,
 ) -> anyhow::Result<Verdict> {
     let mut findings = Vec::new();
     match FileName::parse(&header.file_name) {
@@ -312,8 +312,7 @@ fn verdict_for(
             if name.to.office != shared.office || !kind_ok {
                 findings.push(finding(ErrorCode::RouteRecipient, 0, 0));
             }
-            let bytes = std::fs::read(temp)?;
-            findings.extend(check_bytes(&header.file_name, &bytes).errors);
+            findings.extend(crate::outbox::check_received(&header.file_name, temp)?.errors);
         }
         Err(_) => {
             // Never use a name from the network that is not a standard name. Only the name's

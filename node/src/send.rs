@@ -22,9 +22,10 @@ use crate::store::QueueItem;
 
 /// Messages written ahead of their acks.
 const WINDOW: usize = 256;
-/// Files up to this size are hashed again just before sealing; larger ones are checked by
-/// the recipient against the hash in the signed header.
-const WHOLE_FILE_LIMIT: u64 = 64 << 20;
+/// Files up to this size are read once, hashed again and sealed from memory just before
+/// sending; larger ones are streamed in chunks and checked by the recipient against the hash
+/// in the signed header (a file changed meanwhile is refused and queued again).
+const WHOLE_FILE_LIMIT: u64 = 8 << 20;
 
 /// A message written to the stream, waiting for its ack.
 struct InFlight {
@@ -229,10 +230,16 @@ async fn deliver_once(shared: &Arc<Shared>, partner: OfficeNumber) -> anyhow::Re
             };
             // A file changed since it was queued is dropped here; the outbox scan queues it
             // again as a new message.
+            // A small file is read once, checked unchanged by its hash, and sealed from memory;
+            // a large one is streamed (the recipient checks the hash in the signed header).
+            let mut data = None;
             let unchanged = match file.metadata() {
                 Ok(m) if m.len() == item.size && item.size <= WHOLE_FILE_LIMIT => {
-                    let mut data = Vec::with_capacity(item.size as usize);
-                    file.read_to_end(&mut data).is_ok() && renkei_protocol::sha256(&data) == hash
+                    let mut d = Vec::with_capacity(item.size as usize);
+                    let same =
+                        file.read_to_end(&mut d).is_ok() && renkei_protocol::sha256(&d) == hash;
+                    data = Some(d);
+                    same
                 }
                 Ok(m) => m.len() == item.size,
                 Err(_) => false,
@@ -247,7 +254,9 @@ async fn deliver_once(shared: &Arc<Shared>, partner: OfficeNumber) -> anyhow::Re
                 shared.rescan.notify_one();
                 continue;
             }
-            file = std::fs::File::open(&path)?;
+            if data.is_none() {
+                file = std::fs::File::open(&path)?;
+            }
             let (header, mut sealer) = seal_header(&params, &shared.identity, &mut rand::rng())?;
             let chunks = item.size.div_ceil(u64::from(DEFAULT_CHUNK_SIZE)).max(1);
             let sealed_size = header.len() as u64 + item.size + chunks * 16;
@@ -260,12 +269,20 @@ async fn deliver_once(shared: &Arc<Shared>, partner: OfficeNumber) -> anyhow::Re
                 .map_err(|_| anyhow!("ack reader stopped"))?;
             frames::write(&mut writer, Kind::Header, &header).await?;
             let mut plain = vec![0u8; DEFAULT_CHUNK_SIZE as usize];
+            let mut at = 0usize;
             while let Some(n) = sealer.next_plain_len() {
-                file.read_exact(&mut plain[..n]).with_context(|| {
-                    format!("{} changed while it was being sent", item.file_name)
-                })?;
+                let chunk = match &data {
+                    Some(d) => &d[at..at + n],
+                    None => {
+                        file.read_exact(&mut plain[..n]).with_context(|| {
+                            format!("{} changed while it was being sent", item.file_name)
+                        })?;
+                        &plain[..n]
+                    }
+                };
+                at += n;
                 buf.clear();
-                sealer.seal_chunk(&plain[..n], &mut buf)?;
+                sealer.seal_chunk(chunk, &mut buf)?;
                 frames::write(&mut writer, Kind::Chunk, &buf).await?;
             }
         }

@@ -15,7 +15,7 @@
 pub mod check;
 pub mod name;
 
-pub use check::{CheckReport, ErrorCode, Finding, check_bytes, finding};
+pub use check::{CheckReport, ErrorCode, Finding, ImageEnds, check_bytes, check_image, finding};
 pub use name::{
     Endpoint, FileKind, FileName, NameError, OfficeNumber, ServiceKind, Stamp, YearMonth,
 };

@@ -1292,3 +1292,27 @@ fn check_invariants(name: &str, bytes: &[u8]) {
         }
     }
 }
+
+#[test]
+fn checking_an_image_by_its_ends_matches_checking_it_whole() {
+    use renkei_protocol::{ImageEnds, check_image};
+    let name = "UPKIHON_IMAGE_1310000001_43_1310000011_11_20250125093040_0001.jpg";
+    let cases: [&[u8]; 6] = [
+        &[0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3, 0xFF, 0xD9],
+        &[0xFF, 0xD8, 0xFF, 0xD9],
+        &[0xFF, 0xD8, 0xFF],
+        &[0x89, b'P', b'N', b'G', 0xFF, 0xD9],
+        &[0xFF, 0xD8, 0xFF, 0xE0, 0, 0],
+        &[],
+    ];
+    for bytes in cases {
+        assert_eq!(
+            check_image(name, ImageEnds::of(bytes)),
+            check_bytes(name, bytes),
+            "{bytes:?}"
+        );
+    }
+    // A CSV name checked by its ends only is refused rather than passed.
+    let csv = "UPPLAN_202610_1310000001_43_1310000011_11_20260928103000.CSV";
+    assert!(!check_image(csv, ImageEnds::of(b"x")).is_valid());
+}
