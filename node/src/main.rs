@@ -451,10 +451,10 @@ fn receipts_cmd(home: &Home, json: bool) -> anyhow::Result<ExitCode> {
             } else {
                 for r in &list {
                     println!(
-                        "{:>5} {:<8} {} {} {} {} sha256:{}",
+                        "{:>5} {:<8} {} {} {:<8} {} sha256:{}",
                         r.seq,
                         r.direction,
-                        r.finished_ms,
+                        jst(r.finished_ms),
                         r.partner,
                         r.verdict,
                         r.file_name,
@@ -473,6 +473,28 @@ fn receipts_cmd(home: &Home, json: bool) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// Unix milliseconds as Japan Standard Time, for people reading receipts at an audit.
+fn jst(ms: u64) -> String {
+    let secs = ms / 1000 + 9 * 3600;
+    let (days, rest) = ((secs / 86400) as i64, secs % 86400);
+    // Civil date from days since 1970-01-01 (proleptic Gregorian).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} JST",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    )
 }
 
 fn directory(cmd: DirCmd) -> anyhow::Result<ExitCode> {
@@ -649,4 +671,17 @@ fn verify(anchor: &Path, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::jst;
+
+    #[test]
+    fn receipt_times_read_in_japan_standard_time() {
+        assert_eq!(jst(0), "1970-01-01 09:00:00 JST");
+        assert_eq!(jst(1_709_132_400_000), "2024-02-29 00:00:00 JST");
+        assert_eq!(jst(1_795_659_067_451), "2026-11-26 11:11:07 JST");
+        assert_eq!(jst(1_798_729_199_000), "2026-12-31 23:59:59 JST");
+    }
 }
