@@ -271,13 +271,15 @@ impl<'a> Lines<'a> {
     /// The line holding the byte at `offset`.
     fn at(&mut self, offset: usize) -> u64 {
         let end = offset.min(self.bytes.len());
-        while self.pos < end {
-            match self.bytes[self.pos] {
-                b'\n' if self.pos > 0 && self.bytes[self.pos - 1] == b'\r' => {}
-                b'\n' | b'\r' => self.line += 1,
-                _ => {}
+        if self.pos < end {
+            for i in memchr::memchr2_iter(b'\n', b'\r', &self.bytes[self.pos..end]) {
+                let at = self.pos + i;
+                // CRLF ends one line: count its CR, not its LF.
+                if !(self.bytes[at] == b'\n' && at > 0 && self.bytes[at - 1] == b'\r') {
+                    self.line += 1;
+                }
             }
-            self.pos += 1;
+            self.pos = end;
         }
         self.line
     }
@@ -356,113 +358,89 @@ fn decode(bytes: &[u8], out: &mut Sink) -> Option<String> {
     if bad {
         return None;
     }
-    // 外字: CP932's user-defined area decodes to the Private Use Area.
-    let mut line = 1u64;
-    let mut prev_cr = false;
-    for c in text.chars() {
-        match c {
-            '\n' if prev_cr => {}
-            '\n' | '\r' => line += 1,
-            '\u{E000}'..='\u{F8FF}' => {
-                let v = format!("U+{:04X}", c as u32);
-                out.push(
-                    line,
-                    0,
-                    ErrorCode::EncodingGaiji,
-                    messages::Ctx {
-                        value: Some(&v),
-                        ..Default::default()
-                    },
-                );
-            }
-            _ => {}
+    // 外字: CP932's user-defined area decodes to the Private Use Area, U+E000–U+F8FF: in UTF-8,
+    // 0xEE xx xx or 0xEF 0x80–0xA3 xx. Only those lead bytes are looked at.
+    let b = text.as_bytes();
+    let mut lines = Lines::new(b);
+    for i in memchr::memchr2_iter(0xEE, 0xEF, b) {
+        if b[i] == 0xEF && b.get(i + 1).is_none_or(|n| *n > 0xA3) {
+            continue;
         }
-        prev_cr = c == '\r';
+        let Some(c) = text.get(i..).and_then(|t| t.chars().next()) else {
+            continue;
+        };
+        let v = format!("U+{:04X}", c as u32);
+        out.push(
+            lines.at(i),
+            0,
+            ErrorCode::EncodingGaiji,
+            messages::Ctx {
+                value: Some(&v),
+                ..Default::default()
+            },
+        );
     }
     Some(text)
 }
 
 /// Checks the quoting of the whole text: `"` only opens a field, closes it, or is doubled
 /// inside it. Returns false when the quoting is broken (records cannot be trusted then).
+/// Jumps from quote to quote, so text without quotes costs one vectorised search.
 fn check_quotes(text: &[u8], out: &mut Sink) -> bool {
-    #[derive(PartialEq)]
-    enum S {
-        FieldStart,
-        Unquoted,
-        Quoted,
-        QuoteSeen,
-    }
-    let mut s = S::FieldStart;
-    let mut line = 1u64;
-    let mut record_line = 1u64;
+    let quote_error = |out: &mut Sink, line: u64, problem: messages::QuoteProblem| {
+        out.push(
+            line,
+            0,
+            ErrorCode::CsvQuote,
+            messages::Ctx {
+                detail: Some(problem),
+                ..Default::default()
+            },
+        );
+    };
+    let mut lines = Lines::new(text);
     let mut ok = true;
-    let mut prev_cr = false;
-    for &b in text {
-        let newline = (b == b'\n' && !prev_cr) || b == b'\r';
-        prev_cr = b == b'\r';
-        match s {
-            S::FieldStart | S::Unquoted => match b {
-                b'"' if s == S::FieldStart => s = S::Quoted,
-                b'"' => {
-                    out.push(
-                        line,
-                        0,
-                        ErrorCode::CsvQuote,
-                        messages::Ctx {
-                            detail: Some(messages::QuoteProblem::Stray),
-                            ..Default::default()
-                        },
-                    );
-                    ok = false;
-                }
-                b',' => s = S::FieldStart,
-                b'\r' | b'\n' => s = S::FieldStart,
-                _ => s = S::Unquoted,
-            },
-            S::Quoted => {
-                if b == b'"' {
-                    s = S::QuoteSeen;
-                }
-            }
-            S::QuoteSeen => match b {
-                b'"' => s = S::Quoted,
-                b',' | b'\r' | b'\n' => s = S::FieldStart,
-                _ => {
-                    out.push(
-                        line,
-                        0,
-                        ErrorCode::CsvQuote,
-                        messages::Ctx {
-                            detail: Some(messages::QuoteProblem::AfterClose),
-                            ..Default::default()
-                        },
-                    );
-                    ok = false;
-                    s = S::Unquoted;
-                }
-            },
+    // Where the record being scanned starts (after the last line break outside quotes).
+    let mut record_start = 0usize;
+    let mut pos = 0usize;
+    while let Some(i) = memchr::memchr(b'"', &text[pos..]) {
+        let q = pos + i;
+        if let Some(nl) = memchr::memrchr2(b'\n', b'\r', &text[pos..q]) {
+            record_start = pos + nl + 1;
         }
-        if newline {
-            line += 1;
-            if s == S::FieldStart {
-                record_line = line;
+        let at_field_start = q == 0 || matches!(text[q - 1], b',' | b'\n' | b'\r');
+        if !at_field_start {
+            quote_error(out, lines.at(q), messages::QuoteProblem::Stray);
+            ok = false;
+            pos = q + 1;
+        } else {
+            // A quoted field: find its closing quote, skipping doubled ones.
+            let mut from = q + 1;
+            let close = loop {
+                match memchr::memchr(b'"', &text[from..]) {
+                    None => break None,
+                    Some(k) if text.get(from + k + 1) == Some(&b'"') => from += k + 2,
+                    Some(k) => break Some(from + k),
+                }
+            };
+            let Some(c) = close else {
+                // Counted afresh: earlier findings may lie after the record's start.
+                quote_error(
+                    out,
+                    Lines::new(text).at(record_start),
+                    messages::QuoteProblem::Unterminated,
+                );
+                return false;
+            };
+            pos = c + 1;
+            if !matches!(text.get(pos), None | Some(b',' | b'\r' | b'\n')) {
+                quote_error(out, lines.at(pos), messages::QuoteProblem::AfterClose);
+                ok = false;
             }
         }
         if out.full() {
             return false;
         }
-    }
-    if s == S::Quoted {
-        out.push(
-            record_line,
-            0,
-            ErrorCode::CsvQuote,
-            messages::Ctx {
-                detail: Some(messages::QuoteProblem::Unterminated),
-                ..Default::default()
-            },
-        );
-        ok = false;
     }
     ok
 }
@@ -490,14 +468,14 @@ fn check_csv(kind: FileKind, name: Option<&FileName>, bytes: &[u8], out: &mut Si
         .has_headers(false)
         .flexible(true)
         .from_reader(text.as_bytes());
-    let mut record = csv::ByteRecord::new();
+    let mut record = csv::StringRecord::new();
     let mut state = FileState::default();
     let mut records = 0u64;
     // Lines are counted from each record's byte offset: csv's own line counter does not count
     // the CRLF that ends a record.
     let mut lines = Lines::new(text.as_bytes());
     loop {
-        match reader.read_byte_record(&mut record) {
+        match reader.read_record(&mut record) {
             Ok(true) => {}
             Ok(false) => break,
             Err(e) => {
@@ -522,19 +500,15 @@ fn check_csv(kind: FileKind, name: Option<&FileName>, bytes: &[u8], out: &mut Si
     records
 }
 
-fn field_str(record: &csv::ByteRecord, i: usize) -> &str {
-    // The text was decoded to UTF-8 and csv splits only on ASCII bytes.
-    record
-        .get(i)
-        .and_then(|b| std::str::from_utf8(b).ok())
-        .unwrap_or("")
+fn field_str(record: &csv::StringRecord, i: usize) -> &str {
+    record.get(i).unwrap_or("")
 }
 
 fn check_record(
     kind: FileKind,
     name: Option<&FileName>,
     line: u64,
-    record: &csv::ByteRecord,
+    record: &csv::StringRecord,
     state: &mut FileState,
     out: &mut Sink,
 ) {
@@ -723,12 +697,21 @@ fn month_field(kind: FileKind) -> Option<usize> {
     }
 }
 
+/// Whether a `YYYYMM` field holds `m`, without formatting `m`.
+fn month_equals(field: &str, m: YearMonth) -> bool {
+    let b = field.as_bytes();
+    b.len() == 6
+        && b.iter().all(u8::is_ascii_digit)
+        && digits(&b[..4]) == u32::from(m.year)
+        && digits(&b[4..]) == u32::from(m.month)
+}
+
 fn cross_checks(
     kind: FileKind,
     name: Option<&FileName>,
     version: CsvVersion,
     line: u64,
-    record: &csv::ByteRecord,
+    record: &csv::StringRecord,
     state: &mut FileState,
     out: &mut Sink,
 ) {
@@ -737,7 +720,7 @@ fn cross_checks(
         let month = f(mf);
         if let Some(name_month) = name.and_then(|n| n.month)
             && !month.is_empty()
-            && month != name_month.to_string()
+            && !month_equals(month, name_month)
         {
             let want = name_month.to_string();
             out.push(
@@ -832,7 +815,7 @@ fn cross_checks(
 
 /// 第2表: numbering unique per plan, and one text per 課題 and per 目標 (later rows may leave the
 /// text empty: receivers fill it down).
-fn check_plan2(line: u64, record: &csv::ByteRecord, state: &mut FileState, out: &mut Sink) {
+fn check_plan2(line: u64, record: &csv::StringRecord, state: &mut FileState, out: &mut Sink) {
     let f = |n: usize| field_str(record, n - 1).to_string();
     let key = [f(2), f(3), f(5), f(6), f(8), f(13)];
     if key[3..].iter().any(String::is_empty) {
