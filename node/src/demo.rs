@@ -3,7 +3,6 @@
 //! vouchers go out, the actuals come back, and every file is checked against what was sent.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -345,6 +344,3 @@ pub async fn run(
     fed.shutdown().await;
     Ok(intact)
 }
-
-/// Keeps the type used in signatures public for tests.
-pub type Shared = Arc<crate::node::Shared>;

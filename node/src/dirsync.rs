@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::Context;
 use futures::{AsyncWriteExt, StreamExt};
 use libp2p::PeerId;
-use renkei_directory::{Applied, Delta, Directory, DirectoryError, Snapshot};
+use renkei_directory::{Applied, Directory, DirectoryError, Snapshot};
 use serde::{Deserialize, Serialize};
 
 use crate::frames::{self, Kind};
@@ -507,12 +507,6 @@ pub fn verify_file(
         });
     }
     Ok(snap)
-}
-
-/// Parses a delta for display.
-pub fn describe_delta(bytes: &[u8]) -> Option<(String, u64, u64)> {
-    let d = Delta::parse(bytes).ok()?;
-    Some((d.cert.region, d.from_seq, d.to_seq))
 }
 
 #[cfg(test)]

@@ -6,7 +6,6 @@
 
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
-use crate::check::ErrorCode;
 use crate::envelope::{MAGIC, MessageId, VERSION};
 use crate::name::OfficeNumber;
 use crate::wire::{Put, Reader};
@@ -247,13 +246,5 @@ impl Ack {
         let key =
             VerifyingKey::from_bytes(&self.recipient_key).map_err(|_| AckError::BadSignature)?;
         self.verify_signature(&[key])
-    }
-
-    /// The error codes of a negative ack that this version knows.
-    pub fn known_codes(&self) -> Vec<ErrorCode> {
-        match &self.verdict {
-            Verdict::Accepted => Vec::new(),
-            Verdict::Rejected(f) => f.iter().filter_map(|x| ErrorCode::parse(&x.code)).collect(),
-        }
     }
 }
