@@ -15,7 +15,10 @@
 pub mod check;
 pub mod name;
 
-pub use check::{CheckReport, ErrorCode, Finding, ImageEnds, check_bytes, check_image, finding};
+pub use check::{
+    CheckReport, Checked, Checker, ErrorCode, Finding, ImageEnds, RecordChecker, check_bytes,
+    check_image, finding,
+};
 pub use name::{
     Endpoint, FileKind, FileName, NameError, OfficeNumber, ServiceKind, Stamp, YearMonth,
 };

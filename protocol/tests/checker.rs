@@ -12,7 +12,7 @@ use std::path::Path;
 use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use renkei_protocol::check::{ErrorCode as E, MAX_FINDINGS};
-use renkei_protocol::{CheckReport, check_bytes, finding};
+use renkei_protocol::{CheckReport, Checked, Checker, check_bytes, finding};
 
 // ---------------------------------------------------------------------------------------------
 // Sample files and a small editor for them.
@@ -1274,9 +1274,94 @@ fn never_panics_on_pseudo_random_input() {
     }
 }
 
+/// Checks a file fed in pieces of `piece` bytes, keeping at most `retain` bytes of text (0:
+/// every file is read twice).
+fn check_in_pieces(name: &str, bytes: &[u8], piece: usize, retain: usize) -> CheckReport {
+    let mut checker = Checker::with_retain_limit(name, retain);
+    for p in bytes.chunks(piece) {
+        checker.update(p);
+    }
+    match checker.finish() {
+        Checked::Done(report) => report,
+        Checked::ReadAgain(mut records) => {
+            for p in bytes.chunks(piece.max(5) - 4) {
+                records.update(p);
+            }
+            records.finish()
+        }
+    }
+}
+
+/// Pieces of every size, read once or twice, give the report of the whole file.
+fn assert_same_in_pieces(name: &str, bytes: &[u8], whole: &CheckReport, what: &str) {
+    for piece in [1, 2, 3, 61, 4096, 70_000] {
+        if piece < 3 && bytes.len() > 4096 {
+            continue;
+        }
+        for retain in [0, 100, renkei_protocol::check::RETAIN_LIMIT] {
+            let report = check_in_pieces(name, bytes, piece, retain);
+            assert_eq!(
+                &report, whole,
+                "{what}: pieces of {piece}, keeping {retain}"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_case_gives_the_same_findings_in_pieces() {
+    for c in cases() {
+        let whole = check_bytes(&c.name, &c.bytes);
+        assert_same_in_pieces(&c.name, &c.bytes, &whole, &c.what);
+    }
+    for name in [PLAN, JSK17, SIKYU, KYO1, KYO2, KYO3, HOSOKU0] {
+        let bytes = sample_bytes(name);
+        let whole = check_bytes(name, &bytes);
+        assert!(whole.is_valid(), "{name}");
+        assert_same_in_pieces(name, &bytes, &whole, name);
+    }
+}
+
+#[test]
+fn a_file_larger_than_what_is_kept_is_read_twice() {
+    // 1,000 copies of the sample plan, with an error in the last record.
+    let one = Csv::sample(PLAN);
+    let mut many = one.clone();
+    for _ in 1..1000 {
+        for r in &one.records {
+            many = many.push(r.clone());
+        }
+    }
+    let n = many.records.len();
+    let bad = many.set(n, 4, "20231301");
+    let bytes = bad.bytes();
+    let whole = check_bytes(PLAN, &bytes);
+    // The sample's records are one line each.
+    assert_eq!(got(&whole), vec![(n as u64, 4, E::Date)]);
+    assert_eq!(whole.records, n as u64);
+    let mut checker = Checker::with_retain_limit(PLAN, 1 << 20);
+    for p in bytes.chunks(1 << 16) {
+        checker.update(p);
+    }
+    let Checked::ReadAgain(mut records) = checker.finish() else {
+        panic!("a {} byte file was kept whole", bytes.len());
+    };
+    for p in bytes.chunks(1 << 16) {
+        records.update(p);
+    }
+    assert_eq!(records.finish(), whole);
+}
+
 fn check_invariants(name: &str, bytes: &[u8]) {
     let report = check_bytes(name, bytes);
     let what = format!("{name} {:02X?}", &bytes[..bytes.len().min(64)]);
+    for (piece, retain) in [(1, 0), (7, 100), (331, 0)] {
+        assert_eq!(
+            check_in_pieces(name, bytes, piece, retain),
+            report,
+            "{what}: pieces of {piece}, keeping {retain}"
+        );
+    }
     assert_eq!(report.valid, report.errors.is_empty(), "{what}");
     assert!(report.errors.len() <= MAX_FINDINGS + 1, "{what}");
     let lines = physical_lines(bytes);

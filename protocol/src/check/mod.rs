@@ -14,12 +14,14 @@
 mod codes;
 pub mod layout;
 mod messages;
+mod scan;
 mod tables;
 
 use std::collections::HashMap;
 
 pub use codes::ErrorCode;
 pub use layout::{CodeTable, CsvVersion, Field, Format};
+pub use scan::RETAIN_LIMIT;
 pub use tables::layout;
 
 use crate::name::{FileKind, FileName, NameError, YearMonth, days_in_month, digits, is_real_date};
@@ -74,15 +76,25 @@ impl CheckReport {
     }
 }
 
-/// Checks one file: its name and its content.
+/// Checks one file held in memory: its name and its content.
 ///
-/// `name` is the bare file name (no folders). Never panics, whatever the bytes.
+/// `name` is the bare file name (no folders). Never panics, whatever the bytes. The same as
+/// feeding the bytes to a [`Checker`]; as the bytes are in memory anyway, their text is kept
+/// too and the file is read once, whatever its size.
 pub fn check_bytes(name: &str, bytes: &[u8]) -> CheckReport {
-    check_content(name, Content::Bytes(bytes))
+    let mut checker = Checker::with_retain_limit(name, usize::MAX);
+    checker.update(bytes);
+    match checker.finish() {
+        Checked::Done(report) => report,
+        Checked::ReadAgain(mut records) => {
+            records.update(bytes);
+            records.finish()
+        }
+    }
 }
 
 /// The part of a JPEG file the checker needs: its length, its first three and its last two
-/// bytes. Lets a node check a large family-structure image without reading it into memory.
+/// bytes.
 #[derive(Clone, Copy, Debug)]
 pub struct ImageEnds {
     /// The file's length in bytes.
@@ -96,17 +108,24 @@ pub struct ImageEnds {
 impl ImageEnds {
     /// The ends of a file held in memory.
     pub fn of(bytes: &[u8]) -> ImageEnds {
-        let mut head = [0u8; 3];
-        let mut tail = [0u8; 2];
-        let h = bytes.len().min(3);
-        head[..h].copy_from_slice(&bytes[..h]);
-        if bytes.len() >= 2 {
-            tail.copy_from_slice(&bytes[bytes.len() - 2..]);
-        }
-        ImageEnds {
-            len: bytes.len() as u64,
-            head,
-            tail,
+        let mut ends = ImageEnds {
+            len: 0,
+            head: [0; 3],
+            tail: [0; 2],
+        };
+        ends.update(bytes);
+        ends
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        let have = self.len.min(3) as usize;
+        let take = bytes.len().min(3 - have);
+        self.head[have..have + take].copy_from_slice(&bytes[..take]);
+        self.len += bytes.len() as u64;
+        match bytes {
+            [] => {}
+            [b] => self.tail = [self.tail[1], *b],
+            [.., a, b] => self.tail = [*a, *b],
         }
     }
 
@@ -118,51 +137,192 @@ impl ImageEnds {
 /// Checks an `UPKIHON_IMAGE` file from its ends (see [`ImageEnds`]): the same result as
 /// [`check_bytes`] on the whole file. A name of another kind is reported as such.
 pub fn check_image(name: &str, ends: ImageEnds) -> CheckReport {
-    check_content(name, Content::Image(ends))
-}
-
-enum Content<'a> {
-    Bytes(&'a [u8]),
-    Image(ImageEnds),
-}
-
-fn check_content(name: &str, content: Content<'_>) -> CheckReport {
-    let mut out = Sink::new();
-    let parsed = FileName::parse(name);
-    let kind = match &parsed {
-        Ok(n) => Some(n.kind),
-        Err(e) => {
-            out.push(0, 0, name_code(*e), messages::Ctx::default());
-            guess_kind(name)
-        }
-    };
-    let mut records = 0;
-    match (kind, content) {
-        (Some(kind), content) if kind.is_image() => {
-            let ends = match content {
-                Content::Bytes(b) => ImageEnds::of(b),
-                Content::Image(e) => e,
-            };
-            if !ends.is_jpeg() {
-                out.push(0, 0, ErrorCode::ImageNotJpeg, messages::Ctx::default());
-            }
-        }
-        (Some(kind), Content::Bytes(bytes)) => {
-            records = check_csv(kind, parsed.as_ref().ok(), bytes, &mut out);
-        }
+    let mut checker = Checker::new(name);
+    match &mut checker.body {
+        Body::Image(e) => *e = ends,
         // Only the ends of a file were given, but the name says it is a CSV.
-        (Some(_), Content::Image(_)) => {
-            out.push(0, 0, ErrorCode::NameExtension, messages::Ctx::default())
+        Body::Text(_) => {
+            checker.body = Body::Ignored;
+            checker
+                .out
+                .push(0, 0, ErrorCode::NameExtension, messages::Ctx::default());
         }
-        (None, _) => {}
+        Body::Ignored => {}
     }
-    let errors = out.finish();
-    CheckReport {
-        file: name.to_string(),
-        kind: kind.map(|k| k.prefix().to_string()),
-        valid: errors.is_empty(),
-        errors,
-        records,
+    match checker.finish() {
+        Checked::Done(report) => report,
+        // Unreachable: only a CSV asks for a second pass.
+        Checked::ReadAgain(records) => records.finish(),
+    }
+}
+
+/// Checks a file given in pieces of any size, in memory bounded by [`RETAIN_LIMIT`] and the
+/// longest record, whatever the file's size. Gives the same report as [`check_bytes`].
+///
+/// A file larger than [`RETAIN_LIMIT`] is read twice: [`Checker::finish`] then asks for the
+/// same bytes again ([`Checked::ReadAgain`]).
+///
+/// ```
+/// use renkei_protocol::{Checked, Checker};
+/// let file = b"202407,1310000001\r\n";
+/// let mut checker = Checker::new("UPPLAN_202610_1310000001_43_1310000011_11_20260928103000.CSV");
+/// for piece in file.chunks(7) {
+///     checker.update(piece);
+/// }
+/// let report = match checker.finish() {
+///     Checked::Done(report) => report,
+///     Checked::ReadAgain(mut records) => {
+///         for piece in file.chunks(7) {
+///             records.update(piece);
+///         }
+///         records.finish()
+///     }
+/// };
+/// assert_eq!(report.errors[0].code.as_str(), "FIELD_COUNT");
+/// ```
+pub struct Checker {
+    file: String,
+    kind: Option<FileKind>,
+    out: Sink,
+    body: Body,
+}
+
+enum Body {
+    /// The name says nothing of the content's kind.
+    Ignored,
+    Image(ImageEnds),
+    Text(Box<scan::TextPass>),
+}
+
+/// What [`Checker::finish`] found.
+pub enum Checked {
+    /// The whole report.
+    Done(CheckReport),
+    /// The file was too large to keep while its text was checked: feed it again, from the
+    /// start, to read its records.
+    ReadAgain(RecordChecker),
+}
+
+impl Checker {
+    /// A checker for the file of this name (bare, no folders).
+    pub fn new(name: &str) -> Checker {
+        Checker::with_retain_limit(name, RETAIN_LIMIT)
+    }
+
+    /// A checker that keeps at most `retain` bytes of decoded text; a larger file is read
+    /// twice. Lower it to check in less memory.
+    pub fn with_retain_limit(name: &str, retain: usize) -> Checker {
+        let mut out = Sink::new();
+        let parsed = FileName::parse(name);
+        let kind = match &parsed {
+            Ok(n) => Some(n.kind),
+            Err(e) => {
+                out.push(0, 0, name_code(*e), messages::Ctx::default());
+                guess_kind(name)
+            }
+        };
+        let body = match kind {
+            Some(k) if k.is_image() => Body::Image(ImageEnds::of(&[])),
+            Some(k) => Body::Text(Box::new(scan::TextPass::new(k, parsed.ok(), retain))),
+            None => Body::Ignored,
+        };
+        Checker {
+            file: name.to_string(),
+            kind,
+            out,
+            body,
+        }
+    }
+
+    /// Takes the next piece of the file.
+    pub fn update(&mut self, bytes: &[u8]) {
+        match &mut self.body {
+            Body::Ignored => {}
+            Body::Image(ends) => ends.update(bytes),
+            Body::Text(pass) => pass.update(bytes),
+        }
+    }
+
+    /// Ends the file: the report, or a request to read the file again for its records.
+    pub fn finish(mut self) -> Checked {
+        let records = match self.body {
+            Body::Ignored => None,
+            Body::Image(ends) => {
+                if !ends.is_jpeg() {
+                    self.out
+                        .push(0, 0, ErrorCode::ImageNotJpeg, messages::Ctx::default());
+                }
+                None
+            }
+            Body::Text(pass) => pass.finish(&mut self.out),
+        };
+        let records = RecordChecker {
+            file: self.file,
+            kind: self.kind,
+            out: self.out,
+            pass: records,
+        };
+        match &records.pass {
+            Some(pass) if !pass.done => Checked::ReadAgain(records),
+            _ => Checked::Done(records.finish()),
+        }
+    }
+}
+
+impl std::fmt::Debug for Checker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checker").field("file", &self.file).finish()
+    }
+}
+
+impl std::fmt::Debug for Checked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Checked::Done(r) => f.debug_tuple("Done").field(r).finish(),
+            Checked::ReadAgain(r) => f.debug_tuple("ReadAgain").field(r).finish(),
+        }
+    }
+}
+
+impl std::fmt::Debug for RecordChecker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordChecker")
+            .field("file", &self.file)
+            .finish()
+    }
+}
+
+/// The second reading of a large file (see [`Checked::ReadAgain`]).
+pub struct RecordChecker {
+    file: String,
+    kind: Option<FileKind>,
+    out: Sink,
+    pass: Option<scan::RecordPass>,
+}
+
+impl RecordChecker {
+    /// Takes the next piece of the file, read again from its start.
+    pub fn update(&mut self, bytes: &[u8]) {
+        if let Some(pass) = &mut self.pass {
+            pass.update(bytes, &mut self.out);
+        }
+    }
+
+    /// The whole report.
+    pub fn finish(mut self) -> CheckReport {
+        let mut records = 0;
+        if let Some(pass) = &mut self.pass {
+            pass.finish(&mut self.out);
+            records = pass.records;
+        }
+        let errors = self.out.finish();
+        CheckReport {
+            file: self.file,
+            kind: self.kind.map(|k| k.prefix().to_string()),
+            valid: errors.is_empty(),
+            errors,
+            records,
+        }
     }
 }
 
@@ -235,6 +395,18 @@ impl Sink {
         self.overflow
     }
 
+    /// Takes another sink's findings after this one's, up to the cap.
+    fn absorb(&mut self, other: Sink) {
+        for f in other.findings {
+            if self.findings.len() >= MAX_FINDINGS {
+                self.overflow = true;
+                return;
+            }
+            self.findings.push(f);
+        }
+        self.overflow |= other.overflow;
+    }
+
     fn finish(mut self) -> Vec<Finding> {
         if self.overflow {
             let (message_ja, message_en) =
@@ -251,200 +423,6 @@ impl Sink {
     }
 }
 
-/// Maps byte offsets of a text to physical lines (1-based). CR, LF and CRLF each end one line.
-/// Offsets must be asked in non-decreasing order, so a whole file costs one pass.
-struct Lines<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-    line: u64,
-}
-
-impl<'a> Lines<'a> {
-    fn new(bytes: &'a [u8]) -> Lines<'a> {
-        Lines {
-            bytes,
-            pos: 0,
-            line: 1,
-        }
-    }
-
-    /// The line holding the byte at `offset`.
-    fn at(&mut self, offset: usize) -> u64 {
-        let end = offset.min(self.bytes.len());
-        if self.pos < end {
-            for i in memchr::memchr2_iter(b'\n', b'\r', &self.bytes[self.pos..end]) {
-                let at = self.pos + i;
-                // CRLF ends one line: count its CR, not its LF.
-                if !(self.bytes[at] == b'\n' && at > 0 && self.bytes[at - 1] == b'\r') {
-                    self.line += 1;
-                }
-            }
-            self.pos = end;
-        }
-        self.line
-    }
-
-    /// The line where a record starting at `offset` begins: csv skips blank lines before a
-    /// record, and its offset may point at them.
-    fn record_at(&mut self, offset: usize) -> u64 {
-        let skip = self
-            .bytes
-            .get(offset..)
-            .unwrap_or_default()
-            .iter()
-            .take_while(|b| matches!(b, b'\r' | b'\n'))
-            .count();
-        self.at(offset + skip)
-    }
-}
-
-/// Decodes CP932, reporting every malformed sequence. Returns `None` when the content cannot
-/// be read as CP932 at all.
-fn decode(bytes: &[u8], out: &mut Sink) -> Option<String> {
-    if bytes.starts_with(&[0xEF, 0xBB, 0xBF]) {
-        out.push(1, 0, ErrorCode::EncodingUtf8Bom, messages::Ctx::default());
-        return None;
-    }
-    let Some(first) = bytes.iter().position(|b| !b.is_ascii()) else {
-        // Pure ASCII is valid CP932 and needs no decoding.
-        return Some(String::from_utf8_lossy(bytes).into_owned());
-    };
-    // A file whose non-ASCII text is valid UTF-8 is UTF-8: real CP932 Japanese text is
-    // practically never valid UTF-8. Checked on a window from the first non-ASCII byte, so huge
-    // files cost little and a long ASCII start (records without names) does not hide it.
-    let window = &bytes[first..bytes.len().min(first + 64 * 1024)];
-    let utf8 = match std::str::from_utf8(window) {
-        Ok(_) => true,
-        // A multi-byte sequence cut by the window is still UTF-8.
-        Err(e) => e.error_len().is_none() && first + window.len() < bytes.len(),
-    };
-    if utf8 {
-        out.push(1, 0, ErrorCode::EncodingUtf8, messages::Ctx::default());
-        return None;
-    }
-    let mut decoder = encoding_rs::SHIFT_JIS.new_decoder_without_bom_handling();
-    let mut text = String::with_capacity(bytes.len() * 3 / 2 + 16);
-    let mut consumed = 0usize;
-    let mut bad = false;
-    let mut lines = Lines::new(bytes);
-    loop {
-        let (result, read) =
-            decoder.decode_to_string_without_replacement(&bytes[consumed..], &mut text, true);
-        consumed += read;
-        match result {
-            encoding_rs::DecoderResult::InputEmpty => break,
-            encoding_rs::DecoderResult::OutputFull => {
-                text.reserve(bytes.len() - consumed + 16);
-            }
-            encoding_rs::DecoderResult::Malformed(len, after) => {
-                bad = true;
-                let at = consumed.saturating_sub(len as usize + after as usize);
-                let byte = bytes.get(at).copied().unwrap_or(0);
-                out.push(
-                    lines.at(at),
-                    0,
-                    ErrorCode::EncodingInvalid,
-                    messages::Ctx {
-                        value: Some(&format!("0x{byte:02X}")),
-                        ..Default::default()
-                    },
-                );
-                if out.full() {
-                    break;
-                }
-            }
-        }
-    }
-    if bad {
-        return None;
-    }
-    // 外字: CP932's user-defined area decodes to the Private Use Area, U+E000–U+F8FF: in UTF-8,
-    // 0xEE xx xx or 0xEF 0x80–0xA3 xx. Only those lead bytes are looked at.
-    let b = text.as_bytes();
-    let mut lines = Lines::new(b);
-    for i in memchr::memchr2_iter(0xEE, 0xEF, b) {
-        if b[i] == 0xEF && b.get(i + 1).is_none_or(|n| *n > 0xA3) {
-            continue;
-        }
-        let Some(c) = text.get(i..).and_then(|t| t.chars().next()) else {
-            continue;
-        };
-        let v = format!("U+{:04X}", c as u32);
-        out.push(
-            lines.at(i),
-            0,
-            ErrorCode::EncodingGaiji,
-            messages::Ctx {
-                value: Some(&v),
-                ..Default::default()
-            },
-        );
-    }
-    Some(text)
-}
-
-/// Checks the quoting of the whole text: `"` only opens a field, closes it, or is doubled
-/// inside it. Returns false when the quoting is broken (records cannot be trusted then).
-/// Jumps from quote to quote, so text without quotes costs one vectorised search.
-fn check_quotes(text: &[u8], out: &mut Sink) -> bool {
-    let quote_error = |out: &mut Sink, line: u64, problem: messages::QuoteProblem| {
-        out.push(
-            line,
-            0,
-            ErrorCode::CsvQuote,
-            messages::Ctx {
-                detail: Some(problem),
-                ..Default::default()
-            },
-        );
-    };
-    let mut lines = Lines::new(text);
-    let mut ok = true;
-    // Where the record being scanned starts (after the last line break outside quotes).
-    let mut record_start = 0usize;
-    let mut pos = 0usize;
-    while let Some(i) = memchr::memchr(b'"', &text[pos..]) {
-        let q = pos + i;
-        if let Some(nl) = memchr::memrchr2(b'\n', b'\r', &text[pos..q]) {
-            record_start = pos + nl + 1;
-        }
-        let at_field_start = q == 0 || matches!(text[q - 1], b',' | b'\n' | b'\r');
-        if !at_field_start {
-            quote_error(out, lines.at(q), messages::QuoteProblem::Stray);
-            ok = false;
-            pos = q + 1;
-        } else {
-            // A quoted field: find its closing quote, skipping doubled ones.
-            let mut from = q + 1;
-            let close = loop {
-                match memchr::memchr(b'"', &text[from..]) {
-                    None => break None,
-                    Some(k) if text.get(from + k + 1) == Some(&b'"') => from += k + 2,
-                    Some(k) => break Some(from + k),
-                }
-            };
-            let Some(c) = close else {
-                // Counted afresh: earlier findings may lie after the record's start.
-                quote_error(
-                    out,
-                    Lines::new(text).at(record_start),
-                    messages::QuoteProblem::Unterminated,
-                );
-                return false;
-            };
-            pos = c + 1;
-            if !matches!(text.get(pos), None | Some(b',' | b'\r' | b'\n')) {
-                quote_error(out, lines.at(pos), messages::QuoteProblem::AfterClose);
-                ok = false;
-            }
-        }
-        if out.full() {
-            return false;
-        }
-    }
-    ok
-}
-
 /// State kept across the records of one file for the cross-record checks.
 #[derive(Default)]
 struct FileState {
@@ -455,49 +433,6 @@ struct FileState {
     plan2_numbers: HashMap<[String; 6], u64>,
     /// 第2表: (insurer, insured, plan date, 課題NO, 目標NO or "") → texts.
     plan2_texts: HashMap<[String; 5], Vec<String>>,
-}
-
-fn check_csv(kind: FileKind, name: Option<&FileName>, bytes: &[u8], out: &mut Sink) -> u64 {
-    let Some(text) = decode(bytes, out) else {
-        return 0;
-    };
-    if !check_quotes(text.as_bytes(), out) {
-        return 0;
-    }
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(text.as_bytes());
-    let mut record = csv::StringRecord::new();
-    let mut state = FileState::default();
-    let mut records = 0u64;
-    // Lines are counted from each record's byte offset: csv's own line counter does not count
-    // the CRLF that ends a record.
-    let mut lines = Lines::new(text.as_bytes());
-    loop {
-        match reader.read_record(&mut record) {
-            Ok(true) => {}
-            Ok(false) => break,
-            Err(e) => {
-                // The quote scan above makes this unreachable in practice; report, never panic.
-                let line = e.position().map_or(0, |p| lines.at(p.byte() as usize));
-                out.push(line, 0, ErrorCode::CsvQuote, messages::Ctx::default());
-                break;
-            }
-        }
-        records += 1;
-        let line = record
-            .position()
-            .map_or(records, |p| lines.record_at(p.byte() as usize));
-        check_record(kind, name, line, &record, &mut state, out);
-        if out.full() {
-            break;
-        }
-    }
-    if records == 0 && out.findings.is_empty() {
-        out.push(0, 0, ErrorCode::FileEmpty, messages::Ctx::default());
-    }
-    records
 }
 
 fn field_str(record: &csv::StringRecord, i: usize) -> &str {
