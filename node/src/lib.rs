@@ -25,3 +25,5 @@ mod receive;
 pub mod samples;
 mod send;
 pub mod store;
+
+pub use outbox::check_path;

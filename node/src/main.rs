@@ -358,15 +358,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn check(json: bool, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
     let mut reports = Vec::new();
     for f in files {
-        let bytes = std::fs::read(f).with_context(|| {
+        let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let (mut r, _, _) = renkei_node::check_path(name, f, false).with_context(|| {
             format!(
                 "ファイル {} を読めません / cannot read {}",
                 f.display(),
                 f.display()
             )
         })?;
-        let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        let mut r = renkei_protocol::check_bytes(name, &bytes);
         r.file = f.display().to_string();
         reports.push(r);
     }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context;
 use notify::Watcher;
 use renkei_protocol::{
-    CheckReport, ErrorCode, FileName, Finding, ImageEnds, check_bytes, check_image, finding,
+    CheckReport, Checked, Checker, ErrorCode, FileName, Finding, ImageEnds, check_image, finding,
 };
 
 use crate::home::{sync_dir, write_atomic};
@@ -180,29 +180,65 @@ fn scan_blocking(shared: &Arc<Shared>) -> anyhow::Result<Option<Duration>> {
     Ok(wait)
 }
 
-/// Checks a file and hashes it. A family-structure image is streamed (the checker needs only
-/// its ends), so a large image is never held in memory; a CSV is checked whole.
+/// Checks a file and hashes it, reading it in pieces: memory stays bounded whatever its size
+/// (a CSV whose text passes [`KEEP_TEXT`] is read a second time for its records).
 pub(crate) fn check_file(name: &str, path: &Path) -> std::io::Result<(CheckReport, [u8; 32], u64)> {
-    let image = FileName::parse(name).is_ok_and(|n| n.kind.is_image());
-    if !image {
-        let bytes = std::fs::read(path)?;
-        return Ok((
-            check_bytes(name, &bytes),
-            renkei_protocol::sha256(&bytes),
-            bytes.len() as u64,
-        ));
-    }
-    let (ends, hash) = image_ends(path, true)?;
-    Ok((check_image(name, ends), hash.unwrap_or_default(), ends.len))
+    let (report, hash, size) = check_path(name, path, true)?;
+    Ok((report, hash.unwrap_or_default(), size))
 }
 
-/// Reads a file's first three and last two bytes, and, when `hash`, its SHA-256, in 1 MiB
-/// pieces.
-pub(crate) fn image_ends(
+/// Checks a file by reading it in pieces; with `hash`, also its SHA-256.
+pub fn check_path(
+    name: &str,
     path: &Path,
     hash: bool,
-) -> std::io::Result<(ImageEnds, Option<[u8; 32]>)> {
+) -> std::io::Result<(CheckReport, Option<[u8; 32]>, u64)> {
     use sha2::Digest;
+    let mut buf = vec![0u8; READ_PIECE];
+    let mut hasher = hash.then(sha2::Sha256::new);
+    let mut checker = Checker::with_retain_limit(name, KEEP_TEXT);
+    let size = read_pieces(path, &mut buf, |piece| {
+        if let Some(h) = &mut hasher {
+            h.update(piece);
+        }
+        checker.update(piece);
+    })?;
+    let report = match checker.finish() {
+        Checked::Done(report) => report,
+        Checked::ReadAgain(mut records) => {
+            read_pieces(path, &mut buf, |piece| records.update(piece))?;
+            records.finish()
+        }
+    };
+    Ok((report, hasher.map(|h| h.finalize().into()), size))
+}
+
+/// How much decoded text the checker keeps to read the records from; a file with more text
+/// (over about 5 MB of CP932) is read from disk a second time instead.
+const KEEP_TEXT: usize = 8 << 20;
+
+/// How much of a file is read at a time.
+const READ_PIECE: usize = 1 << 20;
+
+/// Reads a file from its start in pieces; returns its length.
+fn read_pieces(path: &Path, buf: &mut [u8], mut f: impl FnMut(&[u8])) -> std::io::Result<u64> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut total = 0u64;
+    loop {
+        let n = match file.read(buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        total += n as u64;
+        f(&buf[..n]);
+    }
+}
+
+/// Reads a file's first three and last two bytes.
+fn image_ends(path: &Path) -> std::io::Result<ImageEnds> {
     use std::io::{Read, Seek, SeekFrom};
     let mut f = std::fs::File::open(path)?;
     let len = f.metadata()?.len();
@@ -216,30 +252,16 @@ pub(crate) fn image_ends(
     let mut ends = ImageEnds::of(&head[..n]);
     ends.len = len;
     ends.tail = tail;
-    let digest = if hash {
-        f.seek(SeekFrom::Start(0))?;
-        let mut h = sha2::Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = f.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-        }
-        Some(h.finalize().into())
-    } else {
-        None
-    };
-    Ok((ends, digest))
+    Ok(ends)
 }
 
-/// Checks a received file (its hash was already verified by the envelope).
+/// Checks a received file (its hash was already verified by the envelope). A family-structure
+/// image needs only its ends.
 pub(crate) fn check_received(name: &str, path: &Path) -> std::io::Result<CheckReport> {
     if FileName::parse(name).is_ok_and(|n| n.kind.is_image()) {
-        Ok(check_image(name, image_ends(path, false)?.0))
+        Ok(check_image(name, image_ends(path)?))
     } else {
-        Ok(check_bytes(name, &std::fs::read(path)?))
+        Ok(check_path(name, path, false)?.0)
     }
 }
 

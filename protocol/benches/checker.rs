@@ -11,7 +11,7 @@ use std::hint::black_box;
 use std::path::Path;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use renkei_protocol::check_bytes;
+use renkei_protocol::{Checked, Checker, check_bytes};
 
 const NAME: &str = "UPPLAN_202610_1310000001_43_1310000031_17_20260928103000.CSV";
 const RECORDS: usize = 100_000;
@@ -59,6 +59,25 @@ fn checker(c: &mut Criterion) {
     g.sample_size(20);
     g.bench_function("check_bytes/upplan_100k", |b| {
         b.iter(|| black_box(check_bytes(NAME, black_box(&file))))
+    });
+    // The same file fed in 1 MiB pieces, as a node reads it from disk, keeping at most 8 MiB
+    // of text: it is read twice, in bounded memory.
+    g.bench_function("checker_pieces_read_twice/upplan_100k", |b| {
+        b.iter(|| {
+            let mut checker = Checker::with_retain_limit(NAME, 8 << 20);
+            for piece in file.chunks(1 << 20) {
+                checker.update(black_box(piece));
+            }
+            match checker.finish() {
+                Checked::Done(_) => panic!("a {} byte file was kept whole", file.len()),
+                Checked::ReadAgain(mut records) => {
+                    for piece in file.chunks(1 << 20) {
+                        records.update(black_box(piece));
+                    }
+                    black_box(records.finish())
+                }
+            }
+        })
     });
     // Reference points: the library steps alone, over the same bytes.
     g.bench_function("reference/sjis_decode_100k", |b| {

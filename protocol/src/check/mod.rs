@@ -200,7 +200,7 @@ pub enum Checked {
     Done(CheckReport),
     /// The file was too large to keep while its text was checked: feed it again, from the
     /// start, to read its records.
-    ReadAgain(RecordChecker),
+    ReadAgain(Box<RecordChecker>),
 }
 
 impl Checker {
@@ -263,7 +263,7 @@ impl Checker {
             pass: records,
         };
         match &records.pass {
-            Some(pass) if !pass.done => Checked::ReadAgain(records),
+            Some(pass) if !pass.done => Checked::ReadAgain(Box::new(records)),
             _ => Checked::Done(records.finish()),
         }
     }

@@ -121,7 +121,7 @@ enum Quote {
     Inside,
     /// A `"` inside a quoted field ended the last piece: the next byte says whether it was
     /// doubled or closed the field.
-    InsideAfterQuote,
+    MaybeClosed,
 }
 
 /// The text pass: decoding, 外字, quoting.
@@ -250,13 +250,17 @@ impl TextPass {
                 None => std::mem::take(&mut self.decoded),
             };
             let start = buf.len();
-            let room = if keep {
-                (bytes.len() - consumed) * 3 / 2 + 16
-            } else {
-                64 * 1024
-            };
-            if buf.capacity() - start < room.min(64 * 1024) {
-                buf.reserve(room);
+            if buf.capacity() - start < 64 * 1024 {
+                // The kept text grows geometrically, never much past the limit; the scratch
+                // buffer takes 64 KiB at a time.
+                let want = if keep {
+                    let need = start + (bytes.len() - consumed) * 3 / 2 + 16;
+                    need.max(buf.capacity() * 2)
+                        .min(self.retain.saturating_add(64 * 1024))
+                } else {
+                    64 * 1024
+                };
+                buf.reserve_exact(want.saturating_sub(start).max(64 * 1024));
             }
             let (result, read) = self.decoder.decode_to_string_without_replacement(
                 &bytes[consumed..],
@@ -350,7 +354,7 @@ impl TextPass {
         let mut lines = Lines::new(text, self.lines);
         let mut starts = Lines::new(text, self.lines);
         let mut pos = 0usize;
-        if self.quote == Quote::InsideAfterQuote {
+        if self.quote == Quote::MaybeClosed {
             if text[0] == b'"' {
                 self.quote = Quote::Inside;
                 pos = 1;
@@ -383,14 +387,14 @@ impl TextPass {
                     }
                     pos = q + 1;
                 }
-                Quote::Inside | Quote::InsideAfterQuote => {
+                Quote::Inside | Quote::MaybeClosed => {
                     let Some(k) = memchr::memchr(b'"', &text[pos..]) else {
                         return;
                     };
                     let q = pos + k;
                     match text.get(q + 1) {
                         None => {
-                            self.quote = Quote::InsideAfterQuote;
+                            self.quote = Quote::MaybeClosed;
                             return;
                         }
                         Some(b'"') => pos = q + 2,
@@ -453,12 +457,9 @@ impl TextPass {
             return None;
         }
         let mut pass = RecordPass::new(self.kind, self.name);
-        match self.retained.take() {
-            Some(text) => {
-                pass.records_of(&text, out);
-                pass.done = true;
-            }
-            None => {}
+        if let Some(text) = self.retained.take() {
+            pass.records_of(&text, out);
+            pass.done = true;
         }
         Some(pass)
     }
