@@ -1,4 +1,5 @@
-//! Fuzzes the checker: `check_bytes` must never panic, and its report must hold together.
+//! Fuzzes the checker: `check_bytes` must never panic, its report must hold together, and the
+//! same bytes fed in pieces (read twice) must give the same report.
 //!
 //! Input layout: the first byte picks the file name. Below `KNOWN.len()` it picks one of the
 //! standard names (so the fuzzer spends its time in the CSV rules); otherwise `byte -
@@ -57,6 +58,22 @@ fuzz_target!(|data: &[u8]| {
         }
     };
     let report = renkei_protocol::check_bytes(&name, bytes);
+    // The same file in pieces, read twice, gives the same report.
+    let piece = 1 + usize::from(sel) % 97;
+    let mut checker = renkei_protocol::Checker::with_retain_limit(&name, 0);
+    for p in bytes.chunks(piece) {
+        checker.update(p);
+    }
+    let pieces = match checker.finish() {
+        renkei_protocol::Checked::Done(r) => r,
+        renkei_protocol::Checked::ReadAgain(mut records) => {
+            for p in bytes.chunks(piece + 3) {
+                records.update(p);
+            }
+            records.finish()
+        }
+    };
+    assert_eq!(pieces, report);
     assert_eq!(report.valid, report.errors.is_empty());
     assert!(report.errors.len() <= MAX_FINDINGS + 1);
     let lines = physical_lines(bytes);
