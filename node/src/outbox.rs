@@ -194,7 +194,9 @@ pub fn check_path(
     hash: bool,
 ) -> std::io::Result<(CheckReport, Option<[u8; 32]>, u64)> {
     use sha2::Digest;
-    let mut buf = vec![0u8; READ_PIECE];
+    // A usual file of tens of KB needs no 1 MiB buffer.
+    let len = std::fs::metadata(path)?.len();
+    let mut buf = vec![0u8; len.clamp(1, READ_PIECE as u64) as usize];
     let mut hasher = hash.then(sha2::Sha256::new);
     let mut checker = Checker::with_retain_limit(name, KEEP_TEXT);
     let size = read_pieces(path, &mut buf, |piece| {
