@@ -123,13 +123,7 @@ fn sender_killed_mid_transfer_then_restarted() {
     let mut bytes = vec![0xFF, 0xD8, 0xFF, 0xE0];
     bytes.extend((0..48u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));
     bytes.extend_from_slice(&[0xFF, 0xD9]);
-    let name = name_for(
-        FileKind::UpKihonImage,
-        &fed.offices[CM],
-        &fed.offices[SVC],
-        &stamp(1),
-    );
-    drop_file(fed.home(CM), &name, &bytes);
+    let name = fed.drop(FileKind::UpKihonImage, CM, SVC, 1, &bytes);
     let partial = fed.home(SVC).partial();
     wait_for(Duration::from_secs(30), "the transfer to start", || {
         std::fs::read_dir(&partial)
@@ -167,13 +161,7 @@ fn recipient_killed_after_writing_before_acking() {
     let mut svc = fed.node_with_env(SVC, &[("RENKEI_FAULT", "crash-after-inbox-write")]);
     fed.wait_directory(CM, 1);
     let bytes = valid_file(FileKind::UpPlan, 10, "受信直後停止");
-    let name = name_for(
-        FileKind::UpPlan,
-        &fed.offices[CM],
-        &fed.offices[SVC],
-        &stamp(1),
-    );
-    drop_file(fed.home(CM), &name, &bytes);
+    let name = fed.drop(FileKind::UpPlan, CM, SVC, 1, &bytes);
     // The recipient writes the file durably, then dies before recording or acking it.
     wait_for(Duration::from_secs(30), "the recipient to crash", || {
         matches!(svc.child.try_wait(), Ok(Some(_)))
@@ -250,13 +238,7 @@ fn an_invalid_file_never_leaves_the_office() {
         .0
         .replacen("20261001", "20261032", 1);
     let bytes = encoding_rs::SHIFT_JIS.encode(&text).0.into_owned();
-    let name = name_for(
-        FileKind::UpPlan,
-        &fed.offices[CM],
-        &fed.offices[SVC],
-        &stamp(1),
-    );
-    drop_file(fed.home(CM), &name, &bytes);
+    let name = fed.drop(FileKind::UpPlan, CM, SVC, 1, &bytes);
     let report = fed.home(CM).rejected().join(format!("{name}.error.txt"));
     wait_for(Duration::from_secs(20), "the rejection report", || {
         report.exists()
@@ -374,15 +356,11 @@ fn a_key_rotation_never_makes_the_office_disappear() {
     fed.wait_directory(CM, 2);
     fed.wait_directory(SVC, 2);
     // Still running under its old identity, the office receives files sealed to its new key.
-    let first = name_for(
+    fed.drop(
         FileKind::UpPlan,
-        &fed.offices[CM],
-        &fed.offices[SVC],
-        &stamp(1),
-    );
-    drop_file(
-        fed.home(CM),
-        &first,
+        CM,
+        SVC,
+        1,
         &valid_file(FileKind::UpPlan, 3, "鍵更新前"),
     );
     wait_for(
@@ -393,15 +371,11 @@ fn a_key_rotation_never_makes_the_office_disappear() {
     // Restarted, it runs under the new identity, and partners reach it there.
     svc.terminate();
     let _svc = fed.node(SVC);
-    let second = name_for(
+    fed.drop(
         FileKind::UpPlan,
-        &fed.offices[CM],
-        &fed.offices[SVC],
-        &stamp(2),
-    );
-    drop_file(
-        fed.home(CM),
-        &second,
+        CM,
+        SVC,
+        2,
         &valid_file(FileKind::UpPlan, 3, "鍵更新後"),
     );
     wait_for(Duration::from_secs(60), "delivery after the switch", || {

@@ -101,15 +101,11 @@ fn a_revoked_office_is_refused() {
     fed.revoke(1);
     fed.wait_directory(0, 2);
     // Files for the revoked office are refused at the sender, with a report.
-    let name = name_for(
+    let name = fed.drop(
         FileKind::UpPlan,
-        &fed.offices[0],
-        &fed.offices[1],
-        &stamp(1),
-    );
-    drop_file(
-        fed.home(0),
-        &name,
+        0,
+        1,
+        1,
         &valid_file(FileKind::UpPlan, 2, "取消後"),
     );
     let report = fed.home(0).rejected().join(format!("{name}.error.txt"));

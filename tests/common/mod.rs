@@ -236,6 +236,14 @@ impl Federation {
         &self.offices[i].home
     }
 
+    /// Drops a file of `kind` from office `from` to office `to` into `from`'s outbox, named
+    /// with send-unit stamp `n`; returns its name.
+    pub fn drop(&self, kind: FileKind, from: usize, to: usize, n: u32, bytes: &[u8]) -> String {
+        let name = name_for(kind, &self.offices[from], &self.offices[to], &stamp(n));
+        drop_file(self.home(from), &name, bytes);
+        name
+    }
+
     /// Waits until office `i`'s node has verified the region at `seq` or later.
     pub fn wait_directory(&self, i: usize, min_seq: u64) {
         let status = self.home(i).status();
