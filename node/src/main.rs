@@ -419,7 +419,10 @@ fn status(home: &Home, json: bool) -> anyhow::Result<ExitCode> {
     for r in &s.directory {
         println!(
             "directory   region {} seq {} expires {} [{}]",
-            r.region, r.seq, r.expires_at, r.state
+            r.region,
+            r.seq,
+            jst(r.expires_at.saturating_mul(1000)),
+            r.state
         );
         if r.state != "fresh" {
             println!(
@@ -656,7 +659,7 @@ fn verify(anchor: &Path, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
                     f.display(),
                     s.header.seq,
                     s.entries.len(),
-                    s.header.expires_at
+                    jst(s.header.expires_at.saturating_mul(1000))
                 );
             }
             Err(e) => {

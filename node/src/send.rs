@@ -350,8 +350,9 @@ async fn deliver_once(shared: &Arc<Shared>, partner: OfficeNumber) -> anyhow::Re
                         Refusal::Requeue => forget_item(shared, fly.seq, &fly.item),
                         Refusal::Transient => {}
                     }
+                    let (ja, en) = refusal_hint(code);
                     bail!(
-                        "partner refused {} (code {code}): {reason}",
+                        "{}: 相手先が拒否しました（コード {code}）。{ja} / the partner refused it (code {code}): {reason}. {en}",
                         fly.item.file_name
                     );
                 }
@@ -548,6 +549,34 @@ fn refusal(code: u16) -> Refusal {
         1 | 2 | 3 | 6 | 12 => Refusal::Permanent,
         11 => Refusal::Requeue,
         _ => Refusal::Transient,
+    }
+}
+
+/// What office staff can do about a refusal, in Japanese and English.
+fn refusal_hint(code: u16) -> (&'static str, &'static str) {
+    match refusal(code) {
+        Refusal::Permanent => (
+            "送れなかったファイルは rejected フォルダにあります。",
+            "The file is in the rejected folder.",
+        ),
+        Refusal::Requeue => (
+            "送信中にファイルが変わったため、送り直します。",
+            "The file changed while it was sent; it will be sent again.",
+        ),
+        Refusal::Transient => match code {
+            8 => (
+                "このパソコンか相手先のパソコンの時刻がずれています。時刻を自動で合わせる設定にしてください。自動で再送します。",
+                "The clock of this computer or of the partner's is wrong: set it to update automatically. It will be retried.",
+            ),
+            4 | 5 => (
+                "どちらかの事業所の鍵が更新された直後です。ディレクトリの更新後に自動で再送します。",
+                "One office's keys have just changed; it will be retried once the directory is updated.",
+            ),
+            _ => (
+                "自動で再送します。続く場合は相手先に連絡してください。",
+                "It will be retried; if this goes on, contact the partner office.",
+            ),
+        },
     }
 }
 
