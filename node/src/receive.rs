@@ -26,6 +26,37 @@ const MAX_SKEW_SECS: u64 = 600;
 /// the next files while earlier ones are checked. A larger file is checked alone.
 const CHECK_BUDGET: u32 = 8 << 20;
 
+/// A large file being received is flushed to disk every this many bytes, in the background, so
+/// the fsync before its ack has little left to write.
+const WRITEBACK_EVERY: u64 = 16 << 20;
+
+/// Starts flushing a file being written every [`WRITEBACK_EVERY`] bytes, one flush at a time,
+/// on a blocking thread (the writer goes on meanwhile).
+#[derive(Default)]
+struct WriteBack {
+    written: u64,
+    flushed: u64,
+    running: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl WriteBack {
+    fn wrote(&mut self, file: &std::fs::File, n: usize) {
+        self.written += n as u64;
+        if self.written - self.flushed < WRITEBACK_EVERY
+            || self.running.as_ref().is_some_and(|h| !h.is_finished())
+        {
+            return;
+        }
+        // Only an optimisation: the commit's own fsync is what makes the file durable.
+        if let Ok(clone) = file.try_clone() {
+            self.flushed = self.written;
+            self.running = Some(tokio::task::spawn_blocking(move || {
+                let _ = clone.sync_data();
+            }));
+        }
+    }
+}
+
 /// What the reader hands the committer, in stream order.
 enum Pending {
     /// A message opened and checked; its plaintext is in `temp`.
@@ -240,6 +271,7 @@ async fn read_messages(
             .partial()
             .join(format!("{}.part", header.message_id));
         let mut file = std::fs::File::create(&temp)?;
+        let mut writeback = WriteBack::default();
         let mut sealed_size = frame.len() as u64;
         let mut failed = None;
         while opener.next_chunk_len().is_some() {
@@ -256,6 +288,7 @@ async fn read_messages(
                 break;
             }
             file.write_all(&frame)?;
+            writeback.wrote(&file, frame.len());
         }
         let header = match failed.map_or_else(|| opener.finish(), Err) {
             Ok(h) => h,
