@@ -292,6 +292,57 @@ fn a_thousand_files_arrive_exactly_once() {
 }
 
 #[test]
+fn month_end_actuals_from_many_offices_arrive_at_once() {
+    // Eight service offices send their 第6表 実績 to one care-management office at the same
+    // moment: many inbound streams reach one node together.
+    const SENDERS: usize = 8;
+    const EACH: u32 = 25;
+    let numbers: Vec<String> = (0..=SENDERS).map(|i| format!("13100001{i:02}")).collect();
+    let mut offices = vec![(numbers[0].as_str(), "43", true)];
+    offices.extend(numbers[1..].iter().map(|n| (n.as_str(), "11", true)));
+    let fed = federation(&offices);
+    let _dn = fed.directory_node();
+    let _nodes: Vec<Proc> = (0..=SENDERS).map(|i| fed.node(i)).collect();
+    for i in 0..=SENDERS {
+        fed.wait_directory(i, 1);
+    }
+    let mut names = Vec::new();
+    for n in 0..EACH {
+        for from in 1..=SENDERS {
+            let marker = format!("実績{from}-{n:02}");
+            names.push(fed.drop(
+                FileKind::UpJsk,
+                from,
+                CM,
+                n + 1,
+                &valid_file(FileKind::UpJsk, 3, &marker),
+            ));
+        }
+    }
+    let total = SENDERS * EACH as usize;
+    wait_for(
+        Duration::from_secs(120),
+        "every office's actuals acknowledged",
+        || (1..=SENDERS).all(|i| count(&fed.home(i).sent()) == EACH as usize),
+    );
+    assert_eq!(count(&fed.home(CM).inbox()), total);
+    for n in &names {
+        assert!(fed.home(CM).inbox().join(n).exists(), "{n}");
+    }
+    let inn = receipts(fed.home(CM));
+    assert_eq!(inn.len(), total, "each file received once");
+    let mut ids: Vec<&str> = inn.iter().map(|r| r.message_id.as_str()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), total);
+    for i in 1..=SENDERS {
+        assert_eq!(receipts(fed.home(i)).len(), EACH as usize);
+        assert_state_clean(fed.home(i), &[&marker_bytes(&format!("実績{i}-00"))]);
+    }
+    assert_state_clean(fed.home(CM), &[&marker_bytes("実績1-00")]);
+}
+
+#[test]
 fn a_route_between_two_kinds_of_one_office_number_is_delivered() {
     // One office number holding 居宅介護支援 (43) and 訪問介護 (11).
     let fed = federation(&[("1310000001", "43+11", true)]);

@@ -382,6 +382,9 @@ pub fn start(
                             let _ = d.send(Ok(()));
                         }
                     }
+                    SwarmEvent::ConnectionClosed { peer_id, cause, endpoint, .. } => {
+                        tracing::debug!(%peer_id, ?cause, dialer = endpoint.is_dialer(), "connection closed");
+                    }
                     SwarmEvent::IncomingConnectionError { error, .. } => tracing::debug!(%error, "incoming connection refused"),
                     SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                         tracing::debug!(?peer_id, %error, "dial failed");
