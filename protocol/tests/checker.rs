@@ -11,7 +11,7 @@ use std::path::Path;
 
 use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha20Rng;
-use renkei_protocol::check::{ErrorCode as E, MAX_FINDINGS};
+use renkei_protocol::check::{ErrorCode as E, MAX_FINDINGS, MAX_RECORD};
 use renkei_protocol::{CheckReport, Checked, Checker, check_bytes, finding};
 
 // ---------------------------------------------------------------------------------------------
@@ -1026,12 +1026,34 @@ fn limit_cases() -> Vec<Case> {
     }
     let mut want: Want = (1..=MAX_FINDINGS as u64).map(|l| (l, 4, E::Date)).collect();
     want.push((0, 0, E::TooManyErrors));
-    vec![case(
-        "250 bad records: 200 listed, then TOO_MANY_ERRORS",
-        PLAN,
-        many.bytes(),
-        want,
-    )]
+    // A quoted field of more than a MiB with line breaks in it, after two records (one bad),
+    // then records the checker never reads.
+    let mut long = plan3().keep(0..2).set(2, 4, "20230229");
+    let mut record = long.records[0].clone();
+    record[20] = format!("\"{}\"", "長い説明\r\n".repeat(MAX_RECORD / 12));
+    let first = long.records[0].clone();
+    long = long.push(record).push(first).set(4, 4, "2023");
+    let no_end = format!("202407,\"{}\"", "あ".repeat(MAX_RECORD / 2));
+    vec![
+        case(
+            "250 bad records: 200 listed, then TOO_MANY_ERRORS",
+            PLAN,
+            many.bytes(),
+            want,
+        ),
+        case(
+            "a record of over 1 MiB: the records before it are checked, none after",
+            PLAN,
+            long.bytes(),
+            vec![(2, 4, E::Date), (3, 0, E::RecordTooLong)],
+        ),
+        case(
+            "a last record of over 1 MiB with no line end",
+            PLAN,
+            sjis_encode(&no_end),
+            vec![(1, 0, E::RecordTooLong)],
+        ),
+    ]
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1058,11 +1080,12 @@ fn every_case_gives_exactly_its_findings() {
 
 /// Codes the node reports about routes and the directory, through [`finding`]: no file
 /// content produces them.
-const ROUTE_CODES: [E; 4] = [
+const ROUTE_CODES: [E; 5] = [
     E::RouteSender,
     E::RouteRecipient,
     E::RecipientUnknown,
     E::PartnerRefused,
+    E::FileTooLarge,
 ];
 
 #[test]

@@ -62,6 +62,8 @@ codes! {
     CsvQuote = "CSV_QUOTE",
     /// The record has the wrong number of fields.
     FieldCount = "FIELD_COUNT",
+    /// A record longer than the checker reads (`MAX_RECORD`, 1 MiB).
+    RecordTooLong = "RECORD_TOO_LONG",
     /// Field 1 is not a CSV version the spec defines.
     CsvVersionUnknown = "CSV_VERSION_UNKNOWN",
     /// Field 1 differs from the first record's version.
@@ -120,6 +122,8 @@ codes! {
     RecipientUnknown = "RECIPIENT_UNKNOWN",
     /// The partner's node refused the sealed file for good (not a content error).
     PartnerRefused = "PARTNER_REFUSED",
+    /// The file is larger than the node sends or receives.
+    FileTooLarge = "FILE_TOO_LARGE",
 }
 
 impl fmt::Display for ErrorCode {

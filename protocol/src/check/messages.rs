@@ -140,6 +140,10 @@ pub(crate) fn render(code: ErrorCode, _line: u64, field: u32, c: &Ctx<'_>) -> (S
             format!("{kind_ja}の項目数は{exp}ですが、この行は{v}項目です。{FIX_JA}"),
             format!("A {kind_en} record has {exp} fields, but this one has {v}. {FIX_EN}"),
         ),
+        ErrorCode::RecordTooLong => (
+            format!("1件のデータ（レコード）が1MBを超えていて読めません。ファイルが壊れているか、終わりのない項目があります。{FIX_JA}"),
+            format!("A record is longer than 1 MB and cannot be read: the file is damaged or a field never ends. {FIX_EN}"),
+        ),
         ErrorCode::CsvVersionUnknown => (
             format!("CSVバージョン（1項目目）「{v}」は標準仕様の値（202407、202504、202208）ではありません。介護ソフトを最新にして出力し直してください。"),
             format!("The CSV version (field 1) \"{v}\" is not one the standard defines (202407, 202504, 202208). Update your care software and export again."),
@@ -221,6 +225,10 @@ pub(crate) fn render(code: ErrorCode, _line: u64, field: u32, c: &Ctx<'_>) -> (S
         ErrorCode::PartnerRefused => (
             "相手先のノードがこのファイルの受け取りを拒否しました（内容ではなく、封筒・鍵・宛先の問題）。連携名簿が最新か、相手先の事業所番号が正しいかを確認し、解決しない場合は協会に連絡してください。".into(),
             "The partner's node refused this file (a problem with the envelope, keys or address, not the content). Check that the directory is current and the recipient's office number is right; if it persists, contact your association.".into(),
+        ),
+        ErrorCode::FileTooLarge => (
+            "ファイルが大きすぎるため送受信できません（上限は各ノードの設定 max_file_mb）。ファイルを分けて出力するか、相手先と上限を確認してください。".into(),
+            "The file is larger than the node sends or receives (each node's max_file_mb setting). Export it in parts, or agree the limit with the partner.".into(),
         ),
         ErrorCode::TooManyErrors => (
             "誤りが多すぎるため、以降は省略しました。ファイル全体を確認してください。".into(),

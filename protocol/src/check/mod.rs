@@ -21,7 +21,7 @@ use std::collections::HashMap;
 
 pub use codes::ErrorCode;
 pub use layout::{CodeTable, CsvVersion, Field, Format};
-pub use scan::RETAIN_LIMIT;
+pub use scan::{MAX_RECORD, RETAIN_LIMIT};
 pub use tables::layout;
 
 use crate::name::{FileKind, FileName, NameError, YearMonth, days_in_month, digits, is_real_date};

@@ -13,6 +13,10 @@ use crate::name::{FileKind, FileName};
 /// The decoded text a checker keeps so the records can be read without a second pass.
 pub const RETAIN_LIMIT: usize = 16 << 20;
 
+/// The longest record the checker reads, in bytes of decoded text up to its line break; a
+/// longer one is reported as [`ErrorCode::RecordTooLong`] and ends the check.
+pub const MAX_RECORD: usize = 1 << 20;
+
 /// How far past the first non-ASCII byte the UTF-8 test looks.
 const UTF8_WINDOW: usize = 64 * 1024;
 
@@ -458,7 +462,8 @@ impl TextPass {
         }
         let mut pass = RecordPass::new(self.kind, self.name);
         if let Some(text) = self.retained.take() {
-            pass.records_of(&text, out);
+            pass.pending = text;
+            pass.take_records(out, true);
             pass.done = true;
         }
         Some(pass)
@@ -477,6 +482,8 @@ pub(super) struct RecordPass {
     in_quotes: bool,
     /// Where the last complete record in `pending` ends.
     boundary: usize,
+    /// Where the record being scanned starts in `pending` (after the last line break).
+    record_start: usize,
     lines: LineBase,
     state: FileState,
     pub(super) records: u64,
@@ -494,6 +501,7 @@ impl RecordPass {
             scanned: 0,
             in_quotes: false,
             boundary: 0,
+            record_start: 0,
             lines: LineBase::start(),
             state: FileState::default(),
             records: 0,
@@ -508,8 +516,7 @@ impl RecordPass {
     pub(super) fn finish(&mut self, out: &mut Sink) {
         if !self.done {
             self.decode(&[], true, out);
-            let rest = std::mem::take(&mut self.pending);
-            self.records_of(&rest, out);
+            self.take_records(out, true);
             self.done = true;
         }
         if self.records == 0 && out.findings.is_empty() {
@@ -532,7 +539,7 @@ impl RecordPass {
                     final_piece,
                 );
                 consumed += read;
-                self.take_records(out);
+                self.take_records(out, false);
                 match result {
                     encoding_rs::DecoderResult::InputEmpty => break,
                     encoding_rs::DecoderResult::OutputFull => {}
@@ -555,25 +562,59 @@ impl RecordPass {
     }
 
     /// Reads the complete records at the front of `pending`: those before the last line
-    /// break outside quotes (the text pass has checked the quoting, so parity tells).
-    fn take_records(&mut self, out: &mut Sink) {
+    /// break outside quotes (the text pass has checked the quoting, so parity tells). With
+    /// `last`, the rest too. A record longer than [`MAX_RECORD`] ends the check, whole or cut
+    /// by a piece alike, so memory stays bounded whatever the file holds.
+    fn take_records(&mut self, out: &mut Sink, last: bool) {
+        if self.done {
+            return;
+        }
         let b = self.pending.as_bytes();
+        let mut too_long = None;
         for i in memchr::memchr3_iter(b'"', b'\n', b'\r', &b[self.scanned..]) {
             let at = self.scanned + i;
             if b[at] == b'"' {
                 self.in_quotes = !self.in_quotes;
             } else if !self.in_quotes {
+                if at - self.record_start > MAX_RECORD {
+                    too_long = Some(self.record_start);
+                    break;
+                }
+                self.record_start = at + 1;
                 self.boundary = at + 1;
             }
         }
-        self.scanned = b.len();
-        // Small pieces are gathered: a csv reader per block costs a little.
-        if self.boundary < 64 * 1024 {
+        if too_long.is_none() {
+            self.scanned = b.len();
+            if b.len() - self.record_start > MAX_RECORD {
+                too_long = Some(self.record_start);
+            }
+        }
+        if let Some(start) = too_long {
+            let long = self.pending.split_off(start);
+            let block = std::mem::take(&mut self.pending);
+            self.records_of(&block, out);
+            if !self.done {
+                let line = Lines::new(long.as_bytes(), self.lines).record_at(0);
+                out.push(line, 0, ErrorCode::RecordTooLong, messages::Ctx::default());
+                self.done = true;
+            }
             return;
         }
-        let rest = self.pending.split_off(self.boundary);
+        // Small pieces are gathered: a csv reader per block costs a little.
+        if !last && self.boundary < 64 * 1024 {
+            return;
+        }
+        let cut = if last {
+            self.pending.len()
+        } else {
+            self.boundary
+        };
+        let rest = self.pending.split_off(cut);
         let block = std::mem::replace(&mut self.pending, rest);
-        self.scanned -= self.boundary;
+        // With `last` everything is taken, the unended last record too.
+        self.scanned -= cut;
+        self.record_start = self.record_start.saturating_sub(cut);
         self.boundary = 0;
         self.records_of(&block, out);
     }
