@@ -291,6 +291,63 @@ fn a_thousand_files_arrive_exactly_once() {
     assert_state_clean(fed.home(SVC), &[&marker_bytes("一括0007")]);
 }
 
+/// A JPEG family-structure image of `len` bytes.
+fn jpeg(len: usize) -> Vec<u8> {
+    let mut b = vec![0xFF, 0xD8, 0xFF, 0xE0];
+    b.extend((4..len - 2).map(|i| (i as u32).wrapping_mul(2_654_435_761).to_be_bytes()[0]));
+    b.extend_from_slice(&[0xFF, 0xD9]);
+    b
+}
+
+#[test]
+fn files_over_the_size_limits_are_refused_with_a_report() {
+    let fed = pair();
+    // The sender sends up to 3 MiB, the recipient takes up to 1 MiB.
+    for (i, mb) in [(CM, 3), (SVC, 1)] {
+        let mut c = fed.home(i).config().unwrap();
+        c.max_file_mb = mb;
+        fed.home(i).write_config(&c).unwrap();
+    }
+    let _dn = fed.directory_node();
+    let _cm = fed.node(CM);
+    let _svc = fed.node(SVC);
+    fed.wait_directory(CM, 1);
+    let too_big_to_send = fed.drop(FileKind::UpKihonImage, CM, SVC, 1, &jpeg(4 << 20));
+    let too_big_to_take = fed.drop(FileKind::UpKihonImage, CM, SVC, 2, &jpeg(2 << 20));
+    let small = fed.drop(
+        FileKind::UpPlan,
+        CM,
+        SVC,
+        3,
+        &valid_file(FileKind::UpPlan, 2, "小"),
+    );
+    wait_for(
+        Duration::from_secs(60),
+        "two reports and one delivery",
+        || count(&fed.home(CM).rejected()) == 4 && count(&fed.home(CM).sent()) == 1,
+    );
+    for name in [&too_big_to_send, &too_big_to_take] {
+        let report = fed.home(CM).rejected().join(format!("{name}.error.txt"));
+        let text = std::fs::read_to_string(&report).unwrap();
+        assert!(
+            text.contains("FILE_TOO_LARGE") && text.contains("max_file_mb"),
+            "{text}"
+        );
+        assert!(fed.home(CM).rejected().join(name).exists());
+    }
+    assert!(fed.home(SVC).inbox().join(&small).exists());
+    assert_eq!(count(&fed.home(SVC).inbox()), 1);
+    assert_eq!(
+        count(&fed.home(SVC).partial()),
+        0,
+        "nothing of a refused file was written"
+    );
+    // Only the small file has receipts; the refused ones were never acknowledged.
+    assert_eq!(receipts(fed.home(CM)).len(), 1);
+    assert_eq!(receipts(fed.home(SVC)).len(), 1);
+    assert_state_clean(fed.home(SVC), &[&marker_bytes("小")]);
+}
+
 #[test]
 fn month_end_actuals_from_many_offices_arrive_at_once() {
     // Eight service offices send their 第6表 実績 to one care-management office at the same

@@ -51,6 +51,9 @@ pub struct Config {
     pub retry_max_secs: u64,
     /// Oldest envelope accepted, days.
     pub max_age_days: u64,
+    /// Largest file sent or received, MiB: a larger one is not sent (`FILE_TOO_LARGE` in
+    /// `rejected/`), and a partner's larger envelope is refused (refusal code 13).
+    pub max_file_mb: u64,
     /// Seconds to wait for a peer before giving up on a stream.
     pub io_timeout_secs: u64,
     /// Warn this many hours before the directory snapshot expires.
@@ -75,6 +78,7 @@ impl Default for Config {
             retry_initial_ms: 500,
             retry_max_secs: 300,
             max_age_days: 60,
+            max_file_mb: 256,
             io_timeout_secs: 30,
             expiry_warning_hours: 48,
         }

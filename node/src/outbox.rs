@@ -118,6 +118,7 @@ fn scan_blocking(shared: &Arc<Shared>) -> anyhow::Result<Option<Duration>> {
     });
     tracing::debug!(candidates = names.len(), directory_ready, "outbox scan");
     let mut last_queued = Instant::now();
+    let max_file = shared.config.max_file_mb.saturating_mul(1 << 20);
     for name in names {
         // Queue what has passed so far every few milliseconds, so a large batch starts
         // going out while the rest of it is still being checked.
@@ -126,6 +127,17 @@ fn scan_blocking(shared: &Arc<Shared>) -> anyhow::Result<Option<Duration>> {
             last_queued = Instant::now();
         }
         let path = shared.home.outbox().join(&name);
+        // Not even read: larger than this node sends.
+        if std::fs::metadata(&path).is_ok_and(|m| m.len() > max_file) {
+            reject_file(
+                shared,
+                &name,
+                vec![finding(ErrorCode::FileTooLarge, 0, 0)],
+                "このファイルは送信できませんでした / This file could not be sent",
+            )?;
+            lock(&shared.stats).rejected_outgoing += 1;
+            continue;
+        }
         let Ok((report, sha256, size)) = check_file(&name, &path) else {
             continue;
         };

@@ -118,6 +118,9 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>) {
     }
 }
 
+/// Refusal code for a file larger than this node's `max_file_mb` (SPEC.md §7.3).
+const REFUSE_TOO_LARGE: u16 = 13;
+
 fn refuse_code(e: &EnvelopeError) -> u16 {
     match e {
         EnvelopeError::Incomplete | EnvelopeError::BadMagic | EnvelopeError::Malformed(_) => 1,
@@ -254,6 +257,26 @@ async fn read_messages(
                 return Ok(());
             }
         };
+        // Refused before a byte is written: the disk is the office's, not the sender's.
+        if header.plaintext_len > shared.config.max_file_mb.saturating_mul(1 << 20) {
+            shared.error(format!(
+                "{peer} からのファイル {} は大きすぎるため拒否（{} バイト、上限 max_file_mb = {} MiB） / refused {} from {peer}: {} bytes, more than max_file_mb = {} MiB",
+                header.file_name,
+                header.plaintext_len,
+                shared.config.max_file_mb,
+                header.file_name,
+                header.plaintext_len,
+                shared.config.max_file_mb
+            ));
+            let _ = tx.send(Pending::Refuse(
+                REFUSE_TOO_LARGE,
+                format!(
+                    "file larger than the recipient's limit of {} MiB",
+                    shared.config.max_file_mb
+                ),
+            ));
+            return Ok(());
+        }
         // A message received before (its ack was lost): the header is verified above, so
         // skip the body and send the same ack again. The file is not written twice.
         if let Some(ack) = shared.store.received_get(&header.message_id)? {

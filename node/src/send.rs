@@ -338,11 +338,16 @@ async fn deliver_once(shared: &Arc<Shared>, partner: OfficeNumber) -> anyhow::Re
                         String::from_utf8_lossy(frame.get(2..).unwrap_or_default()).to_string();
                     match refusal(code) {
                         Refusal::Permanent => {
+                            let code = if code == 13 {
+                                ErrorCode::FileTooLarge
+                            } else {
+                                ErrorCode::PartnerRefused
+                            };
                             fail_item(
                                 shared,
                                 fly.seq,
                                 &fly.item,
-                                vec![finding(ErrorCode::PartnerRefused, 0, 0)],
+                                vec![finding(code, 0, 0)],
                                 &format!("相手先が拒否しました / The partner refused it: {reason}"),
                             )
                             .await;
@@ -367,7 +372,26 @@ async fn deliver_once(shared: &Arc<Shared>, partner: OfficeNumber) -> anyhow::Re
     };
 
     let commit = commit_loop(shared, partner, commit_rx, window.clone());
-    let (w, r, c) = tokio::join!(write, read, commit);
+    let transfer = async {
+        tokio::pin!(write);
+        tokio::pin!(read);
+        let mut written = None;
+        let r = loop {
+            tokio::select! {
+                r = &mut read => break r,
+                w = &mut write, if written.is_none() => written = Some(w),
+            }
+        };
+        // A refusal or a broken stream ends the delivery at once: a writer still sending a
+        // large file to a partner that has stopped reading would wait for the timeout.
+        let w = match (written, &r) {
+            (Some(w), _) => w,
+            (None, Ok(_)) => write.await,
+            (None, Err(_)) => Ok(()),
+        };
+        (w, r)
+    };
+    let ((w, r), c) = tokio::join!(transfer, commit);
     c?;
     r?;
     w?;
@@ -546,7 +570,7 @@ enum Refusal {
 
 fn refusal(code: u16) -> Refusal {
     match code {
-        1 | 2 | 3 | 6 | 12 => Refusal::Permanent,
+        1 | 2 | 3 | 6 | 12 | 13 => Refusal::Permanent,
         11 => Refusal::Requeue,
         _ => Refusal::Transient,
     }
