@@ -55,7 +55,7 @@ enum Cmd {
         /// Address to publish in the directory (repeat); defaults to the listen addresses.
         #[arg(long)]
         advertise: Vec<String>,
-        /// Directory node to sync from (repeat): a multiaddr ending in /p2p/<PeerId>.
+        /// Directory node to sync from (repeat): a multiaddr ending in /p2p/ and the node's peer id.
         #[arg(long = "directory-node")]
         directory_nodes: Vec<String>,
         /// The trust anchor file from your association.
