@@ -33,7 +33,10 @@ impl Proc {
             .open(log)
             .unwrap();
         let err = out.try_clone().unwrap();
-        cmd.env("RENKEI_LOG", "renkei_node=debug,warn")
+        // RENKEI_TEST_LOG overrides the nodes' log filter, e.g. to see libp2p's debug lines.
+        let filter =
+            std::env::var("RENKEI_TEST_LOG").unwrap_or_else(|_| "renkei_node=debug,warn".into());
+        cmd.env("RENKEI_LOG", filter)
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err));
         Proc {
