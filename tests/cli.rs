@@ -96,6 +96,17 @@ fn check_usage_errors_exit_2() {
             .code(),
         Some(2)
     );
+    // A missing file among good ones: the others are still checked and shown.
+    let good = &samples()[0];
+    let out = renkei()
+        .arg("check")
+        .arg(good)
+        .arg("/nonexistent/UPPLAN.CSV")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("ok  {}", good.display())));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent/UPPLAN.CSV"));
 }
 
 #[test]
@@ -167,11 +178,53 @@ fn directory_verify_accepts_good_and_names_the_reason_for_bad() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("not signed by a root"));
 }
 
-#[test]
-fn init_creates_owner_only_keys_and_a_signed_enrollment() {
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("office");
+/// A federation anchor and a directory node key made in `dir` with the CLI, as an association
+/// does; returns the anchor's path and the directory node's multiaddr.
+fn association(dir: &Path) -> (PathBuf, String) {
     let out = renkei()
+        .args(["directory", "root-init", "--out", "federation"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A bare file name, as the README writes it.
+    let out = renkei()
+        .args(["directory", "node-init", "--out", "dn.key"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let peer = text
+        .lines()
+        .find_map(|l| l.strip_prefix("peer id "))
+        .expect("node-init prints the peer id")
+        .trim()
+        .to_string();
+    // A second node-init would replace the key the region lists: refused.
+    let again = renkei()
+        .args(["directory", "node-init", "--out", "dn.key"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists already"));
+    (
+        dir.join("federation/anchor.json"),
+        format!("/ip4/127.0.0.1/tcp/4700/p2p/{peer}"),
+    )
+}
+
+fn init_office(home: &Path, extra: &[&str]) -> std::process::Output {
+    renkei()
         .args([
             "init",
             "--office",
@@ -182,9 +235,29 @@ fn init_creates_owner_only_keys_and_a_signed_enrollment() {
             "43",
             "--home",
         ])
-        .arg(&home)
+        .arg(home)
+        .args(extra)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn init_creates_owner_only_keys_and_a_signed_enrollment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (anchor, dn) = association(tmp.path());
+    let anchor = anchor.to_str().unwrap();
+    let home = tmp.path().join("office");
+    let out = init_office(
+        &home,
+        &[
+            "--anchor",
+            anchor,
+            "--directory-node",
+            &dn,
+            "--listen",
+            "/ip4/127.0.0.1/tcp/4701",
+        ],
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -202,21 +275,9 @@ fn init_creates_owner_only_keys_and_a_signed_enrollment() {
         serde_json::from_str(&std::fs::read_to_string(home.join("enrollment.json")).unwrap())
             .unwrap();
     req.verify().unwrap();
+    assert_eq!(req.addresses, vec!["/ip4/127.0.0.1/tcp/4701".to_string()]);
     // A second init into the same home is refused and changes nothing.
-    let again = renkei()
-        .args([
-            "init",
-            "--office",
-            "1310000001",
-            "--name",
-            "x",
-            "--kind",
-            "43",
-            "--home",
-        ])
-        .arg(&home)
-        .output()
-        .unwrap();
+    let again = init_office(&home, &["--anchor", anchor, "--directory-node", &dn]);
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already has keys"));
     // Bad input gets a clear error in both languages.
@@ -230,4 +291,96 @@ fn init_creates_owner_only_keys_and_a_signed_enrollment() {
     assert_eq!(bad.status.code(), Some(2));
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(err.contains("10桁") && err.contains("10-digit"), "{err}");
+    // Mistakes found before anything is written: the home can then be made right away.
+    let half = tmp.path().join("half");
+    for (extra, ja, en) in [
+        (
+            vec!["--directory-node", dn.as_str()],
+            "--anchor",
+            "--anchor",
+        ),
+        (
+            vec!["--anchor", "nope.json", "--directory-node", dn.as_str()],
+            "読めません",
+            "cannot read the anchor",
+        ),
+        (vec!["--anchor", anchor], "名簿サーバー", "directory node"),
+        (
+            vec![
+                "--anchor",
+                anchor,
+                "--directory-node",
+                "/ip4/127.0.0.1/tcp/4700",
+            ],
+            "/p2p/",
+            "/p2p/",
+        ),
+        (
+            vec![
+                "--anchor",
+                anchor,
+                "--directory-node",
+                &dn,
+                "--listen",
+                "127.0.0.1:4000",
+            ],
+            "アドレス",
+            "not a multiaddr",
+        ),
+    ] {
+        let out = init_office(&half, &extra);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {err}");
+        assert!(err.contains(ja) && err.contains(en), "{extra:?}: {err}");
+        assert!(!half.exists(), "{extra:?} left a half-made home");
+    }
+    // Listening on every interface with nothing to advertise: no address is signed into the
+    // enrollment, and the office is told.
+    let out = init_office(&half, &["--anchor", anchor, "--directory-node", &dn]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--advertise"));
+    let req: renkei_directory::EnrollmentRequest =
+        serde_json::from_str(&std::fs::read_to_string(half.join("enrollment.json")).unwrap())
+            .unwrap();
+    assert!(req.addresses.is_empty(), "{:?}", req.addresses);
+    // --advertise names what partners dial.
+    let adv = tmp.path().join("adv");
+    let out = init_office(
+        &adv,
+        &[
+            "--anchor",
+            anchor,
+            "--directory-node",
+            &dn,
+            "--advertise",
+            "/ip4/192.0.2.10/tcp/4701",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let req: renkei_directory::EnrollmentRequest =
+        serde_json::from_str(&std::fs::read_to_string(adv.join("enrollment.json")).unwrap())
+            .unwrap();
+    assert_eq!(req.addresses, vec!["/ip4/192.0.2.10/tcp/4701".to_string()]);
+}
+
+#[test]
+fn status_and_receipts_refuse_a_folder_that_is_not_a_home() {
+    let tmp = tempfile::tempdir().unwrap();
+    for cmd in ["status", "receipts"] {
+        let out = renkei()
+            .args([cmd, "--home"])
+            .arg(tmp.path().join("typo"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{cmd}: {err}");
+        assert!(
+            err.contains("not a renkei home") && err.contains("ホームフォルダ"),
+            "{err}"
+        );
+    }
 }

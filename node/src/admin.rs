@@ -76,6 +76,49 @@ pub fn init_office(home: &Home, setup: &OfficeSetup) -> anyhow::Result<Enrollmen
             home.root.display()
         );
     }
+    // Everything is checked before anything is written, so a mistake leaves no half-made home.
+    let anchor_text = match &setup.anchor {
+        Some(a) => {
+            let text = std::fs::read_to_string(a).with_context(|| {
+                format!(
+                    "信頼アンカー {} を読めません。協会から受け取った anchor.json を --anchor で指定してください / cannot read the anchor {}: give the anchor.json from your association with --anchor",
+                    a.display(),
+                    a.display()
+                )
+            })?;
+            Anchor::from_json(&text).map_err(|e| {
+                anyhow::anyhow!(
+                    "{} は信頼アンカーではありません / {} is not a trust anchor: {e}",
+                    a.display(),
+                    a.display()
+                )
+            })?;
+            Some(text)
+        }
+        None if home.root.join("anchor.json").exists() => None,
+        None => bail!(
+            "--anchor で協会から受け取った anchor.json を指定してください / give the anchor.json from your association with --anchor"
+        ),
+    };
+    anyhow::ensure!(
+        !setup.directory_nodes.is_empty(),
+        "--directory-node で名簿サーバーのアドレス（/p2p/ で終わるもの）を指定してください / give a directory node's address (ending in /p2p/ and its peer id) with --directory-node"
+    );
+    for a in &setup.directory_nodes {
+        let ok = a
+            .parse::<libp2p::Multiaddr>()
+            .is_ok_and(|m| matches!(m.iter().last(), Some(libp2p::multiaddr::Protocol::P2p(_))));
+        anyhow::ensure!(
+            ok,
+            "名簿サーバーのアドレス {a} は /ip4/…/tcp/…/p2p/… の形ではありません / the directory node address {a} is not of the form /ip4/…/tcp/…/p2p/<peer id>"
+        );
+    }
+    for a in setup.listen.iter().chain(&setup.advertise) {
+        anyhow::ensure!(
+            a.parse::<libp2p::Multiaddr>().is_ok(),
+            "アドレス {a} は /ip4/…/tcp/… の形ではありません / the address {a} is not a multiaddr such as /ip4/192.0.2.10/tcp/4701"
+        );
+    }
     home.create_dirs()?;
     let keys = KeyPair {
         identity: generate_signing_key(),
@@ -95,14 +138,17 @@ pub fn init_office(home: &Home, setup: &OfficeSetup) -> anyhow::Result<Enrollmen
         ..Config::default()
     };
     home.write_config(&config)?;
-    if let Some(a) = &setup.anchor {
-        let text = std::fs::read_to_string(a)
-            .with_context(|| format!("reading anchor {}", a.display()))?;
-        Anchor::from_json(&text).map_err(|e| anyhow::anyhow!("anchor {}: {e}", a.display()))?;
+    if let Some(text) = anchor_text {
         write_atomic(&home.root.join("anchor.json"), text.as_bytes(), false)?;
     }
+    // Partners dial what the directory lists: never an unspecified address such as 0.0.0.0.
     let advertise = if setup.advertise.is_empty() {
-        config.listen.clone()
+        config
+            .listen
+            .iter()
+            .filter(|a| !is_unspecified(a))
+            .cloned()
+            .collect()
     } else {
         setup.advertise.clone()
     };
@@ -123,13 +169,34 @@ pub fn init_office(home: &Home, setup: &OfficeSetup) -> anyhow::Result<Enrollmen
     Ok(req)
 }
 
+/// Whether a multiaddr listens on every interface (`0.0.0.0`, `::`): no partner can dial it.
+fn is_unspecified(addr: &str) -> bool {
+    addr.parse::<libp2p::Multiaddr>().is_ok_and(|m| {
+        m.iter().any(|p| match p {
+            libp2p::multiaddr::Protocol::Ip4(ip) => ip.is_unspecified(),
+            libp2p::multiaddr::Protocol::Ip6(ip) => ip.is_unspecified(),
+            _ => false,
+        })
+    })
+}
+
+/// Refuses to replace a key or workspace file that exists: it would orphan what it signed.
+pub fn refuse_existing(path: &Path) -> anyhow::Result<()> {
+    if path.exists() {
+        bail!(
+            "{} は既にあります。上書きすると署名済みのものが使えなくなるため、別の場所を指定してください / {} exists already; replacing it would orphan what it signed, so choose another place",
+            path.display(),
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 /// Creates the federation root: `DIR/root.key` (0600) and `DIR/anchor.json`.
 pub fn root_init(dir: &Path, federation: &str) -> anyhow::Result<Anchor> {
     create_private_dir(dir)?;
     let key_path = dir.join("root.key");
-    if key_path.exists() {
-        bail!("{} exists already", key_path.display());
-    }
+    refuse_existing(&key_path)?;
     let key = generate_signing_key();
     write_secret(&key_path, &key)?;
     let anchor = Anchor {
@@ -156,6 +223,8 @@ pub fn region_init(
     years: u64,
 ) -> anyhow::Result<RegionWorkspace> {
     let root = read_secret(root_key)?;
+    refuse_existing(&dir.join("region.key"))?;
+    refuse_existing(&dir.join("region.json"))?;
     create_private_dir(dir)?;
     let key = generate_signing_key();
     write_secret(&dir.join("region.key"), &key)?;

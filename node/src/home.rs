@@ -330,7 +330,11 @@ pub fn create_private_dir(p: &Path) -> anyhow::Result<()> {
 /// Writes a file atomically and durably: temp file, fsync, rename, fsync the folder.
 /// `private` makes it readable by the owner only (0600) from the moment it is created.
 pub fn write_atomic(path: &Path, data: &[u8], private: bool) -> anyhow::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    // A bare file name's parent is "", which is the current folder.
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
         ".{}.tmp{}",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
@@ -361,6 +365,11 @@ pub fn write_atomic(path: &Path, data: &[u8], private: bool) -> anyhow::Result<(
 pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     #[cfg(unix)]
     {
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
         fs::File::open(dir)?.sync_all()?;
     }
     Ok(())

@@ -52,7 +52,8 @@ enum Cmd {
         /// libp2p listen address (repeat), e.g. /ip4/0.0.0.0/tcp/4701.
         #[arg(long)]
         listen: Vec<String>,
-        /// Address to publish in the directory (repeat); defaults to the listen addresses.
+        /// Address to publish in the directory (repeat); defaults to the listen addresses that
+        /// name a host (not 0.0.0.0).
         #[arg(long)]
         advertise: Vec<String>,
         /// Directory node to sync from (repeat): a multiaddr ending in /p2p/ and the node's peer id.
@@ -223,8 +224,8 @@ enum DirCmd {
         /// Another directory node's HTTP base URL to mirror (repeat).
         #[arg(long = "mirror")]
         mirrors: Vec<String>,
-        /// Seconds between mirror pulls.
-        #[arg(long, default_value_t = 60)]
+        /// Seconds between rereading the data folder (newly published files) and mirror pulls.
+        #[arg(long, default_value_t = 10)]
         refresh_secs: u64,
     },
     /// Verify snapshot files against an anchor (exit 0: all good, 1: a file failed).
@@ -245,6 +246,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("renkei_node=info,warn")),
         )
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: a service manager's log file gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     match run(cli) {
@@ -300,6 +303,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
             )?;
             println!("created {} for office {}", home.root.display(), req.office);
+            if req.addresses.is_empty() {
+                eprintln!(
+                    "注意: 相手先が接続できるアドレスが名簿に載りません。外部から届くアドレスを --advertise で指定して init し直してください / warning: the directory will list no address partners can dial; init again with --advertise and an address reachable from outside"
+                );
+            }
             println!(
                 "identity (PeerId): {}",
                 renkei_node::net::peer_id_of(&req.identity)
@@ -316,8 +324,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(node::run(Home::new(home)))?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Status { home, json } => status(&Home::new(home), json),
-        Cmd::Receipts { home, json } => receipts_cmd(&Home::new(home), json),
+        Cmd::Status { home, json } => status(&existing_home(home)?, json),
+        Cmd::Receipts { home, json } => receipts_cmd(&existing_home(home)?, json),
         Cmd::RotateKeys {
             home,
             starts_in_hours,
@@ -355,19 +363,38 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// A home made by `renkei init`: a mistyped path must not read as "no receipts".
+fn existing_home(path: PathBuf) -> anyhow::Result<Home> {
+    let home = Home::new(path);
+    anyhow::ensure!(
+        home.root.join("renkei.toml").is_file(),
+        "{} は renkei のホームフォルダではありません（renkei.toml がありません）。--home を確かめてください / {} is not a renkei home (no renkei.toml): check --home",
+        home.root.display(),
+        home.root.display()
+    );
+    Ok(home)
+}
+
 fn check(json: bool, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
     let mut reports = Vec::new();
+    let mut unreadable = false;
     for f in files {
         let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        let (mut r, _, _) = renkei_node::check_path(name, f, false).with_context(|| {
-            format!(
-                "ファイル {} を読めません / cannot read {}",
-                f.display(),
-                f.display()
-            )
-        })?;
-        r.file = f.display().to_string();
-        reports.push(r);
+        match renkei_node::check_path(name, f, false) {
+            Ok((mut r, _, _)) => {
+                r.file = f.display().to_string();
+                reports.push(r);
+            }
+            // The other files are still checked; the exit status says something was missed.
+            Err(e) => {
+                unreadable = true;
+                eprintln!(
+                    "ファイル {} を読めません / cannot read {}: {e}",
+                    f.display(),
+                    f.display()
+                );
+            }
+        }
     }
     let all_ok = reports.iter().all(|r| r.valid);
     if json {
@@ -378,15 +405,26 @@ fn check(json: bool, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
                 println!("ok  {}", r.file);
                 continue;
             }
-            println!("NG  {} ({} errors)", r.file, r.errors.len());
+            let n = r.errors.len();
+            println!(
+                "NG  {} ({n} error{})",
+                r.file,
+                if n == 1 { "" } else { "s" }
+            );
             for e in &r.errors {
-                println!("    line {} field {} [{}]", e.line, e.field, e.code);
+                if e.line == 0 {
+                    println!("    whole file [{}]", e.code);
+                } else {
+                    println!("    line {} field {} [{}]", e.line, e.field, e.code);
+                }
                 println!("      {}", e.message_ja);
                 println!("      {}", e.message_en);
             }
         }
     }
-    Ok(if all_ok {
+    Ok(if unreadable {
+        ExitCode::from(2)
+    } else if all_ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -421,7 +459,7 @@ fn status(home: &Home, json: bool) -> anyhow::Result<ExitCode> {
             "directory   region {} seq {} expires {} [{}]",
             r.region,
             r.seq,
-            jst(r.expires_at.saturating_mul(1000)),
+            node::jst(r.expires_at.saturating_mul(1000)),
             r.state
         );
         if r.state != "fresh" {
@@ -456,7 +494,7 @@ fn receipts_cmd(home: &Home, json: bool) -> anyhow::Result<ExitCode> {
                         "{:>5} {:<8} {} {} {:<8} {} sha256:{}",
                         r.seq,
                         r.direction,
-                        jst(r.finished_ms),
+                        node::jst(r.finished_ms),
                         r.partner,
                         r.verdict,
                         r.file_name,
@@ -475,28 +513,6 @@ fn receipts_cmd(home: &Home, json: bool) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
-}
-
-/// Unix milliseconds as Japan Standard Time, for people reading receipts at an audit.
-fn jst(ms: u64) -> String {
-    let secs = ms / 1000 + 9 * 3600;
-    let (days, rest) = ((secs / 86400) as i64, secs % 86400);
-    // Civil date from days since 1970-01-01 (proleptic Gregorian).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} JST",
-        rest / 3600,
-        rest / 60 % 60,
-        rest % 60
-    )
 }
 
 fn directory(cmd: DirCmd) -> anyhow::Result<ExitCode> {
@@ -573,8 +589,13 @@ fn directory(cmd: DirCmd) -> anyhow::Result<ExitCode> {
             for p in admin::publish(&region, &out)? {
                 println!("wrote {}", p.display());
             }
+            println!(
+                "directory nodes serving {} pick these up within their --refresh-secs (10 s by default); offices within their directory_refresh_secs (300 s)",
+                out.display()
+            );
         }
         DirCmd::NodeInit { out } => {
+            admin::refuse_existing(&out)?;
             let k = admin::generate_signing_key();
             admin::write_secret(&out, &k)?;
             let pk = k.verifying_key().to_bytes();
@@ -597,6 +618,7 @@ fn directory(cmd: DirCmd) -> anyhow::Result<ExitCode> {
         } => {
             let anchor = read_anchor(&anchor)?;
             let identity = admin::read_secret(&identity)?;
+            let addrs = listen.clone();
             let listen = listen
                 .iter()
                 .map(|a| a.parse().with_context(|| format!("bad address {a}")))
@@ -612,10 +634,14 @@ fn directory(cmd: DirCmd) -> anyhow::Result<ExitCode> {
                     refresh_secs,
                 })
                 .await?;
-                println!(
-                    "directory node {} serving; HTTP {:?}",
-                    n.net.peer_id, n.http
-                );
+                println!("directory node {} serving", n.net.peer_id);
+                // What offices give to `renkei init --directory-node`.
+                for a in &addrs {
+                    println!("  libp2p  {a}/p2p/{}", n.net.peer_id);
+                }
+                if let Some(h) = n.http {
+                    println!("  HTTP    http://{h}");
+                }
                 tokio::signal::ctrl_c().await?;
                 n.stop();
                 anyhow::Ok(())
@@ -655,11 +681,12 @@ fn verify(anchor: &Path, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
                 }
                 seen.insert(region.clone(), s.header.seq);
                 println!(
-                    "ok   {}: region {region} seq {} with {} offices, expires {}",
+                    "ok   {}: region {region} seq {} with {} offices ({} revoked), expires {}",
                     f.display(),
                     s.header.seq,
                     s.entries.len(),
-                    jst(s.header.expires_at.saturating_mul(1000))
+                    s.entries.iter().filter(|e| !e.is_active()).count(),
+                    node::jst(s.header.expires_at.saturating_mul(1000))
                 );
             }
             Err(e) => {
@@ -677,7 +704,7 @@ fn verify(anchor: &Path, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
 
 #[cfg(test)]
 mod tests {
-    use super::jst;
+    use renkei_node::node::jst;
 
     #[test]
     fn receipt_times_read_in_japan_standard_time() {

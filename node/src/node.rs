@@ -102,7 +102,7 @@ impl Shared {
         if s.last_errors.len() >= 20 {
             s.last_errors.pop_front();
         }
-        s.last_errors.push_back(format!("{} {msg}", now_secs()));
+        s.last_errors.push_back(format!("{} {msg}", jst(now_ms())));
     }
 
     pub(crate) fn dir(&self) -> std::sync::RwLockReadGuard<'_, Directory> {
@@ -333,6 +333,18 @@ fn check_own_keys(shared: &Shared) {
         .read()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
+    let listed = shared.dir().lookup(&shared.office).map(|e| e.is_active());
+    match listed {
+        None => shared.error(format!(
+            "この事業所（{}）は連携名簿に載っていません。承認前か削除されています。協会に確認してください。/ This office ({}) is not in the directory: not approved yet, or removed. Ask your association.",
+            shared.office, shared.office
+        )),
+        Some(false) => shared.error(format!(
+            "この事業所（{}）の登録は取り消されています。送受信できません。協会に確認してください。/ This office ({}) is revoked in the directory: it can neither send nor receive. Ask your association.",
+            shared.office, shared.office
+        )),
+        Some(true) => {}
+    }
     let best = choose_identity(&keys, &shared.dir(), &shared.office);
     if best.verifying_key() != shared.identity.verifying_key() {
         shared.error("新しい鍵の使用開始時刻になりました。ノードを再起動してください（旧鍵は重複期間中は有効です）。/ Your new key has started: restart the node to use it (the old key stays valid during the overlap).".into());
@@ -671,4 +683,26 @@ pub async fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool 
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     f()
+}
+
+/// Unix milliseconds as Japan Standard Time, for people reading receipts at an audit.
+pub fn jst(ms: u64) -> String {
+    let secs = ms / 1000 + 9 * 3600;
+    let (days, rest) = ((secs / 86400) as i64, secs % 86400);
+    // Civil date from days since 1970-01-01 (proleptic Gregorian).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} JST",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    )
 }

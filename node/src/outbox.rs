@@ -310,8 +310,8 @@ pub(crate) fn reject_file(
     title: &str,
 ) -> anyhow::Result<()> {
     let mut text = format!(
-        "renkei: {title}\r\nファイル / File: {name}\r\n日時 / Time (unix): {}\r\n\r\n",
-        now_secs()
+        "renkei: {title}\r\nファイル / File: {name}\r\n日時 / Time: {}\r\n\r\n",
+        crate::node::jst(now_ms())
     );
     for f in &findings {
         let place = match (f.line, f.field) {

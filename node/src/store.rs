@@ -81,7 +81,7 @@ impl SledStore {
     pub fn open(path: &std::path::Path) -> Result<SledStore, StoreError> {
         let db = sled::Config::new().path(path).flush_every_ms(Some(1000)).open().map_err(|e| {
             StoreError::Db(format!(
-                "{e} — 状態データベースを開けません。同じフォルダでノードが既に動いていないか確認してください。/ Cannot open the state database: check that no other node runs on this home folder."
+                "状態データベースを開けません。同じフォルダでノードが既に動いていないか確認してください。/ Cannot open the state database: check that no other node runs on this home folder. ({e})"
             ))
         })?;
         Ok(SledStore {
