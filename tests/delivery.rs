@@ -209,11 +209,7 @@ fn a_file_naming_another_sender_is_rejected_with_a_report() {
         &name,
         &valid_file(FileKind::UpJsk, 2, "なりすまし"),
     );
-    let report = fed.home(CM).rejected().join(format!("{name}.error.txt"));
-    wait_for(Duration::from_secs(20), "the rejection report", || {
-        report.exists()
-    });
-    let text = std::fs::read_to_string(&report).unwrap();
+    let text = wait_rejected(fed.home(CM), &name);
     assert!(text.contains("ROUTE_SENDER"), "{text}");
     assert!(
         text.contains("送信元") && text.contains("sender office"),
@@ -223,6 +219,12 @@ fn a_file_naming_another_sender_is_rejected_with_a_report() {
     assert_eq!(count(&fed.home(CM).outbox()), 0);
     assert!(receipts(fed.home(CM)).is_empty());
     assert_state_clean(fed.home(CM), &[&marker_bytes("なりすまし")]);
+    // A folder dropped into the outbox is not sent, and the office is told so.
+    std::fs::create_dir(fed.home(CM).outbox().join("10月分")).unwrap();
+    wait_for(Duration::from_secs(20), "a note about the folder", || {
+        std::fs::read_to_string(fed.home(CM).status())
+            .is_ok_and(|s| s.contains("10月分") && s.contains("put files directly in outbox"))
+    });
 }
 
 #[test]
@@ -239,11 +241,7 @@ fn an_invalid_file_never_leaves_the_office() {
         .replacen("20261001", "20261032", 1);
     let bytes = encoding_rs::SHIFT_JIS.encode(&text).0.into_owned();
     let name = fed.drop(FileKind::UpPlan, CM, SVC, 1, &bytes);
-    let report = fed.home(CM).rejected().join(format!("{name}.error.txt"));
-    wait_for(Duration::from_secs(20), "the rejection report", || {
-        report.exists()
-    });
-    let text = std::fs::read_to_string(&report).unwrap();
+    let text = wait_rejected(fed.home(CM), &name);
     assert!(
         text.contains("[DATE]") && text.contains("1行目") && text.contains("line 1"),
         "{text}"

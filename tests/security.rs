@@ -108,15 +108,8 @@ fn a_revoked_office_is_refused() {
         1,
         &valid_file(FileKind::UpPlan, 2, "取消後"),
     );
-    let report = fed.home(0).rejected().join(format!("{name}.error.txt"));
-    wait_for(Duration::from_secs(20), "the rejection report", || {
-        report.exists()
-    });
-    assert!(
-        std::fs::read_to_string(&report)
-            .unwrap()
-            .contains("RECIPIENT_UNKNOWN")
-    );
+    let text = wait_rejected(fed.home(0), &name);
+    assert!(text.contains("RECIPIENT_UNKNOWN"), "{text}");
     assert_eq!(count(&fed.home(1).inbox()), 0);
     // And the revoked office's key can no longer deliver to anyone.
     rt().block_on(async {

@@ -73,6 +73,8 @@ pub struct Shared {
     pub(crate) dir_cache: DirFolder,
     pub(crate) receipts: Mutex<ReceiptLog>,
     pub(crate) sent_ids: Mutex<HashSet<String>>,
+    /// Sub-folders of the outbox already reported (they are never sent).
+    pub(crate) ignored_folders: Mutex<HashSet<String>>,
     pub(crate) net: Net,
     pub(crate) queue: Mutex<Queue>,
     pub(crate) wake: Notify,
@@ -275,6 +277,7 @@ pub async fn start_with(
         dir_cache,
         receipts: Mutex::new(receipts),
         sent_ids: Mutex::new(sent_ids),
+        ignored_folders: Mutex::new(HashSet::new()),
         net,
         queue: Mutex::new(queue),
         wake: Notify::new(),

@@ -91,6 +91,11 @@ fn scan_blocking(shared: &Arc<Shared>) -> anyhow::Result<Option<Duration>> {
         }
         let Ok(meta) = e.metadata() else { continue };
         if !meta.is_file() {
+            if meta.is_dir() && lock(&shared.ignored_folders).insert(name.clone()) {
+                shared.error(format!(
+                    "送信フォルダ内のフォルダ「{name}」の中身は送信されません。ファイルは送信フォルダに直接置いてください / the folder {name} in the outbox is not sent: put files directly in outbox/"
+                ));
+            }
             continue;
         }
         if lock(&shared.queue).names.contains(&name) {

@@ -349,6 +349,16 @@ pub fn drop_file(home: &Home, name: &str, bytes: &[u8]) {
     renkei_node::demo::drop_into_outbox(home, name, bytes).unwrap();
 }
 
+/// Waits until `name` is in `rejected/` with its report (written first, then the file is
+/// moved), and returns the report.
+pub fn wait_rejected(home: &Home, name: &str) -> String {
+    let report = home.rejected().join(format!("{name}.error.txt"));
+    wait_for(Duration::from_secs(20), "the rejection report", || {
+        report.exists() && home.rejected().join(name).exists()
+    });
+    std::fs::read_to_string(&report).unwrap()
+}
+
 /// How many entries of a folder (not counting dotfiles).
 pub fn count(dir: &Path) -> usize {
     std::fs::read_dir(dir)
