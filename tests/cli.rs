@@ -181,26 +181,16 @@ fn directory_verify_accepts_good_and_names_the_reason_for_bad() {
 /// A federation anchor and a directory node key made in `dir` with the CLI, as an association
 /// does; returns the anchor's path and the directory node's multiaddr.
 fn association(dir: &Path) -> (PathBuf, String) {
-    let out = renkei()
-        .args(["directory", "root-init", "--out", "federation"])
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        renkei()
+            .args(["directory", "root-init", "--out", "federation"])
+            .current_dir(dir),
     );
     // A bare file name, as the README writes it.
-    let out = renkei()
-        .args(["directory", "node-init", "--out", "dn.key"])
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        renkei()
+            .args(["directory", "node-init", "--out", "dn.key"])
+            .current_dir(dir),
     );
     let text = String::from_utf8(out.stdout).unwrap();
     let peer = text

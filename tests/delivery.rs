@@ -438,26 +438,16 @@ fn a_key_rotation_never_makes_the_office_disappear() {
     fed.wait_directory(CM, 1);
     fed.wait_directory(SVC, 1);
     // The service office makes new keys, starting now; the association publishes them.
-    let out = renkei()
-        .args(["rotate-keys", "--starts-in-hours", "0", "--home"])
-        .arg(&fed.home(SVC).root)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        renkei()
+            .args(["rotate-keys", "--starts-in-hours", "0", "--home"])
+            .arg(&fed.home(SVC).root),
     );
-    let out = renkei()
-        .args(["directory", "rotate", "--region"])
-        .arg(&fed.region)
-        .arg(fed.home(SVC).root.join("rotation.json"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        renkei()
+            .args(["directory", "rotate", "--region"])
+            .arg(&fed.region)
+            .arg(fed.home(SVC).root.join("rotation.json")),
     );
     renkei_node::admin::publish(&fed.region, &fed.published).unwrap();
     fed.wait_directory(CM, 2);

@@ -19,6 +19,18 @@ pub fn renkei() -> Command {
     Command::new(env!("CARGO_BIN_EXE_renkei"))
 }
 
+/// Runs a `renkei` command to its end and asserts it succeeded (showing its stderr if not).
+pub fn run_ok(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        cmd.get_args().collect::<Vec<_>>(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// A child process killed when dropped.
 pub struct Proc {
     pub child: Child,
