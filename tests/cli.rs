@@ -283,7 +283,13 @@ fn init_creates_owner_only_keys_and_a_signed_enrollment() {
     assert!(err.contains("10桁") && err.contains("10-digit"), "{err}");
     // Mistakes found before anything is written: the home can then be made right away.
     let half = tmp.path().join("half");
+    let everywhere = dn.replace("127.0.0.1", "0.0.0.0");
     for (extra, ja, en) in [
+        (
+            vec!["--anchor", anchor, "--directory-node", everywhere.as_str()],
+            "0.0.0.0",
+            "cannot be dialled",
+        ),
         (
             vec!["--directory-node", dn.as_str()],
             "--anchor",

@@ -112,6 +112,10 @@ pub fn init_office(home: &Home, setup: &OfficeSetup) -> anyhow::Result<Enrollmen
             ok,
             "名簿サーバーのアドレス {a} は /ip4/…/tcp/…/p2p/… の形ではありません / the directory node address {a} is not of the form /ip4/…/tcp/…/p2p/<peer id>"
         );
+        anyhow::ensure!(
+            !is_unspecified(a),
+            "名簿サーバーのアドレス {a} の 0.0.0.0 には接続できません。名簿サーバーの実際のアドレスを指定してください / the directory node address {a} cannot be dialled (0.0.0.0): give the directory node's real address"
+        );
     }
     for a in setup.listen.iter().chain(&setup.advertise) {
         anyhow::ensure!(
@@ -170,7 +174,7 @@ pub fn init_office(home: &Home, setup: &OfficeSetup) -> anyhow::Result<Enrollmen
 }
 
 /// Whether a multiaddr listens on every interface (`0.0.0.0`, `::`): no partner can dial it.
-fn is_unspecified(addr: &str) -> bool {
+pub fn is_unspecified(addr: &str) -> bool {
     addr.parse::<libp2p::Multiaddr>().is_ok_and(|m| {
         m.iter().any(|p| match p {
             libp2p::multiaddr::Protocol::Ip4(ip) => ip.is_unspecified(),

@@ -635,9 +635,15 @@ fn directory(cmd: DirCmd) -> anyhow::Result<ExitCode> {
                 })
                 .await?;
                 println!("directory node {} serving", n.net.peer_id);
-                // What offices give to `renkei init --directory-node`.
+                // What offices give to `renkei init --directory-node` (0.0.0.0 is not dialable:
+                // the operator puts the host's own address there).
                 for a in &addrs {
-                    println!("  libp2p  {a}/p2p/{}", n.net.peer_id);
+                    let note = if admin::is_unspecified(a) {
+                        "   (0.0.0.0: offices use this host's own address)"
+                    } else {
+                        ""
+                    };
+                    println!("  libp2p  {a}/p2p/{}{note}", n.net.peer_id);
                 }
                 if let Some(h) = n.http {
                     println!("  HTTP    http://{h}");

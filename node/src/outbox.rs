@@ -84,6 +84,7 @@ fn scan_blocking(shared: &Arc<Shared>) -> anyhow::Result<Option<Duration>> {
     let mut queued = Vec::new();
     let directory_ready = shared.dir().regions().next().is_some();
     let mut names: Vec<String> = Vec::new();
+    let mut folders = std::collections::HashSet::new();
     for e in std::fs::read_dir(shared.home.outbox())?.flatten() {
         let name = e.file_name().to_string_lossy().to_string();
         if name.starts_with('.') || name.ends_with(".tmp") || name.ends_with(".part") {
@@ -91,10 +92,13 @@ fn scan_blocking(shared: &Arc<Shared>) -> anyhow::Result<Option<Duration>> {
         }
         let Ok(meta) = e.metadata() else { continue };
         if !meta.is_file() {
-            if meta.is_dir() && lock(&shared.ignored_folders).insert(name.clone()) {
-                shared.error(format!(
-                    "送信フォルダ内のフォルダ「{name}」の中身は送信されません。ファイルは送信フォルダに直接置いてください / the folder {name} in the outbox is not sent: put files directly in outbox/"
-                ));
+            if meta.is_dir() {
+                if lock(&shared.ignored_folders).insert(name.clone()) {
+                    shared.error(format!(
+                        "送信フォルダ内のフォルダ「{name}」の中身は送信されません。ファイルは送信フォルダに直接置いてください / the folder {name} in the outbox is not sent: put files directly in outbox/"
+                    ));
+                }
+                folders.insert(name);
             }
             continue;
         }
@@ -116,6 +120,8 @@ fn scan_blocking(shared: &Arc<Shared>) -> anyhow::Result<Option<Duration>> {
         }
         names.push(name);
     }
+    // A folder removed and made again is reported again.
+    lock(&shared.ignored_folders).retain(|f| folders.contains(f));
     // In send-unit order, as they are delivered, so that what is queued first goes first.
     names.sort_by_cached_key(|n| match FileName::parse(n) {
         Ok(f) => (f.stamp.as_str().to_string(), f.kind.unit_order(), n.clone()),
@@ -212,7 +218,9 @@ pub fn check_path(
 ) -> std::io::Result<(CheckReport, Option<[u8; 32]>, u64)> {
     use sha2::Digest;
     // A usual file of tens of KB needs no 1 MiB buffer.
-    let len = std::fs::metadata(path)?.len();
+    let meta = std::fs::metadata(path)?;
+    let before = meta.modified().ok();
+    let len = meta.len();
     let mut buf = vec![0u8; len.clamp(1, READ_PIECE as u64) as usize];
     let mut hasher = hash.then(sha2::Sha256::new);
     let mut checker = Checker::with_retain_limit(name, KEEP_TEXT);
@@ -225,7 +233,15 @@ pub fn check_path(
     let report = match checker.finish() {
         Checked::Done(report) => report,
         Checked::ReadAgain(mut records) => {
-            read_pieces(path, &mut buf, |piece| records.update(piece))?;
+            let again = read_pieces(path, &mut buf, |piece| records.update(piece))?;
+            // The records must be those of the bytes hashed: a file rewritten between the two
+            // readings is left for the next scan.
+            let now = std::fs::metadata(path)?;
+            if again != size || now.len() != size || now.modified().ok() != before {
+                return Err(std::io::Error::other(
+                    "ファイルが確認中に変わりました / the file changed while it was checked",
+                ));
+            }
             records.finish()
         }
     };

@@ -257,7 +257,20 @@ async fn read_messages(
                 return Ok(());
             }
         };
-        // Refused before a byte is written: the disk is the office's, not the sender's.
+        // A message received before (its ack was lost): the header is verified above, so
+        // skip the body and send the same ack again. The file is not written twice.
+        if let Some(ack) = shared.store.received_get(&header.message_id)? {
+            for _ in 0..header.chunk_count() {
+                match frames::read(reader, &mut frame, timeout).await? {
+                    Some(Kind::Chunk) => {}
+                    _ => anyhow::bail!("stream ended inside a message"),
+                }
+            }
+            let _ = tx.send(Pending::Duplicate(ack));
+            continue;
+        }
+        // Refused before a byte is written: the disk is the office's, not the sender's. (After
+        // the duplicate check: a file already received is always acked again.)
         if header.plaintext_len > shared.config.max_file_mb.saturating_mul(1 << 20) {
             shared.error(format!(
                 "{peer} からのファイル {} は大きすぎるため拒否（{} バイト、上限 max_file_mb = {} MiB） / refused {} from {peer}: {} bytes, more than max_file_mb = {} MiB",
@@ -271,23 +284,11 @@ async fn read_messages(
             let _ = tx.send(Pending::Refuse(
                 REFUSE_TOO_LARGE,
                 format!(
-                    "file larger than the recipient's limit of {} MiB",
-                    shared.config.max_file_mb
+                    "受け取り側の上限 {} MiB を超えるファイルです / file larger than the recipient's limit of {} MiB",
+                    shared.config.max_file_mb, shared.config.max_file_mb
                 ),
             ));
             return Ok(());
-        }
-        // A message received before (its ack was lost): the header is verified above, so
-        // skip the body and send the same ack again. The file is not written twice.
-        if let Some(ack) = shared.store.received_get(&header.message_id)? {
-            for _ in 0..header.chunk_count() {
-                match frames::read(reader, &mut frame, timeout).await? {
-                    Some(Kind::Chunk) => {}
-                    _ => anyhow::bail!("stream ended inside a message"),
-                }
-            }
-            let _ = tx.send(Pending::Duplicate(ack));
-            continue;
         }
         let temp = shared
             .home

@@ -368,6 +368,15 @@ async fn deliver_once(shared: &Arc<Shared>, partner: OfficeNumber) -> anyhow::Re
             }
         }
         drop(commit_tx);
+        // The partner ended the stream with files unanswered: a failed delivery (the writer,
+        // perhaps waiting for a window slot no ack will free, is dropped).
+        if acked < total {
+            bail!(
+                "相手先が {} 件を未回答のまま通信を終えました / the partner ended the stream with {} files unanswered",
+                total - acked,
+                total - acked
+            );
+        }
         anyhow::Ok(acked)
     };
 
