@@ -228,6 +228,41 @@ fn a_file_naming_another_sender_is_rejected_with_a_report() {
 }
 
 #[test]
+fn a_file_dropped_again_is_sent_again_with_a_notice() {
+    let fed = pair();
+    let _dn = fed.directory_node();
+    let _cm = fed.node(CM);
+    let _svc = fed.node(SVC);
+    fed.wait_directory(CM, 1);
+    let bytes = valid_file(FileKind::UpPlan, 2, "再送");
+    let name = fed.drop(FileKind::UpPlan, CM, SVC, 1, &bytes);
+    wait_for(Duration::from_secs(30), "the first delivery", || {
+        receipts(fed.home(CM)).len() == 1
+    });
+    // The clerk drops the same file again.
+    drop_file(fed.home(CM), &name, &bytes);
+    wait_for(
+        Duration::from_secs(30),
+        "the second delivery and its notice",
+        || {
+            receipts(fed.home(CM)).len() == 2
+                && std::fs::read_to_string(fed.home(CM).status())
+                    .is_ok_and(|s| s.contains("already sent with the same content"))
+        },
+    );
+    let r = receipts(fed.home(SVC));
+    assert_eq!(r.len(), 2);
+    assert_ne!(
+        r[0].message_id, r[1].message_id,
+        "a new message, not a replay"
+    );
+    assert_eq!(
+        std::fs::read(fed.home(SVC).inbox().join(&name)).unwrap(),
+        bytes
+    );
+}
+
+#[test]
 fn an_invalid_file_never_leaves_the_office() {
     let fed = pair();
     let _dn = fed.directory_node();

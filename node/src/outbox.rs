@@ -188,6 +188,7 @@ fn scan_blocking(shared: &Arc<Shared>) -> anyhow::Result<Option<Duration>> {
             continue;
         }
         let Some(n) = parsed else { continue };
+        note_resend(shared, &name, &sha256);
         let mut id = [0u8; 16];
         rand::Rng::fill_bytes(&mut rand::rng(), &mut id);
         queued.push(QueueItem {
@@ -201,6 +202,24 @@ fn scan_blocking(shared: &Arc<Shared>) -> anyhow::Result<Option<Duration>> {
     }
     queue_items(shared, &mut queued)?;
     Ok(wait)
+}
+
+/// A file of a name already delivered is sent again (SPEC.md §7.3); the office is told, so an
+/// accidental second drop does not go unnoticed.
+fn note_resend(shared: &Shared, name: &str, sha256: &[u8; 32]) {
+    let earlier = shared.home.sent().join(name);
+    let Ok((_, Some(hash), _)) = check_path(name, &earlier, true) else {
+        return;
+    };
+    shared.error(if &hash == sha256 {
+        format!(
+            "{name} は同じ内容で送信済みです。もう一度送ります（相手先では上書きされます）/ {name} was already sent with the same content; it is sent again (the partner's copy is replaced)"
+        )
+    } else {
+        format!(
+            "{name} は送信済みです。新しい内容で送り直します（相手先では上書きされます）/ {name} was sent before; this new content is sent and replaces the partner's copy"
+        )
+    });
 }
 
 /// Checks a file and hashes it, reading it in pieces: memory stays bounded whatever its size
