@@ -14,13 +14,18 @@ fn pair() -> Federation {
     federation(&[("1310000001", "43", true), ("1310000011", "11", true)])
 }
 
+/// Starts the directory node and both offices' nodes; returns once the sender has the
+/// directory.
+fn start(fed: &Federation) -> Vec<Proc> {
+    let nodes = vec![fed.directory_node(), fed.node(CM), fed.node(SVC)];
+    fed.wait_directory(CM, 1);
+    nodes
+}
+
 #[test]
 fn every_file_kind_is_delivered_and_acknowledged() {
     let fed = pair();
-    let _dn = fed.directory_node();
-    let _cm = fed.node(CM);
-    let _svc = fed.node(SVC);
-    fed.wait_directory(CM, 1);
+    let _nodes = start(&fed);
     let (from, to) = (&fed.offices[CM], &fed.offices[SVC]);
     let mut sent = Vec::new();
     for (i, kind) in FileKind::ALL.iter().enumerate() {
@@ -230,10 +235,7 @@ fn a_file_naming_another_sender_is_rejected_with_a_report() {
 #[test]
 fn a_file_dropped_again_is_sent_again_with_a_notice() {
     let fed = pair();
-    let _dn = fed.directory_node();
-    let _cm = fed.node(CM);
-    let _svc = fed.node(SVC);
-    fed.wait_directory(CM, 1);
+    let _nodes = start(&fed);
     let bytes = valid_file(FileKind::UpPlan, 2, "再送");
     let name = fed.drop(FileKind::UpPlan, CM, SVC, 1, &bytes);
     wait_for(Duration::from_secs(30), "the first delivery", || {
@@ -265,10 +267,7 @@ fn a_file_dropped_again_is_sent_again_with_a_notice() {
 #[test]
 fn an_invalid_file_never_leaves_the_office() {
     let fed = pair();
-    let _dn = fed.directory_node();
-    let _cm = fed.node(CM);
-    let _svc = fed.node(SVC);
-    fed.wait_directory(CM, 1);
+    let _nodes = start(&fed);
     let file = valid_file(FileKind::UpPlan, 2, "不正");
     let text = encoding_rs::SHIFT_JIS
         .decode(&file)
@@ -289,10 +288,7 @@ fn an_invalid_file_never_leaves_the_office() {
 #[test]
 fn a_thousand_files_arrive_exactly_once() {
     let fed = pair();
-    let _dn = fed.directory_node();
-    let _cm = fed.node(CM);
-    let _svc = fed.node(SVC);
-    fed.wait_directory(CM, 1);
+    let _nodes = start(&fed);
     let (from, to) = (&fed.offices[CM], &fed.offices[SVC]);
     let mut names = Vec::new();
     for i in 0..1000u32 {
@@ -341,10 +337,7 @@ fn files_over_the_size_limits_are_refused_with_a_report() {
         c.max_file_mb = mb;
         fed.home(i).write_config(&c).unwrap();
     }
-    let _dn = fed.directory_node();
-    let _cm = fed.node(CM);
-    let _svc = fed.node(SVC);
-    fed.wait_directory(CM, 1);
+    let _nodes = start(&fed);
     let too_big_to_send = fed.drop(FileKind::UpKihonImage, CM, SVC, 1, &jpeg(4 << 20));
     let too_big_to_take = fed.drop(FileKind::UpKihonImage, CM, SVC, 2, &jpeg(2 << 20));
     let small = fed.drop(
