@@ -79,11 +79,30 @@ fn db(e: impl std::fmt::Display) -> StoreError {
 impl SledStore {
     /// Opens (or creates) the database at `path`.
     pub fn open(path: &std::path::Path) -> Result<SledStore, StoreError> {
-        let db = sled::Config::new().path(path).flush_every_ms(Some(1000)).open().map_err(|e| {
-            StoreError::Db(format!(
-                "状態データベースを開けません。同じフォルダでノードが既に動いていないか確認してください。/ Cannot open the state database: check that no other node runs on this home folder. ({e})"
-            ))
-        })?;
+        // A database closed a moment ago in this process keeps its file lock until sled's
+        // background flusher has stopped: wait for it briefly rather than fail. Another live
+        // node on the same folder holds the lock for good and still fails.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        let db = loop {
+            match sled::Config::new()
+                .path(path)
+                .flush_every_ms(Some(1000))
+                .open()
+            {
+                Ok(db) => break db,
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => {
+                    return Err(StoreError::Db(format!(
+                        "状態データベースを開けません。同じフォルダでノードが既に動いていないか確認してください。/ Cannot open the state database: check that no other node runs on this home folder. ({e})"
+                    )));
+                }
+            }
+        };
         Ok(SledStore {
             queue: db.open_tree("queue").map_err(db_err)?,
             received: db.open_tree("received").map_err(db_err)?,
@@ -240,6 +259,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         exercise(&SledStore::open(&dir.path().join("db")).unwrap());
         exercise(&MemStore::default());
+    }
+
+    #[test]
+    fn a_database_closed_a_moment_ago_opens_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let first = SledStore::open(&path).unwrap();
+        let closer = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            drop(first);
+        });
+        // Asked while the first is still open: waits for its lock instead of failing.
+        let second = SledStore::open(&path);
+        closer.join().unwrap();
+        assert!(second.is_ok(), "{second:?}");
     }
 
     #[test]
