@@ -53,6 +53,10 @@ use renkei_node::home::Home;
 use renkei_node::receipts::Receipt;
 use renkei_protocol::{FileKind, OfficeNumber, ServiceKind, check_bytes};
 
+// The same generated offices as `directory/benches/national.rs`.
+#[path = "../../directory/benches/support/national_offices.rs"]
+mod national_offices;
+
 /// The care-management office that sends.
 const CM: (&str, &str) = ("1310000001", "43");
 /// Its partners: (office, service kind).
@@ -1180,84 +1184,7 @@ fn delivery(dir: &Path, files: &Files, runs: usize) -> anyhow::Result<String> {
 // ---------------------------------------------------------------------------------------------
 // Start-up with the national directory
 
-const POPULATION: [u32; 47] = [
-    514, 120, 118, 228, 93, 104, 179, 284, 191, 191, 734, 628, 1404, 923, 213, 102, 111, 75, 80,
-    201, 195, 355, 748, 174, 141, 255, 878, 537, 130, 90, 54, 65, 185, 275, 131, 70, 93, 131, 67,
-    510, 80, 128, 172, 111, 105, 155, 147,
-];
-const CORPORATIONS: [&str; 8] = [
-    "社会福祉法人",
-    "医療法人社団",
-    "株式会社",
-    "有限会社",
-    "特定非営利活動法人",
-    "合同会社",
-    "医療法人",
-    "一般社団法人",
-];
-const PLACES: [&str; 8] = [
-    "さくら",
-    "青空",
-    "ひまわり",
-    "みどり",
-    "つばさ",
-    "あおば",
-    "やまびこ",
-    "陽だまり",
-];
-const SERVICES: [&str; 6] = [
-    "居宅介護支援事業所",
-    "ケアプランセンター",
-    "訪問介護ステーション",
-    "デイサービスセンター",
-    "訪問看護ステーション",
-    "福祉用具貸与事業所",
-];
-const KINDS: [&str; 10] = ["43", "11", "13", "15", "17", "A2", "A6", "46", "32", "78"];
 const YEAR: u64 = 365 * 86400;
-const NATIONAL: usize = 300_000;
-
-fn pick<'a>(rng: &mut ChaCha20Rng, from: &[&'a str]) -> &'a str {
-    from[rng.random_range(0..from.len())]
-}
-
-fn national_entry(rng: &mut ChaCha20Rng, number: OfficeNumber, now: u64) -> Entry {
-    let mut kinds = vec![ServiceKind::parse(pick(rng, &KINDS)).unwrap()];
-    if rng.random_range(0..3) == 0 {
-        kinds.push(ServiceKind::parse(pick(rng, &KINDS)).unwrap());
-    }
-    kinds.sort();
-    kinds.dedup();
-    let mut name = String::new();
-    name.push_str(pick(rng, &CORPORATIONS));
-    name.push_str(pick(rng, &PLACES));
-    name.push_str(pick(rng, &SERVICES));
-    let valid_from = now - rng.random_range(0..3 * YEAR);
-    Entry {
-        office: number,
-        name: name.chars().take(25).collect(),
-        kinds,
-        keys: vec![OfficeKey {
-            identity: rng.random(),
-            encryption: rng.random(),
-            valid_from,
-            valid_until: valid_from + 10 * YEAR,
-        }],
-        addresses: vec![format!(
-            "/ip4/{}.{}.{}.{}/udp/{}/quic-v1",
-            rng.random_range(1..224u8),
-            rng.random::<u8>(),
-            rng.random::<u8>(),
-            rng.random_range(1..255u8),
-            rng.random_range(1024..65535u16),
-        )],
-        status: if rng.random_range(0..100) == 0 {
-            Status::Revoked
-        } else {
-            Status::Active
-        },
-    }
-}
 
 fn national_startup(dir: &Path, runs: usize) -> anyhow::Result<String> {
     std::fs::create_dir_all(dir)?;
@@ -1319,12 +1246,7 @@ fn national_startup(dir: &Path, runs: usize) -> anyhow::Result<String> {
 
     // 300,000 offices over 47 regions in proportion to population (as directory/benches).
     let mut rng = ChaCha20Rng::seed_from_u64(2026);
-    let total: u32 = POPULATION.iter().sum();
-    let mut counts: Vec<usize> = POPULATION
-        .iter()
-        .map(|p| NATIONAL * *p as usize / total as usize)
-        .collect();
-    counts[12] += NATIONAL - counts.iter().sum::<usize>();
+    let counts = national_offices::region_counts();
     let published = dir.join("published");
     std::fs::create_dir_all(&published)?;
     let mut bytes_total = 0u64;
@@ -1346,7 +1268,7 @@ fn national_startup(dir: &Path, runs: usize) -> anyhow::Result<String> {
             .map(|_| {
                 number += rng.random_range(1..20);
                 let n = OfficeNumber::parse(&format!("{pref:02}7{number:07}")).unwrap();
-                national_entry(&mut rng, n, now)
+                national_offices::office_entry(&mut rng, n, now)
             })
             .collect();
         let mut nodes = vec![NodeInfo {
@@ -1373,7 +1295,7 @@ fn national_startup(dir: &Path, runs: usize) -> anyhow::Result<String> {
     sync_disk();
     eprintln!(
         "national directory: {} entries, 47 snapshots, {:.1} MB, generated in {:.1} s",
-        NATIONAL + 1,
+        national_offices::OFFICES + 1,
         bytes_total as f64 / 1e6,
         t.elapsed().as_secs_f64()
     );
@@ -1401,7 +1323,7 @@ fn national_startup(dir: &Path, runs: usize) -> anyhow::Result<String> {
     );
     let dn_up = t_dn.elapsed().as_secs_f64();
 
-    let want = NATIONAL + 1;
+    let want = national_offices::OFFICES + 1;
     let loaded = |h: &Home| {
         std::fs::read_to_string(h.status())
             .ok()
