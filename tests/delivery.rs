@@ -236,7 +236,7 @@ fn a_file_naming_another_sender_is_rejected_with_a_report() {
 fn a_file_dropped_again_is_sent_again_with_a_notice() {
     let fed = pair();
     let _nodes = start(&fed);
-    let bytes = valid_file(FileKind::UpPlan, 2, "再送");
+    let bytes = valid_file(FileKind::UpPlan, 2, "再送試験計画");
     let name = fed.drop(FileKind::UpPlan, CM, SVC, 1, &bytes);
     wait_for(Duration::from_secs(30), "the first delivery", || {
         receipts(fed.home(CM)).len() == 1
@@ -268,7 +268,7 @@ fn a_file_dropped_again_is_sent_again_with_a_notice() {
 fn an_invalid_file_never_leaves_the_office() {
     let fed = pair();
     let _nodes = start(&fed);
-    let file = valid_file(FileKind::UpPlan, 2, "不正");
+    let file = valid_file(FileKind::UpPlan, 2, "不正ファイル試験");
     let text = encoding_rs::SHIFT_JIS
         .decode(&file)
         .0
@@ -281,8 +281,8 @@ fn an_invalid_file_never_leaves_the_office() {
         "{text}"
     );
     assert_eq!(count(&fed.home(SVC).inbox()), 0);
-    assert_state_clean(fed.home(CM), &[&marker_bytes("不正")]);
-    assert_state_clean(fed.home(SVC), &[&marker_bytes("不正")]);
+    assert_state_clean(fed.home(CM), &[&marker_bytes("不正ファイル試験")]);
+    assert_state_clean(fed.home(SVC), &[&marker_bytes("不正ファイル試験")]);
 }
 
 #[test]
@@ -345,7 +345,7 @@ fn files_over_the_size_limits_are_refused_with_a_report() {
         CM,
         SVC,
         3,
-        &valid_file(FileKind::UpPlan, 2, "小"),
+        &valid_file(FileKind::UpPlan, 2, "小さい計画試験"),
     );
     wait_for(
         Duration::from_secs(60),
@@ -371,7 +371,7 @@ fn files_over_the_size_limits_are_refused_with_a_report() {
     // Only the small file has receipts; the refused ones were never acknowledged.
     assert_eq!(receipts(fed.home(CM)).len(), 1);
     assert_eq!(receipts(fed.home(SVC)).len(), 1);
-    assert_state_clean(fed.home(SVC), &[&marker_bytes("小")]);
+    assert_state_clean(fed.home(SVC), &[&marker_bytes("小さい計画試験")]);
 }
 
 #[test]

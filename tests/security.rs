@@ -106,7 +106,7 @@ fn a_revoked_office_is_refused() {
         0,
         1,
         1,
-        &valid_file(FileKind::UpPlan, 2, "取消後"),
+        &valid_file(FileKind::UpPlan, 2, "取消後送信試験"),
     );
     let text = wait_rejected(fed.home(0), &name);
     assert!(text.contains("RECIPIENT_UNKNOWN"), "{text}");
@@ -122,8 +122,8 @@ fn a_revoked_office_is_refused() {
             "a revoked office got an answer: {answer:?}"
         );
     });
-    assert_state_clean(fed.home(0), &[&marker_bytes("取消後")]);
-    assert_state_clean(fed.home(1), &[&marker_bytes("取消後")]);
+    assert_state_clean(fed.home(0), &[&marker_bytes("取消後送信試験")]);
+    assert_state_clean(fed.home(1), &[&marker_bytes("取消後送信試験")]);
 }
 
 /// Opens a delivery stream and sends `envelope` as a header frame followed by its chunks;
