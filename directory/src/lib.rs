@@ -10,7 +10,8 @@
 //! - the authority's side ([`RegionWorkspace`]): approve enrollment requests, revoke, rotate
 //!   keys, publish the next snapshot and delta.
 //!
-//! What it does not do: networking or file I/O. The node crate serves and fetches the bytes.
+//! What it does not do: networking, or file I/O beyond the unnamed scratch files a
+//! [`Directory::on_disk`] keeps its entries in. The node crate serves and fetches the bytes.
 //!
 //! ```
 //! use renkei_directory::{Anchor, Directory};
@@ -24,6 +25,7 @@
 
 mod authority;
 mod model;
+mod table;
 mod view;
 
 pub use authority::{RegionWorkspace, WorkspaceError};
@@ -32,6 +34,7 @@ pub use model::{
     MAX_ADDRESSES, MAX_KINDS, MAX_NAME_BYTES, MAX_REGION_ID, NodeInfo, OfficeKey, RegionCert,
     RotationRequest, Snapshot, SnapshotHeader, Status, entries_digest, file_id, hexbytes,
 };
+pub use table::EntryTable;
 pub use view::{Applied, Directory, Freshness, RegionState};
 
 use renkei_protocol::OfficeNumber;
@@ -106,4 +109,7 @@ pub enum DirectoryError {
     /// Two regions claim the same office.
     #[error("office {0} is claimed by two regions")]
     Conflict(OfficeNumber),
+    /// The scratch file that holds verified entries could not be written or read.
+    #[error("cannot keep the directory's entries on disk: {0}")]
+    Storage(String),
 }

@@ -476,6 +476,13 @@ impl SnapshotHeader {
         out.put(&self.entries_digest);
         out
     }
+
+    /// Checks the region key's signature over the header.
+    pub(crate) fn verify_signature(&self, region_key: &VerifyingKey) -> Result<(), DirectoryError> {
+        region_key
+            .verify_strict(&self.signed_bytes(), &Signature::from_bytes(&self.signature))
+            .map_err(|_| DirectoryError::BadSignature)
+    }
 }
 
 /// A region's published snapshot: the signed header and every entry.
@@ -521,6 +528,23 @@ impl Snapshot {
 
     /// Parses a `.snapshot` file without verifying it.
     pub fn parse(bytes: &[u8]) -> Result<Snapshot, DirectoryError> {
+        let (header, mut r) = Self::parse_header(bytes)?;
+        // Bound the allocation by what the bytes can hold (an entry takes at least 100 bytes).
+        let cap = (header.entry_count as usize).min(r.rest().len() / 100);
+        let mut entries = Vec::with_capacity(cap);
+        for _ in 0..header.entry_count {
+            entries.push(Entry::decode(&mut r)?);
+        }
+        if !r.rest().is_empty() {
+            return Err(DirectoryError::Malformed("trailing bytes"));
+        }
+        Ok(Snapshot { header, entries })
+    }
+
+    /// Parses a `.snapshot` file's header; the reader is left at the first entry.
+    pub(crate) fn parse_header(
+        bytes: &[u8],
+    ) -> Result<(SnapshotHeader, Reader<'_>), DirectoryError> {
         let mut r = open_reader(bytes, TYPE_SNAPSHOT)?;
         let cert = RegionCert::decode(&mut r)?;
         let seq = r.u64()?;
@@ -540,25 +564,14 @@ impl Snapshot {
             entries_digest,
             signature,
         };
-        // Bound the allocation by what the bytes can hold (an entry takes at least 100 bytes).
-        let cap = (entry_count as usize).min(r.rest().len() / 100);
-        let mut entries = Vec::with_capacity(cap);
-        for _ in 0..entry_count {
-            entries.push(Entry::decode(&mut r)?);
-        }
-        if !r.rest().is_empty() {
-            return Err(DirectoryError::Malformed("trailing bytes"));
-        }
-        Ok(Snapshot { header, entries })
+        Ok((header, r))
     }
 
     /// Checks the header signature with the region key, the digest over the entries, their
     /// order, and that every entry lies in the region's scope.
     pub(crate) fn verify_body(&self, region_key: &VerifyingKey) -> Result<(), DirectoryError> {
         let h = &self.header;
-        region_key
-            .verify_strict(&h.signed_bytes(), &Signature::from_bytes(&h.signature))
-            .map_err(|_| DirectoryError::BadSignature)?;
+        h.verify_signature(region_key)?;
         if entries_digest(&self.entries) != h.entries_digest {
             return Err(DirectoryError::DigestMismatch);
         }

@@ -1,13 +1,13 @@
 //! The verified directory an office (or a directory node) keeps.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 
 use renkei_protocol::OfficeNumber;
 
 use crate::DirectoryError;
-use crate::model::{
-    Anchor, Delta, Entry, NodeInfo, RegionCert, Snapshot, check_entries, entries_digest,
-};
+use crate::model::{Anchor, Delta, Entry, NodeInfo, RegionCert, Snapshot};
+use crate::table::{EntryTable, TableBuilder};
 
 /// One region as last verified.
 #[derive(Clone, Debug)]
@@ -22,10 +22,10 @@ pub struct RegionState {
     pub expires_at: u64,
     /// The region's directory nodes.
     pub nodes: Vec<NodeInfo>,
-    /// [`entries_digest`] of `entries`.
+    /// [`entries_digest`](crate::entries_digest) of `entries`.
     pub digest: [u8; 32],
     /// Entries by office number.
-    pub entries: BTreeMap<OfficeNumber, Entry>,
+    pub entries: EntryTable,
 }
 
 /// What applying a snapshot or delta did.
@@ -60,22 +60,29 @@ pub struct Directory {
     regions: BTreeMap<String, RegionState>,
     /// Highest sequence number ever accepted per region (kept across restarts by the caller).
     floors: BTreeMap<String, u64>,
-    /// Identity key → office, for the connection gate.
-    by_key: HashMap<[u8; 32], OfficeNumber>,
-    /// Whether two offices list the same identity key; then the index is rebuilt whole on each
-    /// change (the last region in id order wins), else kept up to date region by region.
-    shared_keys: bool,
+    /// Where entries are kept: `None` in memory, else scratch files in this folder.
+    spill: Option<PathBuf>,
 }
 
 impl Directory {
-    /// An empty directory trusting `anchor`.
+    /// An empty directory trusting `anchor`, holding its entries in memory (about 200 bytes
+    /// per office).
     pub fn new(anchor: Anchor) -> Directory {
         Directory {
             anchor,
             regions: BTreeMap::new(),
             floors: BTreeMap::new(),
-            by_key: HashMap::new(),
-            shared_keys: false,
+            spill: None,
+        }
+    }
+
+    /// An empty directory trusting `anchor`, keeping its verified entries in unnamed scratch
+    /// files in `folder` (removed by the system when no longer used, also after a crash) and
+    /// only their indexes in memory (about 22 bytes per office). What an office node uses.
+    pub fn on_disk(anchor: Anchor, folder: impl Into<PathBuf>) -> Directory {
+        Directory {
+            spill: Some(folder.into()),
+            ..Directory::new(anchor)
         }
     }
 
@@ -118,8 +125,28 @@ impl Directory {
 
     /// Verifies and applies a region snapshot. Refuses rollback and equivocation.
     pub fn apply_snapshot(&mut self, bytes: &[u8]) -> Result<Applied, DirectoryError> {
-        let snap = Self::verify_snapshot(&self.anchor, bytes)?;
-        let h = &snap.header;
+        // The same checks as `verify_snapshot`, made while the entries stream into a table.
+        let (header, mut r) = Snapshot::parse_header(bytes)?;
+        let h = &header;
+        let mut table = TableBuilder::new(&h.cert, self.spill.as_deref(), h.entry_count as usize)?;
+        for _ in 0..h.entry_count {
+            table.push(&Entry::decode(&mut r)?)?;
+        }
+        if !r.rest().is_empty() {
+            return Err(DirectoryError::Malformed("trailing bytes"));
+        }
+        let key = h.cert.verify(&self.anchor, h.issued_at)?;
+        h.verify_signature(&key)?;
+        let built = table.finish()?;
+        if built.digest != h.entries_digest {
+            return Err(DirectoryError::DigestMismatch);
+        }
+        if let Some(problem) = built.problem {
+            return Err(problem);
+        }
+        if h.expires_at < h.issued_at {
+            return Err(DirectoryError::Malformed("expiry before issue time"));
+        }
         let region = h.cert.region.clone();
         let floor = self.floors.get(&region).copied().unwrap_or(0);
         let have = self.regions.get(&region).map(|r| (r.seq, r.digest));
@@ -140,7 +167,6 @@ impl Directory {
                 got: h.seq,
             });
         }
-        let entries: BTreeMap<_, _> = snap.entries.into_iter().map(|e| (e.office, e)).collect();
         let state = RegionState {
             cert: h.cert.clone(),
             seq: h.seq,
@@ -148,7 +174,7 @@ impl Directory {
             expires_at: h.expires_at,
             nodes: h.nodes.clone(),
             digest: h.entries_digest,
-            entries,
+            entries: built.table,
         };
         self.install(state)
     }
@@ -191,18 +217,36 @@ impl Directory {
                 from: delta.from_seq,
             });
         }
-        let mut entries = current.entries.clone();
-        for o in &delta.removals {
-            entries.remove(o);
+        // The region after the delta: the current entries, less the removals, with the
+        // upserts (the last one for an office wins; an upsert wins over a removal).
+        let removals: BTreeSet<&OfficeNumber> = delta.removals.iter().collect();
+        let upserts: BTreeMap<OfficeNumber, &Entry> =
+            delta.upserts.iter().map(|e| (e.office, e)).collect();
+        let mut upserts = upserts.into_iter().peekable();
+        let mut table = TableBuilder::new(&delta.cert, self.spill.as_deref(), current.entries.len())?;
+        current.entries.for_each(|e| {
+            while let Some((_, u)) = upserts.next_if(|(o, _)| *o < e.office) {
+                table.push(u)?;
+            }
+            if let Some((_, u)) = upserts.next_if(|(o, _)| *o == e.office) {
+                return table.push(u);
+            }
+            if removals.contains(&e.office) {
+                return Ok(());
+            }
+            table.push(&e)
+        })?;
+        for (_, u) in upserts {
+            table.push(u)?;
         }
-        for e in &delta.upserts {
-            entries.insert(e.office, e.clone());
+        let built = table.finish()?;
+        if let Some(problem) = built.problem {
+            return Err(problem);
         }
-        let list: Vec<Entry> = entries.values().cloned().collect();
-        check_entries(&delta.cert, &list)?;
-        if entries_digest(&list) != delta.result_digest {
+        if built.digest != delta.result_digest {
             return Err(DirectoryError::DigestMismatch);
         }
+        let entries = built.table;
         let state = RegionState {
             cert: delta.cert,
             seq: delta.to_seq,
@@ -234,73 +278,31 @@ impl Directory {
             } else {
                 (&other.entries, &state.entries)
             };
-            if let Some(o) = few.keys().find(|o| many.contains_key(o)) {
+            if let Some(o) = few.offices().iter().find(|o| many.contains(o)) {
                 return Err(DirectoryError::Conflict(*o));
             }
         }
         let seq = state.seq;
-        let old = self.regions.insert(region.clone(), state);
+        self.regions.insert(region.clone(), state);
         self.set_floor(&region, seq);
-        self.index(&region, old);
         Ok(Applied::Updated { region, seq })
     }
 
-    /// Updates the key index for `region`, which replaced `old`.
-    fn index(&mut self, region: &str, old: Option<RegionState>) {
-        if !self.shared_keys {
-            for e in old.iter().flat_map(|r| r.entries.values()) {
-                for k in &e.keys {
-                    if self.by_key.get(&k.identity) == Some(&e.office) {
-                        self.by_key.remove(&k.identity);
-                    }
-                }
-            }
-            let new = &self.regions[region];
-            self.by_key.reserve(new.entries.len());
-            'entries: for e in new.entries.values() {
-                for k in &e.keys {
-                    if let Some(prev) = self.by_key.insert(k.identity, e.office)
-                        && prev != e.office
-                    {
-                        self.shared_keys = true;
-                        break 'entries;
-                    }
-                }
-            }
-            if !self.shared_keys {
-                return;
-            }
-        }
-        self.reindex();
-    }
-
-    fn reindex(&mut self) {
-        self.by_key.clear();
-        self.shared_keys = false;
-        for r in self.regions.values() {
-            for e in r.entries.values() {
-                for k in &e.keys {
-                    if let Some(prev) = self.by_key.insert(k.identity, e.office)
-                        && prev != e.office
-                    {
-                        self.shared_keys = true;
-                    }
-                }
-            }
-        }
-    }
-
     /// Looks an office up (any status).
-    pub fn lookup(&self, office: &OfficeNumber) -> Option<&Entry> {
+    pub fn lookup(&self, office: &OfficeNumber) -> Option<Entry> {
         self.regions.values().find_map(|r| r.entries.get(office))
     }
 
     /// The office whose identity key this is, if it is an active member with the key valid at
     /// `now`.
-    pub fn active_office_by_key(&self, key: &[u8; 32], now: u64) -> Option<&Entry> {
-        let office = self.by_key.get(key)?;
-        let e = self.lookup(office)?;
-        (e.is_active() && e.keys_at(now).any(|k| &k.identity == key)).then_some(e)
+    /// (Should two offices list one key, the first active one with the key valid at `now`, in
+    /// region and office order.)
+    pub fn active_office_by_key(&self, key: &[u8; 32], now: u64) -> Option<Entry> {
+        self.regions.values().find_map(|r| {
+            r.entries
+                .with_key(key)
+                .find(|e| e.is_active() && e.keys_at(now).any(|k| &k.identity == key))
+        })
     }
 
     /// Whether `key` belongs to a directory node some region lists.

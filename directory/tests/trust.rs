@@ -642,19 +642,44 @@ fn deltas_reach_the_same_state_as_the_last_snapshot() {
     let (snaps, deltas) = history();
     assert_eq!((snaps.len(), deltas.len()), (4, 3));
 
+    // In memory and kept on disk (what an office node does): the same results.
+    let scratch = tempfile::tempdir().unwrap();
     let mut incremental = Directory::new(anchor());
-    incremental.apply_snapshot(&snaps[0]).unwrap();
-    for (i, d) in deltas.iter().enumerate() {
-        assert_eq!(
-            incremental.apply_delta(d),
-            Ok(Applied::Updated {
-                region: "13-tokyo".into(),
-                seq: i as u64 + 2
-            })
-        );
+    let mut on_disk = Directory::on_disk(anchor(), scratch.path());
+    for dir in [&mut incremental, &mut on_disk] {
+        dir.apply_snapshot(&snaps[0]).unwrap();
+        for (i, d) in deltas.iter().enumerate() {
+            assert_eq!(
+                dir.apply_delta(d),
+                Ok(Applied::Updated {
+                    region: "13-tokyo".into(),
+                    seq: i as u64 + 2
+                })
+            );
+        }
     }
     let mut direct = Directory::new(anchor());
     direct.apply_snapshot(snaps.last().unwrap()).unwrap();
+    let mut direct_on_disk = Directory::on_disk(anchor(), scratch.path());
+    direct_on_disk
+        .apply_snapshot(snaps.last().unwrap())
+        .unwrap();
+    for other in [&on_disk, &direct_on_disk] {
+        let (x, y) = (
+            incremental.region("13-tokyo").unwrap(),
+            other.region("13-tokyo").unwrap(),
+        );
+        assert_eq!((x.seq, x.digest), (y.seq, y.digest));
+        assert_eq!(x.entries.entries(), y.entries.entries());
+        assert!(format!("{:?}", y.entries).contains("file"));
+        for e in x.entries.entries().unwrap() {
+            assert_eq!(other.lookup(&e.office), Some(e));
+        }
+    }
+    assert!(
+        std::fs::read_dir(scratch.path()).unwrap().next().is_none(),
+        "scratch files have no names"
+    );
 
     let (x, y) = (
         incremental.region("13-tokyo").unwrap(),
@@ -663,23 +688,27 @@ fn deltas_reach_the_same_state_as_the_last_snapshot() {
     assert_eq!(x.seq, 4);
     assert_eq!(x.seq, y.seq);
     assert_eq!(x.digest, y.digest);
-    assert_eq!(x.entries, y.entries);
+    assert_eq!(x.entries.entries().unwrap(), y.entries.entries().unwrap());
     assert_eq!(x.expires_at, y.expires_at);
     assert_eq!(x.issued_at, y.issued_at);
     assert_eq!(x.nodes, y.nodes);
     assert_eq!(x.cert, y.cert);
     assert_eq!(
-        x.entries.keys().map(|o| o.as_str()).collect::<Vec<_>>(),
+        x.entries
+            .offices()
+            .iter()
+            .map(|o| o.as_str())
+            .collect::<Vec<_>>(),
         ["1310000001", "1310000003", "1310000004", "1310000005"]
     );
     assert_eq!(
-        x.entries[&office("1310000001")].keys[0].identity,
+        x.entries.get(&office("1310000001")).unwrap().keys[0].identity,
         identity(30)
     );
 
     // The identity-key index follows the deltas too.
     let now = T0 + 20 * DAY;
-    for dir in [&incremental, &direct] {
+    for dir in [&incremental, &direct, &on_disk, &direct_on_disk] {
         assert!(dir.active_office_by_key(&identity(10), now).is_none());
         assert!(dir.active_office_by_key(&identity(11), now).is_none());
         for seed in [30, 12, 13, 14] {

@@ -57,7 +57,9 @@ impl DirectoryNode {
 }
 
 fn load(folder: &DirFolder, anchor: &Anchor) -> Directory {
-    let mut d = Directory::new(anchor.clone());
+    // Its entries (used to admit offices) stay in unnamed scratch files; the node serves the
+    // snapshot files themselves.
+    let mut d = Directory::on_disk(anchor.clone(), std::env::temp_dir());
     for p in folder.load(&mut d) {
         tracing::warn!("refusing a file in the directory folder: {p}");
     }

@@ -1,0 +1,301 @@
+//! A region's entries, kept compactly: their encodings (SPEC.md §6.3) one after another, in
+//! memory or in a scratch file, with sorted indexes by office number and by identity key.
+//!
+//! Held as decoded values, a national directory of 300,000 offices costs about 120 MB of RAM
+//! (strings, vectors and map nodes per entry). Kept in a scratch file, only the indexes stay in
+//! memory, about 22 bytes per office; an entry is read and decoded when it is looked up.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+use renkei_protocol::OfficeNumber;
+use renkei_protocol::wire::Reader;
+use sha2::Digest;
+
+use crate::DirectoryError;
+use crate::model::{Entry, RegionCert};
+
+/// A region's verified entries, in ascending office-number order. Cloning is cheap (shared).
+#[derive(Clone)]
+pub struct EntryTable(Arc<Inner>);
+
+struct Inner {
+    /// Ascending.
+    offices: Vec<OfficeNumber>,
+    /// End of entry `i`'s encoding in `bytes`; it starts where entry `i - 1` ends.
+    ends: Vec<u32>,
+    /// (first four bytes of an identity key, entry index), sorted: candidates for a key.
+    keys: Vec<(u32, u32)>,
+    revoked: usize,
+    bytes: Bytes,
+}
+
+enum Bytes {
+    Memory(Vec<u8>),
+    /// An unnamed scratch file: removed by the system when the last handle closes.
+    File(File),
+}
+
+fn key_prefix(key: &[u8; 32]) -> u32 {
+    u32::from_be_bytes([key[0], key[1], key[2], key[3]])
+}
+
+impl EntryTable {
+    /// How many entries.
+    pub fn len(&self) -> usize {
+        self.0.offices.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.offices.is_empty()
+    }
+
+    /// How many entries are revoked.
+    pub fn revoked(&self) -> usize {
+        self.0.revoked
+    }
+
+    /// The office numbers, ascending.
+    pub fn offices(&self) -> &[OfficeNumber] {
+        &self.0.offices
+    }
+
+    /// Whether the table lists `office`.
+    pub fn contains(&self, office: &OfficeNumber) -> bool {
+        self.0.offices.binary_search(office).is_ok()
+    }
+
+    /// The entry of `office`. `None` also when the scratch file cannot be read (a failing
+    /// disk); the entry was verified when it was written.
+    pub fn get(&self, office: &OfficeNumber) -> Option<Entry> {
+        let i = self.0.offices.binary_search(office).ok()?;
+        self.entry(i)
+    }
+
+    /// The entries that list identity key `key` (any status, any validity window).
+    pub fn with_key<'a>(&'a self, key: &'a [u8; 32]) -> impl Iterator<Item = Entry> + 'a {
+        let p = key_prefix(key);
+        let keys = &self.0.keys;
+        let start = keys.partition_point(|k| k.0 < p);
+        keys[start..]
+            .iter()
+            .take_while(move |k| k.0 == p)
+            .filter_map(|k| self.entry(k.1 as usize))
+            .filter(move |e| e.keys.iter().any(|k| &k.identity == key))
+    }
+
+    /// Every entry in office order. Reads the whole table once.
+    pub fn entries(&self) -> Result<Vec<Entry>, DirectoryError> {
+        let mut out = Vec::with_capacity(self.len());
+        self.for_each(|e| {
+            out.push(e);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Calls `f` with every entry in office order, decoding them one by one.
+    pub(crate) fn for_each(
+        &self,
+        mut f: impl FnMut(Entry) -> Result<(), DirectoryError>,
+    ) -> Result<(), DirectoryError> {
+        let total = self.0.ends.last().copied().unwrap_or(0) as usize;
+        let read;
+        let bytes: &[u8] = match &self.0.bytes {
+            Bytes::Memory(b) => b,
+            Bytes::File(file) => {
+                let mut b = vec![0; total];
+                read_at(file, &mut b, 0).map_err(storage)?;
+                read = b;
+                &read
+            }
+        };
+        let mut r = Reader::new(&bytes[..total]);
+        for _ in 0..self.len() {
+            f(Entry::decode(&mut r)?)?;
+        }
+        Ok(())
+    }
+
+    fn entry(&self, i: usize) -> Option<Entry> {
+        let start = if i == 0 { 0 } else { self.0.ends[i - 1] } as usize;
+        let end = self.0.ends[i] as usize;
+        let decode = |b: &[u8]| Entry::decode(&mut Reader::new(b)).ok();
+        match &self.0.bytes {
+            Bytes::Memory(b) => decode(&b[start..end]),
+            Bytes::File(file) => {
+                let mut b = vec![0; end - start];
+                read_at(file, &mut b, start as u64).ok()?;
+                decode(&b)
+            }
+        }
+    }
+}
+
+impl fmt::Debug for EntryTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EntryTable")
+            .field("entries", &self.len())
+            .field(
+                "in",
+                &match self.0.bytes {
+                    Bytes::Memory(_) => "memory",
+                    Bytes::File(_) => "file",
+                },
+            )
+            .finish()
+    }
+}
+
+fn storage(e: std::io::Error) -> DirectoryError {
+    DirectoryError::Storage(e.to_string())
+}
+
+#[cfg(unix)]
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+}
+
+#[cfg(windows)]
+fn read_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> std::io::Result<()> {
+    use std::os::windows::fs::FileExt;
+    while !buf.is_empty() {
+        match file.seek_read(buf, offset)? {
+            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            n => {
+                buf = &mut buf[n..];
+                offset += n as u64;
+            }
+        }
+    }
+    Ok(())
+}
+
+enum Sink {
+    Memory(Vec<u8>),
+    File(BufWriter<File>),
+}
+
+/// Builds a table from entries given in order, hashing them as it goes ([`entries_digest`]
+/// over the same bytes) so a snapshot or delta is verified without holding its entries.
+///
+/// [`entries_digest`]: crate::entries_digest
+pub(crate) struct TableBuilder<'c> {
+    cert: &'c RegionCert,
+    offices: Vec<OfficeNumber>,
+    ends: Vec<u32>,
+    keys: Vec<(u32, u32)>,
+    revoked: usize,
+    sink: Sink,
+    written: u64,
+    hasher: sha2::Sha256,
+    buf: Vec<u8>,
+    /// The first entry out of order or out of the region's scope. Kept rather than returned
+    /// at once, so the caller decides which check speaks first (the digest, usually).
+    problem: Option<DirectoryError>,
+}
+
+/// What [`TableBuilder::finish`] returns.
+pub(crate) struct Built {
+    pub table: EntryTable,
+    pub digest: [u8; 32],
+    pub problem: Option<DirectoryError>,
+}
+
+impl<'c> TableBuilder<'c> {
+    /// A builder writing into memory, or into an unnamed scratch file in `spill`.
+    pub fn new(
+        cert: &'c RegionCert,
+        spill: Option<&Path>,
+        expect: usize,
+    ) -> Result<TableBuilder<'c>, DirectoryError> {
+        // Bound what a claimed count may reserve (an entry takes at least 100 bytes).
+        let expect = expect.min(1 << 20);
+        let sink = match spill {
+            None => Sink::Memory(Vec::with_capacity(expect * 200)),
+            Some(dir) => Sink::File(BufWriter::with_capacity(
+                1 << 16,
+                tempfile::tempfile_in(dir).map_err(storage)?,
+            )),
+        };
+        Ok(TableBuilder {
+            cert,
+            offices: Vec::with_capacity(expect),
+            ends: Vec::with_capacity(expect),
+            keys: Vec::with_capacity(expect),
+            revoked: 0,
+            sink,
+            written: 0,
+            hasher: sha2::Sha256::new(),
+            buf: Vec::with_capacity(256),
+            problem: None,
+        })
+    }
+
+    /// Adds the next entry.
+    pub fn push(&mut self, e: &Entry) -> Result<(), DirectoryError> {
+        if self.problem.is_none() {
+            if self.offices.last().is_some_and(|last| *last >= e.office) {
+                self.problem = Some(DirectoryError::Malformed(
+                    "entries not in ascending office order",
+                ));
+            } else if !self.cert.covers(&e.office) {
+                self.problem = Some(DirectoryError::OutOfScope {
+                    office: e.office,
+                    region: self.cert.region.clone(),
+                });
+            }
+        }
+        self.buf.clear();
+        e.encode(&mut self.buf);
+        self.hasher.update(&self.buf);
+        match &mut self.sink {
+            Sink::Memory(v) => v.extend_from_slice(&self.buf),
+            Sink::File(w) => w.write_all(&self.buf).map_err(storage)?,
+        }
+        self.written += self.buf.len() as u64;
+        let end = u32::try_from(self.written)
+            .map_err(|_| DirectoryError::Malformed("a region's entries exceed 4 GiB"))?;
+        let index = self.offices.len() as u32;
+        self.offices.push(e.office);
+        self.ends.push(end);
+        for k in &e.keys {
+            self.keys.push((key_prefix(&k.identity), index));
+        }
+        if !e.is_active() {
+            self.revoked += 1;
+        }
+        Ok(())
+    }
+
+    /// The table, the digest of its entries, and the first order or scope problem.
+    pub fn finish(mut self) -> Result<Built, DirectoryError> {
+        let bytes = match self.sink {
+            Sink::Memory(mut v) => {
+                v.shrink_to_fit();
+                Bytes::Memory(v)
+            }
+            Sink::File(w) => Bytes::File(w.into_inner().map_err(|e| storage(e.into_error()))?),
+        };
+        self.keys.sort_unstable();
+        self.keys.dedup();
+        self.offices.shrink_to_fit();
+        self.ends.shrink_to_fit();
+        self.keys.shrink_to_fit();
+        Ok(Built {
+            table: EntryTable(Arc::new(Inner {
+                offices: self.offices,
+                ends: self.ends,
+                keys: self.keys,
+                revoked: self.revoked,
+                bytes,
+            })),
+            digest: self.hasher.finalize().into(),
+            problem: self.problem,
+        })
+    }
+}
