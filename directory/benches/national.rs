@@ -188,6 +188,18 @@ fn bench(c: &mut Criterion) {
             dir
         })
     });
+    let scratch = tempfile::tempdir().unwrap();
+    g.bench_function("read_and_apply_47_files_on_disk", |b| {
+        b.iter_with_large_drop(|| {
+            let mut dir = Directory::on_disk(n.anchor.clone(), scratch.path());
+            for p in &n.paths {
+                let bytes = std::fs::read(p).unwrap();
+                dir.apply_snapshot(&bytes).unwrap();
+            }
+            assert_eq!(dir.entry_count(), OFFICES);
+            dir
+        })
+    });
     g.bench_function("apply_47_files_from_memory", |b| {
         b.iter_with_large_drop(|| {
             let mut dir = Directory::new(n.anchor.clone());
@@ -221,6 +233,47 @@ fn bench(c: &mut Criterion) {
                 .collect::<Vec<_>>()
         })
     });
+    g.finish();
+
+    // What a node asks of its directory: an office by number (before sending, on receiving)
+    // and by identity key (admitting a connection). About 1,000 active offices spread over all
+    // regions.
+    let sample: Vec<(OfficeNumber, [u8; 32])> = n
+        .files
+        .iter()
+        .flat_map(|f| Snapshot::parse(f).unwrap().entries)
+        .filter(|e| e.is_active())
+        .step_by(OFFICES / 1000)
+        .map(|e| (e.office, e.keys[0].identity))
+        .collect();
+    let now = T0 + 86400;
+    let mut g = c.benchmark_group("lookup_1000");
+    for (mode, dir) in [
+        ("in_memory", Directory::new(n.anchor.clone())),
+        (
+            "on_disk",
+            Directory::on_disk(n.anchor.clone(), scratch.path()),
+        ),
+    ] {
+        let mut dir = dir;
+        for f in &n.files {
+            dir.apply_snapshot(f).unwrap();
+        }
+        g.bench_function(format!("by_office_{mode}"), |b| {
+            b.iter(|| {
+                for (o, _) in &sample {
+                    assert!(dir.lookup(black_box(o)).is_some());
+                }
+            })
+        });
+        g.bench_function(format!("by_key_{mode}"), |b| {
+            b.iter(|| {
+                for (_, k) in &sample {
+                    assert!(dir.active_office_by_key(black_box(k), now).is_some());
+                }
+            })
+        });
+    }
     g.finish();
 
     let mut g = c.benchmark_group("per_entry_signatures");

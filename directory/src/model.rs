@@ -480,7 +480,10 @@ impl SnapshotHeader {
     /// Checks the region key's signature over the header.
     pub(crate) fn verify_signature(&self, region_key: &VerifyingKey) -> Result<(), DirectoryError> {
         region_key
-            .verify_strict(&self.signed_bytes(), &Signature::from_bytes(&self.signature))
+            .verify_strict(
+                &self.signed_bytes(),
+                &Signature::from_bytes(&self.signature),
+            )
             .map_err(|_| DirectoryError::BadSignature)
     }
 }

@@ -223,7 +223,8 @@ impl Directory {
         let upserts: BTreeMap<OfficeNumber, &Entry> =
             delta.upserts.iter().map(|e| (e.office, e)).collect();
         let mut upserts = upserts.into_iter().peekable();
-        let mut table = TableBuilder::new(&delta.cert, self.spill.as_deref(), current.entries.len())?;
+        let mut table =
+            TableBuilder::new(&delta.cert, self.spill.as_deref(), current.entries.len())?;
         current.entries.for_each(|e| {
             while let Some((_, u)) = upserts.next_if(|(o, _)| *o < e.office) {
                 table.push(u)?;

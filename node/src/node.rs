@@ -316,7 +316,9 @@ fn choose_identity(
     keys.iter()
         .find(|k| {
             let pk = k.identity.verifying_key().to_bytes();
-            listed.as_ref().is_some_and(|e| e.keys_at(now).any(|x| x.identity == pk))
+            listed
+                .as_ref()
+                .is_some_and(|e| e.keys_at(now).any(|x| x.identity == pk))
         })
         .unwrap_or(&keys[0])
         .identity
