@@ -59,6 +59,11 @@ impl EntryTable {
         self.0.revoked
     }
 
+    /// The length of the entries' encodings, in bytes.
+    pub fn encoded_len(&self) -> usize {
+        self.0.ends.last().copied().unwrap_or(0) as usize
+    }
+
     /// The office numbers, ascending.
     pub fn offices(&self) -> &[OfficeNumber] {
         &self.0.offices
@@ -103,7 +108,7 @@ impl EntryTable {
         &self,
         mut f: impl FnMut(Entry) -> Result<(), DirectoryError>,
     ) -> Result<(), DirectoryError> {
-        let total = self.0.ends.last().copied().unwrap_or(0) as usize;
+        let total = self.encoded_len();
         let read;
         let bytes: &[u8] = match &self.0.bytes {
             Bytes::Memory(b) => b,
@@ -207,16 +212,17 @@ pub(crate) struct Built {
 }
 
 impl<'c> TableBuilder<'c> {
-    /// A builder writing into memory, or into an unnamed scratch file in `spill`.
+    /// A builder writing into memory, or into an unnamed scratch file in `spill`, for about
+    /// `expect` entries taking about `expect_bytes` (capacity hints, bounded by the caller by
+    /// what it holds, never by a count it was told).
     pub fn new(
         cert: &'c RegionCert,
         spill: Option<&Path>,
         expect: usize,
+        expect_bytes: usize,
     ) -> Result<TableBuilder<'c>, DirectoryError> {
-        // Bound what a claimed count may reserve (an entry takes at least 100 bytes).
-        let expect = expect.min(1 << 20);
         let sink = match spill {
-            None => Sink::Memory(Vec::with_capacity(expect * 200)),
+            None => Sink::Memory(Vec::with_capacity(expect_bytes)),
             Some(dir) => Sink::File(BufWriter::with_capacity(
                 1 << 16,
                 tempfile::tempfile_in(dir).map_err(storage)?,
@@ -297,5 +303,97 @@ impl<'c> TableBuilder<'c> {
             digest: self.hasher.finalize().into(),
             problem: self.problem,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ed25519_dalek::SigningKey;
+    use renkei_protocol::ServiceKind;
+
+    use super::*;
+    use crate::model::{OfficeKey, Status};
+
+    fn entry(n: u32, identity: [u8; 32], status: Status) -> Entry {
+        Entry {
+            office: OfficeNumber::parse(&format!("13{n:08}")).unwrap(),
+            name: format!("事業所{n}"),
+            kinds: vec![ServiceKind::parse("43").unwrap()],
+            keys: vec![OfficeKey {
+                identity,
+                encryption: [7; 32],
+                valid_from: 0,
+                valid_until: u64::MAX,
+            }],
+            addresses: vec!["/ip4/127.0.0.1/tcp/4001".into()],
+            status,
+        }
+    }
+
+    fn build(spill: Option<&Path>, entries: &[Entry]) -> Built {
+        let root = SigningKey::from_bytes(&[1; 32]);
+        let cert = RegionCert::issue(&root, "13-tokyo", "東京", [2; 32], vec![13], 0, u64::MAX);
+        let mut b = TableBuilder::new(&cert, spill, 0, 0).unwrap();
+        for e in entries {
+            b.push(e).unwrap();
+        }
+        b.finish().unwrap()
+    }
+
+    #[test]
+    fn keys_sharing_a_prefix_and_offices_sharing_a_key_are_told_apart() {
+        let key = |last: u8| {
+            let mut k = [9; 32];
+            k[31] = last;
+            k
+        };
+        // Three keys with the same first four bytes; offices 2 and 3 list the same key.
+        let entries = [
+            entry(1, key(1), Status::Active),
+            entry(2, key(2), Status::Revoked),
+            entry(3, key(2), Status::Active),
+            entry(4, key(3), Status::Active),
+        ];
+        let scratch = tempfile::tempdir().unwrap();
+        for spill in [None, Some(scratch.path())] {
+            let built = build(spill, &entries);
+            assert!(built.problem.is_none());
+            assert_eq!(built.digest, crate::entries_digest(&entries));
+            let t = built.table;
+            assert_eq!((t.len(), t.revoked()), (4, 1));
+            let offices = |k: [u8; 32]| t.with_key(&k).map(|e| e.office).collect::<Vec<_>>();
+            assert_eq!(offices(key(1)), [entries[0].office]);
+            assert_eq!(offices(key(2)), [entries[1].office, entries[2].office]);
+            assert_eq!(offices(key(3)), [entries[3].office]);
+            assert!(offices(key(4)).is_empty());
+            for e in &entries {
+                assert_eq!(t.get(&e.office).as_ref(), Some(e));
+            }
+            assert_eq!(t.get(&OfficeNumber::parse("1300000099").unwrap()), None);
+            assert_eq!(t.entries().unwrap(), entries);
+        }
+    }
+
+    #[test]
+    fn order_and_scope_problems_are_kept_for_the_caller() {
+        let a = entry(1, [1; 32], Status::Active);
+        let b = entry(2, [2; 32], Status::Active);
+        let built = build(None, &[b.clone(), a.clone()]);
+        assert_eq!(
+            built.problem,
+            Some(DirectoryError::Malformed(
+                "entries not in ascending office order"
+            ))
+        );
+        let mut osaka = entry(3, [3; 32], Status::Active);
+        osaka.office = OfficeNumber::parse("2710000001").unwrap();
+        let built = build(None, &[a, osaka.clone()]);
+        assert_eq!(
+            built.problem,
+            Some(DirectoryError::OutOfScope {
+                office: osaka.office,
+                region: "13-tokyo".into()
+            })
+        );
     }
 }

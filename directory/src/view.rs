@@ -128,7 +128,10 @@ impl Directory {
         // The same checks as `verify_snapshot`, made while the entries stream into a table.
         let (header, mut r) = Snapshot::parse_header(bytes)?;
         let h = &header;
-        let mut table = TableBuilder::new(&h.cert, self.spill.as_deref(), h.entry_count as usize)?;
+        // An entry takes at least 100 bytes: the claimed count reserves no more than the bytes hold.
+        let rest = r.rest().len();
+        let expect = (h.entry_count as usize).min(rest / 100);
+        let mut table = TableBuilder::new(&h.cert, self.spill.as_deref(), expect, rest)?;
         for _ in 0..h.entry_count {
             table.push(&Entry::decode(&mut r)?)?;
         }
@@ -223,8 +226,12 @@ impl Directory {
         let upserts: BTreeMap<OfficeNumber, &Entry> =
             delta.upserts.iter().map(|e| (e.office, e)).collect();
         let mut upserts = upserts.into_iter().peekable();
-        let mut table =
-            TableBuilder::new(&delta.cert, self.spill.as_deref(), current.entries.len())?;
+        let mut table = TableBuilder::new(
+            &delta.cert,
+            self.spill.as_deref(),
+            current.entries.len(),
+            current.entries.encoded_len(),
+        )?;
         current.entries.for_each(|e| {
             while let Some((_, u)) = upserts.next_if(|(o, _)| *o < e.office) {
                 table.push(u)?;
