@@ -55,7 +55,8 @@ pub(crate) struct Stats {
     pub received: u64,
     pub rejected_outgoing: u64,
     pub rejected_incoming: u64,
-    pub last_errors: VecDeque<String>,
+    /// (what it is about, if it can be resolved; the line shown).
+    pub last_errors: VecDeque<(Option<String>, String)>,
 }
 
 /// What every task of a node shares.
@@ -99,12 +100,26 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Shared {
     /// Records an error for `renkei status` and the log.
     pub(crate) fn error(&self, msg: String) {
+        self.error_about(None, msg);
+    }
+
+    /// Records an error about `topic` (a partner, say) that [`Shared::resolved`] clears once
+    /// the trouble is over, so the status does not show a fixed problem as a current one.
+    pub(crate) fn error_about(&self, topic: Option<String>, msg: String) {
         tracing::warn!("{msg}");
         let mut s = lock(&self.stats);
         if s.last_errors.len() >= 20 {
             s.last_errors.pop_front();
         }
-        s.last_errors.push_back(format!("{} {msg}", jst(now_ms())));
+        s.last_errors
+            .push_back((topic, format!("{} {msg}", jst(now_ms()))));
+    }
+
+    /// Clears the errors recorded about `topic`.
+    pub(crate) fn resolved(&self, topic: &str) {
+        lock(&self.stats)
+            .last_errors
+            .retain(|(t, _)| t.as_deref() != Some(topic));
     }
 
     pub(crate) fn dir(&self) -> std::sync::RwLockReadGuard<'_, Directory> {
@@ -424,12 +439,14 @@ async fn dispatch_loop(shared: Arc<Shared>) {
                         Ok(()) => {
                             partner.backoff = initial;
                             partner.next_try = Instant::now();
+                            drop(q);
+                            s.resolved(&format!("delivery:{p}"));
                         }
                         Err(e) => {
                             partner.next_try = Instant::now() + partner.backoff;
                             partner.backoff = (partner.backoff * 2).min(max);
                             drop(q);
-                            s.error(format!("送信先 {p} への配送に失敗、再試行します / delivery to {p} failed, will retry: {e:#}"));
+                            s.error_about(Some(format!("delivery:{p}")), format!("送信先 {p} への配送に失敗、再試行します / delivery to {p} failed, will retry: {e:#}"));
                         }
                     }
                 }
@@ -654,7 +671,7 @@ pub(crate) async fn write_status(shared: &Arc<Shared>) -> anyhow::Result<Status>
             received: s.received,
             rejected: s.rejected_outgoing,
             rejected_incoming: s.rejected_incoming,
-            last_errors: s.last_errors.iter().cloned().collect(),
+            last_errors: s.last_errors.iter().map(|(_, e)| e.clone()).collect(),
             updated_at: now,
             running: !shared.stopping(),
         }
