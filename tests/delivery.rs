@@ -293,6 +293,41 @@ fn an_invalid_file_never_leaves_the_office() {
     assert_eq!(count(&fed.home(SVC).inbox()), 0);
     assert_state_clean(fed.home(CM), &[&marker_bytes("不正ファイル試験")]);
     assert_state_clean(fed.home(SVC), &[&marker_bytes("不正ファイル試験")]);
+
+    // The clerk fixes it and drops it again under the same name: it is delivered, and the
+    // old refusal moves out of the way to rejected/resolved/ (kept, not deleted).
+    drop_file(fed.home(CM), &name, &file);
+    wait_for(Duration::from_secs(30), "the fixed file delivered", || {
+        fed.home(SVC).inbox().join(&name).exists()
+    });
+    wait_for(Duration::from_secs(10), "the old refusal resolved", || {
+        let resolved = fed.home(CM).rejected().join("resolved");
+        resolved.join(&name).exists() && resolved.join(format!("{name}.error.txt")).exists()
+    });
+    assert!(!fed.home(CM).rejected().join(&name).exists());
+    assert!(
+        !fed.home(CM)
+            .rejected()
+            .join(format!("{name}.error.txt"))
+            .exists()
+    );
+    assert_eq!(
+        std::fs::read(fed.home(CM).rejected().join("resolved").join(&name)).unwrap(),
+        bytes,
+        "the refused version is kept"
+    );
+    assert_eq!(
+        std::fs::read(fed.home(SVC).inbox().join(&name)).unwrap(),
+        file
+    );
+    wait_for(
+        Duration::from_secs(10),
+        "its error gone from the status",
+        || {
+            std::fs::read_to_string(fed.home(CM).status())
+                .is_ok_and(|s| s.contains("\"delivered\": 1") && !s.contains(&name))
+        },
+    );
 }
 
 #[test]

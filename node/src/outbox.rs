@@ -378,13 +378,38 @@ pub(crate) fn reject_file(
     }
     sync_dir(&rejected)?;
     sync_dir(&shared.home.outbox())?;
-    shared.error(format!(
-        "{name}: {title} ({})",
-        findings
-            .iter()
-            .map(|f| f.code.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    ));
+    shared.error_about(
+        Some(format!("file:{name}")),
+        format!(
+            "{name}: {title} ({})",
+            findings
+                .iter()
+                .map(|f| f.code.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    );
+    Ok(())
+}
+
+/// After a file of this name was delivered: an earlier refusal of it (its report and refused
+/// copy in `rejected/`) is moved to `rejected/resolved/`, so `rejected/` shows only what still
+/// needs the clerk, and its line leaves the status's errors. Nothing is deleted.
+pub(crate) fn resolve_rejected(shared: &Shared, name: &str) -> anyhow::Result<()> {
+    shared.resolved(&format!("file:{name}"));
+    let rejected = shared.home.rejected();
+    let report = format!("{name}.error.txt");
+    if !rejected.join(&report).exists() {
+        return Ok(());
+    }
+    let resolved = rejected.join("resolved");
+    std::fs::create_dir_all(&resolved)?;
+    for f in [report.as_str(), name] {
+        if rejected.join(f).exists() {
+            std::fs::rename(rejected.join(f), resolved.join(f))?;
+        }
+    }
+    sync_dir(&resolved)?;
+    sync_dir(&rejected)?;
     Ok(())
 }

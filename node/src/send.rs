@@ -465,6 +465,12 @@ fn commit_batch(
         match &ack.verdict {
             Verdict::Accepted => {
                 let _ = std::fs::rename(&from, shared.home.sent().join(&f.item.file_name));
+                if let Err(e) = crate::outbox::resolve_rejected(shared, &f.item.file_name) {
+                    tracing::warn!(
+                        "{}: cannot move its old refusal to rejected/resolved: {e:#}",
+                        f.item.file_name
+                    );
+                }
             }
             Verdict::Rejected(findings) => rejected.push((f, findings.clone())),
         }
