@@ -479,12 +479,7 @@ impl SnapshotHeader {
 
     /// Checks the region key's signature over the header.
     pub(crate) fn verify_signature(&self, region_key: &VerifyingKey) -> Result<(), DirectoryError> {
-        region_key
-            .verify_strict(
-                &self.signed_bytes(),
-                &Signature::from_bytes(&self.signature),
-            )
-            .map_err(|_| DirectoryError::BadSignature)
+        verify_region_signature(region_key, &self.signed_bytes(), &self.signature)
     }
 }
 
@@ -592,6 +587,17 @@ fn open_reader(bytes: &[u8], kind: u8) -> Result<Reader<'_>, DirectoryError> {
         return Err(DirectoryError::UnknownFormat);
     }
     Ok(r)
+}
+
+/// Checks a region key's signature (snapshot headers and deltas).
+fn verify_region_signature(
+    region_key: &VerifyingKey,
+    signed: &[u8],
+    signature: &[u8; 64],
+) -> Result<(), DirectoryError> {
+    region_key
+        .verify_strict(signed, &Signature::from_bytes(signature))
+        .map_err(|_| DirectoryError::BadSignature)
 }
 
 pub(crate) fn check_entries(cert: &RegionCert, entries: &[Entry]) -> Result<(), DirectoryError> {
@@ -717,12 +723,7 @@ impl Delta {
     }
 
     pub(crate) fn verify_signature(&self, region_key: &VerifyingKey) -> Result<(), DirectoryError> {
-        region_key
-            .verify_strict(
-                &self.signed_bytes(),
-                &Signature::from_bytes(&self.signature),
-            )
-            .map_err(|_| DirectoryError::BadSignature)
+        verify_region_signature(region_key, &self.signed_bytes(), &self.signature)
     }
 }
 
