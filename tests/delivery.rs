@@ -328,6 +328,24 @@ fn an_invalid_file_never_leaves_the_office() {
                 .is_ok_and(|s| s.contains("\"delivered\": 1") && !s.contains(&name))
         },
     );
+
+    // The same mistake and fix once more: the first resolved pair is kept beside the second.
+    drop_file(fed.home(CM), &name, &bytes);
+    wait_rejected(fed.home(CM), &name);
+    drop_file(fed.home(CM), &name, &file);
+    wait_for(
+        Duration::from_secs(30),
+        "the second refusal resolved",
+        || {
+            let resolved = fed.home(CM).rejected().join("resolved");
+            resolved.join(format!("{name}.2")).exists()
+                && resolved.join(format!("{name}.error.txt.2")).exists()
+        },
+    );
+    let resolved = fed.home(CM).rejected().join("resolved");
+    assert_eq!(count(&resolved), 4);
+    assert_eq!(std::fs::read(resolved.join(&name)).unwrap(), bytes);
+    assert_eq!(count(&fed.home(CM).rejected()), 1, "only resolved/ is left");
 }
 
 #[test]

@@ -262,14 +262,18 @@ fn bench(c: &mut Criterion) {
         g.bench_function(format!("by_office_{mode}"), |b| {
             b.iter(|| {
                 for (o, _) in &sample {
-                    assert!(dir.lookup(black_box(o)).is_some());
+                    assert!(dir.lookup(black_box(o)).unwrap().is_some());
                 }
             })
         });
         g.bench_function(format!("by_key_{mode}"), |b| {
             b.iter(|| {
                 for (_, k) in &sample {
-                    assert!(dir.active_office_by_key(black_box(k), now).is_some());
+                    assert!(
+                        dir.active_office_by_key(black_box(k), now)
+                            .unwrap()
+                            .is_some()
+                    );
                 }
             })
         });

@@ -74,23 +74,28 @@ impl EntryTable {
         self.0.offices.binary_search(office).is_ok()
     }
 
-    /// The entry of `office`. `None` also when the scratch file cannot be read (a failing
-    /// disk); the entry was verified when it was written.
-    pub fn get(&self, office: &OfficeNumber) -> Option<Entry> {
-        let i = self.0.offices.binary_search(office).ok()?;
-        self.entry(i)
+    /// The entry of `office`. An error only when the scratch file cannot be read (a failing
+    /// disk): the caller tries again later rather than taking the office for unlisted.
+    pub fn get(&self, office: &OfficeNumber) -> Result<Option<Entry>, DirectoryError> {
+        match self.0.offices.binary_search(office) {
+            Ok(i) => self.entry(i).map(Some),
+            Err(_) => Ok(None),
+        }
     }
 
     /// The entries that list identity key `key` (any status, any validity window).
-    pub fn with_key<'a>(&'a self, key: &'a [u8; 32]) -> impl Iterator<Item = Entry> + 'a {
+    pub fn with_key(&self, key: &[u8; 32]) -> Result<Vec<Entry>, DirectoryError> {
         let p = key_prefix(key);
         let keys = &self.0.keys;
         let start = keys.partition_point(|k| k.0 < p);
-        keys[start..]
-            .iter()
-            .take_while(move |k| k.0 == p)
-            .filter_map(|k| self.entry(k.1 as usize))
-            .filter(move |e| e.keys.iter().any(|k| &k.identity == key))
+        let mut out = Vec::new();
+        for k in keys[start..].iter().take_while(|k| k.0 == p) {
+            let e = self.entry(k.1 as usize)?;
+            if e.keys.iter().any(|k| &k.identity == key) {
+                out.push(e);
+            }
+        }
+        Ok(out)
     }
 
     /// Every entry in office order. Reads the whole table once.
@@ -126,15 +131,15 @@ impl EntryTable {
         Ok(())
     }
 
-    fn entry(&self, i: usize) -> Option<Entry> {
+    fn entry(&self, i: usize) -> Result<Entry, DirectoryError> {
         let start = if i == 0 { 0 } else { self.0.ends[i - 1] } as usize;
         let end = self.0.ends[i] as usize;
-        let decode = |b: &[u8]| Entry::decode(&mut Reader::new(b)).ok();
+        let decode = |b: &[u8]| Entry::decode(&mut Reader::new(b));
         match &self.0.bytes {
             Bytes::Memory(b) => decode(&b[start..end]),
             Bytes::File(file) => {
                 let mut b = vec![0; end - start];
-                read_at(file, &mut b, start as u64).ok()?;
+                read_at(file, &mut b, start as u64).map_err(storage)?;
                 decode(&b)
             }
         }
@@ -361,15 +366,21 @@ mod tests {
             assert_eq!(built.digest, crate::entries_digest(&entries));
             let t = built.table;
             assert_eq!((t.len(), t.revoked()), (4, 1));
-            let offices = |k: [u8; 32]| t.with_key(&k).map(|e| e.office).collect::<Vec<_>>();
+            let offices = |k: [u8; 32]| {
+                t.with_key(&k)
+                    .unwrap()
+                    .into_iter()
+                    .map(|e| e.office)
+                    .collect::<Vec<_>>()
+            };
             assert_eq!(offices(key(1)), [entries[0].office]);
             assert_eq!(offices(key(2)), [entries[1].office, entries[2].office]);
             assert_eq!(offices(key(3)), [entries[3].office]);
             assert!(offices(key(4)).is_empty());
             for e in &entries {
-                assert_eq!(t.get(&e.office).as_ref(), Some(e));
+                assert_eq!(t.get(&e.office).unwrap().as_ref(), Some(e));
             }
-            assert_eq!(t.get(&OfficeNumber::parse("1300000099").unwrap()), None);
+            assert_eq!(t.get(&OfficeNumber::parse("1300000099").unwrap()), Ok(None));
             assert_eq!(t.entries().unwrap(), entries);
         }
     }

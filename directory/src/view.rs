@@ -297,20 +297,39 @@ impl Directory {
     }
 
     /// Looks an office up (any status).
-    pub fn lookup(&self, office: &OfficeNumber) -> Option<Entry> {
-        self.regions.values().find_map(|r| r.entries.get(office))
+    ///
+    /// An error only when entries kept on disk cannot be read: try again later.
+    pub fn lookup(&self, office: &OfficeNumber) -> Result<Option<Entry>, DirectoryError> {
+        for r in self.regions.values() {
+            if let Some(e) = r.entries.get(office)? {
+                return Ok(Some(e));
+            }
+        }
+        Ok(None)
     }
 
     /// The office whose identity key this is, if it is an active member with the key valid at
     /// `now`.
     /// (Should two offices list one key, the first active one with the key valid at `now`, in
     /// region and office order.)
-    pub fn active_office_by_key(&self, key: &[u8; 32], now: u64) -> Option<Entry> {
-        self.regions.values().find_map(|r| {
-            r.entries
-                .with_key(key)
-                .find(|e| e.is_active() && e.keys_at(now).any(|k| &k.identity == key))
-        })
+    ///
+    /// An error only when entries kept on disk cannot be read: refuse for now.
+    pub fn active_office_by_key(
+        &self,
+        key: &[u8; 32],
+        now: u64,
+    ) -> Result<Option<Entry>, DirectoryError> {
+        for r in self.regions.values() {
+            let found = r
+                .entries
+                .with_key(key)?
+                .into_iter()
+                .find(|e| e.is_active() && e.keys_at(now).any(|k| &k.identity == key));
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
     }
 
     /// Whether `key` belongs to a directory node some region lists.

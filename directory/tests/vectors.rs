@@ -238,6 +238,7 @@ fn snapshot_vector_matches_spec() {
     );
     let e = dir
         .lookup(&OfficeNumber::parse(v.get("office")).unwrap())
+        .unwrap()
         .unwrap();
     assert_eq!(e.name, v.get("office-name"));
     assert!(e.is_active());
@@ -305,7 +306,10 @@ fn delta_vector_matches_spec() {
             seq: v.num("to-seq")
         }
     );
-    let e = dir.lookup(&OfficeNumber::parse(OFFICE).unwrap()).unwrap();
+    let e = dir
+        .lookup(&OfficeNumber::parse(OFFICE).unwrap())
+        .unwrap()
+        .unwrap();
     assert_eq!(e.status, Status::Revoked);
     assert!(e.identity_keys_at(ISSUED_AT).is_empty());
     assert_eq!(

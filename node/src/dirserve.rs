@@ -56,27 +56,34 @@ impl DirectoryNode {
     }
 }
 
-fn load(folder: &DirFolder, anchor: &Anchor) -> Directory {
-    // Its entries (used to admit offices) stay in unnamed scratch files; the node serves the
-    // snapshot files themselves.
-    let mut d = Directory::on_disk(anchor.clone(), std::env::temp_dir());
+fn load(folder: &DirFolder, anchor: &Anchor) -> anyhow::Result<Directory> {
+    // Its entries (used to admit offices) stay in unnamed scratch files next to the files it
+    // serves (not in /tmp, which may be memory); the node serves the snapshot files themselves.
+    let mut d = Directory::on_disk(anchor.clone(), crate::scratch_folder(&folder.path)?);
     for p in folder.load(&mut d) {
         tracing::warn!("refusing a file in the directory folder: {p}");
     }
-    d
+    Ok(d)
 }
 
 /// Starts a directory node.
 pub async fn start(cfg: ServeConfig) -> anyhow::Result<DirectoryNode> {
     let folder = DirFolder::new(&cfg.data)?;
-    let view = Arc::new(RwLock::new(load(&folder, &cfg.anchor)));
+    let view = Arc::new(RwLock::new(load(&folder, &cfg.anchor)?));
     let gate_view = view.clone();
     let members: net::Membership = Arc::new(move |peer| {
         let Some(key) = net::key_of(peer) else {
             return false;
         };
         let d = gate_view.read().unwrap_or_else(|p| p.into_inner());
-        d.active_office_by_key(&key, now_secs()).is_some() || d.is_directory_node(&key)
+        // A directory that cannot be read admits no office until it can (logged).
+        let office = d
+            .active_office_by_key(&key, now_secs())
+            .unwrap_or_else(|e| {
+                tracing::warn!("connection gate: {e}");
+                None
+            });
+        office.is_some() || d.is_directory_node(&key)
     });
     let net = net::start(&cfg.identity, &cfg.listen, members, Duration::from_secs(30))?;
     let mut tasks = Vec::new();
@@ -113,7 +120,15 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<DirectoryNode> {
         let every = Duration::from_secs(cfg.refresh_secs.max(1));
         async move {
             loop {
-                let mut d = load(&folder, &anchor);
+                let mut d = match load(&folder, &anchor) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        // Keep serving and admitting with the view we have.
+                        tracing::error!("{e:#}");
+                        tokio::time::sleep(every).await;
+                        continue;
+                    }
+                };
                 for m in &mirrors {
                     let mut src = HttpSource {
                         base: m.clone(),

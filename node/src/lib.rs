@@ -27,3 +27,20 @@ mod send;
 pub mod store;
 
 pub use outbox::check_path;
+
+/// `<parent>/.scratch`, where a directory keeps its entries in unnamed files, made and checked
+/// to be writable (a node that cannot keep its directory must not start: it would admit no
+/// one).
+pub fn scratch_folder(parent: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+    let dir = parent.join(".scratch");
+    std::fs::create_dir_all(&dir)
+        .and_then(|()| tempfile::tempfile_in(&dir).map(drop))
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "作業用フォルダ {} に書き込めません。ディスクの空きと権限を確認してください。/ Cannot write to the scratch folder {}: check free disk space and permissions. ({e})",
+                dir.display(),
+                dir.display()
+            )
+        })?;
+    Ok(dir)
+}

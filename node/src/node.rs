@@ -206,9 +206,9 @@ pub async fn start_with(
         None => Arc::new(SledStore::open(&home.state().join("db"))?),
     };
     let dir_cache = DirFolder::new(home.directory_cache())?;
-    // Entries stay on disk (unnamed scratch files in state/), indexes in memory: a national
-    // directory of 300,000 offices costs about 7 MB of RAM rather than 120 MB.
-    let mut directory = Directory::on_disk(anchor, home.state());
+    // Entries stay on disk (unnamed scratch files in state/scratch/), indexes in memory: a
+    // national directory of 300,000 offices costs about 7 MB of RAM rather than 120 MB.
+    let mut directory = Directory::on_disk(anchor, crate::scratch_folder(&home.state())?);
     for p in dir_cache.load(&mut directory) {
         tracing::warn!("directory cache: {p}");
     }
@@ -246,7 +246,14 @@ pub async fn start_with(
             return false;
         };
         let d = members_dir.read().unwrap_or_else(|p| p.into_inner());
-        d.active_office_by_key(&key, now_secs()).is_some() || d.is_directory_node(&key)
+        // A directory that cannot be read admits no office until it can (logged).
+        let office = d
+            .active_office_by_key(&key, now_secs())
+            .unwrap_or_else(|e| {
+                tracing::warn!("connection gate: {e}");
+                None
+            });
+        office.is_some() || d.is_directory_node(&key)
     });
     let listen: Vec<Multiaddr> = config
         .listen
@@ -327,7 +334,7 @@ fn choose_identity(
     office: &OfficeNumber,
 ) -> ed25519_dalek::SigningKey {
     let now = now_secs();
-    let listed = dir.lookup(office);
+    let listed = dir.lookup(office).ok().flatten();
     keys.iter()
         .find(|k| {
             let pk = k.identity.verifying_key().to_bytes();
@@ -355,7 +362,13 @@ fn check_own_keys(shared: &Shared) {
         .read()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
-    let listed = shared.dir().lookup(&shared.office).map(|e| e.is_active());
+    let listed = match shared.dir().lookup(&shared.office) {
+        Ok(e) => e.map(|e| e.is_active()),
+        Err(e) => {
+            shared.error(format!("名簿を読めません / cannot read the directory: {e}"));
+            return;
+        }
+    };
     match listed {
         None => shared.error(format!(
             "この事業所（{}）は連携名簿に載っていません。承認前か削除されています。協会に確認してください。/ This office ({}) is not in the directory: not approved yet, or removed. Ask your association.",
@@ -573,7 +586,10 @@ async fn expel_non_members(shared: &Arc<Shared>) {
         };
         let member = {
             let d = shared.dir();
-            d.active_office_by_key(&key, now).is_some() || d.is_directory_node(&key)
+            // Not readable now: keep the connection (the gate decides on the next one).
+            d.active_office_by_key(&key, now)
+                .map_or(true, |o| o.is_some())
+                || d.is_directory_node(&key)
         };
         let pinned = shared
             .config

@@ -167,7 +167,15 @@ fn scan_blocking(shared: &Arc<Shared>) -> anyhow::Result<Option<Duration>> {
                     // Wait for the first directory sync before judging recipients.
                     continue;
                 }
-                let ok = shared.dir().lookup(&n.to.office).is_some_and(|e| {
+                let listed = match shared.dir().lookup(&n.to.office) {
+                    Ok(listed) => listed,
+                    Err(e) => {
+                        // Not the recipient's fault: the file waits for the next scan.
+                        shared.error(format!("{name}: 名簿を読めないため送信を待ちます / waiting, cannot read the directory: {e}"));
+                        continue;
+                    }
+                };
+                let ok = listed.is_some_and(|e| {
                     e.is_active()
                         && n.to.kind.is_none_or(|k| e.kinds.contains(&k))
                         && e.sealing_key_at(now_secs()).is_some()
@@ -394,19 +402,37 @@ pub(crate) fn reject_file(
 
 /// After a file of this name was delivered: an earlier refusal of it (its report and refused
 /// copy in `rejected/`) is moved to `rejected/resolved/`, so `rejected/` shows only what still
-/// needs the clerk, and its line leaves the status's errors. Nothing is deleted.
+/// needs the clerk, and its line leaves the status's errors. Nothing is deleted: a name already
+/// in `resolved/` (refused and fixed before) gets `.2`, `.3`, … appended.
 pub(crate) fn resolve_rejected(shared: &Shared, name: &str) -> anyhow::Result<()> {
     shared.resolved(&format!("file:{name}"));
     let rejected = shared.home.rejected();
     let report = format!("{name}.error.txt");
-    if !rejected.join(&report).exists() {
+    // The refused copy moves first and the report last, so a copy that cannot be moved now
+    // (open in a spreadsheet, say) leaves the report in place and is tried again next time.
+    let files = [name, report.as_str()];
+    if !files.iter().any(|f| rejected.join(f).exists()) {
         return Ok(());
     }
     let resolved = rejected.join("resolved");
     std::fs::create_dir_all(&resolved)?;
-    for f in [report.as_str(), name] {
+    let suffix = (1..)
+        .map(|n: u32| {
+            if n == 1 {
+                String::new()
+            } else {
+                format!(".{n}")
+            }
+        })
+        .find(|s| {
+            files
+                .iter()
+                .all(|f| !resolved.join(format!("{f}{s}")).exists())
+        })
+        .unwrap_or_default();
+    for f in files {
         if rejected.join(f).exists() {
-            std::fs::rename(rejected.join(f), resolved.join(f))?;
+            std::fs::rename(rejected.join(f), resolved.join(format!("{f}{suffix}")))?;
         }
     }
     sync_dir(&resolved)?;

@@ -230,7 +230,7 @@ async fn read_messages(
         let now = now_secs();
         let sender_keys = shared
             .dir()
-            .lookup(&header.sender_office)
+            .lookup(&header.sender_office)?
             .map(|e| e.identity_keys_at(now))
             .unwrap_or_default();
         let secrets = shared.secrets();

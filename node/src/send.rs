@@ -128,7 +128,7 @@ async fn deliver_once(shared: &Arc<Shared>, partner: OfficeNumber) -> anyhow::Re
             .map_err(|e| anyhow!("local delivery task: {e}"))?;
     }
     let now = now_secs();
-    let entry = shared.dir().lookup(&partner);
+    let entry = shared.dir().lookup(&partner)?;
     let Some(entry) = entry else {
         bail!("送信先 {partner} が名簿にありません / recipient {partner} is not in the directory");
     };
