@@ -113,20 +113,32 @@ impl EntryTable {
         &self,
         mut f: impl FnMut(Entry) -> Result<(), DirectoryError>,
     ) -> Result<(), DirectoryError> {
-        let total = self.encoded_len();
-        let read;
-        let bytes: &[u8] = match &self.0.bytes {
-            Bytes::Memory(b) => b,
-            Bytes::File(file) => {
-                let mut b = vec![0; total];
-                read_at(file, &mut b, 0).map_err(storage)?;
-                read = b;
-                &read
+        match &self.0.bytes {
+            Bytes::Memory(b) => {
+                let mut r = Reader::new(&b[..self.encoded_len()]);
+                for _ in 0..self.len() {
+                    f(Entry::decode(&mut r)?)?;
+                }
             }
-        };
-        let mut r = Reader::new(&bytes[..total]);
-        for _ in 0..self.len() {
-            f(Entry::decode(&mut r)?)?;
+            Bytes::File(file) => {
+                // Read in windows of about 1 MiB (or one entry, if longer), never all at once.
+                const WINDOW: usize = 1 << 20;
+                let mut window = Vec::new();
+                let mut window_start = 0usize;
+                let mut start = 0usize;
+                for &end in &self.0.ends {
+                    let end = end as usize;
+                    if end > window_start + window.len() {
+                        let len = WINDOW.max(end - start).min(self.encoded_len() - start);
+                        window.resize(len, 0);
+                        read_at(file, &mut window, start as u64).map_err(storage)?;
+                        window_start = start;
+                    }
+                    let bytes = &window[start - window_start..end - window_start];
+                    f(Entry::decode(&mut Reader::new(bytes))?)?;
+                    start = end;
+                }
+            }
         }
         Ok(())
     }
@@ -383,6 +395,22 @@ mod tests {
             assert_eq!(t.get(&OfficeNumber::parse("1300000099").unwrap()), Ok(None));
             assert_eq!(t.entries().unwrap(), entries);
         }
+    }
+
+    #[test]
+    fn a_table_over_several_read_windows_reads_back_whole() {
+        // 2,500 entries of about 1 KB: the file is read back in three windows.
+        let entries: Vec<Entry> = (0..2500)
+            .map(|n| {
+                let mut e = entry(n, [(n % 251) as u8; 32], Status::Active);
+                e.name = format!("{n:05}{}", "長".repeat(300));
+                e
+            })
+            .collect();
+        let scratch = tempfile::tempdir().unwrap();
+        let t = build(Some(scratch.path()), &entries).table;
+        assert!(t.encoded_len() > 2 << 20);
+        assert_eq!(t.entries().unwrap(), entries);
     }
 
     #[test]
