@@ -523,6 +523,10 @@ fn a_route_between_two_kinds_of_one_office_number_is_delivered() {
 #[test]
 fn a_key_rotation_never_makes_the_office_disappear() {
     let fed = pair();
+    // Switched by hand here (restart below); the next test lets the node switch by itself.
+    let mut c = fed.home(SVC).config().unwrap();
+    c.switch_keys = false;
+    fed.home(SVC).write_config(&c).unwrap();
     let _dn = fed.directory_node();
     let _cm = fed.node(CM);
     let mut svc = fed.node(SVC);
@@ -556,6 +560,15 @@ fn a_key_rotation_never_makes_the_office_disappear() {
         "delivery during the overlap",
         || count(&fed.home(CM).sent()) == 1,
     );
+    // With switch_keys = false the node only asks for a restart.
+    wait_for(
+        Duration::from_secs(30),
+        "the status to ask for a restart",
+        || {
+            std::fs::read_to_string(fed.home(SVC).status())
+                .is_ok_and(|s| s.contains("restart the node to use it"))
+        },
+    );
     // Restarted, it runs under the new identity, and partners reach it there.
     svc.terminate();
     let _svc = fed.node(SVC);
@@ -581,4 +594,70 @@ fn a_key_rotation_never_makes_the_office_disappear() {
     for h in [fed.home(CM), fed.home(SVC)] {
         assert_state_clean(h, &[&marker_bytes("鍵更新前"), &marker_bytes("鍵更新後")]);
     }
+}
+
+#[test]
+fn a_node_switches_to_its_new_key_by_itself() {
+    let fed = pair();
+    let _dn = fed.directory_node();
+    let _cm = fed.node(CM);
+    let mut svc = fed.node(SVC);
+    fed.wait_directory(CM, 1);
+    fed.wait_directory(SVC, 1);
+    let status = || {
+        std::fs::read_to_string(fed.home(SVC).status())
+            .ok()
+            .and_then(|t| serde_json::from_str::<renkei_node::node::Status>(&t).ok())
+    };
+    let before = status().unwrap().peer_id;
+    run_ok(
+        renkei()
+            .args(["rotate-keys", "--starts-in-hours", "0", "--home"])
+            .arg(&fed.home(SVC).root),
+    );
+    run_ok(
+        renkei()
+            .args(["directory", "rotate", "--region"])
+            .arg(&fed.region)
+            .arg(fed.home(SVC).root.join("rotation.json")),
+    );
+    renkei_node::admin::publish(&fed.region, &fed.published).unwrap();
+    // Nobody restarts it: the node sees its new key listed and started, and runs itself again.
+    wait_for(
+        Duration::from_secs(60),
+        "the node under its new key",
+        || status().is_some_and(|s| s.running && s.peer_id != before),
+    );
+    assert!(
+        svc.child.try_wait().unwrap().is_none(),
+        "the same process carries on"
+    );
+    assert!(svc.log_text().contains("restarting under it"));
+    let name = fed.drop(
+        FileKind::UpPlan,
+        CM,
+        SVC,
+        1,
+        &valid_file(FileKind::UpPlan, 3, "自動鍵切替"),
+    );
+    wait_for(Duration::from_secs(60), "delivery to the new key", || {
+        count(&fed.home(CM).sent()) == 1
+    });
+    let ack = receipts(fed.home(CM))[0].parsed_ack().unwrap();
+    assert_eq!(
+        renkei_node::net::peer_id_of(&ack.recipient_key)
+            .unwrap()
+            .to_string(),
+        status().unwrap().peer_id,
+        "acked under the new identity"
+    );
+    assert!(fed.home(SVC).inbox().join(&name).exists());
+    assert!(
+        !std::fs::read_to_string(fed.home(SVC).status())
+            .unwrap()
+            .contains("restart the node"),
+        "nothing asks the office to restart"
+    );
+    svc.terminate();
+    assert_state_clean(fed.home(SVC), &[&marker_bytes("自動鍵切替")]);
 }

@@ -58,6 +58,10 @@ pub struct Config {
     pub io_timeout_secs: u64,
     /// Warn this many hours before the directory snapshot expires.
     pub expiry_warning_hours: u64,
+    /// When a newer key of ours has started (after `renkei rotate-keys` and the association's
+    /// approval), switch to it by restarting: on Unix the process runs itself again with the
+    /// same arguments and process id. `false`: only say so in the status, for a restart by hand.
+    pub switch_keys: bool,
 }
 
 impl Default for Config {
@@ -81,6 +85,7 @@ impl Default for Config {
             max_file_mb: 256,
             io_timeout_secs: 30,
             expiry_warning_hours: 48,
+            switch_keys: true,
         }
     }
 }

@@ -321,7 +321,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Run { home } => {
-            runtime()?.block_on(node::run(Home::new(home)))?;
+            let ended = runtime()?.block_on(node::run(Home::new(home)))?;
+            if ended == node::Ended::Restart {
+                restart_self()?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Status { home, json } => status(&existing_home(home)?, json),
@@ -339,7 +342,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 home.root.join("rotation.json").display()
             );
             println!(
-                "the running node picks up the new key for receiving; restart it after the start time to use it as its identity"
+                "the running node picks up the new key for receiving now, and switches to it as its identity by itself once the association has approved it and the start time has come (switch_keys in renkei.toml)"
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -719,4 +722,27 @@ mod tests {
         assert_eq!(jst(1_795_659_067_451), "2026-11-26 11:11:07 JST");
         assert_eq!(jst(1_798_729_199_000), "2026-12-31 23:59:59 JST");
     }
+}
+
+/// Runs this program again in this process (same arguments, same process id, so a service
+/// manager sees no change) once the node has shut down cleanly: every socket, file lock and
+/// key of the old run is released by the exec.
+#[cfg(unix)]
+fn restart_self() -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe().context("finding this program to restart it")?;
+    let err = std::process::Command::new(&exe)
+        .args(std::env::args_os().skip(1))
+        .exec();
+    Err(anyhow::anyhow!(
+        "再起動できません。ノードを手動で起動してください / cannot restart ({}): start the node again by hand: {err}",
+        exe.display()
+    ))
+}
+
+#[cfg(not(unix))]
+fn restart_self() -> anyhow::Result<()> {
+    anyhow::bail!(
+        "新しい鍵で使うためにノードを再起動してください / restart the node to use the new key"
+    )
 }

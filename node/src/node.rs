@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use libp2p::Multiaddr;
-use renkei_directory::{Anchor, Directory, Freshness};
+use renkei_directory::{Anchor, Directory, Entry, Freshness};
 use renkei_protocol::envelope::MessageId;
 use renkei_protocol::{OfficeNumber, ServiceKind};
 use serde::{Deserialize, Serialize};
@@ -82,6 +82,8 @@ pub struct Shared {
     pub(crate) rescan: Notify,
     pub(crate) stats: Mutex<Stats>,
     pub(crate) shutdown: watch::Receiver<bool>,
+    /// Asks `run` to restart the node (to switch to a newer key).
+    pub(crate) restart: Notify,
 }
 
 impl std::fmt::Debug for Shared {
@@ -260,11 +262,15 @@ pub async fn start_with(
         .iter()
         .map(|a| a.parse().with_context(|| format!("bad listen address {a}")))
         .collect::<anyhow::Result<_>>()?;
-    let identity = choose_identity(
-        &keys,
-        &directory.read().unwrap_or_else(|p| p.into_inner()),
-        &office,
-    );
+    let listed = directory
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .lookup(&office)
+        .unwrap_or_else(|e| {
+            tracing::warn!("{e}");
+            None
+        });
+    let identity = choose_identity(&keys, listed.as_ref());
     let net = net::start(&identity, &listen, members, Duration::from_secs(60))?;
 
     // The receipt log is fsynced before the received index is flushed: after a crash in
@@ -308,6 +314,7 @@ pub async fn start_with(
         rescan: Notify::new(),
         stats: Mutex::new(stats),
         shutdown,
+        restart: Notify::new(),
     });
     crate::send::reconcile(&shared).await;
 
@@ -328,13 +335,8 @@ pub async fn start_with(
 
 /// The key generation to run as: the newest one the directory lists for us as valid now, so a
 /// pre-announced key is used only from its start time; without a directory entry, the newest.
-fn choose_identity(
-    keys: &[KeyPair],
-    dir: &Directory,
-    office: &OfficeNumber,
-) -> ed25519_dalek::SigningKey {
+fn choose_identity(keys: &[KeyPair], listed: Option<&Entry>) -> ed25519_dalek::SigningKey {
     let now = now_secs();
-    let listed = dir.lookup(office).ok().flatten();
     keys.iter()
         .find(|k| {
             let pk = k.identity.verifying_key().to_bytes();
@@ -362,14 +364,14 @@ fn check_own_keys(shared: &Shared) {
         .read()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
-    let listed = match shared.dir().lookup(&shared.office) {
-        Ok(e) => e.map(|e| e.is_active()),
+    let entry = match shared.dir().lookup(&shared.office) {
+        Ok(e) => e,
         Err(e) => {
             shared.error(format!("名簿を読めません / cannot read the directory: {e}"));
             return;
         }
     };
-    match listed {
+    match entry.as_ref().map(|e| e.is_active()) {
         None => shared.error(format!(
             "この事業所（{}）は連携名簿に載っていません。承認前か削除されています。協会に確認してください。/ This office ({}) is not in the directory: not approved yet, or removed. Ask your association.",
             shared.office, shared.office
@@ -380,28 +382,50 @@ fn check_own_keys(shared: &Shared) {
         )),
         Some(true) => {}
     }
-    let best = choose_identity(&keys, &shared.dir(), &shared.office);
+    let best = choose_identity(&keys, entry.as_ref());
     if best.verifying_key() != shared.identity.verifying_key() {
-        shared.error("新しい鍵の使用開始時刻になりました。ノードを再起動してください（旧鍵は重複期間中は有効です）。/ Your new key has started: restart the node to use it (the old key stays valid during the overlap).".into());
+        if shared.config.switch_keys && cfg!(unix) {
+            tracing::info!(
+                "新しい鍵の使用開始時刻になりました。新しい鍵で再起動します / your new key has started: restarting under it"
+            );
+            shared.restart.notify_one();
+        } else {
+            shared.error("新しい鍵の使用開始時刻になりました。ノードを再起動してください（旧鍵は重複期間中は有効です）。/ Your new key has started: restart the node to use it (the old key stays valid during the overlap).".into());
+        }
     }
 }
 
-/// Runs a node until Ctrl-C or SIGTERM.
-pub async fn run(home: Home) -> anyhow::Result<()> {
+/// How [`run`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// Ctrl-C or SIGTERM.
+    Stopped,
+    /// A newer key of ours has started: the caller starts the node again (the process runs
+    /// itself again, so every socket and lock is released first).
+    Restart,
+}
+
+/// Runs a node until Ctrl-C or SIGTERM, or until it asks to be restarted under a new key.
+pub async fn run(home: Home) -> anyhow::Result<Ended> {
     let node = start(home).await?;
+    let restart = node.shared.restart.notified();
     #[cfg(unix)]
-    {
+    let ended = {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => Ended::Stopped,
+            _ = term.recv() => Ended::Stopped,
+            _ = restart => Ended::Restart,
         }
-    }
+    };
     #[cfg(not(unix))]
-    tokio::signal::ctrl_c().await?;
-    tracing::info!("shutting down");
+    let ended = tokio::select! {
+        r = tokio::signal::ctrl_c() => { r?; Ended::Stopped }
+        _ = restart => Ended::Restart,
+    };
+    tracing::info!(?ended, "shutting down");
     node.shutdown().await;
-    Ok(())
+    Ok(ended)
 }
 
 /// Starts deliveries to partners that have queued files and are due.
