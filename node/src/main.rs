@@ -711,19 +711,6 @@ fn verify(anchor: &Path, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use renkei_node::node::jst;
-
-    #[test]
-    fn receipt_times_read_in_japan_standard_time() {
-        assert_eq!(jst(0), "1970-01-01 09:00:00 JST");
-        assert_eq!(jst(1_709_132_400_000), "2024-02-29 00:00:00 JST");
-        assert_eq!(jst(1_795_659_067_451), "2026-11-26 11:11:07 JST");
-        assert_eq!(jst(1_798_729_199_000), "2026-12-31 23:59:59 JST");
-    }
-}
-
 /// Runs this program again in this process (same arguments, same process id, so a service
 /// manager sees no change) once the node has shut down cleanly: every socket, file lock and
 /// key of the old run is released by the exec.
@@ -745,4 +732,17 @@ fn restart_self() -> anyhow::Result<()> {
     anyhow::bail!(
         "新しい鍵で使うためにノードを再起動してください / restart the node to use the new key"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use renkei_node::node::jst;
+
+    #[test]
+    fn receipt_times_read_in_japan_standard_time() {
+        assert_eq!(jst(0), "1970-01-01 09:00:00 JST");
+        assert_eq!(jst(1_709_132_400_000), "2024-02-29 00:00:00 JST");
+        assert_eq!(jst(1_795_659_067_451), "2026-11-26 11:11:07 JST");
+        assert_eq!(jst(1_798_729_199_000), "2026-12-31 23:59:59 JST");
+    }
 }
