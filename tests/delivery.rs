@@ -150,6 +150,10 @@ fn sender_killed_mid_transfer_then_restarted() {
         !fed.home(SVC).inbox().join(&name).exists(),
         "the file must not appear before it is complete"
     );
+    let broken = |s: &str| s.contains("receiving from") && s.contains("stopped");
+    wait_for(Duration::from_secs(30), "the break in the status", || {
+        std::fs::read_to_string(fed.home(SVC).status()).is_ok_and(|s| broken(&s))
+    });
     let _cm = fed.node(CM);
     wait_for(
         Duration::from_secs(90),
@@ -164,6 +168,12 @@ fn sender_killed_mid_transfer_then_restarted() {
     assert_eq!(receipts(fed.home(SVC)).len(), 1);
     assert_eq!(receipts(fed.home(CM)).len(), 1);
     assert_eq!(count(&partial), 0);
+    // Delivered in full after all: the break is no longer shown as a current error.
+    wait_for(
+        Duration::from_secs(30),
+        "the break cleared from the status",
+        || std::fs::read_to_string(fed.home(SVC).status()).is_ok_and(|s| !broken(&s)),
+    );
     assert_state_clean(fed.home(CM), &[&bytes[100..140]]);
     assert_state_clean(fed.home(SVC), &[&bytes[100..140]]);
 }

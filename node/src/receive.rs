@@ -108,8 +108,11 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>) {
                 let Some((peer, stream)) = next else { break };
                 let s = shared.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = handle(&s, peer, stream).await {
-                        s.error(format!("{peer} からの受信が中断しました / receiving from {peer} stopped: {e:#}"));
+                    let topic = format!("receive:{peer}");
+                    match handle(&s, peer, stream).await {
+                        // A later stream from the partner that ends well clears earlier breaks.
+                        Ok(()) => s.resolved(&topic),
+                        Err(e) => s.error_about(Some(topic), format!("{peer} からの受信が中断しました / receiving from {peer} stopped: {e:#}")),
                     }
                 });
             }
