@@ -361,6 +361,47 @@ fn init_creates_owner_only_keys_and_a_signed_enrollment() {
         serde_json::from_str(&std::fs::read_to_string(adv.join("enrollment.json")).unwrap())
             .unwrap();
     assert_eq!(req.addresses, vec!["/ip4/192.0.2.10/tcp/4701".to_string()]);
+    // Without --listen the node listens at the advertised ports (TCP as TCP, UDP as QUIC).
+    let other = tmp.path().join("other-port");
+    let out = init_office(
+        &other,
+        &[
+            "--anchor",
+            anchor,
+            "--directory-node",
+            &dn,
+            "--advertise",
+            "/ip4/192.0.2.10/tcp/14799",
+            "--advertise",
+            "/ip4/192.0.2.10/udp/14799/quic-v1",
+        ],
+    );
+    assert!(out.status.success());
+    let config = renkei_node::home::Home::new(other).config().unwrap();
+    assert_eq!(
+        config.listen,
+        ["/ip4/0.0.0.0/tcp/14799", "/ip4/0.0.0.0/udp/14799/quic-v1"]
+    );
+    // With --listen on another port, the office is warned that partners may not reach it.
+    let out = init_office(
+        &tmp.path().join("mismatch"),
+        &[
+            "--anchor",
+            anchor,
+            "--directory-node",
+            &dn,
+            "--listen",
+            "/ip4/0.0.0.0/tcp/4701",
+            "--advertise",
+            "/ip4/192.0.2.10/tcp/14799",
+        ],
+    );
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("does not listen on the port") && err.contains("待ち受けません"),
+        "{err}"
+    );
 }
 
 #[test]

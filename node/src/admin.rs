@@ -133,15 +133,30 @@ pub fn init_office(home: &Home, setup: &OfficeSetup) -> anyhow::Result<Enrollmen
         office: setup.office.to_string(),
         name: setup.name.clone(),
         kinds: setup.kinds.iter().map(|k| k.to_string()).collect(),
-        listen: if setup.listen.is_empty() {
-            Config::default().listen
-        } else {
+        listen: if !setup.listen.is_empty() {
             setup.listen.clone()
+        } else if let Some(derived) = listen_for(&setup.advertise) {
+            // Listen where partners are told to dial (the ports of --advertise).
+            derived
+        } else {
+            Config::default().listen
         },
         directory_nodes: setup.directory_nodes.clone(),
         ..Config::default()
     };
     home.write_config(&config)?;
+    let listening: Vec<(bool, u16)> = config.listen.iter().filter_map(|a| port_of(a)).collect();
+    for a in &setup.advertise {
+        if let Some(p) = port_of(a)
+            && !listening.contains(&p)
+        {
+            eprintln!(
+                "注意: 名簿に載せるアドレス {a} のポートでは待ち受けません（{}）。ルーターの転送設定がない限り、相手先は接続できません / warning: the node does not listen on the port of {a} (it listens on {}); unless a router forwards that port, partners cannot reach it",
+                config.listen.join(", "),
+                config.listen.join(", ")
+            );
+        }
+    }
     if let Some(text) = anchor_text {
         write_atomic(&home.root.join("anchor.json"), text.as_bytes(), false)?;
     }
@@ -171,6 +186,35 @@ pub fn init_office(home: &Home, setup: &OfficeSetup) -> anyhow::Result<Enrollmen
         false,
     )?;
     Ok(req)
+}
+
+/// (is UDP, port) of a multiaddr's TCP or UDP part.
+fn port_of(addr: &str) -> Option<(bool, u16)> {
+    use libp2p::multiaddr::Protocol;
+    addr.parse::<libp2p::Multiaddr>()
+        .ok()?
+        .iter()
+        .find_map(|p| match p {
+            Protocol::Tcp(port) => Some((false, port)),
+            Protocol::Udp(port) => Some((true, port)),
+            _ => None,
+        })
+}
+
+/// Listen addresses on every interface at the ports partners are told to dial: TCP ports as
+/// TCP, UDP ports as QUIC. `None` when there is none, or one names no port.
+fn listen_for(advertise: &[String]) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    for a in advertise {
+        let listen = match port_of(a)? {
+            (false, p) => format!("/ip4/0.0.0.0/tcp/{p}"),
+            (true, p) => format!("/ip4/0.0.0.0/udp/{p}/quic-v1"),
+        };
+        if !out.contains(&listen) {
+            out.push(listen);
+        }
+    }
+    (!out.is_empty()).then_some(out)
 }
 
 /// Whether a multiaddr listens on every interface (`0.0.0.0`, `::`): no partner can dial it.
