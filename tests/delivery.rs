@@ -103,6 +103,15 @@ fn recipient_down_then_up() {
             })
         },
     );
+    // The retries keep one line for the partner, counting them, rather than one line each.
+    wait_for(
+        Duration::from_secs(30),
+        "a repeated attempt counted",
+        || std::fs::read_to_string(fed.home(CM).status()).is_ok_and(|s| s.contains(" times]")),
+    );
+    let status = std::fs::read_to_string(fed.home(CM).status()).unwrap();
+    assert_eq!(status.matches("delivery to").count(), 1, "{status}");
+    assert!(status.contains("contact the partner") && status.contains("相手先に連絡"));
     assert_eq!(count(&fed.home(CM).sent()), 0);
     let _svc = fed.node(SVC);
     wait_for(

@@ -94,6 +94,15 @@ impl std::fmt::Debug for Shared {
     }
 }
 
+/// How many times a status line says its error happened (`[N回目 / N times]` at its end).
+fn repeats(line: &str) -> u32 {
+    line.rsplit_once(" [")
+        .and_then(|(_, tail)| tail.strip_suffix(" times]"))
+        .and_then(|t| t.rsplit_once("/ "))
+        .and_then(|(_, n)| n.parse().ok())
+        .unwrap_or(1)
+}
+
 /// Locks a mutex, recovering from a poisoned lock (a panicked task must not stop the node).
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -106,15 +115,33 @@ impl Shared {
     }
 
     /// Records an error about `topic` (a partner, say) that [`Shared::resolved`] clears once
-    /// the trouble is over, so the status does not show a fixed problem as a current one.
+    /// the trouble is over, so the status does not show a fixed problem as a current one. A
+    /// topic keeps one line: a repeat replaces it, counting the times.
     pub(crate) fn error_about(&self, topic: Option<String>, msg: String) {
         tracing::warn!("{msg}");
         let mut s = lock(&self.stats);
+        let mut times = 1;
+        if let Some(t) = &topic
+            && let Some(i) = s
+                .last_errors
+                .iter()
+                .position(|(x, _)| x.as_ref() == Some(t))
+        {
+            times += s
+                .last_errors
+                .remove(i)
+                .map_or(0, |(_, line)| repeats(&line));
+        }
         if s.last_errors.len() >= 20 {
             s.last_errors.pop_front();
         }
+        let count = if times > 1 {
+            format!(" [{times}回目 / {times} times]")
+        } else {
+            String::new()
+        };
         s.last_errors
-            .push_back((topic, format!("{} {msg}", jst(now_ms()))));
+            .push_back((topic, format!("{} {msg}{count}", jst(now_ms()))));
     }
 
     /// Clears the errors recorded about `topic`.
@@ -483,7 +510,7 @@ async fn dispatch_loop(shared: Arc<Shared>) {
                             partner.next_try = Instant::now() + partner.backoff;
                             partner.backoff = (partner.backoff * 2).min(max);
                             drop(q);
-                            s.error_about(Some(format!("delivery:{p}")), format!("送信先 {p} への配送に失敗、再試行します / delivery to {p} failed, will retry: {e:#}"));
+                            s.error_about(Some(format!("delivery:{p}")), format!("送信先 {p} に届けられません。相手先のノードが停止しているか接続できない可能性があります。自動で再試行します。続く場合は相手先に連絡してください / delivery to {p} failed: the partner's node may be stopped or unreachable; renkei keeps retrying by itself — if this lasts, contact the partner. ({e:#})"));
                         }
                     }
                 }
@@ -769,4 +796,19 @@ pub fn jst(ms: u64) -> String {
         rest / 60 % 60,
         rest % 60
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::repeats;
+
+    #[test]
+    fn a_status_line_says_how_often_its_error_happened() {
+        assert_eq!(repeats("2026-11-26 10:00:00 JST delivery failed"), 1);
+        assert_eq!(
+            repeats("2026-11-26 10:00:00 JST delivery failed [7回目 / 7 times]"),
+            7
+        );
+        assert_eq!(repeats("x [a / b times]"), 1);
+    }
 }
