@@ -305,6 +305,11 @@ fn an_invalid_file_never_leaves_the_office() {
     let bytes = encoding_rs::SHIFT_JIS.encode(&text).0.into_owned();
     let name = fed.drop(FileKind::UpPlan, CM, SVC, 1, &bytes);
     let text = wait_rejected(fed.home(CM), &name);
+    let status_text = || {
+        let out = run_ok(renkei().args(["status", "--home"]).arg(&fed.home(CM).root));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(status_text().contains("rejected    1 waiting in rejected/"));
     assert!(
         text.contains("[DATE]") && text.contains("1行目") && text.contains("line 1"),
         "{text}"
@@ -324,6 +329,7 @@ fn an_invalid_file_never_leaves_the_office() {
         resolved.join(&name).exists() && resolved.join(format!("{name}.error.txt")).exists()
     });
     assert!(!fed.home(CM).rejected().join(&name).exists());
+    assert!(status_text().contains("rejected    0 waiting in rejected/"));
     assert!(
         !fed.home(CM)
             .rejected()

@@ -302,7 +302,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     anchor,
                 },
             )?;
-            println!("created {} for office {}", home.root.display(), req.office);
+            println!(
+                "事業所 {} の設定を {} に作成しました / created {} for office {}",
+                req.office,
+                home.root.display(),
+                home.root.display(),
+                req.office
+            );
             if req.addresses.is_empty() {
                 eprintln!(
                     "注意: 相手先が接続できるアドレスが名簿に載りません。外部から届くアドレスを --advertise で指定して init し直してください / warning: the directory will list no address partners can dial; init again with --advertise and an address reachable from outside"
@@ -314,9 +320,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .map(|p| p.to_string())
                     .unwrap_or_default()
             );
+            let enrollment = home.root.join("enrollment.json");
             println!(
-                "send {} to your association to be approved",
-                home.root.join("enrollment.json").display()
+                "{} を協会に送り、承認を受けてください / send {} to your association to be approved",
+                enrollment.display(),
+                enrollment.display()
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -335,14 +343,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let home = Home::new(home);
             let req = admin::rotate_keys(&home, starts_in_hours * 3600)?;
-            println!("new keys written to {}", home.keys().display());
+            let rotation = home.root.join("rotation.json");
+            let starts = renkei_node::node::jst(req.new_key.valid_from * 1000);
             println!(
-                "partners switch at unix time {}; send {} to your association",
-                req.new_key.valid_from,
-                home.root.join("rotation.json").display()
+                "新しい鍵を {} に作成しました / new keys written to {}",
+                home.keys().display(),
+                home.keys().display()
             );
             println!(
-                "the running node picks up the new key for receiving now, and switches to it as its identity by itself once the association has approved it and the start time has come (switch_keys in renkei.toml)"
+                "{} を協会に送ってください。新しい鍵は {starts} から使われます / send {} to your association; the new key is used from {starts}",
+                rotation.display(),
+                rotation.display()
+            );
+            println!(
+                "起動中のノードは新しい鍵での受信をすぐ始め、協会の承認後、開始時刻を過ぎた最初の名簿更新で自動的に新しい鍵へ切り替わります / the running node opens files sealed to the new key at once, and switches to it as its identity by itself at the first directory update after the association's approval and the start time (switch_keys in renkei.toml)"
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -476,8 +490,18 @@ fn status(home: &Home, json: bool) -> anyhow::Result<ExitCode> {
     println!("queued      {}", s.queued);
     println!("delivered   {}", s.delivered);
     println!("received    {}", s.received);
+    // What still needs the clerk: the refused files in rejected/ (not their reports, not the
+    // ones resolved by a later delivery).
+    let waiting = std::fs::read_dir(home.rejected())
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                .filter(|e| !e.file_name().to_string_lossy().ends_with(".error.txt"))
+                .count()
+        })
+        .unwrap_or(0);
     println!(
-        "rejected    {} (ours)  {} (partners')",
+        "rejected    {waiting} waiting in rejected/; refused so far: {} of ours, {} of partners'",
         s.rejected, s.rejected_incoming
     );
     for e in &s.last_errors {

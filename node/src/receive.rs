@@ -484,6 +484,13 @@ fn commit_batch(
         }
     }
     if !receipts.is_empty() {
+        for r in &receipts {
+            let verdict = match r.ack.verdict {
+                Verdict::Accepted => "received",
+                Verdict::Rejected(_) => "refused (negative ack)",
+            };
+            tracing::info!(file = %r.file_name, from = %r.partner, bytes = r.size, "{verdict}");
+        }
         lock(&shared.receipts).append(receipts)?;
         shared.store.flush()?;
         let mut st = lock(&shared.stats);

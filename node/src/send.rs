@@ -464,6 +464,7 @@ fn commit_batch(
         let from = shared.home.outbox().join(&f.item.file_name);
         match &ack.verdict {
             Verdict::Accepted => {
+                tracing::info!(file = %f.item.file_name, to = %partner, bytes = f.item.size, "delivered");
                 let _ = std::fs::rename(&from, shared.home.sent().join(&f.item.file_name));
                 if let Err(e) = crate::outbox::resolve_rejected(shared, &f.item.file_name) {
                     tracing::warn!(
