@@ -545,6 +545,22 @@ fn a_route_between_two_kinds_of_one_office_number_is_delivered() {
     assert_state_clean(fed.home(0), &[&marker_bytes("同一番号")]);
 }
 
+/// Office `i` makes new keys starting now, and the association approves and publishes them.
+fn rotate_now(fed: &Federation, i: usize) {
+    run_ok(
+        renkei()
+            .args(["rotate-keys", "--starts-in-hours", "0", "--home"])
+            .arg(&fed.home(i).root),
+    );
+    run_ok(
+        renkei()
+            .args(["directory", "rotate", "--region"])
+            .arg(&fed.region)
+            .arg(fed.home(i).root.join("rotation.json")),
+    );
+    renkei_node::admin::publish(&fed.region, &fed.published).unwrap();
+}
+
 #[test]
 fn a_key_rotation_never_makes_the_office_disappear() {
     let fed = pair();
@@ -558,18 +574,7 @@ fn a_key_rotation_never_makes_the_office_disappear() {
     fed.wait_directory(CM, 1);
     fed.wait_directory(SVC, 1);
     // The service office makes new keys, starting now; the association publishes them.
-    run_ok(
-        renkei()
-            .args(["rotate-keys", "--starts-in-hours", "0", "--home"])
-            .arg(&fed.home(SVC).root),
-    );
-    run_ok(
-        renkei()
-            .args(["directory", "rotate", "--region"])
-            .arg(&fed.region)
-            .arg(fed.home(SVC).root.join("rotation.json")),
-    );
-    renkei_node::admin::publish(&fed.region, &fed.published).unwrap();
+    rotate_now(&fed, SVC);
     fed.wait_directory(CM, 2);
     fed.wait_directory(SVC, 2);
     // Still running under its old identity, the office receives files sealed to its new key.
@@ -635,18 +640,7 @@ fn a_node_switches_to_its_new_key_by_itself() {
             .and_then(|t| serde_json::from_str::<renkei_node::node::Status>(&t).ok())
     };
     let before = status().unwrap().peer_id;
-    run_ok(
-        renkei()
-            .args(["rotate-keys", "--starts-in-hours", "0", "--home"])
-            .arg(&fed.home(SVC).root),
-    );
-    run_ok(
-        renkei()
-            .args(["directory", "rotate", "--region"])
-            .arg(&fed.region)
-            .arg(fed.home(SVC).root.join("rotation.json")),
-    );
-    renkei_node::admin::publish(&fed.region, &fed.published).unwrap();
+    rotate_now(&fed, SVC);
     // Nobody restarts it: the node sees its new key listed and started, and runs itself again.
     wait_for(
         Duration::from_secs(60),

@@ -16,7 +16,6 @@ use renkei_directory::{Anchor, Directory};
 
 use crate::dirsync::{self, DirFolder, HttpSource};
 use crate::net;
-use crate::node::now_secs;
 
 /// How a directory node runs.
 #[derive(Debug, Clone)]
@@ -71,20 +70,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<DirectoryNode> {
     let folder = DirFolder::new(&cfg.data)?;
     let view = Arc::new(RwLock::new(load(&folder, &cfg.anchor)?));
     let gate_view = view.clone();
-    let members: net::Membership = Arc::new(move |peer| {
-        let Some(key) = net::key_of(peer) else {
-            return false;
-        };
-        let d = gate_view.read().unwrap_or_else(|p| p.into_inner());
-        // A directory that cannot be read admits no office until it can (logged).
-        let office = d
-            .active_office_by_key(&key, now_secs())
-            .unwrap_or_else(|e| {
-                tracing::warn!("connection gate: {e}");
-                None
-            });
-        office.is_some() || d.is_directory_node(&key)
-    });
+    let members = net::directory_members(gate_view);
     let net = net::start(&cfg.identity, &cfg.listen, members, Duration::from_secs(30))?;
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn({

@@ -25,6 +25,25 @@ pub const DIRECTORY: StreamProtocol = StreamProtocol::new("/renkei/directory/1")
 /// Decides which peers may connect. Shared with whoever updates the directory.
 pub type Membership = Arc<dyn Fn(&PeerId) -> bool + Send + Sync>;
 
+/// Admits a peer whose key is an active office's valid identity key, or a directory node's, in
+/// the verified directory as it is when the peer connects.
+pub fn directory_members(view: Arc<RwLock<renkei_directory::Directory>>) -> Membership {
+    Arc::new(move |peer| {
+        let Some(key) = key_of(peer) else {
+            return false;
+        };
+        let d = view.read().unwrap_or_else(|p| p.into_inner());
+        // A directory that cannot be read admits no office until it can (logged).
+        let office = d
+            .active_office_by_key(&key, crate::node::now_secs())
+            .unwrap_or_else(|e| {
+                tracing::warn!("connection gate: {e}");
+                None
+            });
+        office.is_some() || d.is_directory_node(&key)
+    })
+}
+
 /// Refused: the peer is not an active member of the directory.
 #[derive(Debug)]
 pub struct NotAMember(pub PeerId);

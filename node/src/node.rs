@@ -270,20 +270,7 @@ pub async fn start_with(
     }
 
     let members_dir = directory.clone();
-    let members: net::Membership = Arc::new(move |peer| {
-        let Some(key) = net::key_of(peer) else {
-            return false;
-        };
-        let d = members_dir.read().unwrap_or_else(|p| p.into_inner());
-        // A directory that cannot be read admits no office until it can (logged).
-        let office = d
-            .active_office_by_key(&key, now_secs())
-            .unwrap_or_else(|e| {
-                tracing::warn!("connection gate: {e}");
-                None
-            });
-        office.is_some() || d.is_directory_node(&key)
-    });
+    let members = net::directory_members(members_dir);
     let listen: Vec<Multiaddr> = config
         .listen
         .iter()
