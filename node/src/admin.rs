@@ -201,14 +201,50 @@ fn port_of(addr: &str) -> Option<(bool, u16)> {
         })
 }
 
+/// Whether a multiaddr is IPv6 (`/ip6/…` or `/dns6/…`).
+fn is_ipv6(addr: &str) -> bool {
+    use libp2p::multiaddr::Protocol;
+    addr.parse::<libp2p::Multiaddr>()
+        .is_ok_and(|m| matches!(m.iter().next(), Some(Protocol::Ip6(_) | Protocol::Dns6(_))))
+}
+
+/// Whether a multiaddr is plain TCP or QUIC on an address or DNS name (no websocket, relay…).
+fn is_plain(addr: &str) -> bool {
+    use libp2p::multiaddr::Protocol;
+    addr.parse::<libp2p::Multiaddr>().is_ok_and(|m| {
+        m.iter().all(|p| {
+            matches!(
+                p,
+                Protocol::Ip4(_)
+                    | Protocol::Ip6(_)
+                    | Protocol::Dns(_)
+                    | Protocol::Dns4(_)
+                    | Protocol::Dns6(_)
+                    | Protocol::Tcp(_)
+                    | Protocol::Udp(_)
+                    | Protocol::QuicV1
+            )
+        })
+    })
+}
+
 /// Listen addresses on every interface at the ports partners are told to dial: TCP ports as
-/// TCP, UDP ports as QUIC. `None` when there is none, or one names no port.
+/// TCP, UDP ports as QUIC, IPv6 addresses on IPv6. `None` when there is none, or one names no
+/// port or is more than plain TCP or QUIC (then the defaults apply; `--listen` says more).
 fn listen_for(advertise: &[String]) -> Option<Vec<String>> {
     let mut out = Vec::new();
     for a in advertise {
+        if !is_plain(a) {
+            return None;
+        }
+        let any = if is_ipv6(a) {
+            "/ip6/::"
+        } else {
+            "/ip4/0.0.0.0"
+        };
         let listen = match port_of(a)? {
-            (false, p) => format!("/ip4/0.0.0.0/tcp/{p}"),
-            (true, p) => format!("/ip4/0.0.0.0/udp/{p}/quic-v1"),
+            (false, p) => format!("{any}/tcp/{p}"),
+            (true, p) => format!("{any}/udp/{p}/quic-v1"),
         };
         if !out.contains(&listen) {
             out.push(listen);
@@ -399,4 +435,34 @@ pub fn rotate(dir: &Path, req: &renkei_directory::RotationRequest) -> anyhow::Re
     let mut ws = load_workspace(dir)?;
     ws.rotate(req)?;
     save_workspace(dir, &ws)
+}
+
+#[cfg(test)]
+mod listen_tests {
+    use super::listen_for;
+
+    #[test]
+    fn listen_addresses_follow_the_advertised_ones() {
+        let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            listen_for(&v(&[
+                "/dns4/a.example.jp/tcp/4801",
+                "/ip4/192.0.2.1/udp/4801/quic-v1"
+            ])),
+            Some(v(&[
+                "/ip4/0.0.0.0/tcp/4801",
+                "/ip4/0.0.0.0/udp/4801/quic-v1"
+            ]))
+        );
+        assert_eq!(
+            listen_for(&v(&[
+                "/ip6/2001:db8::1/tcp/4801",
+                "/dns6/a.example.jp/udp/4802/quic-v1"
+            ])),
+            Some(v(&["/ip6/::/tcp/4801", "/ip6/::/udp/4802/quic-v1"]))
+        );
+        assert_eq!(listen_for(&v(&["/ip4/192.0.2.1/tcp/4801/ws"])), None);
+        assert_eq!(listen_for(&v(&["/dns4/a.example.jp"])), None);
+        assert_eq!(listen_for(&[]), None);
+    }
 }

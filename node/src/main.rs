@@ -496,7 +496,10 @@ fn status(home: &Home, json: bool) -> anyhow::Result<ExitCode> {
         .map(|d| {
             d.flatten()
                 .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-                .filter(|e| !e.file_name().to_string_lossy().ends_with(".error.txt"))
+                .filter(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    !name.ends_with(".error.txt") && !name.starts_with('.')
+                })
                 .count()
         })
         .unwrap_or(0);
@@ -741,7 +744,12 @@ fn verify(anchor: &Path, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
 #[cfg(unix)]
 fn restart_self() -> anyhow::Result<()> {
     use std::os::unix::process::CommandExt;
-    let exe = std::env::current_exe().context("finding this program to restart it")?;
+    // On Linux the running program itself, even if a package upgrade replaced its file.
+    let exe = if cfg!(target_os = "linux") {
+        std::path::PathBuf::from("/proc/self/exe")
+    } else {
+        std::env::current_exe().context("finding this program to restart it")?
+    };
     let err = std::process::Command::new(&exe)
         .args(std::env::args_os().skip(1))
         .exec();

@@ -1,6 +1,7 @@
 //! The office node: state shared by its tasks, start-up, the delivery dispatcher and status.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -55,8 +56,8 @@ pub(crate) struct Stats {
     pub received: u64,
     pub rejected_outgoing: u64,
     pub rejected_incoming: u64,
-    /// (what it is about, if it can be resolved; the line shown).
-    pub last_errors: VecDeque<(Option<String>, String)>,
+    /// (what it is about, if it can be resolved; how many times; the line shown).
+    pub last_errors: VecDeque<(Option<String>, u32, String)>,
 }
 
 /// What every task of a node shares.
@@ -84,6 +85,9 @@ pub struct Shared {
     pub(crate) shutdown: watch::Receiver<bool>,
     /// Asks `run` to restart the node (to switch to a newer key).
     pub(crate) restart: Notify,
+    /// Whether anyone acts on `restart` (`run` does; an in-process node of the demo or a
+    /// test does not, so it shows the restart notice instead).
+    pub(crate) restartable: AtomicBool,
 }
 
 impl std::fmt::Debug for Shared {
@@ -94,14 +98,8 @@ impl std::fmt::Debug for Shared {
     }
 }
 
-/// How many times a status line says its error happened (`[N回目 / N times]` at its end).
-fn repeats(line: &str) -> u32 {
-    line.rsplit_once(" [")
-        .and_then(|(_, tail)| tail.strip_suffix(" times]"))
-        .and_then(|t| t.rsplit_once("/ "))
-        .and_then(|(_, n)| n.parse().ok())
-        .unwrap_or(1)
-}
+/// The topic of status lines about our own directory entry.
+const OWN_ENTRY: &str = "own-entry";
 
 /// Locks a mutex, recovering from a poisoned lock (a panicked task must not stop the node).
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -120,35 +118,24 @@ impl Shared {
     pub(crate) fn error_about(&self, topic: Option<String>, msg: String) {
         tracing::warn!("{msg}");
         let mut s = lock(&self.stats);
-        let mut times = 1;
+        let mut times = 1u32;
         if let Some(t) = &topic
-            && let Some(i) = s
-                .last_errors
-                .iter()
-                .position(|(x, _)| x.as_ref() == Some(t))
+            && let Some(i) = s.last_errors.iter().position(|e| e.0.as_ref() == Some(t))
         {
-            times += s
-                .last_errors
-                .remove(i)
-                .map_or(0, |(_, line)| repeats(&line));
+            times = s.last_errors.remove(i).map_or(1, |e| e.1.saturating_add(1));
         }
         if s.last_errors.len() >= 20 {
             s.last_errors.pop_front();
         }
-        let count = if times > 1 {
-            format!(" [{times}回目 / {times} times]")
-        } else {
-            String::new()
-        };
         s.last_errors
-            .push_back((topic, format!("{} {msg}{count}", jst(now_ms()))));
+            .push_back((topic, times, format!("{} {msg}", jst(now_ms()))));
     }
 
     /// Clears the errors recorded about `topic`.
     pub(crate) fn resolved(&self, topic: &str) {
         lock(&self.stats)
             .last_errors
-            .retain(|(t, _)| t.as_deref() != Some(topic));
+            .retain(|e| e.0.as_deref() != Some(topic));
     }
 
     pub(crate) fn dir(&self) -> std::sync::RwLockReadGuard<'_, Directory> {
@@ -329,6 +316,7 @@ pub async fn start_with(
         stats: Mutex::new(stats),
         shutdown,
         restart: Notify::new(),
+        restartable: AtomicBool::new(false),
     });
     crate::send::reconcile(&shared).await;
 
@@ -381,30 +369,35 @@ fn check_own_keys(shared: &Shared) {
     let entry = match shared.dir().lookup(&shared.office) {
         Ok(e) => e,
         Err(e) => {
-            shared.error(format!("名簿を読めません / cannot read the directory: {e}"));
+            shared.error_about(
+                Some(OWN_ENTRY.into()),
+                format!("名簿を読めません / cannot read the directory: {e}"),
+            );
             return;
         }
     };
+    // One line about our own entry, replaced on each directory update, gone when all is well.
+    let own = |msg: String| shared.error_about(Some(OWN_ENTRY.into()), msg);
     match entry.as_ref().map(|e| e.is_active()) {
-        None => shared.error(format!(
+        None => own(format!(
             "この事業所（{}）は連携名簿に載っていません。承認前か削除されています。協会に確認してください。/ This office ({}) is not in the directory: not approved yet, or removed. Ask your association.",
             shared.office, shared.office
         )),
-        Some(false) => shared.error(format!(
+        Some(false) => own(format!(
             "この事業所（{}）の登録は取り消されています。送受信できません。協会に確認してください。/ This office ({}) is revoked in the directory: it can neither send nor receive. Ask your association.",
             shared.office, shared.office
         )),
-        Some(true) => {}
+        Some(true) => shared.resolved(OWN_ENTRY),
     }
     let best = choose_identity(&keys, entry.as_ref());
     if best.verifying_key() != shared.identity.verifying_key() {
-        if shared.config.switch_keys && cfg!(unix) {
+        if shared.config.switch_keys && cfg!(unix) && shared.restartable.load(Ordering::Relaxed) {
             tracing::info!(
                 "新しい鍵の使用開始時刻になりました。新しい鍵で再起動します / your new key has started: restarting under it"
             );
             shared.restart.notify_one();
         } else {
-            shared.error("新しい鍵の使用開始時刻になりました。ノードを再起動してください（旧鍵は重複期間中は有効です）。/ Your new key has started: restart the node to use it (the old key stays valid during the overlap).".into());
+            shared.error_about(Some("own-key".into()), "新しい鍵の使用開始時刻になりました。ノードを再起動してください（旧鍵は重複期間中は有効です）。/ Your new key has started: restart the node to use it (the old key stays valid during the overlap).".into());
         }
     }
 }
@@ -422,24 +415,43 @@ pub enum Ended {
 /// Runs a node until Ctrl-C or SIGTERM, or until it asks to be restarted under a new key.
 pub async fn run(home: Home) -> anyhow::Result<Ended> {
     let node = start(home).await?;
+    node.shared.restartable.store(true, Ordering::Relaxed);
     let restart = node.shared.restart.notified();
     #[cfg(unix)]
-    let ended = {
+    {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
+        let mut ended = tokio::select! {
             _ = tokio::signal::ctrl_c() => Ended::Stopped,
             _ = term.recv() => Ended::Stopped,
             _ = restart => Ended::Restart,
+        };
+        tracing::info!(?ended, "shutting down");
+        // The shutdown runs to its end; a SIGTERM meanwhile turns a restart into a stop (a
+        // service manager stopping the node must not see it come back).
+        let shutdown = node.shutdown();
+        tokio::pin!(shutdown);
+        let mut term_open = true;
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                got = term.recv(), if term_open => match got {
+                    Some(()) => ended = Ended::Stopped,
+                    None => term_open = false,
+                },
+            }
         }
-    };
+        Ok(ended)
+    }
     #[cfg(not(unix))]
-    let ended = tokio::select! {
-        r = tokio::signal::ctrl_c() => { r?; Ended::Stopped }
-        _ = restart => Ended::Restart,
-    };
-    tracing::info!(?ended, "shutting down");
-    node.shutdown().await;
-    Ok(ended)
+    {
+        let ended = tokio::select! {
+            r = tokio::signal::ctrl_c() => { r?; Ended::Stopped }
+            _ = restart => Ended::Restart,
+        };
+        tracing::info!(?ended, "shutting down");
+        node.shutdown().await;
+        Ok(ended)
+    }
 }
 
 /// Starts deliveries to partners that have queued files and are due.
@@ -725,7 +737,14 @@ pub(crate) async fn write_status(shared: &Arc<Shared>) -> anyhow::Result<Status>
             received: s.received,
             rejected: s.rejected_outgoing,
             rejected_incoming: s.rejected_incoming,
-            last_errors: s.last_errors.iter().map(|(_, e)| e.clone()).collect(),
+            last_errors: s
+                .last_errors
+                .iter()
+                .map(|(_, times, line)| match times {
+                    1 => line.clone(),
+                    n => format!("{line} [{n}回目 / {n} times]"),
+                })
+                .collect(),
             updated_at: now,
             running: !shared.stopping(),
         }
@@ -783,19 +802,4 @@ pub fn jst(ms: u64) -> String {
         rest / 60 % 60,
         rest % 60
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::repeats;
-
-    #[test]
-    fn a_status_line_says_how_often_its_error_happened() {
-        assert_eq!(repeats("2026-11-26 10:00:00 JST delivery failed"), 1);
-        assert_eq!(
-            repeats("2026-11-26 10:00:00 JST delivery failed [7回目 / 7 times]"),
-            7
-        );
-        assert_eq!(repeats("x [a / b times]"), 1);
-    }
 }

@@ -108,7 +108,15 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>) {
                 let Some((peer, stream)) = next else { break };
                 let s = shared.clone();
                 tokio::spawn(async move {
-                    let topic = format!("receive:{peer}");
+                    // By office, not PeerId: a partner that switches keys comes back under a
+                    // new PeerId, and its earlier break must still be cleared.
+                    let office = crate::net::key_of(&peer).and_then(|k| {
+                        s.dir().active_office_by_key(&k, crate::node::now_secs()).ok().flatten()
+                    });
+                    let topic = match office {
+                        Some(e) => format!("receive:{}", e.office),
+                        None => format!("receive:{peer}"),
+                    };
                     match handle(&s, peer, stream).await {
                         // A later stream from the partner that ends well clears earlier breaks.
                         Ok(()) => s.resolved(&topic),
