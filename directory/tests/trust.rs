@@ -132,6 +132,13 @@ fn entry(number: &str, name: &str, seed: u8) -> Entry {
     }
 }
 
+/// Whether the connection gate admits the office holding `identity(seed)` at `now`.
+fn admitted(dir: &Directory, seed: u8, now: u64) -> bool {
+    dir.active_office_by_key(&identity(seed), now)
+        .unwrap()
+        .is_some()
+}
+
 /// Where `needle` first occurs in `hay`.
 fn find(hay: &[u8], needle: &[u8]) -> usize {
     hay.windows(needle.len())
@@ -183,11 +190,7 @@ fn valid_chain_verifies_and_answers_lookups() {
         found.sealing_key_at(T0 + HOUR).unwrap().encryption,
         [111; 32]
     );
-    assert!(
-        dir.active_office_by_key(&identity(99), T0 + HOUR)
-            .unwrap()
-            .is_none()
-    );
+    assert!(!admitted(&dir, 99, T0 + HOUR));
 }
 
 #[test]
@@ -386,12 +389,7 @@ fn revoked_office_can_neither_send_nor_receive() {
 
     let mut by_snapshot = Directory::new(anchor());
     by_snapshot.apply_snapshot(&first).unwrap();
-    assert!(
-        by_snapshot
-            .active_office_by_key(&identity(11), T0 + HOUR)
-            .unwrap()
-            .is_some()
-    );
+    assert!(admitted(&by_snapshot, 11, T0 + HOUR));
     by_snapshot.apply_snapshot(&second).unwrap();
 
     let mut by_delta = Directory::new(anchor());
@@ -405,17 +403,9 @@ fn revoked_office_can_neither_send_nor_receive() {
         assert!(!e.is_active());
         assert!(e.identity_keys_at(now).is_empty());
         assert!(e.sealing_key_at(now).is_none());
-        assert!(
-            dir.active_office_by_key(&identity(11), now)
-                .unwrap()
-                .is_none()
-        );
+        assert!(!admitted(dir, 11, now));
         // The other office is untouched.
-        assert!(
-            dir.active_office_by_key(&identity(10), now)
-                .unwrap()
-                .is_some()
-        );
+        assert!(admitted(dir, 10, now));
     }
 }
 
@@ -511,11 +501,7 @@ fn expired_snapshot_is_used_with_a_warning() {
     assert_eq!(state(expires_at + 30 * DAY)[0].3, Freshness::Expired);
 
     let later = expires_at + 30 * DAY;
-    assert!(
-        dir.active_office_by_key(&identity(10), later)
-            .unwrap()
-            .is_some()
-    );
+    assert!(admitted(&dir, 10, later));
     assert!(dir.lookup(&office("1310000002")).unwrap().is_some());
 }
 
@@ -746,22 +732,10 @@ fn deltas_reach_the_same_state_as_the_last_snapshot() {
     // The identity-key index follows the deltas too.
     let now = T0 + 20 * DAY;
     for dir in [&incremental, &direct, &on_disk, &direct_on_disk] {
-        assert!(
-            dir.active_office_by_key(&identity(10), now)
-                .unwrap()
-                .is_none()
-        );
-        assert!(
-            dir.active_office_by_key(&identity(11), now)
-                .unwrap()
-                .is_none()
-        );
+        assert!(!admitted(dir, 10, now));
+        assert!(!admitted(dir, 11, now));
         for seed in [30, 12, 13, 14] {
-            assert!(
-                dir.active_office_by_key(&identity(seed), now)
-                    .unwrap()
-                    .is_some()
-            );
+            assert!(admitted(dir, seed, now));
         }
     }
 
@@ -994,11 +968,7 @@ fn two_regions_claiming_one_office_conflict() {
         Err(DirectoryError::Conflict(office("1310000001")))
     );
     assert!(dir.region("13-tama").is_none());
-    assert!(
-        dir.active_office_by_key(&identity(66), T0)
-            .unwrap()
-            .is_none()
-    );
+    assert!(!admitted(&dir, 66, T0));
     assert_eq!(
         dir.lookup(&office("1310000001")).unwrap().unwrap().name,
         "青空"
@@ -1008,11 +978,7 @@ fn two_regions_claiming_one_office_conflict() {
     let ok = dir.apply_snapshot(&snapshot(&tama, 1, &[entry("1310000009", "多摩", 21)]));
     assert!(ok.is_ok());
     assert_eq!(dir.regions().count(), 3);
-    assert!(
-        dir.active_office_by_key(&identity(21), T0)
-            .unwrap()
-            .is_some()
-    );
+    assert!(admitted(&dir, 21, T0));
 }
 
 #[test]
@@ -1028,11 +994,7 @@ fn identity_key_listed_by_two_offices_stays_resolvable() {
         &[entry("2710000001", "青空 大阪", 10)],
     ))
     .unwrap();
-    assert!(
-        dir.active_office_by_key(&identity(10), T0)
-            .unwrap()
-            .is_some()
-    );
+    assert!(admitted(&dir, 10, T0));
 
     // Osaka drops its office: the key still leads to the Tokyo one.
     dir.apply_snapshot(&snapshot(&osaka, 2, &[entry("2710000002", "大阪", 20)]))
@@ -1042,9 +1004,5 @@ fn identity_key_listed_by_two_offices_stays_resolvable() {
         .unwrap()
         .unwrap();
     assert_eq!(e.office, office("1310000001"));
-    assert!(
-        dir.active_office_by_key(&identity(20), T0)
-            .unwrap()
-            .is_some()
-    );
+    assert!(admitted(&dir, 20, T0));
 }
