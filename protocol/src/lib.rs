@@ -27,3 +27,5 @@ pub mod envelope;
 pub mod wire;
 
 pub use wire::sha256;
+pub mod frames;
+pub mod session;
