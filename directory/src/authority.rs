@@ -7,10 +7,10 @@ use renkei_protocol::OfficeNumber;
 use serde::{Deserialize, Serialize};
 
 use crate::DirectoryError;
-use crate::model::{
-    Delta, EnrollmentRequest, Entry, NodeInfo, OfficeKey, RegionCert, RotationRequest, Snapshot,
-    Status, entries_digest,
-};
+use crate::enroll::{EnrollmentRequest, RotationRequest};
+use crate::entry::{Entry, NodeInfo, OfficeKey, Status};
+use crate::snapshot::{Delta, Snapshot, entries_digest};
+use crate::trust::RegionCert;
 
 /// Why an operator action was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -24,17 +24,23 @@
 #![forbid(unsafe_code)]
 
 mod authority;
-mod model;
+mod encoding;
+mod enroll;
+mod entry;
+mod snapshot;
 mod table;
+mod trust;
 mod view;
 
 pub use authority::{RegionWorkspace, WorkspaceError};
-pub use model::{
-    ANCHOR_FORMAT, Anchor, Delta, ENROLL_FORMAT, EnrollmentRequest, Entry, MAX_ADDRESS_BYTES,
-    MAX_ADDRESSES, MAX_KINDS, MAX_NAME_BYTES, MAX_REGION_ID, NodeInfo, OfficeKey, RegionCert,
-    RotationRequest, Snapshot, SnapshotHeader, Status, entries_digest, file_id, hexbytes,
+pub use encoding::hexbytes;
+pub use enroll::{ENROLL_FORMAT, EnrollmentRequest, RotationRequest};
+pub use entry::{
+    Entry, MAX_ADDRESS_BYTES, MAX_ADDRESSES, MAX_KINDS, MAX_NAME_BYTES, NodeInfo, OfficeKey, Status,
 };
+pub use snapshot::{Delta, Snapshot, SnapshotHeader, entries_digest, file_id};
 pub use table::EntryTable;
+pub use trust::{ANCHOR_FORMAT, Anchor, MAX_REGION_ID, RegionCert};
 pub use view::{Applied, Directory, Freshness, RegionState};
 
 use renkei_protocol::OfficeNumber;

@@ -16,7 +16,8 @@ use renkei_protocol::wire::Reader;
 use sha2::Digest;
 
 use crate::DirectoryError;
-use crate::model::{Entry, RegionCert};
+use crate::entry::Entry;
+use crate::trust::RegionCert;
 
 /// A region's verified entries, in ascending office-number order. Cloning is cheap (shared).
 #[derive(Clone)]
@@ -329,7 +330,7 @@ mod tests {
     use renkei_protocol::ServiceKind;
 
     use super::*;
-    use crate::model::{OfficeKey, Status};
+    use crate::entry::{OfficeKey, Status};
 
     fn entry(n: u32, identity: [u8; 32], status: Status) -> Entry {
         Entry {

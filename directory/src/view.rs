@@ -6,8 +6,10 @@ use std::path::PathBuf;
 use renkei_protocol::OfficeNumber;
 
 use crate::DirectoryError;
-use crate::model::{Anchor, Delta, Entry, NodeInfo, RegionCert, Snapshot};
+use crate::entry::{Entry, NodeInfo};
+use crate::snapshot::{Delta, Snapshot};
 use crate::table::{EntryTable, TableBuilder};
+use crate::trust::{Anchor, RegionCert};
 
 /// One region as last verified.
 #[derive(Clone, Debug)]
