@@ -256,8 +256,9 @@ fn a_file_naming_another_sender_is_rejected_with_a_report() {
     // A folder dropped into the outbox is not sent, and the office is told so.
     std::fs::create_dir(fed.home(CM).outbox().join("10月分")).unwrap();
     wait_for(Duration::from_secs(20), "a note about the folder", || {
-        std::fs::read_to_string(fed.home(CM).status())
-            .is_ok_and(|s| s.contains("10月分") && s.contains("put files directly in outbox"))
+        std::fs::read_to_string(fed.home(CM).status()).is_ok_and(|s| {
+            s.contains("10月分") && s.contains("put regular files directly in outbox")
+        })
     });
 }
 
@@ -526,6 +527,7 @@ fn a_route_between_two_kinds_of_one_office_number_is_delivered() {
         number: office.number,
         kind: renkei_protocol::ServiceKind::parse("11").unwrap(),
         home: office.home.clone(),
+        enrolled: true,
     };
     let name = name_for(FileKind::UpPlan, office, &to, &stamp(1));
     let bytes = valid_file(FileKind::UpPlan, 5, "同一番号");
@@ -637,7 +639,7 @@ fn a_node_switches_to_its_new_key_by_itself() {
     let status = || {
         std::fs::read_to_string(fed.home(SVC).status())
             .ok()
-            .and_then(|t| serde_json::from_str::<renkei_node::node::Status>(&t).ok())
+            .and_then(|t| serde_json::from_str::<renkei_node::status::Status>(&t).ok())
     };
     let before = status().unwrap().peer_id;
     rotate_now(&fed, SVC);

@@ -9,8 +9,8 @@ use std::time::Duration;
 use common::*;
 use renkei_directory::NodeInfo;
 use renkei_node::admin::{self, OfficeSetup};
-use renkei_node::demo::{free_port, tune_for_loopback};
 use renkei_node::dirsync::RegionSummary;
+use renkei_node::federation::{free_port, tune_for_loopback};
 use renkei_node::home::Home;
 use renkei_protocol::{OfficeNumber, ServiceKind};
 
@@ -170,7 +170,7 @@ fn three_mirrored_directory_nodes_serve_the_whole_country() {
         || {
             std::fs::read_to_string(home.status())
                 .ok()
-                .and_then(|t| serde_json::from_str::<renkei_node::node::Status>(&t).ok())
+                .and_then(|t| serde_json::from_str::<renkei_node::status::Status>(&t).ok())
                 .is_some_and(|s| s.directory.len() == 3 && s.directory_entries == 3)
         },
     );

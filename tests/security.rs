@@ -15,6 +15,7 @@ use renkei_node::home::Home;
 use renkei_node::net::{self, DELIVER, DIRECTORY, Net};
 use renkei_protocol::FileKind;
 use renkei_protocol::envelope::{MessageId, SealParams, seal};
+use renkei_protocol::frames::Refusal;
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -163,7 +164,7 @@ fn envelope_from(sender: &Home, to: &Home, name: &str, plaintext: &[u8], id: u8)
     let to_keys = to.load_keys().unwrap();
     let params = SealParams {
         message_id: MessageId([id; 16]),
-        created_at: renkei_node::node::now_secs(),
+        created_at: renkei_node::env::wall_clock_ms() / 1000,
         sender_office: sender.config().unwrap().office.parse().unwrap(),
         recipient_office: to.config().unwrap().office.parse().unwrap(),
         recipient_key: x25519_dalek::PublicKey::from(&to_keys[0].encryption).to_bytes(),
@@ -197,10 +198,11 @@ fn tampered_and_misrouted_envelopes_are_refused() {
         let env = envelope_from(c, b, &to_b, &file, 1);
         let (kind, payload) = try_deliver(&sender, peer, &env).await.expect("an answer");
         assert_eq!(kind, Kind::Refuse);
+        let r = Refusal::parse(&payload).unwrap();
         assert_eq!(
-            u16::from_be_bytes([payload[0], payload[1]]),
-            3,
-            "WrongRecipient"
+            (r.message_id, r.code.to_u16()),
+            (MessageId([1; 16]), 3),
+            "WrongRecipient: refused under the message's own id"
         );
 
         // Sealed for A, one ciphertext byte flipped in transit.
@@ -210,10 +212,11 @@ fn tampered_and_misrouted_envelopes_are_refused() {
         env[last] ^= 0x40;
         let (kind, payload) = try_deliver(&sender, peer, &env).await.expect("an answer");
         assert_eq!(kind, Kind::Refuse);
+        let r = Refusal::parse(&payload).unwrap();
         assert_eq!(
-            u16::from_be_bytes([payload[0], payload[1]]),
-            10,
-            "chunk authentication"
+            (r.message_id, r.code.to_u16()),
+            (MessageId([2; 16]), 10),
+            "chunk authentication: refused under the message's own id"
         );
 
         // Header signature broken (creation time altered).
@@ -221,10 +224,11 @@ fn tampered_and_misrouted_envelopes_are_refused() {
         env[30] ^= 0x01;
         let (kind, payload) = try_deliver(&sender, peer, &env).await.expect("an answer");
         assert_eq!(kind, Kind::Refuse);
+        let r = Refusal::parse(&payload).unwrap();
         assert_eq!(
-            u16::from_be_bytes([payload[0], payload[1]]),
-            6,
-            "bad signature"
+            (r.message_id, r.code.to_u16()),
+            (MessageId([3; 16]), 6),
+            "bad signature: refused under the message's own id"
         );
 
         // The same envelope untouched is accepted and acked: the harness is sound.

@@ -48,7 +48,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use renkei_directory::{Anchor, Entry, NodeInfo, OfficeKey, RegionCert, Snapshot, Status};
 use renkei_node::admin::{self, OfficeSetup};
-use renkei_node::demo::{free_port, tune_for_loopback};
+use renkei_node::federation::{free_port, tune_for_loopback};
 use renkei_node::home::Home;
 use renkei_node::receipts::Receipt;
 use renkei_protocol::{FileKind, OfficeNumber, ServiceKind, check_bytes};
@@ -942,7 +942,7 @@ fn delivery(dir: &Path, files: &Files, runs: usize) -> anyhow::Result<String> {
     let entries_ok = |h: &Home| {
         std::fs::read_to_string(h.status())
             .ok()
-            .and_then(|t| serde_json::from_str::<renkei_node::node::Status>(&t).ok())
+            .and_then(|t| serde_json::from_str::<renkei_node::status::Status>(&t).ok())
             .is_some_and(|s| s.directory_entries == 11)
     };
     ensure!(
@@ -1189,7 +1189,7 @@ const YEAR: u64 = 365 * 86400;
 fn national_startup(dir: &Path, runs: usize) -> anyhow::Result<String> {
     std::fs::create_dir_all(dir)?;
     let t = Instant::now();
-    let now = renkei_node::node::now_secs();
+    let now = renkei_node::env::wall_clock_ms() / 1000;
     let root = SigningKey::from_bytes(&[1; 32]);
     let anchor = Anchor::from_json(&format!(
         r#"{{"format":"renkei-anchor/1","federation":"bench-national","roots":["{}"]}}"#,
@@ -1327,7 +1327,7 @@ fn national_startup(dir: &Path, runs: usize) -> anyhow::Result<String> {
     let loaded = |h: &Home| {
         std::fs::read_to_string(h.status())
             .ok()
-            .and_then(|t| serde_json::from_str::<renkei_node::node::Status>(&t).ok())
+            .and_then(|t| serde_json::from_str::<renkei_node::status::Status>(&t).ok())
             .is_some_and(|s| s.directory_entries == want && s.directory.len() == 47)
     };
     let run_node = |log: &str| -> anyhow::Result<Proc> {

@@ -11,7 +11,11 @@ use renkei_directory::{
 use renkei_protocol::{OfficeNumber, ServiceKind};
 
 use crate::home::{Config, Home, KeyPair, create_private_dir, write_atomic};
-use crate::node::now_secs;
+
+/// Unix seconds by the system clock (an operator's command, not a node).
+fn now_secs() -> u64 {
+    crate::env::wall_clock_ms() / 1000
+}
 
 /// Generates a fresh Ed25519 key.
 pub fn generate_signing_key() -> SigningKey {

@@ -6,13 +6,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use renkei_directory::NodeInfo;
-use renkei_protocol::{FileName, OfficeNumber, ServiceKind};
+use renkei_protocol::FileName;
 
-use crate::admin::{self, OfficeSetup};
-use crate::dirserve::{self, ServeConfig};
-use crate::home::{Config, Home, write_atomic};
-use crate::node::{self, NodeHandle, lock, wait_until};
+use crate::federation::{Federation, RunningFederation, StartOptions, wait_until};
+use crate::home::Home;
+use crate::node::NodeHandle;
 use crate::samples::SAMPLES;
 
 /// The demo's care-management office.
@@ -26,27 +24,6 @@ pub const OFFICES: [(&str, &str, &str); 4] = [
     ("1310000031", "あおば福祉用具", "17"),
 ];
 
-/// A free loopback port (TCP or UDP), never one this process handed out before.
-pub fn free_port(udp: bool) -> anyhow::Result<u16> {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    loop {
-        let port = if udp {
-            std::net::UdpSocket::bind("127.0.0.1:0")?
-                .local_addr()?
-                .port()
-        } else {
-            std::net::TcpListener::bind("127.0.0.1:0")?
-                .local_addr()?
-                .port()
-        };
-        let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
-        if !given.contains(&port) {
-            given.push(port);
-            return Ok(port);
-        }
-    }
-}
-
 /// Drops a file into an outbox the way care software should: write under a hidden name,
 /// then rename, so the node never sees it half-written.
 pub fn drop_into_outbox(home: &Home, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
@@ -56,134 +33,18 @@ pub fn drop_into_outbox(home: &Home, name: &str, bytes: &[u8]) -> anyhow::Result
     Ok(())
 }
 
-/// A running demo federation.
-pub struct Federation {
-    /// The demo folder.
-    pub dir: PathBuf,
-    /// The office nodes, in [`OFFICES`] order.
-    pub nodes: Vec<NodeHandle>,
-    /// The homes, in [`OFFICES`] order.
-    pub homes: Vec<Home>,
-    /// The directory node.
-    pub directory: dirserve::DirectoryNode,
-}
-
-impl std::fmt::Debug for Federation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Federation")
-            .field("dir", &self.dir)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Sets up and starts the demo federation in `dir`.
-pub async fn start_federation(dir: &Path) -> anyhow::Result<Federation> {
-    std::fs::create_dir_all(dir)?;
-    let assoc = dir.join("association");
-    let anchor = admin::root_init(&assoc, "renkei demo federation")?;
-    write_atomic(
-        &dir.join("anchor.json"),
-        serde_json::to_string_pretty(&anchor)?.as_bytes(),
-        false,
-    )?;
-    let region = assoc.join("13-tokyo");
-    admin::region_init(
-        &assoc.join("root.key"),
-        &region,
-        "13-tokyo",
-        "東京都 ケアプラン連携協議会（デモ）",
-        vec![13],
-        5,
-    )?;
-
-    let dn_key = admin::generate_signing_key();
-    admin::write_secret(&dir.join("directory-node").join("identity.key"), &dn_key)?;
-    let dn_pub = dn_key.verifying_key().to_bytes();
-    let dn_peer = crate::net::peer_id_of(&dn_pub).context("directory node key")?;
-    let dn_port = free_port(false)?;
-    let dn_addr = format!("/ip4/127.0.0.1/tcp/{dn_port}");
-    admin::add_node(
-        &region,
-        NodeInfo {
-            key: dn_pub,
-            addresses: vec![dn_addr.clone()],
-            http: None,
-        },
-    )?;
-
-    let mut homes = Vec::new();
-    let mut requests = Vec::new();
+/// Sets up the demo federation in `dir` and starts it in this process on loopback.
+pub async fn start_federation(dir: &Path) -> anyhow::Result<RunningFederation> {
+    let mut b =
+        Federation::builder(dir).region("13-tokyo", "東京都 ケアプラン連携協議会（デモ）", &[13]);
     for (number, name, kind) in OFFICES {
-        let home = Home::new(dir.join("offices").join(number));
-        let listen = vec![
-            format!("/ip4/127.0.0.1/tcp/{}", free_port(false)?),
-            format!("/ip4/127.0.0.1/udp/{}/quic-v1", free_port(true)?),
-        ];
-        let req = admin::init_office(
-            &home,
-            &OfficeSetup {
-                office: OfficeNumber::parse(number).context("office")?,
-                name: name.into(),
-                kinds: vec![ServiceKind::parse(kind).context("kind")?],
-                listen,
-                advertise: Vec::new(),
-                directory_nodes: vec![format!("{dn_addr}/p2p/{dn_peer}")],
-                anchor: Some(dir.join("anchor.json")),
-            },
-        )?;
-        let mut c = home.config()?;
-        tune_for_loopback(&mut c);
-        home.write_config(&c)?;
-        requests.push(req);
-        homes.push(home);
+        b = b.office(number, name, &[kind]);
     }
-    admin::approve(&region, &requests)?;
-    admin::publish(&region, &dir.join("directory"))?;
-
-    let directory = dirserve::start(ServeConfig {
-        data: dir.join("directory"),
-        anchor: anchor.clone(),
-        identity: dn_key,
-        listen: vec![dn_addr.parse()?],
-        http: None,
-        mirrors: Vec::new(),
-        refresh_secs: 2,
-    })
-    .await?;
-    let mut nodes = Vec::new();
-    for h in &homes {
-        nodes.push(node::start(h.clone()).await?);
-    }
-    Ok(Federation {
-        dir: dir.to_path_buf(),
-        nodes,
-        homes,
-        directory,
-    })
-}
-
-/// Short intervals for a loopback federation.
-pub fn tune_for_loopback(c: &mut Config) {
-    c.settle_ms = 0;
-    c.rescan_secs = 1;
-    c.directory_refresh_secs = 2;
-    c.retry_initial_ms = 200;
-    c.retry_max_secs = 2;
-    c.io_timeout_secs = 20;
-}
-
-impl Federation {
-    /// Stops everything.
-    pub async fn shutdown(self) {
-        for n in self.nodes {
-            n.shutdown().await;
-        }
-        self.directory.stop();
-    }
+    b.create()?.start(StartOptions::default()).await
 }
 
 fn delivered(n: &NodeHandle) -> u64 {
-    lock(&n.shared.stats).delivered
+    n.delivered()
 }
 
 /// How many files under `dir` hold a sealed envelope (there must be none once everything is
@@ -212,7 +73,7 @@ pub async fn run(
 ) -> anyhow::Result<bool> {
     let dir = match dir {
         Some(d) => d,
-        None => std::env::temp_dir().join(format!("renkei-demo-{}", node::now_ms())),
+        None => std::env::temp_dir().join(format!("renkei-demo-{}", crate::env::wall_clock_ms())),
     };
     anyhow::ensure!(
         !dir.join("anchor.json").exists(),
@@ -223,9 +84,7 @@ pub async fn run(
     let t0 = Instant::now();
     let fed = start_federation(&dir).await?;
     let ready = wait_until(timeout, || {
-        fed.nodes
-            .iter()
-            .all(|n| n.shared.dir().entry_count() == OFFICES.len())
+        (0..OFFICES.len()).all(|i| fed.node(i).directory_entries() == OFFICES.len())
     })
     .await;
     anyhow::ensure!(ready, "the offices did not get the directory in time");
@@ -242,9 +101,9 @@ pub async fn run(
         .filter(|(n, _)| n.contains(&format!("_{CARE_MANAGER}_43_1")))
         .collect();
     for (name, bytes) in &outgoing {
-        drop_into_outbox(&fed.homes[0], name, bytes)?;
+        drop_into_outbox(fed.plan.home(0), name, bytes)?;
     }
-    let cm = &fed.nodes[0];
+    let cm = fed.node(0);
     let ok_out = wait_until(timeout, || delivered(cm) >= outgoing.len() as u64).await;
     let out_secs = t1.elapsed().as_secs_f64();
     println!(
@@ -267,9 +126,12 @@ pub async fn run(
             .iter()
             .position(|o| o.0 == from.as_str())
             .context("sender office")?;
-        drop_into_outbox(&fed.homes[i], name, bytes)?;
+        drop_into_outbox(fed.plan.home(i), name, bytes)?;
     }
-    let ok_back = wait_until(timeout, || fed.nodes[1..].iter().all(|n| delivered(n) >= 1)).await;
+    let ok_back = wait_until(timeout, || {
+        (1..OFFICES.len()).all(|i| delivered(fed.node(i)) >= 1)
+    })
+    .await;
     println!(
         "actuals: {} UPJSK files back to {CARE_MANAGER} in {:.2} s",
         actuals.len(),
@@ -289,7 +151,7 @@ pub async fn run(
             .iter()
             .position(|o| o.0 == to.as_str())
             .context("recipient")?;
-        let got = std::fs::read(fed.homes[i].inbox().join(name)).ok();
+        let got = std::fs::read(fed.plan.home(i).inbox().join(name)).ok();
         let same = got.as_deref() == Some(*bytes);
         intact &= same;
         println!(
@@ -302,7 +164,8 @@ pub async fn run(
             }
         );
     }
-    for (n, h) in fed.nodes.iter().zip(&fed.homes) {
+    for (i, o) in fed.plan.offices.iter().enumerate() {
+        let (n, h) = (fed.node(i), &o.home);
         let queued = n.queued();
         let partial = std::fs::read_dir(h.partial())
             .map(|d| d.count())
@@ -321,7 +184,7 @@ pub async fn run(
         "total {:.2} s. Receipts (hash-chained, with the partner's signed ack):",
         t0.elapsed().as_secs_f64()
     );
-    for h in &fed.homes {
+    for h in fed.plan.offices.iter().map(|o| &o.home) {
         println!("  renkei receipts --home {}", h.root.display());
     }
     println!("Inboxes: {}/offices/<office>/inbox", dir.display());
@@ -337,7 +200,7 @@ pub async fn run(
     if !exit_after {
         println!(
             "nodes keep running; try `renkei status --home {}` — Ctrl-C to stop",
-            fed.homes[0].root.display()
+            fed.plan.home(0).root.display()
         );
         let _ = tokio::signal::ctrl_c().await;
     }

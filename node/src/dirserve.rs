@@ -70,7 +70,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<DirectoryNode> {
     let folder = DirFolder::new(&cfg.data)?;
     let view = Arc::new(RwLock::new(load(&folder, &cfg.anchor)?));
     let gate_view = view.clone();
-    let members = net::directory_members(gate_view);
+    let members = net::directory_members(gate_view, Arc::new(crate::env::SystemClock));
     let net = net::start(&cfg.identity, &cfg.listen, members, Duration::from_secs(30))?;
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn({

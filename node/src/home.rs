@@ -13,7 +13,6 @@
 //! ```
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -56,6 +55,12 @@ pub struct Config {
     pub max_file_mb: u64,
     /// Seconds to wait for a peer before giving up on a stream.
     pub io_timeout_secs: u64,
+    /// Most bytes of unfinished files one partner may leave in `inbox/.partial/` at a time,
+    /// MiB (one file is always taken, up to `max_file_mb`); more is refused as busy for now.
+    pub max_partial_mb: u64,
+    /// Days a delivered file's copy is kept in `sent/` (0: none is kept; the receipt with the
+    /// partner's signed ack is kept always).
+    pub sent_keep_days: u64,
     /// Warn this many hours before the directory snapshot expires.
     pub expiry_warning_hours: u64,
     /// When a newer key of ours has started (after `renkei rotate-keys` and the association's
@@ -84,6 +89,8 @@ impl Default for Config {
             max_age_days: 60,
             max_file_mb: 256,
             io_timeout_secs: 30,
+            max_partial_mb: 512,
+            sent_keep_days: 90,
             expiry_warning_hours: 48,
             switch_keys: true,
         }
@@ -181,6 +188,8 @@ impl Home {
             fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
         }
         create_private_dir(&self.keys())?;
+        // Unfinished received files: nobody but the node reads them.
+        create_private_dir(&self.partial())?;
         Ok(())
     }
 
@@ -332,50 +341,4 @@ pub fn create_private_dir(p: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes a file atomically and durably: temp file, fsync, rename, fsync the folder.
-/// `private` makes it readable by the owner only (0600) from the moment it is created.
-pub fn write_atomic(path: &Path, data: &[u8], private: bool) -> anyhow::Result<()> {
-    // A bare file name's parent is "", which is the current folder.
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        std::process::id()
-    ));
-    {
-        let mut opts = fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        if private {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        #[cfg(not(unix))]
-        let _ = private;
-        let mut f = opts
-            .open(&tmp)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        f.write_all(data)?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, path)?;
-    sync_dir(dir)?;
-    Ok(())
-}
-
-/// fsyncs a folder so renames inside it are durable.
-pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        let dir = if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            dir
-        };
-        fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
-}
+pub use crate::files::{sync_dir, write_atomic};

@@ -15,6 +15,9 @@ pub mod admin;
 pub mod demo;
 pub mod dirserve;
 pub mod dirsync;
+pub mod env;
+pub mod federation;
+pub mod files;
 pub mod frames;
 pub mod home;
 pub mod net;
@@ -24,9 +27,11 @@ pub mod receipts;
 mod receive;
 pub mod samples;
 mod send;
+mod state;
+pub mod status;
 pub mod store;
 
-pub use outbox::check_path;
+pub use outbox::{check_path, report_name};
 
 /// `<parent>/.scratch`, where a directory keeps its entries in unnamed files, made and checked
 /// to be writable (a node that cannot keep its directory must not start: it would admit no

@@ -18,16 +18,20 @@ use libp2p::{Multiaddr, PeerId, StreamProtocol, identify, identity, noise, ping,
 use tokio::sync::mpsc;
 
 /// The delivery protocol (SPEC.md §7).
-pub const DELIVER: StreamProtocol = StreamProtocol::new("/renkei/deliver/1");
+pub const DELIVER: StreamProtocol = StreamProtocol::new(renkei_protocol::frames::DELIVER_PROTOCOL);
 /// The directory sync protocol (SPEC.md §6.6).
-pub const DIRECTORY: StreamProtocol = StreamProtocol::new("/renkei/directory/1");
+pub const DIRECTORY: StreamProtocol =
+    StreamProtocol::new(renkei_protocol::frames::DIRECTORY_PROTOCOL);
 
 /// Decides which peers may connect. Shared with whoever updates the directory.
 pub type Membership = Arc<dyn Fn(&PeerId) -> bool + Send + Sync>;
 
 /// Admits a peer whose key is an active office's valid identity key, or a directory node's, in
-/// the verified directory as it is when the peer connects.
-pub fn directory_members(view: Arc<RwLock<renkei_directory::Directory>>) -> Membership {
+/// the verified directory as it is when the peer connects (by `clock`).
+pub fn directory_members(
+    view: Arc<RwLock<renkei_directory::Directory>>,
+    clock: Arc<dyn crate::env::Clock>,
+) -> Membership {
     Arc::new(move |peer| {
         let Some(key) = key_of(peer) else {
             return false;
@@ -35,7 +39,7 @@ pub fn directory_members(view: Arc<RwLock<renkei_directory::Directory>>) -> Memb
         let d = view.read().unwrap_or_else(|p| p.into_inner());
         // A directory that cannot be read admits no office until it can (logged).
         let office = d
-            .active_office_by_key(&key, crate::node::now_secs())
+            .active_office_by_key(&key, clock.now_ms() / 1000)
             .unwrap_or_else(|e| {
                 tracing::warn!("connection gate: {e}");
                 None
@@ -201,6 +205,8 @@ pub enum Command {
     Peers(tokio::sync::oneshot::Sender<Vec<PeerId>>),
     /// Report the addresses we listen on.
     ListenAddrs(tokio::sync::oneshot::Sender<Vec<Multiaddr>>),
+    /// Stop the swarm: every connection closes and the listeners go; answers once they have.
+    Shutdown(Option<tokio::sync::oneshot::Sender<()>>),
 }
 
 /// A handle to the running swarm.
@@ -274,6 +280,13 @@ impl Net {
             }
         }
         Err(last.unwrap_or_else(|| anyhow::anyhow!("cannot open a stream")))
+    }
+
+    /// Stops the swarm and waits until its connections and listeners are gone.
+    pub async fn shutdown(&self) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.command(Command::Shutdown(Some(tx)));
+        let _ = rx.await;
     }
 
     /// The peers we are connected to.
@@ -366,6 +379,11 @@ pub fn start(
             tokio::select! {
                 cmd = rx.recv() => match cmd {
                     None => break,
+                    Some(Command::Shutdown(done)) => {
+                        drop(swarm);
+                        if let Some(d) = done { let _ = d.send(()); }
+                        break;
+                    }
                     Some(Command::AddAddress(p, a, done)) => {
                         swarm.add_peer_address(p, a);
                         if let Some(d) = done { let _ = d.send(()); }

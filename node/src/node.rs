@@ -1,163 +1,46 @@
-//! The office node: state shared by its tasks, start-up, the delivery dispatcher and status.
+//! Start-up and the node's task loops: the delivery dispatcher, directory sync, status and
+//! retention. The work itself lives in the modules these loops call (`outbox`, `send`,
+//! `receive`, `status`), all of which share [`Shared`] from `state`.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use libp2p::Multiaddr;
 use renkei_directory::{Anchor, Directory, Entry, Freshness};
+use renkei_protocol::OfficeNumber;
 use renkei_protocol::envelope::MessageId;
-use renkei_protocol::{OfficeNumber, ServiceKind};
-use serde::{Deserialize, Serialize};
+use renkei_protocol::session::{Backoff, Schedule};
 use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
 
 use crate::dirsync::{self, DirFolder, P2pSource};
-use crate::home::{Config, Home, KeyPair, parse_office, write_atomic};
-use crate::net::{self, Command, Net};
+use crate::env::{Env, file_age};
+use crate::home::{Config, Home, KeyPair, parse_office};
+use crate::net::{self, Command};
 use crate::receipts::ReceiptLog;
-use crate::store::{QueueItem, SledStore, Store};
+pub use crate::state::Shared;
+use crate::state::{Queue, Stats, lock};
+pub use crate::status::{RegionStatus, Status};
+use crate::store::{SledStore, Store};
 
-/// Unix milliseconds now.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-/// Unix seconds now.
-pub fn now_secs() -> u64 {
-    now_ms() / 1000
-}
-
-/// Delivery state of one partner office.
+/// How a node is run: its environment and, optionally, its store.
 #[derive(Debug)]
-pub(crate) struct Partner {
-    pub active: bool,
-    pub next_try: Instant,
-    pub backoff: Duration,
+pub struct NodeOptions {
+    /// Clock, random source and fault points.
+    pub env: Arc<Env>,
+    /// The store; `None`: sled in `H/state/db`.
+    pub store: Option<Arc<dyn Store>>,
 }
 
-/// The in-memory view of the durable queue.
-#[derive(Debug, Default)]
-pub(crate) struct Queue {
-    pub items: BTreeMap<u64, QueueItem>,
-    pub names: HashSet<String>,
-    pub next_seq: u64,
-    pub partners: HashMap<OfficeNumber, Partner>,
-}
-
-/// Counters and recent errors for `renkei status`.
-#[derive(Debug, Default)]
-pub(crate) struct Stats {
-    pub delivered: u64,
-    pub received: u64,
-    pub rejected_outgoing: u64,
-    pub rejected_incoming: u64,
-    /// (what it is about, if it can be resolved; how many times; the line shown).
-    pub last_errors: VecDeque<(Option<String>, u32, String)>,
-}
-
-/// What every task of a node shares.
-pub struct Shared {
-    pub(crate) home: Home,
-    pub(crate) config: Config,
-    pub(crate) office: OfficeNumber,
-    pub(crate) kinds: Vec<ServiceKind>,
-    /// Every key generation on disk, newest first (re-read when a rotation is published).
-    pub(crate) keys: RwLock<Vec<KeyPair>>,
-    /// The identity this run uses: its PeerId and the key that signs envelopes and acks.
-    pub(crate) identity: ed25519_dalek::SigningKey,
-    pub(crate) store: Arc<dyn Store>,
-    pub(crate) directory: Arc<RwLock<Directory>>,
-    pub(crate) dir_cache: DirFolder,
-    pub(crate) receipts: Mutex<ReceiptLog>,
-    pub(crate) sent_ids: Mutex<HashSet<String>>,
-    /// Sub-folders of the outbox already reported (they are never sent).
-    pub(crate) ignored_folders: Mutex<HashSet<String>>,
-    pub(crate) net: Net,
-    pub(crate) queue: Mutex<Queue>,
-    pub(crate) wake: Notify,
-    pub(crate) rescan: Notify,
-    pub(crate) stats: Mutex<Stats>,
-    pub(crate) shutdown: watch::Receiver<bool>,
-    /// Asks `run` to restart the node (to switch to a newer key).
-    pub(crate) restart: Notify,
-    /// Whether anyone acts on `restart` (`run` does; an in-process node of the demo or a
-    /// test does not, so it shows the restart notice instead).
-    pub(crate) restartable: AtomicBool,
-}
-
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
-            .field("office", &self.office)
-            .finish_non_exhaustive()
-    }
-}
-
-/// The topic of status lines about our own directory entry.
-const OWN_ENTRY: &str = "own-entry";
-
-/// Locks a mutex, recovering from a poisoned lock (a panicked task must not stop the node).
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-impl Shared {
-    /// Records an error for `renkei status` and the log.
-    pub(crate) fn error(&self, msg: String) {
-        self.error_about(None, msg);
-    }
-
-    /// Records an error about `topic` (a partner, say) that [`Shared::resolved`] clears once
-    /// the trouble is over, so the status does not show a fixed problem as a current one. A
-    /// topic keeps one line: a repeat replaces it, counting the times.
-    pub(crate) fn error_about(&self, topic: Option<String>, msg: String) {
-        tracing::warn!("{msg}");
-        let mut s = lock(&self.stats);
-        let mut times = 1u32;
-        if let Some(t) = &topic
-            && let Some(i) = s.last_errors.iter().position(|e| e.0.as_ref() == Some(t))
-        {
-            times = s.last_errors.remove(i).map_or(1, |e| e.1.saturating_add(1));
+impl Default for NodeOptions {
+    fn default() -> Self {
+        NodeOptions {
+            env: Arc::new(Env::system()),
+            store: None,
         }
-        if s.last_errors.len() >= 20 {
-            s.last_errors.pop_front();
-        }
-        s.last_errors
-            .push_back((topic, times, format!("{} {msg}", jst(now_ms()))));
-    }
-
-    /// Clears the errors recorded about `topic`.
-    pub(crate) fn resolved(&self, topic: &str) {
-        lock(&self.stats)
-            .last_errors
-            .retain(|e| e.0.as_deref() != Some(topic));
-    }
-
-    pub(crate) fn dir(&self) -> std::sync::RwLockReadGuard<'_, Directory> {
-        self.directory.read().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Our X25519 secrets, every generation (a partner may seal to any key still valid).
-    pub(crate) fn secrets(&self) -> Vec<x25519_dalek::StaticSecret> {
-        self.keys
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|k| k.encryption.clone())
-            .collect()
-    }
-
-    pub(crate) fn timeout(&self) -> Duration {
-        Duration::from_secs(self.config.io_timeout_secs.max(1))
-    }
-
-    pub(crate) fn stopping(&self) -> bool {
-        *self.shutdown.borrow()
     }
 }
 
@@ -186,29 +69,66 @@ impl NodeHandle {
         for t in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
         }
-        let _ = write_status(&self.shared).await;
+        let _ = crate::status::write_status(&self.shared).await;
         let _ = self.shared.store.flush();
+        self.shared.tasks.cancel();
+        self.shared.net.shutdown().await;
+    }
+
+    /// Stops the node at once, as a power cut would: no last status, no flush; its tasks end
+    /// where they stand. Returns once its network is gone (its addresses can be used again).
+    pub async fn kill(self) {
+        self.shared.tasks.cancel();
+        self.shared.net.shutdown().await;
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+
+    /// Whether an injected crash fault has stopped this node.
+    pub fn crashed(&self) -> bool {
+        self.shared.env.faults.has_crashed()
     }
 
     /// How many files wait in the queue.
     pub fn queued(&self) -> usize {
         lock(&self.shared.queue).items.len()
     }
+
+    /// Files delivered and acknowledged by partners so far.
+    pub fn delivered(&self) -> u64 {
+        lock(&self.shared.stats).delivered
+    }
+
+    /// Files received from partners so far.
+    pub fn received(&self) -> u64 {
+        lock(&self.shared.stats).received
+    }
+
+    /// Offices in the node's verified directory.
+    pub fn directory_entries(&self) -> usize {
+        self.shared.dir().entry_count()
+    }
+
+    /// The node's status now.
+    pub async fn status(&self) -> Status {
+        crate::status::status(&self.shared).await
+    }
 }
 
-/// Starts a node from its home folder.
+/// Starts a node from its home folder, on the system clock.
 pub async fn start(home: Home) -> anyhow::Result<NodeHandle> {
     let config = home.config()?;
-    start_with(home, config, None).await
+    start_with(home, config, NodeOptions::default()).await
 }
 
-/// Starts a node with an explicit configuration and, optionally, a store (the lab's in-memory
-/// one); otherwise sled in `H/state/db`.
+/// Starts a node with an explicit configuration and environment.
 pub async fn start_with(
     home: Home,
     config: Config,
-    store: Option<Arc<dyn Store>>,
+    options: NodeOptions,
 ) -> anyhow::Result<NodeHandle> {
+    let env = options.env;
     home.create_dirs()?;
     let (office, kinds) = parse_office(&config)?;
     let keys = home.load_keys()?;
@@ -217,12 +137,12 @@ pub async fn start_with(
         format!("信頼アンカー {} を読めません。協会から受け取った anchor.json を置いてください。/ Cannot read the trust anchor {}: put the anchor.json from your association there.", anchor_path.display(), anchor_path.display())
     })?)
     .map_err(|e| anyhow::anyhow!("trust anchor {}: {e}", anchor_path.display()))?;
-    let store: Arc<dyn Store> = match store {
+    let store: Arc<dyn Store> = match options.store {
         Some(s) => s,
         None => Arc::new(SledStore::open(&home.state().join("db"))?),
     };
     let dir_cache = DirFolder::new(home.directory_cache())?;
-    // Entries stay on disk (unnamed scratch files in state/scratch/), indexes in memory: a
+    // Entries stay on disk (unnamed scratch files in state/.scratch/), indexes in memory: a
     // national directory of 300,000 offices costs about 7 MB of RAM rather than 120 MB.
     let mut directory = Directory::on_disk(anchor, crate::scratch_folder(&home.state())?);
     for p in dir_cache.load(&mut directory) {
@@ -244,8 +164,10 @@ pub async fn start_with(
             ("received", "accepted") => stats.received += 1,
             _ => stats.rejected_incoming += 1,
         }
-        if r.direction == "sent" {
-            sent_ids.insert(r.message_id.clone());
+        if r.direction == "sent"
+            && let Some(id) = MessageId::from_hex(&r.message_id)
+        {
+            sent_ids.insert(id);
         }
     }
 
@@ -256,8 +178,7 @@ pub async fn start_with(
         }
     }
 
-    let members_dir = directory.clone();
-    let members = net::directory_members(members_dir);
+    let members = net::directory_members(directory.clone(), env.clock.clone());
     let listen: Vec<Multiaddr> = config
         .listen
         .iter()
@@ -271,17 +192,20 @@ pub async fn start_with(
             tracing::warn!("{e}");
             None
         });
-    let identity = choose_identity(&keys, listed.as_ref());
+    let identity = choose_identity(&keys, listed.as_ref(), env.now_secs());
     let net = net::start(&identity, &listen, members, Duration::from_secs(60))?;
 
     // The receipt log is fsynced before the received index is flushed: after a crash in
     // between, the index is completed from the log so a resent message is not written twice.
     let mut mended = false;
     for r in existing.iter().filter(|r| r.direction == "received") {
-        if let (Some(id), Ok(ack)) = (MessageId::from_hex(&r.message_id), hex::decode(&r.ack))
-            && store.received_get(&id)?.is_none()
+        if let (Some(id), Some(sender), Ok(ack)) = (
+            MessageId::from_hex(&r.message_id),
+            OfficeNumber::parse(&r.partner),
+            hex::decode(&r.ack),
+        ) && store.received_get(&sender, &id)?.is_none()
         {
-            store.received_put(&id, &ack)?;
+            store.received_put(&sender, &id, &ack)?;
             mended = true;
         }
     }
@@ -301,6 +225,7 @@ pub async fn start_with(
         config,
         office,
         kinds,
+        env,
         keys: RwLock::new(keys),
         identity,
         store,
@@ -308,25 +233,42 @@ pub async fn start_with(
         dir_cache,
         receipts: Mutex::new(receipts),
         sent_ids: Mutex::new(sent_ids),
-        ignored_folders: Mutex::new(HashSet::new()),
+        ignored: Mutex::new(HashSet::new()),
         net,
         queue: Mutex::new(queue),
+        receiving: Mutex::new(Default::default()),
         wake: Notify::new(),
         rescan: Notify::new(),
         stats: Mutex::new(stats),
         shutdown,
+        tasks: CancellationToken::new(),
         restart: Notify::new(),
         restartable: AtomicBool::new(false),
     });
     crate::send::reconcile(&shared).await;
 
     let tasks = vec![
-        tokio::spawn(crate::receive::accept_loop(shared.clone())),
-        tokio::spawn(directory_loop(shared.clone())),
-        tokio::spawn(crate::outbox::watch_loop(shared.clone())),
-        tokio::spawn(dispatch_loop(shared.clone())),
-        tokio::spawn(status_loop(shared.clone())),
+        shared.spawn(crate::receive::accept_loop(shared.clone())),
+        shared.spawn(directory_loop(shared.clone())),
+        shared.spawn(crate::outbox::watch_loop(shared.clone())),
+        shared.spawn(dispatch_loop(shared.clone())),
+        shared.spawn(status_loop(shared.clone())),
+        shared.spawn(retention_loop(shared.clone())),
     ];
+    // A crash fault stops every task of this node at once, and its network with it.
+    tokio::spawn({
+        let s = shared.clone();
+        async move {
+            tokio::select! {
+                () = s.env.faults.crashed() => {
+                    tracing::error!(office = %s.office, "node crashed (injected fault)");
+                    s.tasks.cancel();
+                    s.net.shutdown().await;
+                }
+                () = s.tasks.cancelled() => {}
+            }
+        }
+    });
     tracing::info!(office = %shared.office, peer = %shared.net.peer_id, "node started");
     Ok(NodeHandle {
         shared,
@@ -337,19 +279,23 @@ pub async fn start_with(
 
 /// The key generation to run as: the newest one the directory lists for us as valid now, so a
 /// pre-announced key is used only from its start time; without a directory entry, the newest.
-fn choose_identity(keys: &[KeyPair], listed: Option<&Entry>) -> ed25519_dalek::SigningKey {
-    let now = now_secs();
+fn choose_identity(
+    keys: &[KeyPair],
+    listed: Option<&Entry>,
+    now: u64,
+) -> ed25519_dalek::SigningKey {
     keys.iter()
         .find(|k| {
             let pk = k.identity.verifying_key().to_bytes();
-            listed
-                .as_ref()
-                .is_some_and(|e| e.keys_at(now).any(|x| x.identity == pk))
+            listed.is_some_and(|e| e.keys_at(now).any(|x| x.identity == pk))
         })
         .unwrap_or(&keys[0])
         .identity
         .clone()
 }
+
+/// The topic of status lines about our own directory entry.
+const OWN_ENTRY: &str = "own-entry";
 
 /// After a directory update: picks up key files written by `renkei rotate-keys`, and says
 /// when a newer key of ours has started, so the office restarts the node to use it.
@@ -389,7 +335,7 @@ fn check_own_keys(shared: &Shared) {
         )),
         Some(true) => shared.resolved(OWN_ENTRY),
     }
-    let best = choose_identity(&keys, entry.as_ref());
+    let best = choose_identity(&keys, entry.as_ref(), shared.env.now_secs());
     if best.verifying_key() != shared.identity.verifying_key() {
         if shared.config.switch_keys && cfg!(unix) && shared.restartable.load(Ordering::Relaxed) {
             tracing::info!(
@@ -412,11 +358,22 @@ pub enum Ended {
     Restart,
 }
 
-/// Runs a node until Ctrl-C or SIGTERM, or until it asks to be restarted under a new key.
-pub async fn run(home: Home) -> anyhow::Result<Ended> {
-    let node = start(home).await?;
+/// Runs a node until Ctrl-C or SIGTERM, or until it asks to be restarted under a new key. A
+/// crash fault armed in `env` ends the process at once, as a power cut would.
+pub async fn run(home: Home, env: Env) -> anyhow::Result<Ended> {
+    let config = home.config()?;
+    let node = start_with(
+        home,
+        config,
+        NodeOptions {
+            env: Arc::new(env),
+            store: None,
+        },
+    )
+    .await?;
     node.shared.restartable.store(true, Ordering::Relaxed);
     let restart = node.shared.restart.notified();
+    let crashed = node.shared.env.faults.crashed();
     #[cfg(unix)]
     {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -424,6 +381,7 @@ pub async fn run(home: Home) -> anyhow::Result<Ended> {
             _ = tokio::signal::ctrl_c() => Ended::Stopped,
             _ = term.recv() => Ended::Stopped,
             _ = restart => Ended::Restart,
+            () = crashed => std::process::abort(),
         };
         tracing::info!(?ended, "shutting down");
         // The shutdown runs to its end; a SIGTERM meanwhile turns a restart into a stop (a
@@ -447,6 +405,7 @@ pub async fn run(home: Home) -> anyhow::Result<Ended> {
         let ended = tokio::select! {
             r = tokio::signal::ctrl_c() => { r?; Ended::Stopped }
             _ = restart => Ended::Restart,
+            () = crashed => std::process::abort(),
         };
         tracing::info!(?ended, "shutting down");
         node.shutdown().await;
@@ -454,76 +413,71 @@ pub async fn run(home: Home) -> anyhow::Result<Ended> {
     }
 }
 
-/// Starts deliveries to partners that have queued files and are due.
+/// Starts deliveries to partners that have queued files and are due, on the node's clock.
 async fn dispatch_loop(shared: Arc<Shared>) {
     let mut stop = shared.shutdown.clone();
+    let schedule = Arc::new(Mutex::new(Schedule::new(Backoff {
+        initial_ms: shared.config.retry_initial_ms,
+        max_ms: shared.config.retry_max_secs.saturating_mul(1000),
+    })));
     loop {
         if shared.stopping() {
             break;
         }
-        let now = Instant::now();
-        let mut next: Option<Instant> = None;
-        let mut start = Vec::new();
-        {
-            let mut q = lock(&shared.queue);
-            let pending: HashSet<OfficeNumber> = q
-                .items
-                .values()
-                .filter_map(|i| OfficeNumber::parse(&i.recipient))
-                .collect();
-            for p in pending {
-                let partner = q.partners.entry(p).or_insert(Partner {
-                    active: false,
-                    next_try: now,
-                    backoff: Duration::from_millis(shared.config.retry_initial_ms),
-                });
-                if partner.active {
-                    continue;
-                }
-                if partner.next_try <= now {
-                    partner.active = true;
-                    start.push(p);
-                } else {
-                    next =
-                        Some(next.map_or(partner.next_try, |n: Instant| n.min(partner.next_try)));
-                }
-            }
-        }
+        let now = shared.env.now_ms();
+        let pending: HashSet<OfficeNumber> = lock(&shared.queue)
+            .items
+            .values()
+            .filter_map(|i| OfficeNumber::parse(&i.recipient))
+            .collect();
+        let (start, next) = {
+            let mut s = lock(&schedule);
+            let due = s.due(now, pending.iter().copied());
+            s.retain(|p| pending.contains(p));
+            due
+        };
         for p in start {
             let s = shared.clone();
-            tokio::spawn(async move {
+            let schedule = schedule.clone();
+            shared.spawn(async move {
                 let result = crate::send::deliver(&s, p).await;
-                let mut q = lock(&s.queue);
-                let initial = Duration::from_millis(s.config.retry_initial_ms);
-                let max = Duration::from_secs(s.config.retry_max_secs);
-                if let Some(partner) = q.partners.get_mut(&p) {
-                    partner.active = false;
-                    match result {
-                        Ok(()) => {
-                            partner.backoff = initial;
-                            partner.next_try = Instant::now();
-                            drop(q);
-                            s.resolved(&format!("delivery:{p}"));
-                        }
-                        Err(e) => {
-                            partner.next_try = Instant::now() + partner.backoff;
-                            partner.backoff = (partner.backoff * 2).min(max);
-                            drop(q);
-                            s.error_about(Some(format!("delivery:{p}")), format!("送信先 {p} に届けられません。相手先のノードが停止しているか接続できない可能性があります。自動で再試行します。続く場合は相手先に連絡してください / delivery to {p} failed: the partner's node may be stopped or unreachable; renkei keeps retrying by itself — if this lasts, contact the partner. ({e:#})"));
-                        }
+                let now = s.env.now_ms();
+                match result {
+                    Ok(()) => {
+                        lock(&schedule).succeeded(&p, now);
+                        s.resolved(&format!("delivery:{p}"));
+                    }
+                    Err(e) => {
+                        lock(&schedule).failed(&p, now);
+                        s.error_about(Some(format!("delivery:{p}")), delivery_failure(p, &e));
                     }
                 }
                 s.wake.notify_one();
             });
         }
-        let sleep = next
-            .map(|n| n.saturating_duration_since(Instant::now()))
-            .unwrap_or(Duration::from_secs(1));
+        let until = next.unwrap_or(now.saturating_add(1000));
         tokio::select! {
             _ = shared.wake.notified() => {}
-            _ = tokio::time::sleep(sleep.max(Duration::from_millis(5))) => {}
+            _ = shared.env.clock.sleep_until(until) => {}
             _ = stop.changed() => {}
         }
+    }
+}
+
+/// What a failed delivery means for the office, in both languages.
+fn delivery_failure(p: OfficeNumber, e: &crate::send::DeliveryError) -> String {
+    use crate::send::DeliveryError;
+    match e {
+        e if e.is_unreachable() => format!(
+            "送信先 {p} に届けられません。相手先のノードが停止しているか接続できない可能性があります。自動で再試行します。続く場合は相手先に連絡してください / delivery to {p} failed: the partner's node may be stopped or unreachable; renkei keeps retrying by itself — if this lasts, contact the partner. ({e})"
+        ),
+        DeliveryError::NotListed(_) => format!(
+            "{e}。名簿の更新後に自動で再試行します。続く場合は協会に確認してください / it is retried after the next directory update; if this lasts, ask your association"
+        ),
+        DeliveryError::Refused { .. } => format!("送信先 {p} / delivery to {p}: {e}"),
+        _ => format!(
+            "送信先 {p} への送信中にこのパソコンでエラーが起きました。自動で再試行します。続く場合はディスクの空きと権限を確認してください / delivery to {p} failed on this computer; it is retried — if this lasts, check free disk space and permissions: {e:#}"
+        ),
     }
 }
 
@@ -542,7 +496,7 @@ async fn directory_loop(shared: Arc<Shared>) {
             first = (first * 2).min(Duration::from_secs(60));
         }
         tokio::select! {
-            _ = tokio::time::sleep(every) => {}
+            _ = shared.env.sleep(every) => {}
             _ = stop.changed() => break,
         }
     }
@@ -552,7 +506,7 @@ async fn directory_loop(shared: Arc<Shared>) {
 /// with the last good snapshot (SPEC.md §6.5); the office should check its connection to the
 /// directory nodes.
 fn warn_expiry(shared: &Shared) {
-    let now = now_secs();
+    let now = shared.env.now_secs();
     for (region, seq, expires_at, f) in shared
         .dir()
         .freshness(now, shared.config.expiry_warning_hours * 3600)
@@ -629,7 +583,7 @@ pub(crate) async fn sync_directory(shared: &Arc<Shared>) -> bool {
 
 /// After a directory update, drops connections to peers that are no longer members.
 async fn expel_non_members(shared: &Arc<Shared>) {
-    let now = now_secs();
+    let now = shared.env.now_secs();
     for peer in shared.net.peers().await {
         let Some(key) = net::key_of(&peer) else {
             continue;
@@ -653,153 +607,60 @@ async fn expel_non_members(shared: &Arc<Shared>) {
     }
 }
 
-/// The status file `renkei status` reads (`H/state/status.json`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Status {
-    /// Our office.
-    pub office: String,
-    /// Our PeerId.
-    pub peer_id: String,
-    /// Where we listen.
-    pub listening: Vec<String>,
-    /// Directory regions: freshness.
-    pub directory: Vec<RegionStatus>,
-    /// Offices in the directory.
-    pub directory_entries: usize,
-    /// Connected peers.
-    pub peers: Vec<String>,
-    /// Files waiting for delivery.
-    pub queued: usize,
-    /// Files delivered and acknowledged.
-    pub delivered: u64,
-    /// Files received.
-    pub received: u64,
-    /// Files refused (ours, by checks or by partners).
-    pub rejected: u64,
-    /// Files from partners we refused.
-    pub rejected_incoming: u64,
-    /// Recent errors, oldest first.
-    pub last_errors: Vec<String>,
-    /// Unix seconds of this status.
-    pub updated_at: u64,
-    /// Whether the node is running (false after a clean shutdown).
-    pub running: bool,
-}
-
-/// One region's freshness in the status.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RegionStatus {
-    /// Region id.
-    pub region: String,
-    /// Sequence number.
-    pub seq: u64,
-    /// Unix seconds.
-    pub expires_at: u64,
-    /// `fresh`, `expiring-soon` or `expired`.
-    pub state: String,
-}
-
-pub(crate) async fn write_status(shared: &Arc<Shared>) -> anyhow::Result<Status> {
-    let peers = shared.net.peers().await;
-    let listening = shared.net.listen_addrs().await;
-    let now = now_secs();
-    let (directory, directory_entries) = {
-        let d = shared.dir();
-        let f = d
-            .freshness(now, shared.config.expiry_warning_hours * 3600)
-            .into_iter()
-            .map(|(region, seq, expires_at, f)| RegionStatus {
-                region,
-                seq,
-                expires_at,
-                state: match f {
-                    Freshness::Fresh => "fresh",
-                    Freshness::ExpiringSoon => "expiring-soon",
-                    Freshness::Expired => "expired",
-                }
-                .into(),
-            })
-            .collect();
-        (f, d.entry_count())
-    };
-    let queued = lock(&shared.queue).items.len();
-    let status = {
-        let s = lock(&shared.stats);
-        Status {
-            office: shared.office.to_string(),
-            peer_id: shared.net.peer_id.to_string(),
-            listening: listening.iter().map(|a| a.to_string()).collect(),
-            directory,
-            directory_entries,
-            peers: peers.iter().map(|p| p.to_string()).collect(),
-            queued,
-            delivered: s.delivered,
-            received: s.received,
-            rejected: s.rejected_outgoing,
-            rejected_incoming: s.rejected_incoming,
-            last_errors: s
-                .last_errors
-                .iter()
-                .map(|(_, times, line)| match times {
-                    1 => line.clone(),
-                    n => format!("{line} [{n}回目 / {n} times]"),
-                })
-                .collect(),
-            updated_at: now,
-            running: !shared.stopping(),
-        }
-    };
-    write_atomic(
-        &shared.home.status(),
-        &serde_json::to_vec_pretty(&status)?,
-        false,
-    )?;
-    Ok(status)
-}
-
 async fn status_loop(shared: Arc<Shared>) {
     let mut stop = shared.shutdown.clone();
     loop {
-        if let Err(e) = write_status(&shared).await {
+        if let Err(e) = crate::status::write_status(&shared).await {
             tracing::debug!("status: {e:#}");
         }
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = shared.env.sleep(Duration::from_secs(2)) => {}
             _ = stop.changed() => break,
         }
     }
 }
 
-/// Waits until `f` holds, polling the shared state (demo and tests).
-pub async fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + timeout;
-    while Instant::now() < end {
-        if f() {
-            return true;
+/// Removes files older than `sent_keep_days` from `sent/`, at start and every six hours.
+async fn retention_loop(shared: Arc<Shared>) {
+    let mut stop = shared.shutdown.clone();
+    loop {
+        let s = shared.clone();
+        match tokio::task::spawn_blocking(move || prune_sent(&s)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(removed = n, "sent/: removed copies past sent_keep_days"),
+            Ok(Err(e)) => shared.error(format!(
+                "送信済みフォルダの整理に失敗 / cannot prune sent/: {e:#}"
+            )),
+            Err(e) => tracing::warn!("retention task: {e}"),
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::select! {
+            _ = shared.env.sleep(Duration::from_secs(6 * 3600)) => {}
+            _ = stop.changed() => break,
+        }
     }
-    f()
 }
 
-/// Unix milliseconds as Japan Standard Time, for people reading receipts at an audit.
-pub fn jst(ms: u64) -> String {
-    let secs = ms / 1000 + 9 * 3600;
-    let (days, rest) = ((secs / 86400) as i64, secs % 86400);
-    // Civil date from days since 1970-01-01 (proleptic Gregorian).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} JST",
-        rest / 3600,
-        rest / 60 % 60,
-        rest % 60
-    )
+/// Deletes the copies in `sent/` older than `sent_keep_days` (by the time they were delivered,
+/// which is their modification time there); returns how many.
+pub(crate) fn prune_sent(shared: &Shared) -> anyhow::Result<usize> {
+    let keep = Duration::from_secs(shared.config.sent_keep_days.saturating_mul(86400));
+    let mut removed = 0;
+    for e in std::fs::read_dir(shared.home.sent())?.flatten() {
+        let Ok(meta) = e.metadata() else { continue };
+        if !meta.is_file() {
+            continue;
+        }
+        let old = meta
+            .modified()
+            .ok()
+            .and_then(file_age)
+            .is_some_and(|age| age >= keep);
+        if old && std::fs::remove_file(e.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        crate::files::sync_dir(&shared.home.sent())?;
+    }
+    Ok(removed)
 }

@@ -1,10 +1,11 @@
 //! The outbox: new files are noticed (file-system events plus a periodic rescan, so nothing is
 //! missed), checked, routed and queued durably — or moved to `rejected/` with a report that
-//! says, in Japanese and English, what is wrong and what to do.
+//! says, in Japanese and English, what is wrong and what to do. One file that cannot be handled
+//! never holds up the others.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
 use anyhow::Context;
 use notify::Watcher;
@@ -12,12 +13,15 @@ use renkei_protocol::{
     CheckReport, Checked, Checker, ErrorCode, FileName, Finding, ImageEnds, check_image, finding,
 };
 
-use crate::home::{sync_dir, write_atomic};
-use crate::node::{Shared, lock, now_ms, now_secs};
+use crate::env::{file_age, jst};
+use crate::files::{
+    NotRegular, Stamp, kind_of, make_private, open_regular, shown, sync_dir, write_atomic,
+};
+use crate::state::{Shared, lock};
 use crate::store::QueueItem;
 
 /// How often a long scan queues the files it has checked so far.
-const QUEUE_EVERY: Duration = Duration::from_millis(25);
+const QUEUE_EVERY_MS: u64 = 25;
 
 /// Watches the outbox and rescans it on events, on request and periodically.
 pub(crate) async fn watch_loop(shared: Arc<Shared>) {
@@ -64,7 +68,7 @@ pub(crate) async fn watch_loop(shared: Arc<Shared>) {
                 while rx.try_recv().is_ok() {}
             }
             _ = shared.rescan.notified() => {}
-            _ = tokio::time::sleep(wait) => {}
+            _ = shared.env.sleep(wait) => {}
             _ = stop.changed() => break,
         }
     }
@@ -78,138 +82,178 @@ pub(crate) async fn scan(shared: &Arc<Shared>) -> anyhow::Result<Option<Duration
         .context("scan task")?
 }
 
+/// An outbox entry that may be a file to send.
+struct Candidate {
+    name: String,
+    /// Sort key: send unit, the kind's place in it, the name.
+    order: (String, usize, String),
+}
+
 fn scan_blocking(shared: &Arc<Shared>) -> anyhow::Result<Option<Duration>> {
     let settle = Duration::from_millis(shared.config.settle_ms);
     let mut wait: Option<Duration> = None;
-    let mut queued = Vec::new();
     let directory_ready = shared.dir().regions().next().is_some();
-    let mut names: Vec<String> = Vec::new();
-    let mut folders = std::collections::HashSet::new();
+    let mut candidates = Vec::new();
+    let mut odd = std::collections::HashSet::new();
     for e in std::fs::read_dir(shared.home.outbox())?.flatten() {
         let name = e.file_name().to_string_lossy().to_string();
         if name.starts_with('.') || name.ends_with(".tmp") || name.ends_with(".part") {
             continue;
         }
+        // The entry itself (a symlink is not followed).
         let Ok(meta) = e.metadata() else { continue };
         if !meta.is_file() {
-            if meta.is_dir() {
-                if lock(&shared.ignored_folders).insert(name.clone()) {
-                    shared.error(format!(
-                        "送信フォルダ内のフォルダ「{name}」の中身は送信されません。ファイルは送信フォルダに直接置いてください / the folder {name} in the outbox is not sent: put files directly in outbox/"
-                    ));
-                }
-                folders.insert(name);
+            // Folders, FIFOs, sockets, devices and symlinks are never sent: said once.
+            if lock(&shared.ignored).insert(name.clone()) {
+                let kind = kind_of(&meta);
+                shared.error(format!(
+                    "送信フォルダ内の「{}」（{kind}）は送信されません。通常のファイルを送信フォルダに直接置いてください / {} in the outbox is a {kind} and is not sent: put regular files directly in outbox/",
+                    shown(&name),
+                    shown(&name)
+                ));
             }
+            odd.insert(name);
             continue;
         }
         if lock(&shared.queue).names.contains(&name) {
-            tracing::trace!(%name, "already queued");
             continue;
         }
         // A file the care software is still writing: wait until it has settled.
-        let age = meta
-            .modified()
-            .ok()
-            .and_then(|m| SystemTime::now().duration_since(m).ok())
-            .unwrap_or(settle);
+        let age = meta.modified().ok().and_then(file_age).unwrap_or(settle);
         if age < settle {
-            tracing::trace!(%name, ?age, "still settling");
             let left = settle - age;
             wait = Some(wait.map_or(left, |w| w.min(left)));
             continue;
         }
-        names.push(name);
+        let order = match FileName::parse(&name) {
+            Ok(f) => (
+                f.stamp.as_str().to_string(),
+                f.kind.unit_order(),
+                name.clone(),
+            ),
+            Err(_) => (String::new(), usize::MAX, name.clone()),
+        };
+        candidates.push(Candidate { name, order });
     }
-    // A folder removed and made again is reported again.
-    lock(&shared.ignored_folders).retain(|f| folders.contains(f));
+    // An entry removed and made again is reported again.
+    lock(&shared.ignored).retain(|f| odd.contains(f));
     // In send-unit order, as they are delivered, so that what is queued first goes first.
-    names.sort_by_cached_key(|n| match FileName::parse(n) {
-        Ok(f) => (f.stamp.as_str().to_string(), f.kind.unit_order(), n.clone()),
-        Err(_) => (String::new(), usize::MAX, n.clone()),
-    });
-    tracing::debug!(candidates = names.len(), directory_ready, "outbox scan");
-    let mut last_queued = Instant::now();
-    let max_file = shared.config.max_file_mb.saturating_mul(1 << 20);
-    for name in names {
+    candidates.sort_by(|a, b| a.order.cmp(&b.order));
+    tracing::debug!(
+        candidates = candidates.len(),
+        directory_ready,
+        "outbox scan"
+    );
+    let mut queued = Vec::new();
+    let mut last_queued = shared.env.now_ms();
+    for c in candidates {
         // Queue what has passed so far every few milliseconds, so a large batch starts
         // going out while the rest of it is still being checked.
-        if last_queued.elapsed() >= QUEUE_EVERY && !queued.is_empty() {
+        let now = shared.env.now_ms();
+        if now.saturating_sub(last_queued) >= QUEUE_EVERY_MS && !queued.is_empty() {
             queue_items(shared, &mut queued)?;
-            last_queued = Instant::now();
+            last_queued = now;
         }
-        let path = shared.home.outbox().join(&name);
-        // Not even read: larger than this node sends.
-        if std::fs::metadata(&path).is_ok_and(|m| m.len() > max_file) {
-            reject_file(
-                shared,
-                &name,
-                vec![finding(ErrorCode::FileTooLarge, 0, 0)],
-                "このファイルは送信できませんでした / This file could not be sent",
-            )?;
-            lock(&shared.stats).rejected_outgoing += 1;
-            continue;
+        match take(shared, &c.name, directory_ready) {
+            Ok(Some(item)) => queued.push(item),
+            Ok(None) => {}
+            // This file only: the others go on.
+            Err(e) => shared.error_about(
+                Some(format!("file:{}", c.name)),
+                format!(
+                    "{}: 送信の準備ができません。次の確認で再試行します / cannot prepare it for sending; retried at the next scan: {e:#}",
+                    shown(&c.name)
+                ),
+            ),
         }
-        let Ok((report, sha256, size)) = check_file(&name, &path) else {
-            continue;
-        };
-        let mut findings = report.errors;
-        let parsed = FileName::parse(&name).ok();
-        if let Some(n) = &parsed {
-            let kind_ok = match n.from.kind {
-                Some(k) => shared.kinds.is_empty() || shared.kinds.contains(&k),
-                None => true,
-            };
-            if n.from.office != shared.office || !kind_ok {
-                findings.push(finding(ErrorCode::RouteSender, 0, 0));
-            }
-            if findings.is_empty() {
-                if !directory_ready {
-                    // Wait for the first directory sync before judging recipients.
-                    continue;
-                }
-                let listed = match shared.dir().lookup(&n.to.office) {
-                    Ok(listed) => listed,
-                    Err(e) => {
-                        // Not the recipient's fault: the file waits for the next scan.
-                        shared.error(format!("{name}: 名簿を読めないため送信を待ちます / waiting, cannot read the directory: {e}"));
-                        continue;
-                    }
-                };
-                let ok = listed.is_some_and(|e| {
-                    e.is_active()
-                        && n.to.kind.is_none_or(|k| e.kinds.contains(&k))
-                        && e.sealing_key_at(now_secs()).is_some()
-                });
-                if !ok {
-                    findings.push(finding(ErrorCode::RecipientUnknown, 0, 0));
-                }
-            }
-        }
-        if !findings.is_empty() {
-            reject_file(
-                shared,
-                &name,
-                findings,
-                "このファイルは送信できませんでした / This file could not be sent",
-            )?;
-            lock(&shared.stats).rejected_outgoing += 1;
-            continue;
-        }
-        let Some(n) = parsed else { continue };
-        note_resend(shared, &name, &sha256);
-        let mut id = [0u8; 16];
-        rand::Rng::fill_bytes(&mut rand::rng(), &mut id);
-        queued.push(QueueItem {
-            message_id: hex::encode(id),
-            file_name: name,
-            recipient: n.to.office.to_string(),
-            sha256: hex::encode(sha256),
-            size,
-            queued_at_ms: now_ms(),
-        });
     }
     queue_items(shared, &mut queued)?;
     Ok(wait)
+}
+
+/// Checks one outbox file: `Some(item)` to queue, `None` when it was rejected (with its
+/// report) or waits for later.
+fn take(
+    shared: &Arc<Shared>,
+    name: &str,
+    directory_ready: bool,
+) -> anyhow::Result<Option<QueueItem>> {
+    let path = shared.home.outbox().join(name);
+    let max_file = shared.config.max_file_mb.saturating_mul(1 << 20);
+    // Not even read: larger than this node sends.
+    if std::fs::symlink_metadata(&path).is_ok_and(|m| m.len() > max_file) {
+        reject_file(
+            shared,
+            name,
+            vec![finding(ErrorCode::FileTooLarge, 0, 0)],
+            "このファイルは送信できませんでした / This file could not be sent",
+        )?;
+        lock(&shared.stats).rejected_outgoing += 1;
+        return Ok(None);
+    }
+    let (report, sha256, stamp) = match check_path(name, &path, true) {
+        Ok((report, Some(hash), stamp)) => (report, hash, stamp),
+        Ok((_, None, _)) => return Ok(None),
+        // Gone, replaced by something else, or changing: looked at again next time.
+        Err(e) => {
+            tracing::debug!(name = %shown(name), "not taken now: {e}");
+            return Ok(None);
+        }
+    };
+    let mut findings = report.errors;
+    let parsed = FileName::parse(name).ok();
+    if let Some(n) = &parsed {
+        let kind_ok = match n.from.kind {
+            Some(k) => shared.kinds.is_empty() || shared.kinds.contains(&k),
+            None => true,
+        };
+        if n.from.office != shared.office || !kind_ok {
+            findings.push(finding(ErrorCode::RouteSender, 0, 0));
+        }
+        if findings.is_empty() {
+            if !directory_ready {
+                // Wait for the first directory sync before judging recipients.
+                return Ok(None);
+            }
+            let listed = match shared.dir().lookup(&n.to.office) {
+                Ok(listed) => listed,
+                Err(e) => {
+                    // Not the recipient's fault: the file waits for the next scan.
+                    shared.error(format!("{}: 名簿を読めないため送信を待ちます / waiting, cannot read the directory: {e}", shown(name)));
+                    return Ok(None);
+                }
+            };
+            let ok = listed.is_some_and(|e| {
+                e.is_active()
+                    && n.to.kind.is_none_or(|k| e.kinds.contains(&k))
+                    && e.sealing_key_at(shared.env.now_secs()).is_some()
+            });
+            if !ok {
+                findings.push(finding(ErrorCode::RecipientUnknown, 0, 0));
+            }
+        }
+    }
+    if !findings.is_empty() {
+        reject_file(
+            shared,
+            name,
+            findings,
+            "このファイルは送信できませんでした / This file could not be sent",
+        )?;
+        lock(&shared.stats).rejected_outgoing += 1;
+        return Ok(None);
+    }
+    let Some(n) = parsed else { return Ok(None) };
+    note_resend(shared, name, &sha256);
+    Ok(Some(QueueItem {
+        message_id: hex::encode(shared.env.random_bytes::<16>()),
+        file_name: name.to_string(),
+        recipient: n.to.office.to_string(),
+        sha256: hex::encode(sha256),
+        size: stamp.len,
+        queued_at_ms: shared.env.now_ms(),
+        stamp,
+    }))
 }
 
 /// A file of a name already delivered is sent again (SPEC.md §7.3); the office is told, so an
@@ -219,6 +263,7 @@ fn note_resend(shared: &Shared, name: &str, sha256: &[u8; 32]) {
     let Ok((_, Some(hash), _)) = check_path(name, &earlier, true) else {
         return;
     };
+    let name = shown(name);
     shared.error(if &hash == sha256 {
         format!(
             "{name} は同じ内容で送信済みです。もう一度送ります（相手先では上書きされます）/ {name} was already sent with the same content; it is sent again (the partner's copy is replaced)"
@@ -230,28 +275,22 @@ fn note_resend(shared: &Shared, name: &str, sha256: &[u8; 32]) {
     });
 }
 
-/// Checks a file and hashes it, reading it in pieces: memory stays bounded whatever its size
-/// (a CSV whose text passes [`KEEP_TEXT`] is read a second time for its records).
-pub(crate) fn check_file(name: &str, path: &Path) -> std::io::Result<(CheckReport, [u8; 32], u64)> {
-    let (report, hash, size) = check_path(name, path, true)?;
-    Ok((report, hash.unwrap_or_default(), size))
-}
-
-/// Checks a file by reading it in pieces; with `hash`, also its SHA-256.
+/// Checks a regular file by reading it in pieces (memory stays bounded whatever its size);
+/// with `hash`, also its SHA-256. Returns the report, the hash and the file's [`Stamp`] as
+/// read. A file that changes while it is read is an error (it is looked at again later).
 pub fn check_path(
     name: &str,
     path: &Path,
     hash: bool,
-) -> std::io::Result<(CheckReport, Option<[u8; 32]>, u64)> {
+) -> std::io::Result<(CheckReport, Option<[u8; 32]>, Stamp)> {
     use sha2::Digest;
+    let mut file = open_regular(path).map_err(io_error)?;
+    let before = Stamp::of(&file.metadata()?);
     // A usual file of tens of KB needs no 1 MiB buffer.
-    let meta = std::fs::metadata(path)?;
-    let before = meta.modified().ok();
-    let len = meta.len();
-    let mut buf = vec![0u8; len.clamp(1, READ_PIECE as u64) as usize];
+    let mut buf = vec![0u8; before.len.clamp(1, READ_PIECE as u64) as usize];
     let mut hasher = hash.then(sha2::Sha256::new);
     let mut checker = Checker::with_retain_limit(name, KEEP_TEXT);
-    let size = read_pieces(path, &mut buf, |piece| {
+    let size = read_pieces(&mut file, &mut buf, |piece| {
         if let Some(h) = &mut hasher {
             h.update(piece);
         }
@@ -260,19 +299,30 @@ pub fn check_path(
     let report = match checker.finish() {
         Checked::Done(report) => report,
         Checked::ReadAgain(mut records) => {
-            let again = read_pieces(path, &mut buf, |piece| records.update(piece))?;
-            // The records must be those of the bytes hashed: a file rewritten between the two
-            // readings is left for the next scan.
-            let now = std::fs::metadata(path)?;
-            if again != size || now.len() != size || now.modified().ok() != before {
-                return Err(std::io::Error::other(
-                    "ファイルが確認中に変わりました / the file changed while it was checked",
-                ));
+            let mut again = open_regular(path).map_err(io_error)?;
+            let n = read_pieces(&mut again, &mut buf, |piece| records.update(piece))?;
+            if n != size || Stamp::of(&again.metadata()?) != before {
+                return Err(changed());
             }
             records.finish()
         }
     };
-    Ok((report, hasher.map(|h| h.finalize().into()), size))
+    // The report and hash must be those of one version of the file.
+    if size != before.len || Stamp::of(&file.metadata()?) != before {
+        return Err(changed());
+    }
+    Ok((report, hasher.map(|h| h.finalize().into()), before))
+}
+
+fn changed() -> std::io::Error {
+    std::io::Error::other("ファイルが確認中に変わりました / the file changed while it was checked")
+}
+
+fn io_error(e: NotRegular) -> std::io::Error {
+    match e {
+        NotRegular::Io(e) => e,
+        other => std::io::Error::other(other.to_string()),
+    }
 }
 
 /// How much decoded text the checker keeps to read the records from; a file with more text
@@ -282,10 +332,13 @@ const KEEP_TEXT: usize = 8 << 20;
 /// How much of a file is read at a time.
 const READ_PIECE: usize = 1 << 20;
 
-/// Reads a file from its start in pieces; returns its length.
-fn read_pieces(path: &Path, buf: &mut [u8], mut f: impl FnMut(&[u8])) -> std::io::Result<u64> {
+/// Reads an open file from where it stands in pieces; returns the bytes read.
+fn read_pieces(
+    file: &mut std::fs::File,
+    buf: &mut [u8],
+    mut f: impl FnMut(&[u8]),
+) -> std::io::Result<u64> {
     use std::io::Read;
-    let mut file = std::fs::File::open(path)?;
     let mut total = 0u64;
     loop {
         let n = match file.read(buf) {
@@ -302,7 +355,7 @@ fn read_pieces(path: &Path, buf: &mut [u8], mut f: impl FnMut(&[u8])) -> std::io
 /// Reads a file's first three and last two bytes.
 fn image_ends(path: &Path) -> std::io::Result<ImageEnds> {
     use std::io::{Read, Seek, SeekFrom};
-    let mut f = std::fs::File::open(path)?;
+    let mut f = open_regular(path).map_err(io_error)?;
     let len = f.metadata()?.len();
     let mut head = [0u8; 3];
     let n = f.read(&mut head)?;
@@ -317,14 +370,24 @@ fn image_ends(path: &Path) -> std::io::Result<ImageEnds> {
     Ok(ends)
 }
 
-/// Checks a received file (its hash was already verified by the envelope). A family-structure
-/// image needs only its ends.
-pub(crate) fn check_received(name: &str, path: &Path) -> std::io::Result<CheckReport> {
+/// Checks a received file held only by this node. A family-structure image needs only its
+/// ends; a CSV is read whole, and its hash must still be the one the envelope's signed header
+/// promised, so what is acknowledged is exactly what was checked.
+pub(crate) fn check_received(
+    name: &str,
+    path: &Path,
+    hash: &[u8; 32],
+) -> std::io::Result<CheckReport> {
     if FileName::parse(name).is_ok_and(|n| n.kind.is_image()) {
-        Ok(check_image(name, image_ends(path)?))
-    } else {
-        Ok(check_path(name, path, false)?.0)
+        return Ok(check_image(name, image_ends(path)?));
     }
+    let (report, got, _) = check_path(name, path, true)?;
+    if got.as_ref() != Some(hash) {
+        return Err(std::io::Error::other(
+            "受信したファイルが確認の前に変わりました / the received file changed before it was checked",
+        ));
+    }
+    Ok(report)
 }
 
 /// Queues checked files durably (one flush) and wakes the dispatcher.
@@ -350,7 +413,23 @@ fn queue_items(shared: &Shared, queued: &mut Vec<QueueItem>) -> anyhow::Result<(
     Ok(())
 }
 
-/// Moves an outbox file to `rejected/` with `<name>.error.txt` beside it.
+/// The name of the report beside a refused file: `<name>.error.txt`, or, for a name too long
+/// to take the suffix (the file system allows 255 bytes), its first bytes and a short hash.
+pub fn report_name(name: &str) -> String {
+    const SUFFIX: &str = ".error.txt";
+    if name.len() + SUFFIX.len() <= 255 {
+        return format!("{name}{SUFFIX}");
+    }
+    let hash = hex::encode(&renkei_protocol::sha256(name.as_bytes())[..4]);
+    let mut end = 255 - SUFFIX.len() - 1 - hash.len();
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}~{hash}{SUFFIX}", &name[..end])
+}
+
+/// Moves an outbox file to `rejected/` with its report (see [`report_name`]) beside it, both
+/// readable by the office's user only.
 pub(crate) fn reject_file(
     shared: &Shared,
     name: &str,
@@ -358,8 +437,9 @@ pub(crate) fn reject_file(
     title: &str,
 ) -> anyhow::Result<()> {
     let mut text = format!(
-        "renkei: {title}\r\nファイル / File: {name}\r\n日時 / Time: {}\r\n\r\n",
-        crate::node::jst(now_ms())
+        "renkei: {title}\r\nファイル / File: {}\r\n日時 / Time: {}\r\n\r\n",
+        shown(name),
+        jst(shared.env.now_ms())
     );
     for f in &findings {
         let place = match (f.line, f.field) {
@@ -375,21 +455,20 @@ pub(crate) fn reject_file(
     text.push_str("対処後、修正したファイルを送信フォルダ（outbox）に置き直してください。\r\nAfter fixing it, put the corrected file in the outbox again.\r\n");
     let rejected = shared.home.rejected();
     // Names from the outbox are plain file names (read_dir), never paths.
-    write_atomic(
-        &rejected.join(format!("{name}.error.txt")),
-        text.as_bytes(),
-        false,
-    )?;
+    write_atomic(&rejected.join(report_name(name)), text.as_bytes(), true)?;
     let from = shared.home.outbox().join(name);
-    if from.exists() {
-        std::fs::rename(&from, rejected.join(name))?;
+    if std::fs::symlink_metadata(&from).is_ok() {
+        let to = rejected.join(name);
+        std::fs::rename(&from, &to)?;
+        make_private(&to)?;
     }
     sync_dir(&rejected)?;
     sync_dir(&shared.home.outbox())?;
     shared.error_about(
         Some(format!("file:{name}")),
         format!(
-            "{name}: {title} ({})",
+            "{}: {title} ({})",
+            shown(name),
             findings
                 .iter()
                 .map(|f| f.code.as_str())
@@ -407,11 +486,12 @@ pub(crate) fn reject_file(
 pub(crate) fn resolve_rejected(shared: &Shared, name: &str) -> anyhow::Result<()> {
     shared.resolved(&format!("file:{name}"));
     let rejected = shared.home.rejected();
-    let report = format!("{name}.error.txt");
+    let report = report_name(name);
     // The refused copy moves first and the report last, so a copy that cannot be moved now
     // (open in a spreadsheet, say) leaves the report in place and is tried again next time.
     let files = [name, report.as_str()];
-    if !files.iter().any(|f| rejected.join(f).exists()) {
+    let exists = |p: PathBuf| std::fs::symlink_metadata(p).is_ok();
+    if !files.iter().any(|f| exists(rejected.join(f))) {
         return Ok(());
     }
     let resolved = rejected.join("resolved");
@@ -427,15 +507,38 @@ pub(crate) fn resolve_rejected(shared: &Shared, name: &str) -> anyhow::Result<()
         .find(|s| {
             files
                 .iter()
-                .all(|f| !resolved.join(format!("{f}{s}")).exists())
+                .all(|f| !exists(resolved.join(format!("{f}{s}"))))
         })
         .unwrap_or_default();
     for f in files {
-        if rejected.join(f).exists() {
+        if exists(rejected.join(f)) {
             std::fs::rename(rejected.join(f), resolved.join(format!("{f}{suffix}")))?;
         }
     }
     sync_dir(&resolved)?;
     sync_dir(&rejected)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_names_fit_the_file_system() {
+        assert_eq!(report_name("A.CSV"), "A.CSV.error.txt");
+        for len in [245, 246, 250, 255] {
+            let name = "x".repeat(len);
+            let r = report_name(&name);
+            assert!(r.len() <= 255, "{len}: {}", r.len());
+            assert!(r.ends_with(".error.txt"));
+        }
+        // Two long names that share their first bytes get different reports.
+        let a = format!("{}a", "x".repeat(250));
+        let b = format!("{}b", "x".repeat(250));
+        assert_ne!(report_name(&a), report_name(&b));
+        // Multi-byte names are cut at a character boundary.
+        let j = "あ".repeat(85);
+        assert!(report_name(&j).len() <= 255);
+    }
 }

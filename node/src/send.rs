@@ -1,23 +1,28 @@
 //! Sending: deliver a partner's queued files over one stream, in send-unit order, pipelined,
-//! and commit the partner's signed acks in batches (SPEC.md §7.2).
+//! driving a [`SenderSession`] that matches every answer to its message by id, and commit the
+//! partner's signed acks in batches (SPEC.md §7.2).
 
-use std::collections::VecDeque;
+use std::collections::HashMap;
 use std::io::Read;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, anyhow};
 use futures::{AsyncReadExt, AsyncWriteExt};
 use renkei_protocol::ack::{Ack, Verdict};
 use renkei_protocol::envelope::{DEFAULT_CHUNK_SIZE, MessageId, SealParams, seal_header};
+use renkei_protocol::frames::{Disposition, Refusal, RefusalCode};
+use renkei_protocol::session::{Answer, SenderSession, SessionError};
 use renkei_protocol::{ErrorCode, FileName, OfficeNumber, finding};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::io::AsyncReadExt as _;
+use tokio::sync::{Notify, mpsc};
 
+use crate::env::FaultPoint;
+use crate::files::{NotRegular, Stamp, make_private, open_regular, shown, sync_dir, write_atomic};
 use crate::frames::{self, Kind};
-use crate::home::{sync_dir, write_atomic};
 use crate::net::{DELIVER, peer_id_of};
-use crate::node::{Shared, lock, now_ms, now_secs};
-use crate::outbox::reject_file;
+use crate::outbox::{reject_file, resolve_rejected};
 use crate::receipts::NewReceipt;
+use crate::state::{Shared, lock};
 use crate::store::QueueItem;
 
 /// Messages written ahead of their acks.
@@ -27,7 +32,60 @@ const WINDOW: usize = 256;
 /// in the signed header (a file changed meanwhile is refused and queued again).
 const WHOLE_FILE_LIMIT: u64 = 8 << 20;
 
-/// A message written to the stream, waiting for its ack.
+/// Why a delivery to a partner did not complete. The dispatcher retries with backoff and says
+/// in the status what it means for the office.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DeliveryError {
+    /// The partner is not in the directory (yet, or any more).
+    #[error("送信先 {0} が名簿にありません / recipient {0} is not in the directory")]
+    NotListed(OfficeNumber),
+    /// No connection or stream could be opened to the partner.
+    #[error("{0}")]
+    Unreachable(String),
+    /// The partner refused a message.
+    #[error("{file}: 相手先が拒否しました（コード {code}）。{ja} / the partner refused it (code {code}): {reason}. {en}", file = shown(.file), code = .refusal.code.to_u16(), reason = shown(&.refusal.reason), ja = refusal_hint(.refusal.code).0, en = refusal_hint(.refusal.code).1)]
+    Refused {
+        /// The file refused.
+        file: String,
+        /// The refusal.
+        refusal: Refusal,
+    },
+    /// The partner ended the stream with messages unanswered.
+    #[error(
+        "相手先が {0} 件を未回答のまま通信を終えました / the partner ended the stream with {0} files unanswered"
+    )]
+    Unanswered(usize),
+    /// The partner broke the protocol.
+    #[error("protocol: {0}")]
+    Protocol(#[from] SessionError),
+    /// The stream failed.
+    #[error("stream: {0}")]
+    Stream(#[from] frames::FrameError),
+    /// This node could not do its part (disk, store, directory).
+    #[error(transparent)]
+    Local(#[from] anyhow::Error),
+}
+
+impl DeliveryError {
+    /// Whether the trouble is at the partner's end or on the way there (not this node's).
+    pub(crate) fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            DeliveryError::Unreachable(_)
+                | DeliveryError::Stream(_)
+                | DeliveryError::Unanswered(_)
+                | DeliveryError::Protocol(_)
+        )
+    }
+}
+
+impl From<std::io::Error> for DeliveryError {
+    fn from(e: std::io::Error) -> Self {
+        DeliveryError::Stream(e.into())
+    }
+}
+
+/// A message written to the stream, waiting for its answer.
 struct InFlight {
     seq: u64,
     item: QueueItem,
@@ -42,27 +100,38 @@ pub(crate) async fn reconcile(shared: &Arc<Shared>) {
         lock(&shared.queue)
             .items
             .iter()
-            .filter(|(_, i)| ids.contains(&i.message_id))
+            .filter(|(_, i)| ids.contains(&i.id()))
             .map(|(s, i)| (*s, i.clone()))
             .collect()
     };
     if done.is_empty() {
         return;
     }
-    for (seq, item) in &done {
-        let from = shared.home.outbox().join(&item.file_name);
-        if from.exists() {
-            let _ = std::fs::rename(&from, shared.home.sent().join(&item.file_name));
+    let s = shared.clone();
+    let finished = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<u64>> {
+        for (_, item) in &done {
+            finish_sent(&s, item)?;
         }
-        let _ = shared.store.queue_remove(*seq);
-    }
-    let _ = sync_dir(&shared.home.sent());
-    let _ = sync_dir(&shared.home.outbox());
-    let _ = shared.store.flush();
-    let mut q = lock(&shared.queue);
-    for (seq, item) in done {
-        q.items.remove(&seq);
-        q.names.remove(&item.file_name);
+        sync_dir(&s.home.sent())?;
+        sync_dir(&s.home.outbox())?;
+        for (seq, _) in &done {
+            s.store.queue_remove(*seq)?;
+        }
+        s.store.flush()?;
+        Ok(done.into_iter().map(|(seq, _)| seq).collect())
+    })
+    .await;
+    match finished {
+        Ok(Ok(seqs)) => {
+            let mut q = lock(&shared.queue);
+            for seq in seqs {
+                q.remove(seq);
+            }
+        }
+        Ok(Err(e)) => shared.error(format!(
+            "送信済みの整理に失敗 / cannot complete files acknowledged before a restart: {e:#}"
+        )),
+        Err(e) => shared.error(format!("reconcile task: {e}")),
     }
 }
 
@@ -75,28 +144,28 @@ fn order_key(seq: u64, item: &QueueItem) -> (String, usize, u64) {
     }
 }
 
-/// Delivers everything queued for `partner`. A stream that breaks before any ack (the
+/// Delivers everything queued for `partner`. A stream that breaks before any answer (the
 /// partner's accept queue was momentarily full) is opened again at once, a few times, before
 /// the dispatcher's backoff takes over.
-pub(crate) async fn deliver(shared: &Arc<Shared>, partner: OfficeNumber) -> anyhow::Result<()> {
+pub(crate) async fn deliver(
+    shared: &Arc<Shared>,
+    partner: OfficeNumber,
+) -> Result<(), DeliveryError> {
     let mut attempt = 0u64;
     loop {
         let before = settled(shared);
         match deliver_once(shared, partner).await {
             Ok(()) => return Ok(()),
             Err(e) => {
-                let after = settled(shared);
                 attempt += 1;
-                let unreachable = format!("{e:#}").contains("cannot connect")
-                    || format!("{e:#}").contains("timed out connecting");
-                if attempt >= 3 || after != before || unreachable || shared.stopping() {
+                let early = matches!(e, DeliveryError::Stream(_) | DeliveryError::Unanswered(_));
+                if attempt >= 3 || !early || settled(shared) != before || shared.stopping() {
                     return Err(e);
                 }
                 tracing::debug!(%partner, "stream failed early, retrying: {e:#}");
-                tokio::time::sleep(std::time::Duration::from_millis(
-                    10 + rand::random_range(0..40u64) * attempt,
-                ))
-                .await;
+                // Transport-level: real time, whatever clock the node runs on.
+                let jitter = 10 + shared.env.random_below(40) * attempt;
+                tokio::time::sleep(std::time::Duration::from_millis(jitter)).await;
             }
         }
     }
@@ -108,8 +177,54 @@ fn settled(shared: &Shared) -> u64 {
     st.delivered + st.rejected_outgoing
 }
 
+/// A queued file, read again just before sealing.
+enum Prepared {
+    /// Small enough to seal from memory: the bytes, whose hash is the queued one.
+    Whole(Vec<u8>),
+    /// Streamed from the open file (the recipient checks the hash).
+    Stream(std::fs::File),
+    /// No longer in the outbox, or no longer a regular file.
+    Gone(String),
+    /// Changed since it was checked: it is queued again as a new message.
+    Changed,
+}
+
+fn prepare(shared: &Shared, item: &QueueItem) -> Prepared {
+    let path = shared.home.outbox().join(&item.file_name);
+    let mut file = match open_regular(&path) {
+        Ok(f) => f,
+        Err(NotRegular::Io(e)) => return Prepared::Gone(e.to_string()),
+        Err(e) => return Prepared::Gone(e.to_string()),
+    };
+    let Ok(meta) = file.metadata() else {
+        return Prepared::Changed;
+    };
+    let stamp = Stamp::of(&meta);
+    // Queues written before stamps were kept compare the length only.
+    let known = item.stamp.mtime_ns != 0;
+    if stamp.len != item.size || (known && stamp != item.stamp) {
+        return Prepared::Changed;
+    }
+    if item.size > WHOLE_FILE_LIMIT {
+        return Prepared::Stream(file);
+    }
+    let mut data = Vec::with_capacity(item.size as usize);
+    if file.read_to_end(&mut data).is_err() || renkei_protocol::sha256(&data) != item.hash() {
+        return Prepared::Changed;
+    }
+    Prepared::Whole(data)
+}
+
+/// Drops a queue item; the outbox scan takes the file again if it is there.
+fn forget_item(shared: &Shared, seq: u64) {
+    let _ = shared.store.queue_remove(seq);
+    let _ = shared.store.flush();
+    lock(&shared.queue).remove(seq);
+    shared.rescan.notify_one();
+}
+
 /// One delivery attempt over one stream.
-async fn deliver_once(shared: &Arc<Shared>, partner: OfficeNumber) -> anyhow::Result<()> {
+async fn deliver_once(shared: &Arc<Shared>, partner: OfficeNumber) -> Result<(), DeliveryError> {
     let mut items: Vec<(u64, QueueItem)> = lock(&shared.queue)
         .items
         .iter()
@@ -125,31 +240,36 @@ async fn deliver_once(shared: &Arc<Shared>, partner: OfficeNumber) -> anyhow::Re
         let s = shared.clone();
         return tokio::task::spawn_blocking(move || deliver_local(&s, items))
             .await
-            .map_err(|e| anyhow!("local delivery task: {e}"))?;
+            .map_err(|e| anyhow!("local delivery task: {e}"))?
+            .map_err(DeliveryError::Local);
     }
-    let now = now_secs();
-    let entry = shared.dir().lookup(&partner)?;
+    let now = shared.env.now_secs();
+    let entry = shared.dir().lookup(&partner).map_err(|e| anyhow!("{e}"))?;
     let Some(entry) = entry else {
-        bail!("送信先 {partner} が名簿にありません / recipient {partner} is not in the directory");
+        return Err(DeliveryError::NotListed(partner));
     };
     if !entry.is_active() {
         // Revoked while files waited: they cannot be delivered.
-        for (seq, item) in items {
-            fail_item(
-                shared,
-                seq,
-                &item,
-                vec![finding(ErrorCode::RecipientUnknown, 0, 0)],
-                "送信先に届けられません / Cannot be delivered",
-            )
-            .await;
-        }
+        let s = shared.clone();
+        tokio::task::spawn_blocking(move || {
+            for (seq, item) in items {
+                fail_item(
+                    &s,
+                    seq,
+                    &item,
+                    vec![finding(ErrorCode::RecipientUnknown, 0, 0)],
+                    "送信先に届けられません / Cannot be delivered",
+                );
+            }
+        })
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
         return Ok(());
     }
     let key = entry
         .sealing_key_at(now)
         .cloned()
-        .context("recipient has no valid key")?;
+        .ok_or(DeliveryError::NotListed(partner))?;
     // During a key rotation the partner's node may still run as its older identity: try its
     // valid identities, newest first. The file is sealed to the newest encryption key either
     // way, and the partner holds every generation's secret.
@@ -176,211 +296,186 @@ async fn deliver_once(shared: &Arc<Shared>, partner: OfficeNumber) -> anyhow::Re
         }
     }
     let Some(stream) = stream else {
-        return Err(last.unwrap_or_else(|| anyhow!("recipient has no usable identity key")));
+        return Err(DeliveryError::Unreachable(last.map_or_else(
+            || "recipient has no usable identity key".to_string(),
+            |e| format!("{e:#}"),
+        )));
     };
     let (mut reader, mut writer) = stream.split();
-    let window = Arc::new(Semaphore::new(WINDOW));
-    let (fly_tx, mut fly_rx) = mpsc::unbounded_channel::<InFlight>();
+    let session = Mutex::new(SenderSession::new(
+        shared.office,
+        partner,
+        entry.identity_keys_at(now),
+        WINDOW,
+    ));
+    let room = Notify::new();
+    let in_flight: Mutex<HashMap<MessageId, InFlight>> = Mutex::new(HashMap::new());
+    let written_all = std::sync::atomic::AtomicBool::new(false);
     let (commit_tx, commit_rx) = mpsc::unbounded_channel::<(InFlight, Ack)>();
-    let identity_keys = entry.identity_keys_at(now);
-    let total = items.len();
 
     let write = async {
         let mut buf = Vec::with_capacity(DEFAULT_CHUNK_SIZE as usize + 64);
+        let mut plain = vec![0u8; DEFAULT_CHUNK_SIZE as usize];
         for (seq, item) in items {
-            let permit = window
-                .clone()
-                .acquire_owned()
+            loop {
+                let notified = room.notified();
+                if lock(&session).has_room() {
+                    break;
+                }
+                notified.await;
+            }
+            let s = shared.clone();
+            let it = item.clone();
+            let prepared = tokio::task::spawn_blocking(move || prepare(&s, &it))
                 .await
-                .map_err(|_| anyhow!("closed"))?;
-            permit.forget();
-            let path = shared.home.outbox().join(&item.file_name);
-            let mut file = match std::fs::File::open(&path) {
-                Ok(f) => f,
-                Err(e) => {
-                    // Removed from the outbox before delivery: forget it.
+                .map_err(|e| anyhow!("{e}"))?;
+            let mut data = match prepared {
+                Prepared::Gone(why) => {
                     shared.error(format!(
-                        "{} が送信フォルダから消えました / left the outbox before delivery: {e}",
-                        item.file_name
+                        "{} は送信前に送信フォルダから消えたか、通常のファイルでなくなりました / left the outbox or is no longer a regular file: {why}",
+                        shown(&item.file_name)
                     ));
-                    let _ = shared.store.queue_remove(seq);
-                    let mut q = lock(&shared.queue);
-                    q.items.remove(&seq);
-                    q.names.remove(&item.file_name);
-                    window.add_permits(1);
+                    forget_item(shared, seq);
                     continue;
                 }
+                Prepared::Changed => {
+                    shared.error(format!(
+                        "{} は待機中に変更されたため、送り直します / changed while queued; it will be queued again",
+                        shown(&item.file_name)
+                    ));
+                    forget_item(shared, seq);
+                    continue;
+                }
+                Prepared::Whole(d) => Whole::Memory(d),
+                Prepared::Stream(f) => Whole::File(tokio::fs::File::from_std(f)),
             };
-            let mut hash = [0u8; 32];
-            hex::decode_to_slice(&item.sha256, &mut hash)
-                .map_err(|_| anyhow!("bad queue entry"))?;
-            let mut id = [0u8; 16];
-            hex::decode_to_slice(&item.message_id, &mut id)
-                .map_err(|_| anyhow!("bad queue entry"))?;
+            let id = item.id();
             let params = SealParams {
-                message_id: MessageId(id),
-                created_at: now_secs(),
+                message_id: id,
+                created_at: shared.env.now_secs(),
                 sender_office: shared.office,
                 recipient_office: partner,
                 recipient_key: key.encryption,
                 file_name: &item.file_name,
                 plaintext_len: item.size,
-                plaintext_hash: hash,
+                plaintext_hash: item.hash(),
                 chunk_size: DEFAULT_CHUNK_SIZE,
             };
-            // A file changed since it was queued is dropped here; the outbox scan queues it
-            // again as a new message.
-            // A small file is read once, checked unchanged by its hash, and sealed from memory;
-            // a large one is streamed (the recipient checks the hash in the signed header).
-            let mut data = None;
-            let unchanged = match file.metadata() {
-                Ok(m) if m.len() == item.size && item.size <= WHOLE_FILE_LIMIT => {
-                    let mut d = Vec::with_capacity(item.size as usize);
-                    let same =
-                        file.read_to_end(&mut d).is_ok() && renkei_protocol::sha256(&d) == hash;
-                    data = Some(d);
-                    same
-                }
-                Ok(m) => m.len() == item.size,
-                Err(_) => false,
-            };
-            if !unchanged {
-                shared.error(format!("{} は待機中に変更されたため、送り直します / changed while queued; it will be queued again", item.file_name));
-                let _ = shared.store.queue_remove(seq);
-                let mut q = lock(&shared.queue);
-                q.items.remove(&seq);
-                q.names.remove(&item.file_name);
-                window.add_permits(1);
-                shared.rescan.notify_one();
-                continue;
-            }
-            if data.is_none() {
-                file = std::fs::File::open(&path)?;
-            }
-            let (header, mut sealer) = seal_header(&params, &shared.identity, &mut rand::rng())?;
+            let (header, mut sealer) = shared
+                .env
+                .with_rng(|rng| seal_header(&params, &shared.identity, &mut &mut *rng))
+                .map_err(|e| anyhow!("sealing {}: {e}", shown(&item.file_name)))?;
             let chunks = item.size.div_ceil(u64::from(DEFAULT_CHUNK_SIZE)).max(1);
             let sealed_size = header.len() as u64 + item.size + chunks * 16;
-            fly_tx
-                .send(InFlight {
+            lock(&session).wrote(id, item.hash())?;
+            lock(&in_flight).insert(
+                id,
+                InFlight {
                     seq,
                     item: item.clone(),
                     sealed_size,
-                })
-                .map_err(|_| anyhow!("ack reader stopped"))?;
+                },
+            );
             frames::write(&mut writer, Kind::Header, &header).await?;
-            let mut plain = vec![0u8; DEFAULT_CHUNK_SIZE as usize];
             let mut at = 0usize;
             while let Some(n) = sealer.next_plain_len() {
-                let chunk = match &data {
-                    Some(d) => &d[at..at + n],
-                    None => {
-                        file.read_exact(&mut plain[..n]).with_context(|| {
-                            format!("{} changed while it was being sent", item.file_name)
+                let chunk = match &mut data {
+                    Whole::Memory(d) => &d[at..at + n],
+                    Whole::File(f) => {
+                        f.read_exact(&mut plain[..n]).await.with_context(|| {
+                            format!("{} changed while it was being sent", shown(&item.file_name))
                         })?;
                         &plain[..n]
                     }
                 };
                 at += n;
                 buf.clear();
-                sealer.seal_chunk(chunk, &mut buf)?;
+                sealer
+                    .seal_chunk(chunk, &mut buf)
+                    .map_err(|e| anyhow!("sealing: {e}"))?;
                 frames::write(&mut writer, Kind::Chunk, &buf).await?;
             }
         }
         frames::write(&mut writer, Kind::End, &[]).await?;
         writer.flush().await?;
-        drop(fly_tx);
-        anyhow::Ok(())
+        written_all.store(true, std::sync::atomic::Ordering::SeqCst);
+        Ok::<(), DeliveryError>(())
     };
 
     let read = async {
         let mut frame = Vec::new();
-        let mut acked = 0usize;
-        let mut pending: VecDeque<InFlight> = VecDeque::new();
+        let mut refused: Option<DeliveryError> = None;
         loop {
-            let kind = frames::read(&mut reader, &mut frame, timeout * 4).await?;
-            let Some(kind) = kind else { break };
-            while let Ok(f) = fly_rx.try_recv() {
-                pending.push_back(f);
+            let done = written_all.load(std::sync::atomic::Ordering::SeqCst);
+            if done && lock(&session).unanswered() == 0 {
+                break;
             }
-            if pending.is_empty()
-                && let Some(f) = fly_rx.recv().await
-            {
-                pending.push_back(f);
-            }
-            let fly = pending
-                .pop_front()
-                .ok_or_else(|| anyhow!("ack without a message"))?;
-            match kind {
-                Kind::Ack => {
-                    let ack =
-                        Ack::parse(&frame).map_err(|e| anyhow!("partner sent a bad ack: {e}"))?;
-                    let mut hash = [0u8; 32];
-                    hex::decode_to_slice(&fly.item.sha256, &mut hash)
-                        .map_err(|_| anyhow!("bad queue entry"))?;
-                    let mut id = [0u8; 16];
-                    hex::decode_to_slice(&fly.item.message_id, &mut id)
-                        .map_err(|_| anyhow!("bad queue entry"))?;
-                    ack.verify(&MessageId(id), &hash, &identity_keys)
-                        .map_err(|e| anyhow!("partner's ack does not verify: {e}"))?;
-                    if ack.sender_office != shared.office || ack.recipient_office != partner {
-                        bail!("partner's ack names the wrong offices");
-                    }
+            let Some(kind) = frames::read(&mut reader, &mut frame, timeout * 4).await? else {
+                break;
+            };
+            let answer = lock(&session).on_frame(kind, &frame)?;
+            match answer {
+                Answer::Acked(ack) => {
+                    let fly = lock(&in_flight)
+                        .remove(&ack.message_id)
+                        .context("answer without its message")?;
                     commit_tx
                         .send((fly, ack))
                         .map_err(|_| anyhow!("committer stopped"))?;
-                    acked += 1;
                 }
-                Kind::Refuse => {
-                    let code = frame
-                        .get(..2)
-                        .map_or(0, |c| u16::from_be_bytes([c[0], c[1]]));
-                    let reason =
-                        String::from_utf8_lossy(frame.get(2..).unwrap_or_default()).to_string();
-                    match refusal(code) {
-                        Refusal::Permanent => {
-                            let code = if code == 13 {
-                                ErrorCode::FileTooLarge
-                            } else {
-                                ErrorCode::PartnerRefused
-                            };
-                            fail_item(
-                                shared,
-                                fly.seq,
-                                &fly.item,
-                                vec![finding(code, 0, 0)],
-                                &format!("相手先が拒否しました / The partner refused it: {reason}"),
-                            )
-                            .await;
-                        }
-                        Refusal::Requeue => forget_item(shared, fly.seq, &fly.item),
-                        Refusal::Transient => {}
+                Answer::Refused(r) => {
+                    let fly = lock(&in_flight)
+                        .remove(&r.message_id)
+                        .context("answer without its message")?;
+                    lock(&session).settled();
+                    room.notify_one();
+                    let s = shared.clone();
+                    let code = r.code;
+                    let item = fly.item.clone();
+                    tokio::task::spawn_blocking(move || match code.disposition() {
+                        Disposition::Permanent => fail_item(
+                            &s,
+                            fly.seq,
+                            &fly.item,
+                            vec![finding(
+                                if code == RefusalCode::TooLarge {
+                                    ErrorCode::FileTooLarge
+                                } else {
+                                    ErrorCode::PartnerRefused
+                                },
+                                0,
+                                0,
+                            )],
+                            "相手先が拒否しました / The partner refused it",
+                        ),
+                        Disposition::Requeue => forget_item(&s, fly.seq),
+                        Disposition::Retry => {}
+                    })
+                    .await
+                    .map_err(|e| anyhow!("{e}"))?;
+                    // The partner ends the stream after a refusal; the answers it sends
+                    // before that are still taken.
+                    if refused.is_none() && code.disposition() == Disposition::Retry {
+                        refused = Some(DeliveryError::Refused {
+                            file: item.file_name,
+                            refusal: r,
+                        });
                     }
-                    let (ja, en) = refusal_hint(code);
-                    bail!(
-                        "{}: 相手先が拒否しました（コード {code}）。{ja} / the partner refused it (code {code}): {reason}. {en}",
-                        fly.item.file_name
-                    );
                 }
-                _ => bail!("unexpected frame from partner"),
-            }
-            if acked == total {
-                break;
             }
         }
         drop(commit_tx);
-        // The partner ended the stream with files unanswered: a failed delivery (the writer,
-        // perhaps waiting for a window slot no ack will free, is dropped).
-        if acked < total {
-            bail!(
-                "相手先が {} 件を未回答のまま通信を終えました / the partner ended the stream with {} files unanswered",
-                total - acked,
-                total - acked
-            );
+        if let Some(e) = refused {
+            return Err(e);
         }
-        anyhow::Ok(acked)
+        let left = lock(&session).unanswered();
+        if left > 0 || !written_all.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(DeliveryError::Unanswered(left.max(1)));
+        }
+        Ok(())
     };
 
-    let commit = commit_loop(shared, partner, commit_rx, window.clone());
+    let commit = commit_loop(shared, partner, commit_rx, &session, &room);
     let transfer = async {
         tokio::pin!(write);
         tokio::pin!(read);
@@ -388,14 +483,20 @@ async fn deliver_once(shared: &Arc<Shared>, partner: OfficeNumber) -> anyhow::Re
         let r = loop {
             tokio::select! {
                 r = &mut read => break r,
-                w = &mut write, if written.is_none() => written = Some(w),
+                w = &mut write, if written.is_none() => {
+                    if w.is_err() {
+                        // The writer failed: nothing more will be answered.
+                        break Err(w.err().unwrap_or(DeliveryError::Unanswered(0)));
+                    }
+                    written = Some(Ok(()));
+                }
             }
         };
         // A refusal or a broken stream ends the delivery at once: a writer still sending a
         // large file to a partner that has stopped reading would wait for the timeout.
-        let w = match (written, &r) {
+        let w: Result<(), DeliveryError> = match (written, &r) {
             (Some(w), _) => w,
-            (None, Ok(_)) => write.await,
+            (None, Ok(())) => write.await,
             (None, Err(_)) => Ok(()),
         };
         (w, r)
@@ -403,18 +504,24 @@ async fn deliver_once(shared: &Arc<Shared>, partner: OfficeNumber) -> anyhow::Re
     let ((w, r), c) = tokio::join!(transfer, commit);
     c?;
     r?;
-    w?;
-    Ok(())
+    w
+}
+
+/// A file to seal: from memory, or streamed from disk.
+enum Whole {
+    Memory(Vec<u8>),
+    File(tokio::fs::File),
 }
 
 /// Commits acks in batches: receipts (one fsync), the outbox files moved to `sent/` or
-/// `rejected/`, queue entries removed (one flush).
+/// `rejected/`, queue entries removed (one flush), then their window slots freed.
 async fn commit_loop(
     shared: &Arc<Shared>,
     partner: OfficeNumber,
     mut rx: mpsc::UnboundedReceiver<(InFlight, Ack)>,
-    window: Arc<Semaphore>,
-) -> anyhow::Result<()> {
+    session: &Mutex<SenderSession>,
+    room: &Notify,
+) -> Result<(), DeliveryError> {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while let Ok(more) = rx.try_recv() {
@@ -425,7 +532,49 @@ async fn commit_loop(
         tokio::task::spawn_blocking(move || commit_batch(&s, partner, batch))
             .await
             .map_err(|e| anyhow!("commit task: {e}"))??;
-        window.add_permits(n);
+        {
+            let mut s = lock(session);
+            for _ in 0..n {
+                s.settled();
+            }
+        }
+        room.notify_one();
+    }
+    Ok(())
+}
+
+/// After a file's ack is durable: the outbox file moves to `sent/` (or is removed when
+/// `sent_keep_days` is 0) — only if it is still the version delivered. A file changed after it
+/// was taken stays in the outbox and is sent again as new content; `sent/` never holds bytes
+/// other than those delivered.
+fn finish_sent(shared: &Shared, item: &QueueItem) -> anyhow::Result<()> {
+    let from = shared.home.outbox().join(&item.file_name);
+    let Ok(meta) = std::fs::symlink_metadata(&from) else {
+        return Ok(());
+    };
+    let now = Stamp::of(&meta);
+    let known = item.stamp.mtime_ns != 0;
+    if !meta.is_file() || now.len != item.size || (known && now != item.stamp) {
+        shared.error(format!(
+            "{} は送信のあとに変更されました。届いた版（SHA-256 {}…）は受領記録にあります。新しい内容を送り直します / {} changed after it was taken for sending: the version delivered (SHA-256 {}…) is in the receipts; the new content is sent again",
+            shown(&item.file_name),
+            item.sha256.get(..16).unwrap_or_default(),
+            shown(&item.file_name),
+            item.sha256.get(..16).unwrap_or_default()
+        ));
+        shared.rescan.notify_one();
+        return Ok(());
+    }
+    if shared.config.sent_keep_days == 0 {
+        std::fs::remove_file(&from)?;
+        return Ok(());
+    }
+    let to = shared.home.sent().join(&item.file_name);
+    std::fs::rename(&from, &to)?;
+    make_private(&to)?;
+    // Kept for `sent_keep_days` from now (the age counts from delivery).
+    if let Ok(f) = std::fs::File::options().write(true).open(&to) {
+        let _ = f.set_modified(std::time::SystemTime::now());
     }
     Ok(())
 }
@@ -435,7 +584,7 @@ fn commit_batch(
     partner: OfficeNumber,
     batch: Vec<(InFlight, Ack)>,
 ) -> anyhow::Result<()> {
-    let finished = now_ms();
+    let finished = shared.env.now_ms();
     let receipts: Vec<NewReceipt> = batch
         .iter()
         .map(|(f, ack)| NewReceipt {
@@ -456,20 +605,23 @@ fn commit_batch(
     {
         let mut ids = lock(&shared.sent_ids);
         for (f, _) in &batch {
-            ids.insert(f.item.message_id.clone());
+            ids.insert(f.item.id());
         }
     }
+    shared
+        .env
+        .faults
+        .crash_point(FaultPoint::CrashAfterSentReceipts)?;
     let mut rejected = Vec::new();
     for (f, ack) in &batch {
-        let from = shared.home.outbox().join(&f.item.file_name);
         match &ack.verdict {
             Verdict::Accepted => {
-                tracing::info!(file = %f.item.file_name, to = %partner, bytes = f.item.size, "delivered");
-                let _ = std::fs::rename(&from, shared.home.sent().join(&f.item.file_name));
-                if let Err(e) = crate::outbox::resolve_rejected(shared, &f.item.file_name) {
+                tracing::info!(file = %shown(&f.item.file_name), to = %partner, bytes = f.item.size, "delivered");
+                finish_sent(shared, &f.item)?;
+                if let Err(e) = resolve_rejected(shared, &f.item.file_name) {
                     tracing::warn!(
                         "{}: cannot move its old refusal to rejected/resolved: {e:#}",
-                        f.item.file_name
+                        shown(&f.item.file_name)
                     );
                 }
             }
@@ -477,7 +629,7 @@ fn commit_batch(
         }
     }
     for (f, findings) in &rejected {
-        let shown = findings
+        let shown_findings = findings
             .iter()
             .map(|x| match ErrorCode::parse(&x.code) {
                 Some(c) => finding(c, u64::from(x.line), u32::from(x.field)),
@@ -493,7 +645,7 @@ fn commit_batch(
         reject_file(
             shared,
             &f.item.file_name,
-            shown,
+            shown_findings,
             "相手先の事業所が受け取りを拒否しました / The partner office refused the file",
         )?;
     }
@@ -506,8 +658,7 @@ fn commit_batch(
     let mut q = lock(&shared.queue);
     let mut st = lock(&shared.stats);
     for (f, ack) in &batch {
-        q.items.remove(&f.seq);
-        q.names.remove(&f.item.file_name);
+        q.remove(f.seq);
         match ack.verdict {
             Verdict::Accepted => st.delivered += 1,
             Verdict::Rejected(_) => st.rejected_outgoing += 1,
@@ -516,35 +667,42 @@ fn commit_batch(
     Ok(())
 }
 
-/// Removes an item that can never be delivered, moving its file to `rejected/`.
 /// Delivers files addressed to another service kind of our own office number: written
 /// durably into our inbox and acknowledged with our own key, with both receipts.
 fn deliver_local(shared: &Arc<Shared>, items: Vec<(u64, QueueItem)>) -> anyhow::Result<()> {
     let mut batch = Vec::new();
     let mut received = Vec::new();
     for (seq, item) in items {
-        let bytes = match std::fs::read(shared.home.outbox().join(&item.file_name)) {
-            Ok(b) if hex::encode(renkei_protocol::sha256(&b)) == item.sha256 => b,
-            _ => {
-                forget_item(shared, seq, &item);
+        let bytes = match prepare(shared, &item) {
+            Prepared::Whole(b) => b,
+            Prepared::Stream(mut f) => {
+                let mut b = Vec::new();
+                f.read_to_end(&mut b)?;
+                if renkei_protocol::sha256(&b) != item.hash() {
+                    forget_item(shared, seq);
+                    continue;
+                }
+                b
+            }
+            Prepared::Gone(_) | Prepared::Changed => {
+                forget_item(shared, seq);
                 continue;
             }
         };
-        write_atomic(&shared.home.inbox().join(&item.file_name), &bytes, false)?;
-        let mut id = [0u8; 16];
-        hex::decode_to_slice(&item.message_id, &mut id).map_err(|_| anyhow!("bad queue entry"))?;
+        write_atomic(&shared.home.inbox().join(&item.file_name), &bytes, true)?;
+        let id = item.id();
         let ack = Ack::sign(
-            MessageId(id),
-            renkei_protocol::sha256(&bytes),
+            id,
+            item.hash(),
             shared.office,
             shared.office,
-            now_secs(),
+            shared.env.now_secs(),
             Verdict::Accepted,
             &shared.identity,
         );
         shared
             .store
-            .received_put(&ack.message_id, &ack.to_bytes())?;
+            .received_put(&shared.office, &id, &ack.to_bytes())?;
         received.push(NewReceipt {
             direction: "received",
             file_name: item.file_name.clone(),
@@ -553,7 +711,7 @@ fn deliver_local(shared: &Arc<Shared>, items: Vec<(u64, QueueItem)>) -> anyhow::
             size: item.size,
             sealed_size: 0,
             started_ms: item.queued_at_ms,
-            finished_ms: now_ms(),
+            finished_ms: shared.env.now_ms(),
             ack: ack.clone(),
         });
         batch.push((
@@ -574,43 +732,29 @@ fn deliver_local(shared: &Arc<Shared>, items: Vec<(u64, QueueItem)>) -> anyhow::
     commit_batch(shared, shared.office, batch)
 }
 
-/// How a sender treats a partner's refusal (codes of SPEC.md §7.3).
-enum Refusal {
-    /// Retrying cannot help: the file goes to `rejected/` with a report.
-    Permanent,
-    /// The file changed while it was sent: queue it again from the outbox.
-    Requeue,
-    /// Stale directory, clock or a damaged transfer: retry with backoff.
-    Transient,
-}
-
-fn refusal(code: u16) -> Refusal {
-    match code {
-        1 | 2 | 3 | 6 | 12 | 13 => Refusal::Permanent,
-        11 => Refusal::Requeue,
-        _ => Refusal::Transient,
-    }
-}
-
 /// What office staff can do about a refusal, in Japanese and English.
-fn refusal_hint(code: u16) -> (&'static str, &'static str) {
-    match refusal(code) {
-        Refusal::Permanent => (
+pub(crate) fn refusal_hint(code: RefusalCode) -> (&'static str, &'static str) {
+    match code.disposition() {
+        Disposition::Permanent => (
             "送れなかったファイルは rejected フォルダにあります。",
             "The file is in the rejected folder.",
         ),
-        Refusal::Requeue => (
+        Disposition::Requeue => (
             "送信中にファイルが変わったため、送り直します。",
             "The file changed while it was sent; it will be sent again.",
         ),
-        Refusal::Transient => match code {
-            8 => (
+        Disposition::Retry => match code {
+            RefusalCode::Clock => (
                 "このパソコンか相手先のパソコンの時刻がずれています。時刻を自動で合わせる設定にしてください。自動で再送します。",
                 "The clock of this computer or of the partner's is wrong: set it to update automatically. It will be retried.",
             ),
-            4 | 5 => (
+            RefusalCode::WrongRecipientKey | RefusalCode::UnknownSenderKey => (
                 "どちらかの事業所の鍵が更新された直後です。ディレクトリの更新後に自動で再送します。",
                 "One office's keys have just changed; it will be retried once the directory is updated.",
+            ),
+            RefusalCode::Busy => (
+                "相手先が受信中のため、少し後に自動で再送します。",
+                "The partner is busy receiving; it will be retried shortly.",
             ),
             _ => (
                 "自動で再送します。続く場合は相手先に連絡してください。",
@@ -620,31 +764,20 @@ fn refusal_hint(code: u16) -> (&'static str, &'static str) {
     }
 }
 
-/// Drops a queue item without a report; the outbox scan queues the file again.
-fn forget_item(shared: &Arc<Shared>, seq: u64, item: &QueueItem) {
-    let _ = shared.store.queue_remove(seq);
-    let _ = shared.store.flush();
-    let mut q = lock(&shared.queue);
-    q.items.remove(&seq);
-    q.names.remove(&item.file_name);
-    drop(q);
-    shared.rescan.notify_one();
-}
-
-async fn fail_item(
-    shared: &Arc<Shared>,
+/// Moves a file that can never be delivered to `rejected/` with its report, and drops its
+/// queue item.
+fn fail_item(
+    shared: &Shared,
     seq: u64,
     item: &QueueItem,
     findings: Vec<renkei_protocol::Finding>,
     title: &str,
 ) {
     if let Err(e) = reject_file(shared, &item.file_name, findings, title) {
-        shared.error(format!("{}: {e:#}", item.file_name));
+        shared.error(format!("{}: {e:#}", shown(&item.file_name)));
     }
     let _ = shared.store.queue_remove(seq);
     let _ = shared.store.flush();
-    let mut q = lock(&shared.queue);
-    q.items.remove(&seq);
-    q.names.remove(&item.file_name);
+    lock(&shared.queue).remove(seq);
     lock(&shared.stats).rejected_outgoing += 1;
 }

@@ -1,6 +1,6 @@
 //! The node's durable state behind a small trait: sled in production, memory in tests and the
 //! lab. Nothing here holds care data: the queue holds file names, hashes and routes; the
-//! received index holds message ids and the acks we signed.
+//! received index holds (sender office, message id) and the acks we signed.
 //!
 //! Durability rule (sled acknowledges writes in memory): call [`Store::flush`] before anything
 //! that depends on the write is acknowledged to a peer or a file is deleted.
@@ -8,8 +8,11 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+use renkei_protocol::OfficeNumber;
 use renkei_protocol::envelope::MessageId;
 use serde::{Deserialize, Serialize};
+
+use crate::files::Stamp;
 
 /// A file waiting for delivery.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,6 +29,32 @@ pub struct QueueItem {
     pub size: u64,
     /// Unix milliseconds when it was queued.
     pub queued_at_ms: u64,
+    /// Length and modification time when it was checked: a file changed after that is not
+    /// sealed, nor moved to `sent/` (queues written before this field read as unknown).
+    #[serde(default)]
+    pub stamp: Stamp,
+}
+
+impl QueueItem {
+    /// The message id (a damaged entry reads as all zeros, which no sender draws).
+    pub fn id(&self) -> MessageId {
+        MessageId::from_hex(&self.message_id).unwrap_or(MessageId([0; 16]))
+    }
+
+    /// The plaintext hash.
+    pub fn hash(&self) -> [u8; 32] {
+        let mut h = [0u8; 32];
+        let _ = hex::decode_to_slice(&self.sha256, &mut h);
+        h
+    }
+}
+
+/// The received index's key: a message is known by its sender office and its id.
+fn received_key(sender: &OfficeNumber, id: &MessageId) -> [u8; 26] {
+    let mut k = [0u8; 26];
+    k[..10].copy_from_slice(sender.as_bytes());
+    k[10..].copy_from_slice(&id.0);
+    k
 }
 
 /// Storage errors.
@@ -37,33 +66,35 @@ pub enum StoreError {
 }
 
 /// The node's durable state.
-pub trait Store: Send + Sync {
+pub trait Store: Send + Sync + std::fmt::Debug {
     /// Adds or replaces a queue item under its sequence number.
     fn queue_put(&self, seq: u64, item: &QueueItem) -> Result<(), StoreError>;
     /// Removes a queue item.
     fn queue_remove(&self, seq: u64) -> Result<(), StoreError>;
     /// Every queue item, in sequence order.
     fn queue_all(&self) -> Result<Vec<(u64, QueueItem)>, StoreError>;
-    /// The ack we signed for a message already received.
-    fn received_get(&self, id: &MessageId) -> Result<Option<Vec<u8>>, StoreError>;
-    /// Records that a message was received, with the ack we signed.
-    fn received_put(&self, id: &MessageId, ack: &[u8]) -> Result<(), StoreError>;
-    /// How many messages were received.
-    fn received_count(&self) -> usize;
-    /// A small metadata value.
-    fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
-    /// Sets a small metadata value.
-    fn meta_put(&self, key: &str, value: &[u8]) -> Result<(), StoreError>;
+    /// The ack we signed for a message of `sender` already received.
+    fn received_get(
+        &self,
+        sender: &OfficeNumber,
+        id: &MessageId,
+    ) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Records that a message of `sender` was received, with the ack we signed.
+    fn received_put(
+        &self,
+        sender: &OfficeNumber,
+        id: &MessageId,
+        ack: &[u8],
+    ) -> Result<(), StoreError>;
     /// Makes every write so far durable.
     fn flush(&self) -> Result<(), StoreError>;
 }
 
-/// sled, as the product owner chose (three trees: queue, received, meta).
+/// sled, as the product owner chose (two trees: queue, received).
 pub struct SledStore {
     db: sled::Db,
     queue: sled::Tree,
     received: sled::Tree,
-    meta: sled::Tree,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -106,7 +137,6 @@ impl SledStore {
         Ok(SledStore {
             queue: db.open_tree("queue").map_err(db_err)?,
             received: db.open_tree("received").map_err(db_err)?,
-            meta: db.open_tree("meta").map_err(db_err)?,
             db,
         })
     }
@@ -140,21 +170,26 @@ impl Store for SledStore {
         }
         Ok(out)
     }
-    fn received_get(&self, id: &MessageId) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.received.get(id.0).map_err(db)?.map(|v| v.to_vec()))
+    fn received_get(
+        &self,
+        sender: &OfficeNumber,
+        id: &MessageId,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .received
+            .get(received_key(sender, id))
+            .map_err(db)?
+            .map(|v| v.to_vec()))
     }
-    fn received_put(&self, id: &MessageId, ack: &[u8]) -> Result<(), StoreError> {
-        self.received.insert(id.0, ack).map_err(db)?;
-        Ok(())
-    }
-    fn received_count(&self) -> usize {
-        self.received.len()
-    }
-    fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.meta.get(key).map_err(db)?.map(|v| v.to_vec()))
-    }
-    fn meta_put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.meta.insert(key, value).map_err(db)?;
+    fn received_put(
+        &self,
+        sender: &OfficeNumber,
+        id: &MessageId,
+        ack: &[u8],
+    ) -> Result<(), StoreError> {
+        self.received
+            .insert(received_key(sender, id), ack)
+            .map_err(db)?;
         Ok(())
     }
     fn flush(&self) -> Result<(), StoreError> {
@@ -163,60 +198,82 @@ impl Store for SledStore {
     }
 }
 
-/// An in-memory store for tests and the lab.
+/// An in-memory store for tests and the lab. It keeps what was flushed apart from what was
+/// only written, so a simulated crash ([`MemStore::crash`]) loses exactly what sled would.
 #[derive(Debug, Default)]
 pub struct MemStore {
-    inner: Mutex<MemInner>,
+    inner: Mutex<MemState>,
 }
 
 #[derive(Debug, Default)]
+struct MemState {
+    written: MemInner,
+    durable: MemInner,
+}
+
+#[derive(Debug, Default, Clone)]
 struct MemInner {
     queue: BTreeMap<u64, QueueItem>,
-    received: BTreeMap<[u8; 16], Vec<u8>>,
-    meta: BTreeMap<String, Vec<u8>>,
+    received: BTreeMap<[u8; 26], Vec<u8>>,
 }
 
 impl MemStore {
-    fn lock(&self) -> std::sync::MutexGuard<'_, MemInner> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemState> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Forgets every write since the last flush, as a crash would.
+    pub fn crash(&self) {
+        let mut s = self.lock();
+        s.written = s.durable.clone();
     }
 }
 
 impl Store for MemStore {
     fn queue_put(&self, seq: u64, item: &QueueItem) -> Result<(), StoreError> {
-        self.lock().queue.insert(seq, item.clone());
+        self.lock().written.queue.insert(seq, item.clone());
         Ok(())
     }
     fn queue_remove(&self, seq: u64) -> Result<(), StoreError> {
-        self.lock().queue.remove(&seq);
+        self.lock().written.queue.remove(&seq);
         Ok(())
     }
     fn queue_all(&self) -> Result<Vec<(u64, QueueItem)>, StoreError> {
         Ok(self
             .lock()
+            .written
             .queue
             .iter()
             .map(|(k, v)| (*k, v.clone()))
             .collect())
     }
-    fn received_get(&self, id: &MessageId) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.lock().received.get(&id.0).cloned())
+    fn received_get(
+        &self,
+        sender: &OfficeNumber,
+        id: &MessageId,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .lock()
+            .written
+            .received
+            .get(&received_key(sender, id))
+            .cloned())
     }
-    fn received_put(&self, id: &MessageId, ack: &[u8]) -> Result<(), StoreError> {
-        self.lock().received.insert(id.0, ack.to_vec());
-        Ok(())
-    }
-    fn received_count(&self) -> usize {
-        self.lock().received.len()
-    }
-    fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.lock().meta.get(key).cloned())
-    }
-    fn meta_put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.lock().meta.insert(key.to_string(), value.to_vec());
+    fn received_put(
+        &self,
+        sender: &OfficeNumber,
+        id: &MessageId,
+        ack: &[u8],
+    ) -> Result<(), StoreError> {
+        self.lock()
+            .written
+            .received
+            .insert(received_key(sender, id), ack.to_vec());
         Ok(())
     }
     fn flush(&self) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        s.durable = s.written.clone();
         Ok(())
     }
 }
@@ -233,13 +290,19 @@ mod tests {
             sha256: "00".repeat(32),
             size: n,
             queued_at_ms: n,
+            stamp: Stamp::default(),
         }
+    }
+
+    fn office(s: &str) -> OfficeNumber {
+        OfficeNumber::parse(s).unwrap()
     }
 
     fn exercise(s: &dyn Store) {
         s.queue_put(2, &item(2)).unwrap();
         s.queue_put(1, &item(1)).unwrap();
-        s.received_put(&MessageId([7; 16]), b"ack").unwrap();
+        let (a, b) = (office("1310000001"), office("1310000002"));
+        s.received_put(&a, &MessageId([7; 16]), b"ack").unwrap();
         s.flush().unwrap();
         let q = s.queue_all().unwrap();
         assert_eq!(q.iter().map(|x| x.0).collect::<Vec<_>>(), vec![1, 2]);
@@ -247,11 +310,23 @@ mod tests {
         s.queue_remove(1).unwrap();
         assert_eq!(s.queue_all().unwrap().len(), 1);
         assert_eq!(
-            s.received_get(&MessageId([7; 16])).unwrap().as_deref(),
+            s.received_get(&a, &MessageId([7; 16])).unwrap().as_deref(),
             Some(&b"ack"[..])
         );
-        assert_eq!(s.received_get(&MessageId([8; 16])).unwrap(), None);
-        assert_eq!(s.received_count(), 1);
+        // Message ids are per sender: another office's message of the same id is not known.
+        assert_eq!(s.received_get(&b, &MessageId([7; 16])).unwrap(), None);
+        assert_eq!(s.received_get(&a, &MessageId([8; 16])).unwrap(), None);
+    }
+
+    #[test]
+    fn a_memory_store_loses_what_was_not_flushed_in_a_crash() {
+        let s = MemStore::default();
+        s.queue_put(1, &item(1)).unwrap();
+        s.flush().unwrap();
+        s.queue_put(2, &item(2)).unwrap();
+        s.queue_remove(1).unwrap();
+        s.crash();
+        assert_eq!(s.queue_all().unwrap(), vec![(1, item(1))]);
     }
 
     #[test]

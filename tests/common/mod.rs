@@ -7,12 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use renkei_directory::NodeInfo;
-use renkei_node::admin::{self, OfficeSetup};
-use renkei_node::demo::{free_port, tune_for_loopback};
+use renkei_node::federation::tune_for_loopback;
 use renkei_node::home::Home;
+use renkei_protocol::FileKind;
 use renkei_protocol::check::{CsvVersion, Format, layout};
-use renkei_protocol::{FileKind, OfficeNumber, ServiceKind};
 
 /// The `renkei` binary under test.
 pub fn renkei() -> Command {
@@ -102,17 +100,16 @@ pub fn wait_for(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
     assert!(f(), "timed out waiting for: {what}");
 }
 
-/// One office of a test federation.
-pub struct Office {
-    pub number: OfficeNumber,
-    pub kind: ServiceKind,
-    pub home: Home,
-}
+pub use renkei_node::federation::Office;
 
-/// A region with a directory node, and offices enrolled in it.
+/// A region with a directory node, and offices enrolled in it, built by the one federation
+/// builder (`renkei_node::federation`); the nodes run as `renkei` processes.
 pub struct Federation {
+    pub plan: renkei_node::federation::Federation,
     pub dir: PathBuf,
+    /// The region's authority folder.
     pub region: PathBuf,
+    /// Where the region publishes (what the directory node serves).
     pub published: PathBuf,
     pub anchor: PathBuf,
     pub dn_key: PathBuf,
@@ -135,80 +132,26 @@ pub fn federation(offices: &[(&str, &str, bool)]) -> Federation {
     } else {
         Some(tmp)
     };
-    let assoc = dir.join("association");
-    admin::root_init(&assoc, "test").unwrap();
-    let anchor = assoc.join("anchor.json");
-    let region = assoc.join("13-tokyo");
-    admin::region_init(
-        &assoc.join("root.key"),
-        &region,
-        "13-tokyo",
-        "テスト協会",
-        vec![13],
-        5,
-    )
-    .unwrap();
-    let dn_key_path = dir.join("dn.key");
-    let dn_key = admin::generate_signing_key();
-    admin::write_secret(&dn_key_path, &dn_key).unwrap();
-    let dn_pub = dn_key.verifying_key().to_bytes();
-    let dn_peer = renkei_node::net::peer_id_of(&dn_pub).unwrap();
-    let dn_addr = format!("/ip4/127.0.0.1/tcp/{}", free_port(false).unwrap());
-    admin::add_node(
-        &region,
-        NodeInfo {
-            key: dn_pub,
-            addresses: vec![dn_addr.clone()],
-            http: None,
-        },
-    )
-    .unwrap();
-    let dn_multiaddr = format!("{dn_addr}/p2p/{dn_peer}");
-    let mut list = Vec::new();
-    let mut requests = Vec::new();
-    for (number, kind, enrolled) in offices {
-        let home = Home::new(dir.join("offices").join(number));
-        let setup = OfficeSetup {
-            office: OfficeNumber::parse(number).unwrap(),
-            name: format!("テスト事業所 {number}"),
-            kinds: kind
-                .split('+')
-                .map(|k| ServiceKind::parse(k).unwrap())
-                .collect(),
-            listen: vec![
-                format!("/ip4/127.0.0.1/tcp/{}", free_port(false).unwrap()),
-                format!("/ip4/127.0.0.1/udp/{}/quic-v1", free_port(true).unwrap()),
-            ],
-            advertise: Vec::new(),
-            directory_nodes: vec![dn_multiaddr.clone()],
-            anchor: Some(anchor.clone()),
-        };
-        let req = admin::init_office(&home, &setup).unwrap();
-        let mut c = home.config().unwrap();
-        tune_for_loopback(&mut c);
+    let mut b = renkei_node::federation::Federation::builder(&dir).tune(|c| {
+        tune_for_loopback(c);
         c.directory_refresh_secs = 1;
-        home.write_config(&c).unwrap();
-        if *enrolled {
-            requests.push(req);
-        }
-        list.push(Office {
-            number: setup.office,
-            kind: setup.kinds[0],
-            home,
-        });
+    });
+    for (number, kind, enrolled) in offices {
+        let kinds: Vec<&str> = kind.split('+').collect();
+        b = b.office_enrolled(number, &format!("テスト事業所 {number}"), &kinds, *enrolled);
     }
-    admin::approve(&region, &requests).unwrap();
-    let published = dir.join("published");
-    admin::publish(&region, &published).unwrap();
+    let plan = b.create().unwrap();
+    let dn = &plan.directory_nodes[0];
     Federation {
         dir,
-        region,
-        published,
-        anchor,
-        dn_key: dn_key_path,
-        dn_addr,
-        dn_multiaddr,
-        offices: list,
+        region: plan.regions[0].folder.clone(),
+        published: plan.regions[0].published.clone(),
+        anchor: plan.anchor.clone(),
+        dn_key: dn.key_file.clone(),
+        dn_addr: dn.addr.clone(),
+        dn_multiaddr: dn.multiaddr.clone(),
+        offices: plan.offices.clone(),
+        plan,
         _tmp: tmp,
     }
 }
@@ -268,7 +211,7 @@ impl Federation {
             || {
                 std::fs::read_to_string(&status)
                     .ok()
-                    .and_then(|t| serde_json::from_str::<renkei_node::node::Status>(&t).ok())
+                    .and_then(|t| serde_json::from_str::<renkei_node::status::Status>(&t).ok())
                     .is_some_and(|s| s.directory.iter().any(|r| r.seq >= min_seq))
             },
         );
@@ -276,8 +219,7 @@ impl Federation {
 
     /// Revokes an office and publishes.
     pub fn revoke(&self, i: usize) {
-        admin::revoke(&self.region, &self.offices[i].number).unwrap();
-        admin::publish(&self.region, &self.published).unwrap();
+        self.plan.revoke(i).unwrap();
     }
 }
 

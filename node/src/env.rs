@@ -1,0 +1,416 @@
+//! What a node takes from outside: a clock, a random source and fault points. The only module
+//! that reads the wall clock.
+//!
+//! Production nodes get [`Env::system`]: the system clock and the operating system's random
+//! numbers, no faults. Tests and the lab give a node a [`ManualClock`] they move forward, a
+//! seeded random source (the same seed gives the same message ids and keys), and fault points
+//! that crash one node without taking the process down.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use tokio::sync::watch;
+
+/// Where a node's sense of time comes from: Unix milliseconds now, and waiting until a time.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// Unix milliseconds now.
+    fn now_ms(&self) -> u64;
+    /// Completes once [`Clock::now_ms`] has reached `deadline_ms`.
+    fn sleep_until(&self, deadline_ms: u64) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+}
+
+/// The computer's clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+/// Unix milliseconds by the system clock (0 before 1970).
+fn system_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        system_now_ms()
+    }
+
+    fn sleep_until(&self, deadline_ms: u64) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        let wait = deadline_ms.saturating_sub(system_now_ms());
+        Box::pin(tokio::time::sleep(Duration::from_millis(wait)))
+    }
+}
+
+/// A clock that moves only when told to: tests and the lab set the time, and every node
+/// waiting on it wakes when its time has come.
+#[derive(Debug, Clone)]
+pub struct ManualClock {
+    now: Arc<watch::Sender<u64>>,
+}
+
+impl ManualClock {
+    /// A clock standing at `start_ms`.
+    pub fn new(start_ms: u64) -> ManualClock {
+        ManualClock {
+            now: Arc::new(watch::Sender::new(start_ms)),
+        }
+    }
+
+    /// Moves the clock forward by `by` (never backward).
+    pub fn advance(&self, by: Duration) {
+        self.now
+            .send_modify(|t| *t = t.saturating_add(by.as_millis() as u64));
+    }
+
+    /// Sets the clock (it may go backward, as a wrongly set computer clock does).
+    pub fn set(&self, ms: u64) {
+        self.now.send_replace(ms);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> u64 {
+        *self.now.borrow()
+    }
+
+    fn sleep_until(&self, deadline_ms: u64) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        let mut rx = self.now.subscribe();
+        Box::pin(async move {
+            // The sender lives as long as the clock; if it is gone, nobody will move time.
+            if rx.wait_for(|t| *t >= deadline_ms).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        })
+    }
+}
+
+/// A place in the node's work where a fault can be injected (SPEC.md §7.3's crash points, and
+/// the network's failures).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FaultPoint {
+    /// The receiver crashes with a batch checked, before any file is renamed into `inbox/`.
+    CrashBeforeInboxWrite,
+    /// The receiver crashes with the batch durable in `inbox/`, before receipts and acks.
+    CrashAfterInboxWrite,
+    /// The receiver crashes with receipts and the received index durable, before the acks
+    /// are written.
+    CrashBeforeAck,
+    /// The sender crashes with the partner's acks durable in its receipts, before the files
+    /// move out of `outbox/`.
+    CrashAfterSentReceipts,
+    /// The receiver drops the stream in the middle of a message.
+    DropConnection,
+    /// The receiver refuses the next message as busy (refusal 14).
+    RefuseBusy,
+}
+
+impl FaultPoint {
+    /// Its name in `RENKEI_FAULT` and scenario files.
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultPoint::CrashBeforeInboxWrite => "crash-before-inbox-write",
+            FaultPoint::CrashAfterInboxWrite => "crash-after-inbox-write",
+            FaultPoint::CrashBeforeAck => "crash-before-ack",
+            FaultPoint::CrashAfterSentReceipts => "crash-after-sent-receipts",
+            FaultPoint::DropConnection => "drop-connection",
+            FaultPoint::RefuseBusy => "refuse-busy",
+        }
+    }
+
+    /// The point of a name.
+    pub fn parse(name: &str) -> Option<FaultPoint> {
+        [
+            FaultPoint::CrashBeforeInboxWrite,
+            FaultPoint::CrashAfterInboxWrite,
+            FaultPoint::CrashBeforeAck,
+            FaultPoint::CrashAfterSentReceipts,
+            FaultPoint::DropConnection,
+            FaultPoint::RefuseBusy,
+        ]
+        .into_iter()
+        .find(|p| p.name() == name)
+    }
+
+    /// Whether hitting it crashes the node.
+    pub fn is_crash(self) -> bool {
+        matches!(
+            self,
+            FaultPoint::CrashBeforeInboxWrite
+                | FaultPoint::CrashAfterInboxWrite
+                | FaultPoint::CrashBeforeAck
+                | FaultPoint::CrashAfterSentReceipts
+        )
+    }
+}
+
+/// A node's armed fault points. A crash stops this node's tasks at once — no clean shutdown,
+/// nothing written after the fault point — while the rest of the process runs on.
+#[derive(Debug)]
+pub struct Faults {
+    armed: Mutex<HashMap<FaultPoint, u32>>,
+    crashed: watch::Sender<bool>,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults {
+            armed: Mutex::new(HashMap::new()),
+            crashed: watch::Sender::new(false),
+        }
+    }
+}
+
+/// A crash fault fired: the work that met it stops here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("injected fault: {0:?}")]
+pub struct Crashed(pub FaultPoint);
+
+impl Faults {
+    /// Arms `point` to fire on its `skip + 1`-th hit (once).
+    pub fn arm(&self, point: FaultPoint, skip: u32) {
+        crate::state::lock(&self.armed).insert(point, skip);
+    }
+
+    /// Passes `point`: `true` when it fires now. A crash point also marks the node crashed.
+    pub fn hit(&self, point: FaultPoint) -> bool {
+        let mut armed = crate::state::lock(&self.armed);
+        let fire = match armed.get_mut(&point) {
+            Some(0) => {
+                armed.remove(&point);
+                true
+            }
+            Some(n) => {
+                *n -= 1;
+                false
+            }
+            None => false,
+        };
+        drop(armed);
+        if fire {
+            tracing::error!(fault = point.name(), "injected fault");
+            if point.is_crash() {
+                self.crashed.send_replace(true);
+            }
+        }
+        fire
+    }
+
+    /// `Err` when the crash point `point` fires.
+    pub fn crash_point(&self, point: FaultPoint) -> Result<(), Crashed> {
+        if self.hit(point) {
+            Err(Crashed(point))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Whether a crash fault has fired.
+    pub fn has_crashed(&self) -> bool {
+        *self.crashed.borrow()
+    }
+
+    /// Completes when a crash fault fires.
+    pub fn crashed(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.crashed.subscribe();
+        async move {
+            let _ = rx.wait_for(|c| *c).await;
+        }
+    }
+}
+
+enum Random {
+    System,
+    Seeded(Box<Mutex<ChaCha20Rng>>),
+}
+
+/// The clock, random source and fault points of one node.
+pub struct Env {
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    random: Random,
+    /// The fault points.
+    pub faults: Faults,
+}
+
+impl std::fmt::Debug for Env {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Env")
+            .field("clock", &self.clock)
+            .field(
+                "random",
+                &match self.random {
+                    Random::System => "system",
+                    Random::Seeded(_) => "seeded",
+                },
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl Env {
+    /// The system clock and the operating system's random numbers.
+    pub fn system() -> Env {
+        Env {
+            clock: Arc::new(SystemClock),
+            random: Random::System,
+            faults: Faults::default(),
+        }
+    }
+
+    /// `clock` and a random source seeded with `seed`: the same seed, the same draws.
+    pub fn seeded(clock: Arc<dyn Clock>, seed: u64) -> Env {
+        Env {
+            clock,
+            random: Random::Seeded(Box::new(Mutex::new(ChaCha20Rng::seed_from_u64(seed)))),
+            faults: Faults::default(),
+        }
+    }
+
+    /// Unix milliseconds now.
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    /// Unix seconds now.
+    pub fn now_secs(&self) -> u64 {
+        self.clock.now_ms() / 1000
+    }
+
+    /// Waits for `d` on this node's clock.
+    pub fn sleep(&self, d: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        self.clock
+            .sleep_until(self.now_ms().saturating_add(d.as_millis() as u64))
+    }
+
+    /// Runs `f` with the node's cryptographic random source.
+    pub fn with_rng<T>(&self, f: impl FnOnce(&mut dyn rand::CryptoRng) -> T) -> T {
+        match &self.random {
+            Random::System => f(&mut rand::rng()),
+            Random::Seeded(r) => f(&mut *crate::state::lock(r)),
+        }
+    }
+
+    /// `N` random bytes.
+    pub fn random_bytes<const N: usize>(&self) -> [u8; N] {
+        let mut out = [0u8; N];
+        self.with_rng(|r| r.fill_bytes(&mut out));
+        out
+    }
+
+    /// A random number below `n` (for jitter).
+    pub fn random_below(&self, n: u64) -> u64 {
+        if n == 0 {
+            return 0;
+        }
+        self.with_rng(|r| r.next_u64() % n)
+    }
+}
+
+/// How old a file is by the operating system's clock (file times are the OS's, whatever clock
+/// the node runs on); `None` when its time is in the future.
+pub fn file_age(modified: std::time::SystemTime) -> Option<Duration> {
+    std::time::SystemTime::now().duration_since(modified).ok()
+}
+
+/// Unix milliseconds by the system clock, for commands that run without a node (`renkei
+/// status`, `receipts`, `directory verify`, and setting up keys and regions).
+pub fn wall_clock_ms() -> u64 {
+    system_now_ms()
+}
+
+/// Unix milliseconds as Japan Standard Time, for people reading receipts at an audit.
+pub fn jst(ms: u64) -> String {
+    let secs = ms / 1000 + 9 * 3600;
+    let (days, rest) = ((secs / 86400) as i64, secs % 86400);
+    // Civil date from days since 1970-01-01 (proleptic Gregorian).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} JST",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn receipt_times_read_in_japan_standard_time() {
+        assert_eq!(jst(0), "1970-01-01 09:00:00 JST");
+        assert_eq!(jst(1_709_132_400_000), "2024-02-29 00:00:00 JST");
+        assert_eq!(jst(1_795_659_067_451), "2026-11-26 11:11:07 JST");
+        assert_eq!(jst(1_798_729_199_000), "2026-12-31 23:59:59 JST");
+    }
+
+    #[tokio::test]
+    async fn a_manual_clock_wakes_sleepers_when_moved() {
+        let clock = ManualClock::new(1000);
+        let woke = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let w = woke.clone();
+        let sleeper = clock.sleep_until(1500);
+        let t = tokio::spawn(async move {
+            sleeper.await;
+            w.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        tokio::task::yield_now().await;
+        clock.advance(Duration::from_millis(499));
+        tokio::task::yield_now().await;
+        assert!(!woke.load(std::sync::atomic::Ordering::SeqCst));
+        clock.advance(Duration::from_millis(1));
+        t.await.unwrap();
+        assert!(woke.load(std::sync::atomic::Ordering::SeqCst));
+        assert_eq!(clock.now_ms(), 1500);
+    }
+
+    #[test]
+    fn the_same_seed_draws_the_same_bytes() {
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(0));
+        let a = Env::seeded(clock.clone(), 7);
+        let b = Env::seeded(clock.clone(), 7);
+        let c = Env::seeded(clock, 8);
+        let x: [u8; 16] = a.random_bytes();
+        assert_eq!(x, b.random_bytes::<16>());
+        assert_ne!(x, c.random_bytes::<16>());
+    }
+
+    #[test]
+    fn a_fault_fires_once_on_its_hit() {
+        let f = Faults::default();
+        f.arm(FaultPoint::CrashBeforeAck, 1);
+        assert!(f.crash_point(FaultPoint::CrashBeforeAck).is_ok());
+        assert!(!f.has_crashed());
+        assert_eq!(
+            f.crash_point(FaultPoint::CrashBeforeAck),
+            Err(Crashed(FaultPoint::CrashBeforeAck))
+        );
+        assert!(f.has_crashed());
+        assert!(f.crash_point(FaultPoint::CrashBeforeAck).is_ok());
+        assert!(!f.hit(FaultPoint::DropConnection));
+        for p in [
+            FaultPoint::CrashBeforeInboxWrite,
+            FaultPoint::CrashAfterInboxWrite,
+            FaultPoint::CrashBeforeAck,
+            FaultPoint::CrashAfterSentReceipts,
+            FaultPoint::DropConnection,
+            FaultPoint::RefuseBusy,
+        ] {
+            assert_eq!(FaultPoint::parse(p.name()), Some(p));
+        }
+    }
+}
