@@ -245,3 +245,173 @@ fn tampered_and_misrouted_envelopes_are_refused() {
     );
     assert_state_clean(a, &[&marker_bytes("改ざん試験")]);
 }
+
+/// An envelope's frames: its header, then each chunk.
+fn frames_of(envelope: &[u8]) -> Vec<(Kind, Vec<u8>)> {
+    let (h, mut at) = renkei_protocol::envelope::EnvelopeHeader::parse(envelope).unwrap();
+    let mut out = vec![(Kind::Header, envelope[..at].to_vec())];
+    for i in 0..h.chunk_count() {
+        let n = h.chunk_len(i);
+        out.push((Kind::Chunk, envelope[at..at + n].to_vec()));
+        at += n;
+    }
+    out
+}
+
+/// Writes frames on a stream and flushes.
+async fn send(s: &mut libp2p::Stream, frames: &[(Kind, Vec<u8>)]) {
+    for (k, f) in frames {
+        frames::write(s, *k, f).await.unwrap();
+    }
+    s.flush().await.unwrap();
+}
+
+async fn answer(s: &mut libp2p::Stream) -> Option<(Kind, Vec<u8>)> {
+    let mut buf = Vec::new();
+    let kind = frames::read(s, &mut buf, Duration::from_secs(10))
+        .await
+        .ok()??;
+    Some((kind, buf))
+}
+
+#[test]
+fn two_streams_with_one_message_id_cannot_mix_their_bytes() {
+    let fed = federation(&[("1310000001", "43", true), ("1310000021", "15", true)]);
+    let _dn = fed.directory_node();
+    let _a = fed.node(0);
+    fed.wait_directory(0, 1);
+    let (a, c) = (fed.home(0), fed.home(1));
+    let name = name_for(FileKind::UpJsk, &fed.offices[1], &fed.offices[0], &stamp(1));
+    // Two different files under one message id, both validly signed by C (a member can).
+    let first = valid_file(FileKind::UpJsk, 60, "一本目の内容です");
+    let second = valid_file(FileKind::UpJsk, 60, "二本目の内容です");
+    let env1 = frames_of(&envelope_from(c, a, &name, &first, 7));
+    let env2 = frames_of(&envelope_from(c, a, &name, &second, 7));
+    assert!(env1.len() >= 3, "several chunks");
+    rt().block_on(async {
+        let sender = impostor(c);
+        let (peer, addr) = address_of(a);
+        sender.add_address(peer, addr).await;
+        let mut s1 = sender.open(peer, DELIVER, Duration::from_secs(5)).await.unwrap();
+        // Stream 1: the header and the first chunk, then a pause.
+        send(&mut s1, &env1[..2]).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Stream 2, same id: refused while stream 1 holds the message.
+        let mut s2 = sender.open(peer, DELIVER, Duration::from_secs(5)).await.unwrap();
+        send(&mut s2, &env2).await;
+        let (kind, payload) = answer(&mut s2).await.expect("an answer on stream 2");
+        assert_eq!(kind, Kind::Refuse);
+        let r = Refusal::parse(&payload).unwrap();
+        assert_eq!(
+            (r.message_id, r.code),
+            (MessageId([7; 16]), renkei_protocol::frames::RefusalCode::Busy)
+        );
+        // Stream 1 finishes and is acked for its own bytes.
+        send(&mut s1, &env1[2..]).await;
+        send(&mut s1, &[(Kind::End, Vec::new())]).await;
+        let (kind, payload) = answer(&mut s1).await.expect("an ack on stream 1");
+        assert_eq!(kind, Kind::Ack);
+        let ack = renkei_protocol::ack::Ack::parse(&payload).unwrap();
+        assert_eq!(ack.plaintext_hash, renkei_protocol::sha256(&first));
+    });
+    // The inbox holds exactly the bytes that were checked, hashed and acked.
+    assert_eq!(std::fs::read(a.inbox().join(&name)).unwrap(), first);
+    assert_eq!(count(&a.inbox()), 1);
+    assert_eq!(count(&a.partial()), 0);
+}
+
+#[test]
+fn message_ids_are_per_sender() {
+    let fed = federation(&[
+        ("1310000001", "43", true),
+        ("1310000011", "11", true),
+        ("1310000021", "15", true),
+    ]);
+    let _dn = fed.directory_node();
+    let _a = fed.node(0);
+    fed.wait_directory(0, 1);
+    let (a, b, c) = (fed.home(0), fed.home(1), fed.home(2));
+    let from_c = name_for(FileKind::UpJsk, &fed.offices[2], &fed.offices[0], &stamp(1));
+    let from_b = name_for(FileKind::UpJsk, &fed.offices[1], &fed.offices[0], &stamp(2));
+    let file_c = valid_file(FileKind::UpJsk, 5, "事業所Cの実績");
+    let file_b = valid_file(FileKind::UpJsk, 5, "事業所Bの実績");
+    rt().block_on(async {
+        let (peer, addr) = address_of(a);
+        let sc = impostor(c);
+        sc.add_address(peer, addr.clone()).await;
+        let (kind, _) = try_deliver(&sc, peer, &envelope_from(c, a, &from_c, &file_c, 9))
+            .await
+            .expect("an answer to C");
+        assert_eq!(kind, Kind::Ack);
+        // B happens to use the same message id: its own file, its own ack.
+        let sb = impostor(b);
+        sb.add_address(peer, addr).await;
+        let (kind, payload) = try_deliver(&sb, peer, &envelope_from(b, a, &from_b, &file_b, 9))
+            .await
+            .expect("an answer to B");
+        assert_eq!(kind, Kind::Ack);
+        let ack = renkei_protocol::ack::Ack::parse(&payload).unwrap();
+        assert_eq!(ack.sender_office.as_str(), "1310000011");
+        assert_eq!(ack.plaintext_hash, renkei_protocol::sha256(&file_b));
+    });
+    assert_eq!(std::fs::read(a.inbox().join(&from_c)).unwrap(), file_c);
+    assert_eq!(std::fs::read(a.inbox().join(&from_b)).unwrap(), file_b);
+}
+
+#[test]
+fn an_interrupted_receive_leaves_no_plaintext_and_a_partner_cannot_fill_the_disk() {
+    let fed = federation(&[("1310000001", "43", true), ("1310000021", "15", true)]);
+    let mut config = fed.home(0).config().unwrap();
+    config.io_timeout_secs = 2;
+    config.max_partial_mb = 1;
+    fed.home(0).write_config(&config).unwrap();
+    let _dn = fed.directory_node();
+    let _a = fed.node(0);
+    fed.wait_directory(0, 1);
+    let (a, c) = (fed.home(0), fed.home(1));
+    let name = |n| name_for(FileKind::UpJsk, &fed.offices[1], &fed.offices[0], &stamp(n));
+    // 0.6 MiB each: one at a time fits in max_partial_mb = 1, two do not.
+    let big = valid_file(FileKind::UpJsk, 3000, "途中で止まる受信");
+    assert!(big.len() > 600_000 && big.len() < 1 << 20, "{}", big.len());
+    rt().block_on(async {
+        let sender = impostor(c);
+        let (peer, addr) = address_of(a);
+        sender.add_address(peer, addr).await;
+        let env1 = frames_of(&envelope_from(c, a, &name(1), &big, 1));
+        let env2 = frames_of(&envelope_from(c, a, &name(2), &big, 2));
+        // A stream that stalls in the middle of a message.
+        let mut s1 = sender.open(peer, DELIVER, Duration::from_secs(5)).await.unwrap();
+        send(&mut s1, &env1[..3]).await;
+        wait_for(Duration::from_secs(10), "a partial file", || count(&a.partial()) == 1);
+        // Only the office's user may read it.
+        #[cfg(unix)]
+        for e in std::fs::read_dir(a.partial()).unwrap().flatten() {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(e.metadata().unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        // A second unfinished file from the same partner would pass max_partial_mb: busy.
+        let mut s2 = sender.open(peer, DELIVER, Duration::from_secs(5)).await.unwrap();
+        send(&mut s2, &env2[..1]).await;
+        let (kind, payload) = answer(&mut s2).await.expect("an answer on stream 2");
+        assert_eq!(kind, Kind::Refuse);
+        assert_eq!(
+            Refusal::parse(&payload).unwrap().code,
+            renkei_protocol::frames::RefusalCode::Busy
+        );
+        // The stalled stream times out (2 s) and its partial file is removed at once.
+        wait_for(Duration::from_secs(10), "the partial file removed", || {
+            count(&a.partial()) == 0
+        });
+        drop(s1);
+        // A stream dropped in the middle of a message leaves nothing either.
+        let mut s3 = sender.open(peer, DELIVER, Duration::from_secs(5)).await.unwrap();
+        send(&mut s3, &env2[..3]).await;
+        wait_for(Duration::from_secs(10), "a partial file", || count(&a.partial()) == 1);
+        let _ = s3.close().await;
+        drop(s3);
+        wait_for(Duration::from_secs(10), "the partial file removed", || {
+            count(&a.partial()) == 0
+        });
+    });
+    assert_eq!(count(&a.inbox()), 0);
+}
