@@ -30,7 +30,7 @@ fn impostor(home: &Home) -> Net {
         &keys[0].identity,
         &[],
         Arc::new(|_: &PeerId| true),
-        Duration::from_secs(30),
+        &net::NetConfig::office(),
     )
     .unwrap()
 }

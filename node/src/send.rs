@@ -172,7 +172,7 @@ async fn deliver_once(shared: &Arc<Shared>, partner: OfficeNumber) -> anyhow::Re
                 stream = Some(s);
                 break;
             }
-            Err(e) => last = Some(e),
+            Err(e) => last = Some(e.into()),
         }
     }
     let Some(stream) = stream else {
