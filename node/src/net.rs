@@ -753,7 +753,9 @@ mod tests {
         for i in 0..60_000 {
             book.add(p, addr(i));
         }
-        let kept: Vec<_> = (60_000 - ADDRESSES_PER_PEER as u32..60_000).map(addr).collect();
+        let kept: Vec<_> = (60_000 - ADDRESSES_PER_PEER as u32..60_000)
+            .map(addr)
+            .collect();
         assert_eq!(book.get(&p), kept);
         // Given again, an address moves to the back and is not repeated.
         book.add(p, kept[0].clone());
@@ -838,7 +840,10 @@ mod tests {
         let watch = async {
             for _ in 0..25 {
                 let held = node.addresses(attacker_peer).await.len();
-                assert!(held <= ADDRESSES_PER_PEER, "the node holds {held} addresses");
+                assert!(
+                    held <= ADDRESSES_PER_PEER,
+                    "the node holds {held} addresses"
+                );
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         };
@@ -905,9 +910,11 @@ mod tests {
         // Meanwhile a member's connection still carries streams.
         assert_eq!(round_trip(&member, node.peer_id).await, Ok(true));
         // The rest are dropped when the handshake times out, and new members get in.
-        poll_for(Duration::from_secs(6), "the half-open connections to close", || async {
-            (count() == 24).then_some(())
-        })
+        poll_for(
+            Duration::from_secs(6),
+            "the half-open connections to close",
+            || async { (count() == 24).then_some(()) },
+        )
         .await;
         let another = start(&secret(3), &[], admit_all(), &NetConfig::office()).unwrap();
         another.add_address(node.peer_id, at).await;
@@ -928,12 +935,23 @@ mod tests {
         let at = listen_addr(&node).await;
         assert!(at.to_string().starts_with("/memory/"), "{at}");
 
-        let a = start(&secret(2), &[], admit_all(), &NetConfig::office().in_memory()).unwrap();
+        let a = start(
+            &secret(2),
+            &[],
+            admit_all(),
+            &NetConfig::office().in_memory(),
+        )
+        .unwrap();
         a.add_address(node.peer_id, at.clone()).await;
         assert_eq!(round_trip(&a, node.peer_id).await, Ok(true));
 
-        let outsider =
-            start(&secret(3), &[], admit_all(), &NetConfig::office().in_memory()).unwrap();
+        let outsider = start(
+            &secret(3),
+            &[],
+            admit_all(),
+            &NetConfig::office().in_memory(),
+        )
+        .unwrap();
         outsider.add_address(node.peer_id, at).await;
         assert_ne!(round_trip(&outsider, node.peer_id).await, Ok(true));
         let peers = node.peers().await;
@@ -942,7 +960,13 @@ mod tests {
 
     #[tokio::test]
     async fn connection_failures_are_typed() {
-        let net = start(&secret(1), &[], admit_all(), &NetConfig::office().in_memory()).unwrap();
+        let net = start(
+            &secret(1),
+            &[],
+            admit_all(),
+            &NetConfig::office().in_memory(),
+        )
+        .unwrap();
         // No known address.
         let e = net.connect(peer(2), Duration::from_secs(5)).await;
         assert!(matches!(e, Err(NetError::Unreachable(_))), "{e:?}");
@@ -954,8 +978,11 @@ mod tests {
         let mute = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = mute.local_addr().unwrap().port();
         let net = start(&secret(1), &[], admit_all(), &NetConfig::office()).unwrap();
-        net.add_address(peer(3), format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap())
-            .await;
+        net.add_address(
+            peer(3),
+            format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap(),
+        )
+        .await;
         let e = net.connect(peer(3), Duration::from_millis(300)).await;
         assert_eq!(e, Err(NetError::Timeout));
         drop(mute);
