@@ -151,8 +151,8 @@ impl NetConfig {
     }
 }
 
-/// Why no connection or stream could be had. The text names the cause in English; a message
-/// to staff wraps it (SPEC.md §7.2).
+/// Why no connection or stream could be had. The text is a technical English detail: a
+/// message to staff wraps it in a bilingual sentence that says what to do.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NetError {
     /// No connection: no known address, every dial failed, or the peer refused us.
