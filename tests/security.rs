@@ -31,7 +31,7 @@ fn impostor(home: &Home) -> Net {
         &keys[0].identity,
         &[],
         Arc::new(|_: &PeerId| true),
-        Duration::from_secs(30),
+        &net::NetConfig::office(),
     )
     .unwrap()
 }
@@ -292,19 +292,28 @@ fn two_streams_with_one_message_id_cannot_mix_their_bytes() {
         let sender = impostor(c);
         let (peer, addr) = address_of(a);
         sender.add_address(peer, addr).await;
-        let mut s1 = sender.open(peer, DELIVER, Duration::from_secs(5)).await.unwrap();
+        let mut s1 = sender
+            .open(peer, DELIVER, Duration::from_secs(5))
+            .await
+            .unwrap();
         // Stream 1: the header and the first chunk, then a pause.
         send(&mut s1, &env1[..2]).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         // Stream 2, same id: refused while stream 1 holds the message.
-        let mut s2 = sender.open(peer, DELIVER, Duration::from_secs(5)).await.unwrap();
+        let mut s2 = sender
+            .open(peer, DELIVER, Duration::from_secs(5))
+            .await
+            .unwrap();
         send(&mut s2, &env2).await;
         let (kind, payload) = answer(&mut s2).await.expect("an answer on stream 2");
         assert_eq!(kind, Kind::Refuse);
         let r = Refusal::parse(&payload).unwrap();
         assert_eq!(
             (r.message_id, r.code),
-            (MessageId([7; 16]), renkei_protocol::frames::RefusalCode::Busy)
+            (
+                MessageId([7; 16]),
+                renkei_protocol::frames::RefusalCode::Busy
+            )
         );
         // Stream 1 finishes and is acked for its own bytes.
         send(&mut s1, &env1[2..]).await;
@@ -380,9 +389,14 @@ fn an_interrupted_receive_leaves_no_plaintext_and_a_partner_cannot_fill_the_disk
         let env1 = frames_of(&envelope_from(c, a, &name(1), &big, 1));
         let env2 = frames_of(&envelope_from(c, a, &name(2), &big, 2));
         // A stream that stalls in the middle of a message.
-        let mut s1 = sender.open(peer, DELIVER, Duration::from_secs(5)).await.unwrap();
+        let mut s1 = sender
+            .open(peer, DELIVER, Duration::from_secs(5))
+            .await
+            .unwrap();
         send(&mut s1, &env1[..3]).await;
-        wait_for(Duration::from_secs(10), "a partial file", || count(&a.partial()) == 1);
+        wait_for(Duration::from_secs(10), "a partial file", || {
+            count(&a.partial()) == 1
+        });
         // Only the office's user may read it.
         #[cfg(unix)]
         for e in std::fs::read_dir(a.partial()).unwrap().flatten() {
@@ -390,7 +404,10 @@ fn an_interrupted_receive_leaves_no_plaintext_and_a_partner_cannot_fill_the_disk
             assert_eq!(e.metadata().unwrap().permissions().mode() & 0o777, 0o600);
         }
         // A second unfinished file from the same partner would pass max_partial_mb: busy.
-        let mut s2 = sender.open(peer, DELIVER, Duration::from_secs(5)).await.unwrap();
+        let mut s2 = sender
+            .open(peer, DELIVER, Duration::from_secs(5))
+            .await
+            .unwrap();
         send(&mut s2, &env2[..1]).await;
         let (kind, payload) = answer(&mut s2).await.expect("an answer on stream 2");
         assert_eq!(kind, Kind::Refuse);
@@ -404,9 +421,14 @@ fn an_interrupted_receive_leaves_no_plaintext_and_a_partner_cannot_fill_the_disk
         });
         drop(s1);
         // A stream dropped in the middle of a message leaves nothing either.
-        let mut s3 = sender.open(peer, DELIVER, Duration::from_secs(5)).await.unwrap();
+        let mut s3 = sender
+            .open(peer, DELIVER, Duration::from_secs(5))
+            .await
+            .unwrap();
         send(&mut s3, &env2[..3]).await;
-        wait_for(Duration::from_secs(10), "a partial file", || count(&a.partial()) == 1);
+        wait_for(Duration::from_secs(10), "a partial file", || {
+            count(&a.partial()) == 1
+        });
         let _ = s3.close().await;
         drop(s3);
         wait_for(Duration::from_secs(10), "the partial file removed", || {

@@ -71,7 +71,12 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<DirectoryNode> {
     let view = Arc::new(RwLock::new(load(&folder, &cfg.anchor)?));
     let gate_view = view.clone();
     let members = net::directory_members(gate_view, Arc::new(crate::env::SystemClock));
-    let net = net::start(&cfg.identity, &cfg.listen, members, Duration::from_secs(30))?;
+    let net = net::start(
+        &cfg.identity,
+        &cfg.listen,
+        members,
+        &net::NetConfig::directory_node().on(&cfg.listen),
+    )?;
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn({
         let (net, folder) = (net.clone(), folder.clone());

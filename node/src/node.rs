@@ -193,7 +193,12 @@ pub async fn start_with(
             None
         });
     let identity = choose_identity(&keys, listed.as_ref(), env.now_secs());
-    let net = net::start(&identity, &listen, members, Duration::from_secs(60))?;
+    let net = net::start(
+        &identity,
+        &listen,
+        members,
+        &net::NetConfig::office().on(&listen),
+    )?;
 
     // The receipt log is fsynced before the received index is flushed: after a crash in
     // between, the index is completed from the log so a resent message is not written twice.

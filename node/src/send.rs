@@ -298,7 +298,7 @@ async fn deliver_once(shared: &Arc<Shared>, partner: OfficeNumber) -> Result<(),
     let Some(stream) = stream else {
         return Err(DeliveryError::Unreachable(last.map_or_else(
             || "recipient has no usable identity key".to_string(),
-            |e| format!("{e:#}"),
+            |e| e.to_string(),
         )));
     };
     let (mut reader, mut writer) = stream.split();
