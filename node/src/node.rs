@@ -85,6 +85,11 @@ impl NodeHandle {
         }
     }
 
+    /// The node's clock, random source and fault points.
+    pub fn env(&self) -> &Env {
+        &self.shared.env
+    }
+
     /// Whether an injected crash fault has stopped this node.
     pub fn crashed(&self) -> bool {
         self.shared.env.faults.has_crashed()
