@@ -11,11 +11,13 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use futures::{AsyncWriteExt, StreamExt};
 use libp2p::Multiaddr;
 use renkei_directory::{Anchor, Directory};
 
-use crate::dirsync::{self, DirFolder, HttpSource};
-use crate::net;
+use crate::dirsync::{self, DirFolder, HttpSource, Request};
+use crate::frames::{self, Kind};
+use crate::net::{self, DIRECTORY, Net};
 
 /// How a directory node runs.
 #[derive(Debug, Clone)]
@@ -76,7 +78,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<DirectoryNode> {
     tasks.push(tokio::spawn({
         let (net, folder) = (net.clone(), folder.clone());
         async move {
-            if let Err(e) = dirsync::serve_p2p(net, folder, Duration::from_secs(30)).await {
+            if let Err(e) = serve_p2p(net, folder, Duration::from_secs(30)).await {
                 tracing::warn!("directory protocol: {e:#}");
             }
         }
@@ -138,6 +140,39 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<DirectoryNode> {
         }
     }));
     Ok(DirectoryNode { net, http, tasks })
+}
+
+/// Answers directory requests on incoming libp2p streams from `folder`.
+pub async fn serve_p2p(net: Net, folder: DirFolder, timeout: Duration) -> anyhow::Result<()> {
+    let mut incoming = net
+        .control
+        .clone()
+        .accept(DIRECTORY)
+        .map_err(|_| anyhow::anyhow!("directory protocol already served"))?;
+    while let Some((peer, mut s)) = incoming.next().await {
+        let folder = folder.clone();
+        tokio::spawn(async move {
+            let mut buf = Vec::new();
+            let Ok(Some(Kind::Request)) = frames::read(&mut s, &mut buf, timeout).await else {
+                return;
+            };
+            let answer = match serde_json::from_slice::<Request>(&buf) {
+                Ok(Request::List) => serde_json::to_vec(&folder.list()).ok(),
+                Ok(Request::Snapshot { region }) => folder.snapshot(&region),
+                Ok(Request::Delta { region, from }) => folder.delta(&region, from),
+                Err(_) => None,
+            };
+            let r = match answer {
+                Some(b) => frames::write(&mut s, Kind::Blob, &b).await,
+                None => frames::write(&mut s, Kind::NotFound, b"no such file").await,
+            };
+            if r.is_ok() {
+                let _ = s.close().await;
+            }
+            tracing::debug!(%peer, "answered a directory request");
+        });
+    }
+    Ok(())
 }
 
 async fn list(State(folder): State<DirFolder>) -> impl IntoResponse {

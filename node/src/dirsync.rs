@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use futures::{AsyncWriteExt, StreamExt};
+use futures::AsyncWriteExt;
 use libp2p::PeerId;
 use renkei_directory::{Applied, Directory, DirectoryError, Snapshot};
 use serde::{Deserialize, Serialize};
@@ -439,39 +439,6 @@ impl Source for HttpSource {
         self.get(&format!("/v1/regions/{region}/delta/{from}"))
             .await
     }
-}
-
-/// Answers directory requests on incoming libp2p streams from `folder`.
-pub async fn serve_p2p(net: Net, folder: DirFolder, timeout: Duration) -> anyhow::Result<()> {
-    let mut incoming = net
-        .control
-        .clone()
-        .accept(DIRECTORY)
-        .map_err(|_| anyhow::anyhow!("directory protocol already served"))?;
-    while let Some((peer, mut s)) = incoming.next().await {
-        let folder = folder.clone();
-        tokio::spawn(async move {
-            let mut buf = Vec::new();
-            let Ok(Some(Kind::Request)) = frames::read(&mut s, &mut buf, timeout).await else {
-                return;
-            };
-            let answer = match serde_json::from_slice::<Request>(&buf) {
-                Ok(Request::List) => serde_json::to_vec(&folder.list()).ok(),
-                Ok(Request::Snapshot { region }) => folder.snapshot(&region),
-                Ok(Request::Delta { region, from }) => folder.delta(&region, from),
-                Err(_) => None,
-            };
-            let r = match answer {
-                Some(b) => frames::write(&mut s, Kind::Blob, &b).await,
-                None => frames::write(&mut s, Kind::NotFound, b"no such file").await,
-            };
-            if r.is_ok() {
-                let _ = s.close().await;
-            }
-            tracing::debug!(%peer, "answered a directory request");
-        });
-    }
-    Ok(())
 }
 
 /// Loads the rollback floors saved next to the cache.
