@@ -148,6 +148,7 @@ pub async fn start_federation(dir: &Path) -> anyhow::Result<Federation> {
         http: None,
         mirrors: Vec::new(),
         refresh_secs: 2,
+        http_options: Default::default(),
     })
     .await?;
     let mut nodes = Vec::new();
