@@ -186,7 +186,14 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<DirectoryNode> {
                                 tracing::info!(mirror = %m, updated = ?r.updated, "mirrored");
                             }
                         }
-                        Err(e) => tracing::debug!(mirror = %m, "unreachable: {e:#}"),
+                        Err(e) => match e.downcast_ref::<dirsync::HttpRefused>() {
+                            // Not a network blip: the other node does not count us as a member.
+                            Some(r) => tracing::warn!(
+                                mirror = %m,
+                                "ミラー元がこのノードの要求を拒否しました。このノードの鍵を、ミラー元が持つ地域に add-node で登録してください。 / The mirrored node refused this node's requests: list this node's key with add-node in a region it holds. ({r})"
+                            ),
+                            None => tracing::debug!(mirror = %m, "unreachable: {e:#}"),
+                        },
                     }
                 }
                 *view.write().unwrap_or_else(|p| p.into_inner()) = d;
@@ -842,6 +849,8 @@ mod tests {
         let e = dirsync::pull(&mut mirror, &mut Directory::new(f.anchor.clone()), &cache)
             .await
             .unwrap_err();
-        assert!(e.to_string().contains("403"), "{e:#}");
+        let refused = e.downcast_ref::<dirsync::HttpRefused>().expect("a refusal");
+        assert_eq!(refused.status, 403, "{e:#}");
+        assert!(refused.why.contains("neither a directory node's"), "{e:#}");
     }
 }

@@ -532,14 +532,35 @@ impl HttpSource {
             .send()
             .await?;
         let status = resp.status();
-        if !status.is_success() {
+        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
             let why = resp.text().await.unwrap_or_default();
-            let why: String = why.trim().chars().take(300).collect();
-            anyhow::bail!("HTTP {status}: {why}");
+            return Err(HttpRefused {
+                status: status.as_u16(),
+                why: why.trim().chars().take(300).collect(),
+            }
+            .into());
         }
+        anyhow::ensure!(status.is_success(), "HTTP {status}");
         Ok(resp.bytes().await?.to_vec())
     }
 }
+
+/// A directory node refused our signed request (401 or 403), with its explanation.
+#[derive(Debug)]
+pub struct HttpRefused {
+    /// The HTTP status.
+    pub status: u16,
+    /// The body the node sent (at most 300 characters).
+    pub why: String,
+}
+
+impl std::fmt::Display for HttpRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HTTP {}: {}", self.status, self.why)
+    }
+}
+
+impl std::error::Error for HttpRefused {}
 
 impl Source for HttpSource {
     async fn list(&mut self) -> anyhow::Result<Vec<RegionSummary>> {
