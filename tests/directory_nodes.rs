@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::*;
+use ed25519_dalek::SigningKey;
 use renkei_directory::NodeInfo;
 use renkei_node::admin::{self, OfficeSetup};
 use renkei_node::dirsync::RegionSummary;
@@ -22,20 +23,34 @@ struct DirNode {
     multiaddr: String,
 }
 
-fn regions_at(http: &str) -> Vec<RegionSummary> {
-    // A tiny blocking HTTP GET over loopback, to stay independent of the node's own client.
+/// A tiny blocking HTTP GET over loopback, to stay independent of the node's own client:
+/// (status line, body). Signed with `key` (SPEC.md §6.6) when given.
+fn http_get(http: &str, path: &str, key: Option<&SigningKey>) -> (String, String) {
     use std::io::{Read, Write};
     let addr = http.trim_start_matches("http://");
     let Ok(mut s) = std::net::TcpStream::connect(addr) else {
-        return Vec::new();
+        return Default::default();
     };
-    let _ = write!(s, "GET /v1/regions HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    let mut req = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n");
+    if let Some(k) = key {
+        let now = renkei_node::env::wall_clock_ms() / 1000;
+        let auth = renkei_node::dirsync::http_authorization(k, "GET", path, now);
+        req.push_str(&format!("Authorization: {auth}\r\n"));
+    }
+    req.push_str("\r\n");
+    let _ = s.write_all(req.as_bytes());
     let mut text = String::new();
     let _ = s.read_to_string(&mut text);
-    text.split("\r\n\r\n")
-        .nth(1)
-        .and_then(|b| serde_json::from_str(b).ok())
-        .unwrap_or_default()
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or_default();
+    (
+        head.lines().next().unwrap_or("").to_string(),
+        body.to_string(),
+    )
+}
+
+/// The regions a node lists, asked as directory node `key`.
+fn regions_at(http: &str, key: &SigningKey) -> Vec<RegionSummary> {
+    serde_json::from_str(&http_get(http, "/v1/regions", Some(key)).1).unwrap_or_default()
 }
 
 #[test]
@@ -136,13 +151,26 @@ fn three_mirrored_directory_nodes_serve_the_whole_country() {
         Proc::spawn(c, &dir.join(format!("dn{i}.log")))
     };
     let mut procs: Vec<Proc> = (0..3).map(start).collect();
+    // Each node is asked as another node of the federation: the HTTP server answers members only.
+    let asker = admin::read_secret(&nodes[1].key).unwrap();
     for n in &nodes {
         wait_for(
             Duration::from_secs(60),
             "every node to mirror all three regions",
-            || regions_at(&n.http).len() == 3,
+            || regions_at(&n.http, &asker).len() == 3,
         );
     }
+    let (status, body) = http_get(&nodes[0].http, "/v1/regions", None);
+    assert!(
+        status.contains(" 401 "),
+        "an unsigned request: {status} {body}"
+    );
+    let stranger = admin::generate_signing_key();
+    let (status, body) = http_get(&nodes[0].http, "/v1/regions", Some(&stranger));
+    assert!(
+        status.contains(" 403 "),
+        "a key outside the federation: {status} {body}"
+    );
     for n in &nodes {
         for (id, _, _) in regions {
             assert!(

@@ -25,7 +25,10 @@ async fn drive(
     let mut restarts = 0;
     let end = tokio::time::Instant::now() + Duration::from_secs(120);
     while !done(fed) {
-        assert!(tokio::time::Instant::now() < end, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < end,
+            "timed out waiting for {what}"
+        );
         for i in 0..fed.nodes.len() {
             if fed.node(i).crashed() {
                 fed.restart(i).await.unwrap();
@@ -53,7 +56,11 @@ async fn the_demo_month_in_memory_with_crashes_is_delivered_exactly_once() {
     // Every listen address is in memory: no socket is opened.
     for o in &plan.offices {
         let c = o.home.config().unwrap();
-        assert!(c.listen.iter().all(|a| a.starts_with("/memory/")), "{:?}", c.listen);
+        assert!(
+            c.listen.iter().all(|a| a.starts_with("/memory/")),
+            "{:?}",
+            c.listen
+        );
     }
     // The test clock starts now (keys and snapshots are dated by the wall clock) and moves
     // only when the test moves it.
@@ -66,16 +73,22 @@ async fn the_demo_month_in_memory_with_crashes_is_delivered_exactly_once() {
         })
         .await
         .unwrap();
-    drive(&mut fed, &clock, "every office to hold the directory", |f| {
-        (0..OFFICES.len()).all(|i| f.node(i).directory_entries() == OFFICES.len())
-    })
+    drive(
+        &mut fed,
+        &clock,
+        "every office to hold the directory",
+        |f| (0..OFFICES.len()).all(|i| f.node(i).directory_entries() == OFFICES.len()),
+    )
     .await;
 
     // Faults: the first service office crashes with its first batch committed but not acked;
     // the care-management office crashes after its first sent receipts are durable, and later,
     // receiving the actuals, after writing them into its inbox but before any receipt.
     fed.node(1).env().faults.arm(FaultPoint::CrashBeforeAck, 0);
-    fed.node(0).env().faults.arm(FaultPoint::CrashAfterSentReceipts, 0);
+    fed.node(0)
+        .env()
+        .faults
+        .arm(FaultPoint::CrashAfterSentReceipts, 0);
 
     let outgoing: Vec<&(&str, &[u8])> = SAMPLES
         .iter()
@@ -93,9 +106,15 @@ async fn the_demo_month_in_memory_with_crashes_is_delivered_exactly_once() {
         receipts(f, 0).len() == outgoing.len() && f.node(0).queued() == 0
     })
     .await;
-    assert_eq!(restarts, 2, "both crash faults fired and both offices came back");
+    assert_eq!(
+        restarts, 2,
+        "both crash faults fired and both offices came back"
+    );
 
-    fed.node(0).env().faults.arm(FaultPoint::CrashAfterInboxWrite, 0);
+    fed.node(0)
+        .env()
+        .faults
+        .arm(FaultPoint::CrashAfterInboxWrite, 0);
     for (name, bytes) in &actuals {
         let from = FileName::parse(name).unwrap().from.office;
         let i = fed.plan.office_index(from.as_str()).unwrap();
@@ -115,7 +134,11 @@ async fn the_demo_month_in_memory_with_crashes_is_delivered_exactly_once() {
     for i in 0..OFFICES.len() {
         for r in receipts(&fed, i) {
             assert_eq!(r.verdict, "accepted", "{}", r.file_name);
-            let m = if r.direction == "sent" { &mut sent } else { &mut received };
+            let m = if r.direction == "sent" {
+                &mut sent
+            } else {
+                &mut received
+            };
             *m.entry(r.file_name.clone()).or_default() += 1;
         }
     }

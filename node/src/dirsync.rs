@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use futures::{AsyncWriteExt, StreamExt};
+use futures::AsyncWriteExt;
 use libp2p::PeerId;
 use renkei_directory::{Applied, Directory, DirectoryError, Snapshot};
 use serde::{Deserialize, Serialize};
@@ -407,26 +407,157 @@ impl Source for P2pSource {
     }
 }
 
-/// A directory node (or mirror) reached over HTTP.
-#[derive(Debug, Clone)]
+/// The `Authorization` scheme of a signed directory HTTP request (SPEC.md §6.6).
+pub const HTTP_AUTH_SCHEME: &str = "Renkei-Ed25519";
+
+/// How far (seconds) a signed request's time may be from the server's clock, either way.
+pub const HTTP_AUTH_WINDOW_SECS: u64 = 300;
+
+/// The bytes an HTTP request signature covers: a domain-separation line, then the method, the
+/// path and query, and the time in decimal, each after a newline.
+pub fn http_signed_bytes(method: &str, path_and_query: &str, time: u64) -> Vec<u8> {
+    format!("renkei/1 directory-http\n{method}\n{path_and_query}\n{time}").into_bytes()
+}
+
+/// The `Authorization` header value that signs `method path_and_query` at `time` with `key`.
+pub fn http_authorization(
+    key: &ed25519_dalek::SigningKey,
+    method: &str,
+    path_and_query: &str,
+    time: u64,
+) -> String {
+    use ed25519_dalek::Signer;
+    let sig = key.sign(&http_signed_bytes(method, path_and_query, time));
+    format!(
+        "{HTTP_AUTH_SCHEME} key={}, time={time}, sig={}",
+        hex::encode(key.verifying_key().to_bytes()),
+        hex::encode(sig.to_bytes())
+    )
+}
+
+/// A parsed `Authorization: Renkei-Ed25519 …` header (not yet verified).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpSignature {
+    /// The signer's Ed25519 key.
+    pub key: [u8; 32],
+    /// When the client signed, Unix seconds.
+    pub time: u64,
+    /// The signature.
+    pub sig: [u8; 64],
+}
+
+impl HttpSignature {
+    /// Parses exactly `Renkei-Ed25519 key=<64 hex>, time=<decimal>, sig=<128 hex>` (lowercase
+    /// hex); anything else is `None`.
+    pub fn parse(value: &str) -> Option<HttpSignature> {
+        let rest = value
+            .strip_prefix(HTTP_AUTH_SCHEME)?
+            .strip_prefix(" key=")?;
+        let (key, rest) = rest.split_once(", time=")?;
+        let (time, sig) = rest.split_once(", sig=")?;
+        let lower_hex = |h: &str, n: usize| {
+            h.len() == n && h.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+        };
+        if !lower_hex(key, 64)
+            || !lower_hex(sig, 128)
+            || time.is_empty()
+            || time.len() > 20
+            || !time.bytes().all(|c| c.is_ascii_digit())
+        {
+            return None;
+        }
+        Some(HttpSignature {
+            key: hex::decode(key).ok()?.try_into().ok()?,
+            time: time.parse().ok()?,
+            sig: hex::decode(sig).ok()?.try_into().ok()?,
+        })
+    }
+
+    /// Whether the signature is `key`'s over this request (Ed25519, `verify_strict`).
+    pub fn verifies(&self, method: &str, path_and_query: &str) -> bool {
+        let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(&self.key) else {
+            return false;
+        };
+        key.verify_strict(
+            &http_signed_bytes(method, path_and_query, self.time),
+            &ed25519_dalek::Signature::from_bytes(&self.sig),
+        )
+        .is_ok()
+    }
+}
+
+/// A directory node (or mirror) reached over HTTP. Every request is signed with `identity`
+/// (a directory node's or an office's key), as the serving node requires.
+#[derive(Clone)]
 pub struct HttpSource {
     /// Base URL, e.g. `http://127.0.0.1:4780`.
     pub base: String,
     /// The client.
     pub client: reqwest::Client,
+    /// The key requests are signed with.
+    pub identity: ed25519_dalek::SigningKey,
+    /// The time put into each signature.
+    pub clock: std::sync::Arc<dyn crate::env::Clock>,
+}
+
+impl std::fmt::Debug for HttpSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpSource")
+            .field("base", &self.base)
+            .field(
+                "identity",
+                &hex::encode(self.identity.verifying_key().to_bytes()),
+            )
+            .finish_non_exhaustive()
+    }
 }
 
 impl HttpSource {
     async fn get(&self, path: &str) -> anyhow::Result<Vec<u8>> {
+        let url = reqwest::Url::parse(&format!("{}{path}", self.base.trim_end_matches('/')))
+            .with_context(|| format!("bad directory node URL {}", self.base))?;
+        // Sign the path and query exactly as they go on the wire.
+        let target = match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_string(),
+        };
+        let auth = http_authorization(&self.identity, "GET", &target, self.clock.now_ms() / 1000);
         let resp = self
             .client
-            .get(format!("{}{path}", self.base.trim_end_matches('/')))
+            .get(url)
+            .header(reqwest::header::AUTHORIZATION, auth)
             .send()
             .await?;
-        anyhow::ensure!(resp.status().is_success(), "HTTP {}", resp.status());
+        let status = resp.status();
+        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+            let why = resp.text().await.unwrap_or_default();
+            return Err(HttpRefused {
+                status: status.as_u16(),
+                why: why.trim().chars().take(300).collect(),
+            }
+            .into());
+        }
+        anyhow::ensure!(status.is_success(), "HTTP {status}");
         Ok(resp.bytes().await?.to_vec())
     }
 }
+
+/// A directory node refused our signed request (401 or 403), with its explanation.
+#[derive(Debug)]
+pub struct HttpRefused {
+    /// The HTTP status.
+    pub status: u16,
+    /// The body the node sent (at most 300 characters).
+    pub why: String,
+}
+
+impl std::fmt::Display for HttpRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HTTP {}: {}", self.status, self.why)
+    }
+}
+
+impl std::error::Error for HttpRefused {}
 
 impl Source for HttpSource {
     async fn list(&mut self) -> anyhow::Result<Vec<RegionSummary>> {
@@ -439,39 +570,6 @@ impl Source for HttpSource {
         self.get(&format!("/v1/regions/{region}/delta/{from}"))
             .await
     }
-}
-
-/// Answers directory requests on incoming libp2p streams from `folder`.
-pub async fn serve_p2p(net: Net, folder: DirFolder, timeout: Duration) -> anyhow::Result<()> {
-    let mut incoming = net
-        .control
-        .clone()
-        .accept(DIRECTORY)
-        .map_err(|_| anyhow::anyhow!("directory protocol already served"))?;
-    while let Some((peer, mut s)) = incoming.next().await {
-        let folder = folder.clone();
-        tokio::spawn(async move {
-            let mut buf = Vec::new();
-            let Ok(Some(Kind::Request)) = frames::read(&mut s, &mut buf, timeout).await else {
-                return;
-            };
-            let answer = match serde_json::from_slice::<Request>(&buf) {
-                Ok(Request::List) => serde_json::to_vec(&folder.list()).ok(),
-                Ok(Request::Snapshot { region }) => folder.snapshot(&region),
-                Ok(Request::Delta { region, from }) => folder.delta(&region, from),
-                Err(_) => None,
-            };
-            let r = match answer {
-                Some(b) => frames::write(&mut s, Kind::Blob, &b).await,
-                None => frames::write(&mut s, Kind::NotFound, b"no such file").await,
-            };
-            if r.is_ok() {
-                let _ = s.close().await;
-            }
-            tracing::debug!(%peer, "answered a directory request");
-        });
-    }
-    Ok(())
 }
 
 /// Loads the rollback floors saved next to the cache.
@@ -580,6 +678,37 @@ mod tests {
     fn snapshot(cert: &RegionCert, key: &SigningKey, seq: u64, offices: &[&str]) -> Vec<u8> {
         let entries: Vec<Entry> = offices.iter().map(|o| entry(o)).collect();
         Snapshot::build(cert, key, seq, NOW, NOW + 86400, &[], &entries)
+    }
+
+    #[test]
+    fn the_authorization_header_is_read_exactly_as_specified() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let value = http_authorization(&key, "GET", "/v1/regions", NOW);
+        let pk = hex::encode(key.verifying_key().to_bytes());
+        assert!(value.starts_with(&format!("Renkei-Ed25519 key={pk}, time={NOW}, sig=")));
+        let sig = HttpSignature::parse(&value).unwrap();
+        assert_eq!((sig.key, sig.time), (key.verifying_key().to_bytes(), NOW));
+        assert!(sig.verifies("GET", "/v1/regions"));
+        assert!(!sig.verifies("GET", "/v1/regions?x"));
+        assert!(!sig.verifies("HEAD", "/v1/regions"));
+        assert_eq!(
+            http_signed_bytes("GET", "/v1/regions", 5),
+            b"renkei/1 directory-http\nGET\n/v1/regions\n5"
+        );
+        let sig_hex = value.rsplit_once("sig=").unwrap().1;
+        for bad in [
+            value.to_uppercase(),
+            value.replace(", ", ","),
+            value.replace("Renkei-Ed25519", "renkei-ed25519"),
+            format!("{value} "),
+            format!("Renkei-Ed25519 key={pk}, time=+5, sig={sig_hex}"),
+            format!("Renkei-Ed25519 key={pk}, time=, sig={sig_hex}"),
+            format!("Renkei-Ed25519 time={NOW}, key={pk}, sig={sig_hex}"),
+            format!("Renkei-Ed25519 key={pk}, time=99999999999999999999999, sig={sig_hex}"),
+            "Bearer abc".to_string(),
+        ] {
+            assert_eq!(HttpSignature::parse(&bad), None, "{bad}");
+        }
     }
 
     #[tokio::test]

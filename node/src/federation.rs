@@ -467,6 +467,8 @@ impl Federation {
                 .filter_map(|(_, o)| o.http.as_ref().map(|h| format!("http://{h}")))
                 .collect(),
             refresh_secs: 1,
+            http_options: Default::default(),
+            clock: Arc::new(SystemClock),
         })
     }
 
@@ -474,7 +476,9 @@ impl Federation {
     pub async fn start(&self, options: StartOptions) -> anyhow::Result<RunningFederation> {
         let mut directory_nodes = Vec::new();
         for i in 0..self.directory_nodes.len() {
-            directory_nodes.push(dirserve::start(self.serve_config(i)?).await?);
+            let mut cfg = self.serve_config(i)?;
+            cfg.clock = options.clock.clone();
+            directory_nodes.push(dirserve::start(cfg).await?);
         }
         let stores: Vec<Option<Arc<MemStore>>> = self
             .offices

@@ -227,6 +227,10 @@ enum DirCmd {
         /// Seconds between rereading the data folder (newly published files) and mirror pulls.
         #[arg(long, default_value_t = 10)]
         refresh_secs: u64,
+        /// Serve the directory over HTTP to anyone, unsigned (default: only requests signed by
+        /// a directory node or a member office; SPEC.md §6.6).
+        #[arg(long)]
+        public_read: bool,
     },
     /// Verify snapshot files against an anchor (exit 0: all good, 1: a file failed).
     Verify {
@@ -652,6 +656,7 @@ fn directory(cmd: DirCmd) -> anyhow::Result<ExitCode> {
             http,
             mirrors,
             refresh_secs,
+            public_read,
         } => {
             let anchor = read_anchor(&anchor)?;
             let identity = admin::read_secret(&identity)?;
@@ -669,6 +674,11 @@ fn directory(cmd: DirCmd) -> anyhow::Result<ExitCode> {
                     http,
                     mirrors,
                     refresh_secs,
+                    http_options: dirserve::HttpOptions {
+                        public_read,
+                        ..Default::default()
+                    },
+                    clock: std::sync::Arc::new(renkei_node::env::SystemClock),
                 })
                 .await?;
                 println!("directory node {} serving", n.net.peer_id);
