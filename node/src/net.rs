@@ -607,8 +607,9 @@ pub fn start(
             .with_connection_timeout(cfg.handshake_timeout)
             .build(),
     };
+    let mut listeners = Vec::new();
     for a in listen {
-        swarm.listen_on(a.clone())?;
+        listeners.push(swarm.listen_on(a.clone())?);
     }
     let control = swarm.behaviour().stream.new_control();
     let peer_id = *swarm.local_peer_id();
@@ -621,6 +622,11 @@ pub fn start(
                 cmd = rx.recv() => match cmd {
                     None => break,
                     Some(Command::Shutdown(done)) => {
+                        // Removed, not only dropped: libp2p's memory transport frees a port
+                        // only when its listener is removed.
+                        for id in listeners.drain(..) {
+                            swarm.remove_listener(id);
+                        }
                         drop(swarm);
                         if let Some(d) = done { let _ = d.send(()); }
                         break;
