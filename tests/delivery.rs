@@ -680,3 +680,135 @@ fn a_node_switches_to_its_new_key_by_itself() {
     svc.terminate();
     assert_state_clean(fed.home(SVC), &[&marker_bytes("自動鍵切替")]);
 }
+
+/// What `renkei status` prints for an office.
+fn status_text(home: &renkei_node::home::Home) -> String {
+    let out = renkei()
+        .args(["status", "--home"])
+        .arg(&home.root)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn one_file_that_cannot_be_handled_never_holds_up_the_others() {
+    let fed = pair();
+    let _nodes = start(&fed);
+    let cm = fed.home(CM);
+    // A name as long as the file system allows: its report and temporary names must fit.
+    let long = format!("{}.CSV", "長".repeat(83));
+    assert!(long.len() >= 250 && long.len() <= 255, "{}", long.len());
+    drop_file(cm, &long, b"x");
+    // And a file whose report cannot be written at all (a folder is in the way).
+    let stuck = "UPPLAN_not_a_standard_name.CSV";
+    std::fs::create_dir(cm.rejected().join(format!("{stuck}.error.txt"))).unwrap();
+    drop_file(cm, stuck, b"y");
+    let good = fed.drop(
+        FileKind::UpPlan,
+        CM,
+        SVC,
+        1,
+        &valid_file(FileKind::UpPlan, 3, "後ろの正しいファイル"),
+    );
+    wait_for(Duration::from_secs(30), "the valid file delivered", || {
+        count(&cm.sent()) == 1
+    });
+    assert!(cm.sent().join(&good).exists());
+    let report = cm.rejected().join(renkei_node::report_name(&long));
+    wait_for(Duration::from_secs(10), "the long name refused", || {
+        report.exists() && cm.rejected().join(&long).exists()
+    });
+    let text = std::fs::read_to_string(&report).unwrap();
+    assert!(text.contains("FILE_NAME"), "{text}");
+    // The one whose report cannot be written stays, and the office is told.
+    assert!(cm.outbox().join(stuck).exists());
+    wait_for(Duration::from_secs(10), "a status line about it", || {
+        status_text(cm).contains(stuck)
+    });
+}
+
+#[test]
+fn a_queued_file_swapped_for_a_fifo_freezes_nothing() {
+    let fed = pair();
+    let _dn = fed.directory_node();
+    let mut cm = fed.node(CM);
+    fed.wait_directory(CM, 1);
+    let home = fed.home(CM);
+    // Queued while the partner is down.
+    let first = fed.drop(
+        FileKind::UpPlan,
+        CM,
+        SVC,
+        1,
+        &valid_file(FileKind::UpPlan, 3, "FIFOに替わる"),
+    );
+    wait_for(Duration::from_secs(30), "the file queued", || {
+        std::fs::read_to_string(home.status()).is_ok_and(|s| s.contains("\"queued\": 1"))
+    });
+    // Replaced by a FIFO that nobody writes: opening it for reading would block forever.
+    std::fs::remove_file(home.outbox().join(&first)).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(home.outbox().join(&first))
+        .status()
+        .expect("mkfifo is needed for this test");
+    assert!(made.success());
+    let second = fed.drop(
+        FileKind::UpPlan,
+        CM,
+        SVC,
+        2,
+        &valid_file(FileKind::UpPlan, 3, "FIFOの後ろ"),
+    );
+    let _svc = fed.node(SVC);
+    wait_for(Duration::from_secs(60), "the other file delivered", || {
+        home.sent().join(&second).exists()
+    });
+    // The node goes on: its status is fresh and says what the FIFO is.
+    wait_for(Duration::from_secs(10), "a status line about the FIFO", || {
+        status_text(home).contains("FIFO")
+    });
+    let status = status_text(home);
+    assert!(status.contains("node        running"), "{status}");
+    // SIGTERM stops the node within seconds.
+    let t = std::time::Instant::now();
+    cm.terminate();
+    assert!(
+        matches!(cm.child.try_wait(), Ok(Some(s)) if s.success()),
+        "the node did not stop cleanly on SIGTERM"
+    );
+    assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
+}
+
+#[test]
+fn names_with_control_characters_are_shown_escaped() {
+    let fed = pair();
+    let _nodes = start(&fed);
+    let home = fed.home(CM);
+    let name = "UPPLAN\nINFO renkei_node: forged line\u{1b}[31m.CSV";
+    drop_file(home, name, b"z");
+    let report = home.rejected().join(renkei_node::report_name(name));
+    wait_for(Duration::from_secs(30), "the odd name refused", || {
+        report.exists()
+    });
+    wait_for(Duration::from_secs(10), "its status line", || {
+        status_text(home).contains("forged line")
+    });
+    let status = status_text(home);
+    assert!(
+        status.contains("UPPLAN\\u{a}INFO renkei_node: forged line\\u{1b}[31m.CSV"),
+        "{status}"
+    );
+    assert!(!status.contains('\u{1b}'), "{status}");
+    assert!(
+        !status
+            .lines()
+            .any(|l| l.starts_with("INFO renkei_node: forged")),
+        "{status}"
+    );
+    let text = std::fs::read_to_string(&report).unwrap();
+    assert!(
+        !text.contains('\u{1b}') && !text.contains("\nINFO"),
+        "{text}"
+    );
+}

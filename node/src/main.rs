@@ -340,7 +340,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .with_context(|| format!("RENKEI_FAULT={name}: unknown fault point"))?;
                 env.faults.arm(point, 0);
             }
-            let ended = runtime()?.block_on(node::run(Home::new(home), env))?;
+            let rt = runtime()?;
+            let ended = rt.block_on(node::run(Home::new(home), env));
+            // A blocking task stuck in the operating system (a hung disk, say) must not keep
+            // the process from ending once the node has stopped.
+            rt.shutdown_timeout(std::time::Duration::from_secs(2));
+            let ended = ended?;
             if ended == node::Ended::Restart {
                 restart_self()?;
             }
