@@ -7,6 +7,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
 use renkei_protocol::ack::{Ack, Verdict};
+use renkei_protocol::name::shown;
 use serde::{Deserialize, Serialize};
 
 /// One receipt.
@@ -126,26 +127,118 @@ pub struct ReceiptLog {
     next_seq: u64,
 }
 
-/// A broken chain.
+/// Why a log does not verify: the first receipt that fails, by its `seq` and file name.
 #[derive(Debug, thiserror::Error)]
 pub enum ChainError {
     /// A line is not a receipt.
-    #[error("line {0} is not a receipt")]
+    #[error("受領記録の {0} 行目が受領記録として読めません / line {0} is not a receipt")]
     Unreadable(u64),
     /// A receipt's hash, link or sequence is wrong.
-    #[error("receipt {0}: the chain is broken (edited, removed or reordered)")]
+    #[error(
+        "受領記録 {0}：連鎖が切れています（書き換え・削除・並べ替え）/ receipt {0}: the chain is broken (edited, removed or reordered)"
+    )]
     Broken(u64),
-    /// A receipt's ack signature is invalid.
-    #[error("receipt {0}: the ack signature does not verify")]
-    BadAck(u64),
+    /// A receipt's ack does not parse, or its signature is invalid.
+    #[error(
+        "受領記録 {seq}（{}）：受領確認（ack）が読めないか、その署名が検証できません / receipt {seq} ({}): its ack does not parse or its signature does not verify",
+        shown(.file_name), shown(.file_name)
+    )]
+    BadAck {
+        /// The receipt's `seq`.
+        seq: u64,
+        /// Its file name (as written; shown escaped).
+        file_name: String,
+    },
+    /// A receipt's `direction` is neither `sent` nor `received`.
+    #[error(
+        "受領記録 {seq}（{}）：direction が sent でも received でもありません / receipt {seq} ({}): direction is neither sent nor received",
+        shown(.file_name), shown(.file_name)
+    )]
+    Direction {
+        /// The receipt's `seq`.
+        seq: u64,
+        /// Its file name (as written; shown escaped).
+        file_name: String,
+    },
+    /// A receipt says something else than the ack it carries, which its partner signed.
+    #[error(
+        "受領記録 {seq}（{}）：{field} が署名された受領確認（ack）と一致しません（受領確認では {ack_says}）/ receipt {seq} ({}): its {field} does not match its signed ack (the ack says {ack_says})",
+        shown(.file_name), shown(.file_name)
+    )]
+    Mismatch {
+        /// The receipt's `seq`.
+        seq: u64,
+        /// Its file name (as written; shown escaped).
+        file_name: String,
+        /// The receipt field that disagrees (`message_id`, `sha256`, `verdict`, `codes`,
+        /// `office`, `partner`).
+        field: &'static str,
+        /// What the ack says instead.
+        ack_says: String,
+    },
     /// I/O.
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
 
+/// The receipt's `verdict` and `codes` for an ack's verdict.
+fn verdict_fields(v: &Verdict) -> (&'static str, Vec<String>) {
+    match v {
+        Verdict::Accepted => ("accepted", Vec::new()),
+        Verdict::Rejected(f) => ("rejected", f.iter().map(|x| x.code.clone()).collect()),
+    }
+}
+
+/// Checks that a receipt says what its ack says: the same message, plaintext hash, verdict and
+/// codes, and offices that fit its direction (SPEC.md §8).
+fn check_fields(r: &Receipt, ack: &Ack) -> Result<(), ChainError> {
+    let (office, partner) = match r.direction.as_str() {
+        "sent" => (ack.sender_office, ack.recipient_office),
+        "received" => (ack.recipient_office, ack.sender_office),
+        _ => {
+            return Err(ChainError::Direction {
+                seq: r.seq,
+                file_name: r.file_name.clone(),
+            });
+        }
+    };
+    let (verdict, codes) = verdict_fields(&ack.verdict);
+    let checks = [
+        (
+            "message_id",
+            r.message_id == hex::encode(ack.message_id.0),
+            hex::encode(ack.message_id.0),
+        ),
+        (
+            "sha256",
+            r.sha256 == hex::encode(ack.plaintext_hash),
+            hex::encode(ack.plaintext_hash),
+        ),
+        ("verdict", r.verdict == verdict, verdict.to_string()),
+        ("codes", r.codes == codes, format!("[{}]", codes.join(","))),
+        ("office", r.office == office.as_str(), office.to_string()),
+        (
+            "partner",
+            r.partner == partner.as_str(),
+            partner.to_string(),
+        ),
+    ];
+    match checks.into_iter().find(|(_, same, _)| !same) {
+        None => Ok(()),
+        Some((field, _, ack_says)) => Err(ChainError::Mismatch {
+            seq: r.seq,
+            file_name: r.file_name.clone(),
+            field,
+            ack_says,
+        }),
+    }
+}
+
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// Reads and verifies a whole log.
+/// Reads and verifies a whole log: the chain, each ack's signature against the key it names,
+/// and each receipt's fields against its ack. Whether that key was the office's is
+/// [`verify_keys`]' part.
 pub fn read_log(path: &Path) -> Result<Vec<Receipt>, ChainError> {
     let file = match File::open(path) {
         Ok(f) => f,
@@ -164,10 +257,14 @@ pub fn read_log(path: &Path) -> Result<Vec<Receipt>, ChainError> {
         if r.prev != prev || r.seq != out.len() as u64 + 1 || r.compute_hash() != r.hash {
             return Err(ChainError::Broken(r.seq));
         }
-        let ack = r.parsed_ack().ok_or(ChainError::BadAck(r.seq))?;
-        if ack.verify_self_signed().is_err() || hex::encode(ack.message_id.0) != r.message_id {
-            return Err(ChainError::BadAck(r.seq));
-        }
+        let ack = r
+            .parsed_ack()
+            .filter(|a| a.verify_self_signed().is_ok())
+            .ok_or_else(|| ChainError::BadAck {
+                seq: r.seq,
+                file_name: r.file_name.clone(),
+            })?;
+        check_fields(&r, &ack)?;
         prev = r.hash.clone();
         out.push(r);
     }
@@ -219,10 +316,7 @@ impl ReceiptLog {
         let mut text = String::new();
         let mut out = Vec::with_capacity(batch.len());
         for n in batch {
-            let (verdict, codes) = match &n.ack.verdict {
-                Verdict::Accepted => ("accepted", Vec::new()),
-                Verdict::Rejected(f) => ("rejected", f.iter().map(|x| x.code.clone()).collect()),
-            };
+            let (verdict, codes) = verdict_fields(&n.ack.verdict);
             let mut r = Receipt {
                 seq: self.next_seq,
                 prev: self.last_hash.clone(),
@@ -327,5 +421,128 @@ mod tests {
         assert_eq!(old.len(), 2);
         log.append(vec![receipt(3)]).unwrap();
         assert_eq!(read_log(&p).unwrap().len(), 3);
+    }
+
+    /// Edits receipt `seq` and recomputes the chain from there on, as someone who can rewrite
+    /// the whole log would: the chain itself still verifies.
+    pub(crate) fn rehash(path: &Path, seq: u64, edit: impl Fn(&mut Receipt)) {
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut prev = GENESIS.to_string();
+        let mut out = String::new();
+        for line in text.lines() {
+            let mut r: Receipt = serde_json::from_str(line).unwrap();
+            if r.seq == seq {
+                edit(&mut r);
+            }
+            r.prev = prev;
+            r.hash = r.compute_hash();
+            prev = r.hash.clone();
+            out.push_str(&serde_json::to_string(&r).unwrap());
+            out.push('\n');
+        }
+        std::fs::write(path, out).unwrap();
+    }
+
+    fn log_of(dir: &Path, batch: Vec<NewReceipt>) -> PathBuf {
+        let p = dir.join("r.jsonl");
+        let _ = std::fs::remove_file(&p);
+        let (mut log, _) = ReceiptLog::open(&p).unwrap();
+        log.append(batch).unwrap();
+        p
+    }
+
+    fn rejected(i: u8) -> NewReceipt {
+        let key = SigningKey::from_bytes(&[4; 32]);
+        let finding = |code: &str| renkei_protocol::ack::AckFinding {
+            line: 3,
+            field: 10,
+            code: code.into(),
+        };
+        let ack = Ack::sign(
+            MessageId([i; 16]),
+            [i; 32],
+            OfficeNumber::parse("1310000011").unwrap(),
+            OfficeNumber::parse("1310000001").unwrap(),
+            1000,
+            Verdict::Rejected(vec![finding("DATE"), finding("REQUIRED")]),
+            &key,
+        );
+        NewReceipt {
+            direction: "received",
+            file_name: format!("F{i}"),
+            office: "1310000001".into(),
+            partner: "1310000011".into(),
+            size: 10,
+            sealed_size: 300,
+            started_ms: 1,
+            finished_ms: 2,
+            ack,
+        }
+    }
+
+    #[test]
+    fn a_rehashed_receipt_that_disagrees_with_its_ack_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let batch = || vec![receipt(1), rejected(2), receipt(3)];
+        // The node's own writes pass, sent and received, accepted and rejected.
+        let p = log_of(dir.path(), batch());
+        assert_eq!(read_log(&p).unwrap().len(), 3);
+
+        type Edit = fn(&mut Receipt);
+        let edits: [(u64, &str, Edit); 11] = [
+            // What the outside testers did: another partner, file and hash at once (the
+            // first field that disagrees is named).
+            (1, "sha256", |r| {
+                r.partner = "1310000099".into();
+                r.file_name = "F9".into();
+                r.sha256 = hex::encode([9u8; 32]);
+            }),
+            (1, "sha256", |r| r.sha256 = hex::encode([9u8; 32])),
+            (3, "sha256", |r| r.sha256.truncate(8)),
+            (3, "message_id", |r| r.message_id = hex::encode([9u8; 16])),
+            (3, "partner", |r| r.partner = "1310000099".into()),
+            (3, "office", |r| r.office = "1310000099".into()),
+            (3, "verdict", |r| r.verdict = "rejected".into()),
+            (2, "verdict", |r| {
+                r.verdict = "accepted".into();
+                r.codes.clear();
+            }),
+            (2, "codes", |r| r.codes.truncate(1)),
+            // A received receipt turned into a sent one: the offices no longer fit.
+            (2, "office", |r| r.direction = "sent".into()),
+            (2, "partner", |r| r.partner = r.office.clone()),
+        ];
+        for (seq, field, edit) in edits {
+            let p = log_of(dir.path(), batch());
+            rehash(&p, seq, edit);
+            match read_log(&p) {
+                Err(ChainError::Mismatch {
+                    seq: s, field: f, ..
+                }) if s == seq && f == field => {}
+                other => panic!("receipt {seq}, {field}: {other:?}"),
+            }
+        }
+
+        let p = log_of(dir.path(), batch());
+        rehash(&p, 2, |r| r.direction = "forwarded".into());
+        assert!(matches!(
+            read_log(&p),
+            Err(ChainError::Direction { seq: 2, .. })
+        ));
+
+        // The message names the receipt, its file (escaped) and the field.
+        let p = log_of(dir.path(), batch());
+        rehash(&p, 3, |r| {
+            r.file_name = "F3\n\x1b[31mforged".into();
+            r.sha256 = "abc".into();
+        });
+        let e = read_log(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("receipt 3 (F3\\u{a}\\u{1b}[31mforged): its sha256 does not match")
+                && e.contains(&hex::encode([3u8; 32]))
+                && e.contains("受領記録 3"),
+            "{e}"
+        );
+        assert!(!e.contains('\n') && !e.contains('\x1b'), "{e}");
     }
 }
