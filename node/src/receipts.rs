@@ -378,7 +378,7 @@ impl KeyCheck {
                 until = day(*valid_until)
             ),
             KeyCheck::UnknownKey { office } => format!(
-                "不合格：この受領確認より前に発行された名簿に、その署名鍵は事業所 {office} の鍵として載っていません。相手先が署名したものではありません。管理者に連絡してください / FAILS: the directory, issued before this ack, does not list the key that signed it for office {office}: the office did not sign it; contact your administrator"
+                "不合格：この受領確認より前に発行された名簿に、その署名鍵は事業所 {office} の鍵として載っていません。相手先が署名したものではありません。管理者に連絡してください（名簿が古い場合は、ノードに名簿を同期させてから再確認してください）/ FAILS: the directory, issued before this ack, does not list the key that signed it for office {office}: the office did not sign it; contact your administrator (if the cached directory is out of date, let the node sync it and check again)"
             ),
             KeyCheck::OtherOffice => {
                 "不合格：この受領記録は自事業所のものではありません（office が違います）。管理者に連絡してください / FAILS: this receipt is not our office's (another office number); contact your administrator".into()
