@@ -518,6 +518,14 @@ fn status(home: &Home, json: bool) -> anyhow::Result<ExitCode> {
 fn receipts_cmd(home: &Home, json: bool) -> anyhow::Result<ExitCode> {
     let audit = match receipts::audit(home) {
         Ok(a) => a,
+        Err(receipts::ChainError::Io(e)) => {
+            eprintln!(
+                "受領記録 {} を読めません。権限を確かめてください / cannot read the receipt log {}: check its permissions ({e})",
+                home.receipts().display(),
+                home.receipts().display()
+            );
+            return Ok(ExitCode::from(1));
+        }
         Err(e) => {
             eprintln!(
                 "受領記録の検証に失敗しました。書かれた後に変更されています。この写しを残し、管理者に連絡してください / the receipt log does not verify: it was changed after it was written; keep this copy and contact your administrator\n{e}"
