@@ -720,7 +720,7 @@ fn one_file_that_cannot_be_handled_never_holds_up_the_others() {
         report.exists() && cm.rejected().join(&long).exists()
     });
     let text = std::fs::read_to_string(&report).unwrap();
-    assert!(text.contains("FILE_NAME"), "{text}");
+    assert!(text.contains("NAME_CHARACTERS"), "{text}");
     // The one whose report cannot be written stays, and the office is told.
     assert!(cm.outbox().join(stuck).exists());
     wait_for(Duration::from_secs(10), "a status line about it", || {
@@ -765,9 +765,11 @@ fn a_queued_file_swapped_for_a_fifo_freezes_nothing() {
         home.sent().join(&second).exists()
     });
     // The node goes on: its status is fresh and says what the FIFO is.
-    wait_for(Duration::from_secs(10), "a status line about the FIFO", || {
-        status_text(home).contains("FIFO")
-    });
+    wait_for(
+        Duration::from_secs(10),
+        "a status line about the FIFO",
+        || status_text(home).contains("FIFO"),
+    );
     let status = status_text(home);
     assert!(status.contains("node        running"), "{status}");
     // SIGTERM stops the node within seconds.

@@ -27,7 +27,8 @@ pub const OFFICES: [(&str, &str, &str); 4] = [
 /// Drops a file into an outbox the way care software should: write under a hidden name,
 /// then rename, so the node never sees it half-written.
 pub fn drop_into_outbox(home: &Home, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp = home.outbox().join(format!(".{name}.writing"));
+    // A dot name of its own (short, so any name that fits the file system fits here too).
+    let tmp = crate::files::temp_path(&home.outbox());
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, home.outbox().join(name))?;
     Ok(())

@@ -181,26 +181,9 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// A name as it may be shown to people and written to logs: control characters (a newline, an
-/// escape sequence) and bidirectional overrides are written as `\u{..}`, so a file name cannot
-/// forge a log line or hide its real extension.
-pub fn shown(name: &str) -> std::borrow::Cow<'_, str> {
-    fn bad(c: char) -> bool {
-        c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
-    }
-    if !name.chars().any(bad) {
-        return std::borrow::Cow::Borrowed(name);
-    }
-    let mut out = String::with_capacity(name.len() + 8);
-    for c in name.chars() {
-        if bad(c) {
-            out.push_str(&format!("\\u{{{:x}}}", c as u32));
-        } else {
-            out.push(c);
-        }
-    }
-    std::borrow::Cow::Owned(out)
-}
+/// A name as it may be shown to people and written to logs: control characters and
+/// bidirectional overrides escaped (one function for the whole workspace).
+pub use renkei_protocol::shown;
 
 #[cfg(test)]
 mod tests {
@@ -252,17 +235,5 @@ mod tests {
         }
         // Nothing else is left behind.
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
-    }
-
-    #[test]
-    fn control_characters_in_names_are_shown_escaped() {
-        assert_eq!(shown("UPPLAN_202610.CSV"), "UPPLAN_202610.CSV");
-        assert_eq!(shown("ひかり.CSV"), "ひかり.CSV");
-        assert_eq!(
-            shown("a\nINFO forged\u{1b}[31m.CSV"),
-            "a\\u{a}INFO forged\\u{1b}[31m.CSV"
-        );
-        assert_eq!(shown("x\u{202E}vsc.exe"), "x\\u{202e}vsc.exe");
-        assert_eq!(shown("\u{7f}\u{85}"), "\\u{7f}\\u{85}");
     }
 }

@@ -20,7 +20,7 @@ pub use check::{
     check_image, finding,
 };
 pub use name::{
-    Endpoint, FileKind, FileName, NameError, OfficeNumber, ServiceKind, Stamp, YearMonth,
+    Endpoint, FileKind, FileName, NameError, OfficeNumber, ServiceKind, Stamp, YearMonth, shown,
 };
 pub mod ack;
 pub mod envelope;

@@ -535,6 +535,47 @@ impl fmt::Display for FileName {
     }
 }
 
+/// A name (a file name, an office's name, anything that came from a file, a peer or a user)
+/// made safe to show in one line of a status, a log or a terminal: control characters are
+/// written as `\u{..}` text, everything else is left as it is (Japanese text included).
+///
+/// Escaped: C0 controls (U+0000–U+001F: newline, tab, ESC, …), DEL (U+007F), C1 controls
+/// (U+0080–U+009F), the line and paragraph separators (U+2028, U+2029) and the bidirectional
+/// controls (U+061C, U+200E, U+200F, U+202A–U+202E, U+2066–U+2069). So a name can neither
+/// start a line of its own (forging a log line), nor send a terminal escape sequence, nor
+/// reorder the text shown around it. A backslash is not escaped: the result is for reading,
+/// not for parsing back.
+///
+/// ```
+/// use renkei_protocol::name::shown;
+/// assert_eq!(shown("UPPLAN_\n\x1b[31m"), "UPPLAN_\\u{a}\\u{1b}[31m");
+/// assert_eq!(shown("テスト事業所"), "テスト事業所");
+/// ```
+pub fn shown(name: &str) -> std::borrow::Cow<'_, str> {
+    fn hidden(c: char) -> bool {
+        matches!(c,
+            '\u{0}'..='\u{1f}'
+            | '\u{7f}'..='\u{9f}'
+            | '\u{61c}'
+            | '\u{200e}'
+            | '\u{200f}'
+            | '\u{2028}'..='\u{202e}'
+            | '\u{2066}'..='\u{2069}')
+    }
+    if !name.chars().any(hidden) {
+        return std::borrow::Cow::Borrowed(name);
+    }
+    let mut out = String::with_capacity(name.len() + 8);
+    for c in name.chars() {
+        if hidden(c) {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 pub(crate) fn digits(b: &[u8]) -> u32 {
     b.iter().fold(0u32, |acc, c| acc * 10 + u32::from(c - b'0'))
 }
@@ -693,5 +734,46 @@ mod tests {
         assert!(is_real_date("20000229"));
         assert!(!is_real_date("20240431"));
         assert!(!is_real_date("00000000"));
+    }
+
+    #[test]
+    fn shown_escapes_controls_only() {
+        use std::borrow::Cow;
+        // Ordinary names, Japanese included, are borrowed unchanged.
+        for s in [
+            "UPPLAN_202501_1310000001_43_1310000011_11_20250125093040.CSV",
+            "テスト事業所 ケアプラン・連携（東京）",
+            "a\\b \"q\" ~",
+            "",
+        ] {
+            assert!(matches!(shown(s), Cow::Borrowed(x) if x == s), "{s}");
+        }
+        let cases = [
+            ("a\nb", "a\\u{a}b"),
+            ("a\r\nb", "a\\u{d}\\u{a}b"),
+            ("\t", "\\u{9}"),
+            ("\0", "\\u{0}"),
+            ("\x1b[2J\x1b[31m赤", "\\u{1b}[2J\\u{1b}[31m赤"),
+            ("\x7f", "\\u{7f}"),
+            ("\u{85}\u{9b}", "\\u{85}\\u{9b}"),
+            ("\u{2028}\u{2029}", "\\u{2028}\\u{2029}"),
+            ("x\u{202e}VSC.exe", "x\\u{202e}VSC.exe"),
+            (
+                "\u{202a}\u{202b}\u{202c}\u{202d}\u{2066}\u{2067}\u{2068}\u{2069}",
+                "\\u{202a}\\u{202b}\\u{202c}\\u{202d}\\u{2066}\\u{2067}\\u{2068}\\u{2069}",
+            ),
+            ("\u{200e}\u{200f}\u{61c}", "\\u{200e}\\u{200f}\\u{61c}"),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(shown(raw), want, "{raw:?}");
+            assert!(!shown(raw).chars().any(char::is_control), "{raw:?}");
+        }
+        // Neighbours of the escaped ranges stay as they are.
+        for c in [
+            '\u{20}', '\u{7e}', '\u{a0}', '\u{2027}', '\u{202f}', '\u{2065}', '\u{206a}',
+        ] {
+            let s = c.to_string();
+            assert_eq!(shown(&s), s, "{c:?}");
+        }
     }
 }
