@@ -5,14 +5,20 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::AsyncWriteExt;
 use renkei_node::demo::{CARE_MANAGER, OFFICES, drop_into_outbox};
 use renkei_node::env::{FaultPoint, ManualClock, wall_clock_ms};
+use renkei_node::federation::wait_until;
 use renkei_node::federation::{
     Federation, RunningFederation, StartOptions, StoreChoice, Transport,
 };
+use renkei_node::frames::{self, Kind};
+use renkei_node::net::{self, DELIVER};
 use renkei_node::receipts::{Receipt, read_log};
 use renkei_node::samples::SAMPLES;
 use renkei_protocol::FileName;
+use renkei_protocol::ack::{Ack, Verdict};
+use renkei_protocol::envelope::EnvelopeHeader;
 
 /// Moves the test clock on until `done` holds, restarting any node an injected fault crashed;
 /// returns how many restarts it made.
@@ -41,6 +47,13 @@ async fn drive(
     restarts
 }
 
+/// The receipts of office `i` while nodes may be appending: a line being written reads as
+/// not there yet.
+fn receipts_so_far(fed: &RunningFederation, i: usize) -> Vec<Receipt> {
+    read_log(&fed.plan.home(i).receipts()).unwrap_or_default()
+}
+
+/// The receipts of office `i`, whose chain must verify.
 fn receipts(fed: &RunningFederation, i: usize) -> Vec<Receipt> {
     read_log(&fed.plan.home(i).receipts()).expect("the receipt chain verifies")
 }
@@ -70,6 +83,7 @@ async fn the_demo_month_in_memory_with_crashes_is_delivered_exactly_once() {
             clock: Arc::new(clock.clone()),
             seed: Some(20261031),
             store: StoreChoice::Memory,
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -103,7 +117,7 @@ async fn the_demo_month_in_memory_with_crashes_is_delivered_exactly_once() {
         drop_into_outbox(fed.plan.home(0), name, bytes).unwrap();
     }
     let mut restarts = drive(&mut fed, &clock, "the plans delivered", |f| {
-        receipts(f, 0).len() == outgoing.len() && f.node(0).queued() == 0
+        receipts_so_far(f, 0).len() == outgoing.len() && f.node(0).queued() == 0
     })
     .await;
     assert_eq!(
@@ -121,7 +135,7 @@ async fn the_demo_month_in_memory_with_crashes_is_delivered_exactly_once() {
         drop_into_outbox(fed.plan.home(i), name, bytes).unwrap();
     }
     restarts += drive(&mut fed, &clock, "the actuals delivered", |f| {
-        (1..OFFICES.len()).all(|i| receipts(f, i).iter().any(|r| r.direction == "sent"))
+        (1..OFFICES.len()).all(|i| receipts_so_far(f, i).iter().any(|r| r.direction == "sent"))
             && (1..OFFICES.len()).all(|i| f.node(i).queued() == 0)
     })
     .await;
@@ -156,5 +170,178 @@ async fn the_demo_month_in_memory_with_crashes_is_delivered_exactly_once() {
         assert_eq!(std::fs::read_dir(o.home.partial()).unwrap().count(), 0);
         assert_eq!(std::fs::read_dir(o.home.outbox()).unwrap().count(), 0);
     }
+    fed.shutdown().await;
+}
+
+/// Two offices in memory; the second is not started (a test stands in for it, or not).
+async fn pair(
+    dir: &std::path::Path,
+    tune: impl Fn(&mut renkei_node::home::Config) + 'static,
+) -> RunningFederation {
+    Federation::builder(dir)
+        .transport(Transport::Memory)
+        .office(CARE_MANAGER, "ひかり居宅介護支援事業所", &["43"])
+        .office("1310000011", "さくら訪問介護ステーション", &["11"])
+        .tune(move |c| {
+            renkei_node::federation::tune_for_loopback(c);
+            tune(c);
+        })
+        .create()
+        .unwrap()
+        .start(StartOptions {
+            off: vec![1],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+}
+
+/// The sample UPPLAN from the care-management office to the first service office.
+fn sample_plan() -> (&'static str, &'static [u8]) {
+    *SAMPLES
+        .iter()
+        .find(|(n, _)| n.starts_with("UPPLAN_") && n.contains("_1310000011_11_"))
+        .unwrap()
+}
+
+/// Reads one envelope from a delivery stream: its header (the chunks are read and dropped).
+async fn read_envelope(s: &mut libp2p::Stream) -> EnvelopeHeader {
+    let mut buf = Vec::new();
+    let kind = frames::read(s, &mut buf, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(kind, Some(Kind::Header));
+    let (header, _) = EnvelopeHeader::parse(&buf).unwrap();
+    for _ in 0..header.chunk_count() {
+        assert_eq!(
+            frames::read(s, &mut buf, Duration::from_secs(10))
+                .await
+                .unwrap(),
+            Some(Kind::Chunk)
+        );
+    }
+    header
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_changed_after_it_was_sent_is_sent_again_and_sent_holds_what_was_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let fed = pair(dir.path(), |_| {}).await;
+    let (cm, svc) = (fed.plan.home(0), fed.plan.home(1));
+    // The service office's keys, answering at its address: this test is its node.
+    let keys = svc.load_keys().unwrap();
+    let listen: Vec<libp2p::Multiaddr> = svc
+        .config()
+        .unwrap()
+        .listen
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+    let partner = net::start(
+        &keys[0].identity,
+        &listen,
+        Arc::new(|_: &libp2p::PeerId| true),
+        &net::NetConfig::office().on(&listen),
+    )
+    .unwrap();
+    let mut incoming = partner.control.clone().accept(DELIVER).unwrap();
+    let ack_for = |h: &EnvelopeHeader| {
+        Ack::sign(
+            h.message_id,
+            h.plaintext_hash,
+            h.sender_office,
+            h.recipient_office,
+            wall_clock_ms() / 1000,
+            Verdict::Accepted,
+            &keys[0].identity,
+        )
+        .to_bytes()
+    };
+    let (name, first) = sample_plan();
+    // The care software writes the first part, pauses past the settle time…
+    let prefix = &first[..first.len() / 2];
+    let prefix_end = prefix.iter().rposition(|b| *b == b'\n').unwrap() + 1;
+    let prefix = &first[..prefix_end];
+    std::fs::write(cm.outbox().join(name), prefix).unwrap();
+    use futures::StreamExt;
+    let (_, mut s) = incoming.next().await.unwrap();
+    let h = read_envelope(&mut s).await;
+    assert_eq!(h.plaintext_hash, renkei_protocol::sha256(prefix));
+    // …and writes the rest before the partner's ack arrives.
+    std::fs::write(cm.outbox().join(name), first).unwrap();
+    frames::write(&mut s, Kind::Ack, &ack_for(&h))
+        .await
+        .unwrap();
+    s.flush().await.unwrap();
+    // The receipt is for the bytes delivered; sent/ never holds other bytes than those.
+    assert!(
+        wait_until(Duration::from_secs(20), || receipts_so_far(&fed, 0).len()
+            == 1)
+        .await,
+        "the first receipt"
+    );
+    assert_eq!(receipts(&fed, 0)[0].sha256, hex::encode(h.plaintext_hash));
+    assert!(
+        !cm.sent().join(name).exists(),
+        "sent/ holds the changed file, not the one delivered"
+    );
+    // The whole file goes out again, as a new message, and then sent/ holds it.
+    let (_, mut s) = incoming.next().await.unwrap();
+    let h2 = read_envelope(&mut s).await;
+    assert_eq!(h2.plaintext_hash, renkei_protocol::sha256(first));
+    assert_ne!(h2.message_id, h.message_id);
+    frames::write(&mut s, Kind::Ack, &ack_for(&h2))
+        .await
+        .unwrap();
+    s.flush().await.unwrap();
+    let sent = cm.sent().join(name);
+    assert!(
+        wait_until(Duration::from_secs(20), || std::fs::read(&sent)
+            .is_ok_and(|b| b == first))
+        .await,
+        "the whole file in sent/"
+    );
+    let status = fed.node(0).status().await;
+    assert!(
+        status
+            .last_errors
+            .iter()
+            .any(|e| e.contains("changed after it was taken for sending")),
+        "{:?}",
+        status.last_errors
+    );
+    let _ = svc;
+    fed.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_sent_keep_days_0_the_sender_keeps_only_the_receipt() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut fed = pair(dir.path(), |c| c.sent_keep_days = 0).await;
+    fed.start_node(1).await.unwrap();
+    let (name, bytes) = sample_plan();
+    drop_into_outbox(fed.plan.home(0), name, bytes).unwrap();
+    assert!(
+        // Committed: the receipt written, then the queue entry removed.
+        wait_until(Duration::from_secs(30), || {
+            receipts_so_far(&fed, 0).len() == 1 && fed.node(0).queued() == 0
+        })
+        .await,
+        "delivered"
+    );
+    assert_eq!(
+        std::fs::read(fed.plan.home(1).inbox().join(name)).unwrap(),
+        bytes
+    );
+    assert_eq!(
+        std::fs::read_dir(fed.plan.home(0).sent()).unwrap().count(),
+        0
+    );
+    assert_eq!(
+        std::fs::read_dir(fed.plan.home(0).outbox())
+            .unwrap()
+            .count(),
+        0
+    );
     fed.shutdown().await;
 }

@@ -154,14 +154,14 @@ impl FaultPoint {
 #[derive(Debug)]
 pub struct Faults {
     armed: Mutex<HashMap<FaultPoint, u32>>,
-    crashed: watch::Sender<bool>,
+    crashed: watch::Sender<Option<FaultPoint>>,
 }
 
 impl Default for Faults {
     fn default() -> Self {
         Faults {
             armed: Mutex::new(HashMap::new()),
-            crashed: watch::Sender::new(false),
+            crashed: watch::Sender::new(None),
         }
     }
 }
@@ -195,7 +195,7 @@ impl Faults {
         if fire {
             tracing::error!(fault = point.name(), "injected fault");
             if point.is_crash() {
-                self.crashed.send_replace(true);
+                self.crashed.send_replace(Some(point));
             }
         }
         fire
@@ -212,14 +212,24 @@ impl Faults {
 
     /// Whether a crash fault has fired.
     pub fn has_crashed(&self) -> bool {
-        *self.crashed.borrow()
+        self.crashed.borrow().is_some()
+    }
+
+    /// `Err` once a crash fault has fired: in a process that goes on after one of its nodes
+    /// crashed, every durable write of that node checks this first, so nothing more is
+    /// written than a dead process would have written.
+    pub fn alive(&self) -> Result<(), Crashed> {
+        match *self.crashed.borrow() {
+            Some(p) => Err(Crashed(p)),
+            None => Ok(()),
+        }
     }
 
     /// Completes when a crash fault fires.
     pub fn crashed(&self) -> impl Future<Output = ()> + Send + 'static {
         let mut rx = self.crashed.subscribe();
         async move {
-            let _ = rx.wait_for(|c| *c).await;
+            let _ = rx.wait_for(|c| c.is_some()).await;
         }
     }
 }

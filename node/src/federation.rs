@@ -150,6 +150,9 @@ pub struct StartOptions {
     pub seed: Option<u64>,
     /// Where office nodes keep their state.
     pub store: StoreChoice,
+    /// Offices whose nodes are not started (switched off; [`RunningFederation::start_node`]
+    /// starts one later).
+    pub off: Vec<usize>,
 }
 
 impl Default for StartOptions {
@@ -158,6 +161,7 @@ impl Default for StartOptions {
             clock: Arc::new(SystemClock),
             seed: None,
             store: StoreChoice::Files,
+            off: Vec::new(),
         }
     }
 }
@@ -494,8 +498,10 @@ impl Federation {
             starts: vec![0; self.offices.len()],
         };
         for i in 0..self.offices.len() {
-            let n = running.start_office(i).await?;
-            running.nodes.push(Some(n));
+            running.nodes.push(None);
+            if !running.options.off.contains(&i) {
+                running.start_node(i).await?;
+            }
         }
         Ok(running)
     }
@@ -542,6 +548,14 @@ impl RunningFederation {
             },
         )
         .await
+    }
+
+    /// Starts office `i`'s node (switched off until now, or stopped).
+    pub async fn start_node(&mut self, i: usize) -> anyhow::Result<()> {
+        anyhow::ensure!(self.nodes[i].is_none(), "office {i} is already running");
+        let n = self.start_office(i).await?;
+        self.nodes[i] = Some(n);
+        Ok(())
     }
 
     /// Office `i`'s running node.

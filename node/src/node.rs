@@ -142,10 +142,13 @@ pub async fn start_with(
         format!("信頼アンカー {} を読めません。協会から受け取った anchor.json を置いてください。/ Cannot read the trust anchor {}: put the anchor.json from your association there.", anchor_path.display(), anchor_path.display())
     })?)
     .map_err(|e| anyhow::anyhow!("trust anchor {}: {e}", anchor_path.display()))?;
-    let store: Arc<dyn Store> = match options.store {
-        Some(s) => s,
-        None => Arc::new(SledStore::open(&home.state().join("db"))?),
-    };
+    let store: Arc<dyn Store> = Arc::new(crate::store::Fenced {
+        inner: match options.store {
+            Some(s) => s,
+            None => Arc::new(SledStore::open(&home.state().join("db"))?),
+        },
+        env: env.clone(),
+    });
     let dir_cache = DirFolder::new(home.directory_cache())?;
     // Entries stay on disk (unnamed scratch files in state/.scratch/), indexes in memory: a
     // national directory of 300,000 offices costs about 7 MB of RAM rather than 120 MB.
@@ -654,8 +657,13 @@ async fn retention_loop(shared: Arc<Shared>) {
 /// which is their modification time there); returns how many.
 pub(crate) fn prune_sent(shared: &Shared) -> anyhow::Result<usize> {
     let keep = Duration::from_secs(shared.config.sent_keep_days.saturating_mul(86400));
+    prune_folder(&shared.home.sent(), keep)
+}
+
+/// Deletes the regular files of `dir` older than `keep`; returns how many.
+fn prune_folder(dir: &std::path::Path, keep: Duration) -> anyhow::Result<usize> {
     let mut removed = 0;
-    for e in std::fs::read_dir(shared.home.sent())?.flatten() {
+    for e in std::fs::read_dir(dir)?.flatten() {
         let Ok(meta) = e.metadata() else { continue };
         if !meta.is_file() {
             continue;
@@ -670,7 +678,37 @@ pub(crate) fn prune_sent(shared: &Shared) -> anyhow::Result<usize> {
         }
     }
     if removed > 0 {
-        crate::files::sync_dir(&shared.home.sent())?;
+        crate::files::sync_dir(dir)?;
     }
     Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_past_their_keeping_time_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("UPPLAN_old.CSV");
+        let new = dir.path().join("UPPLAN_new.CSV");
+        std::fs::write(&old, b"old").unwrap();
+        std::fs::write(&new, b"new").unwrap();
+        let two_days_ago = std::time::SystemTime::now() - Duration::from_secs(2 * 86400);
+        std::fs::File::options()
+            .write(true)
+            .open(&old)
+            .unwrap()
+            .set_modified(two_days_ago)
+            .unwrap();
+        assert_eq!(
+            prune_folder(dir.path(), Duration::from_secs(86400)).unwrap(),
+            1
+        );
+        assert!(!old.exists() && new.exists());
+        assert_eq!(
+            prune_folder(dir.path(), Duration::from_secs(86400)).unwrap(),
+            0
+        );
+    }
 }

@@ -436,6 +436,7 @@ pub(crate) fn reject_file(
     findings: Vec<Finding>,
     title: &str,
 ) -> anyhow::Result<()> {
+    shared.env.faults.alive()?;
     let mut text = format!(
         "renkei: {title}\r\nファイル / File: {}\r\n日時 / Time: {}\r\n\r\n",
         shown(name),

@@ -406,6 +406,7 @@ fn commit_batch(shared: &Arc<Shared>, batch: Vec<Pending>) -> anyhow::Result<Vec
         faults.crash_point(FaultPoint::CrashBeforeInboxWrite)?;
     }
     let mut batch = batch;
+    faults.alive()?;
     for Pending {
         partial,
         file,
@@ -469,9 +470,7 @@ fn commit_batch(shared: &Arc<Shared>, batch: Vec<Pending>) -> anyhow::Result<Vec
         });
         acks.push(bytes);
     }
-    lock(&shared.receipts)
-        .append(receipts)
-        .context("writing receipts")?;
+    shared.append_receipts(receipts)?;
     shared.store.flush()?;
     {
         let mut st = lock(&shared.stats);

@@ -548,6 +548,7 @@ async fn commit_loop(
 /// was taken stays in the outbox and is sent again as new content; `sent/` never holds bytes
 /// other than those delivered.
 fn finish_sent(shared: &Shared, item: &QueueItem) -> anyhow::Result<()> {
+    shared.env.faults.alive()?;
     let from = shared.home.outbox().join(&item.file_name);
     let Ok(meta) = std::fs::symlink_metadata(&from) else {
         return Ok(());
@@ -599,9 +600,7 @@ fn commit_batch(
             ack: ack.clone(),
         })
         .collect();
-    lock(&shared.receipts)
-        .append(receipts)
-        .context("writing receipts")?;
+    shared.append_receipts(receipts)?;
     {
         let mut ids = lock(&shared.sent_ids);
         for (f, _) in &batch {
@@ -727,7 +726,7 @@ fn deliver_local(shared: &Arc<Shared>, items: Vec<(u64, QueueItem)>) -> anyhow::
         return Ok(());
     }
     let n = received.len() as u64;
-    lock(&shared.receipts).append(received)?;
+    shared.append_receipts(received)?;
     lock(&shared.stats).received += n;
     commit_batch(shared, shared.office, batch)
 }

@@ -159,6 +159,18 @@ impl Shared {
             .retain(|e| e.0.as_deref() != Some(topic));
     }
 
+    /// Appends receipts durably (one fsync) — unless this node has crashed.
+    pub(crate) fn append_receipts(
+        &self,
+        batch: Vec<crate::receipts::NewReceipt>,
+    ) -> anyhow::Result<()> {
+        self.env.faults.alive()?;
+        lock(&self.receipts)
+            .append(batch)
+            .map_err(|e| anyhow::anyhow!("writing receipts: {e}"))?;
+        Ok(())
+    }
+
     /// The verified directory.
     pub(crate) fn dir(&self) -> std::sync::RwLockReadGuard<'_, Directory> {
         self.directory.read().unwrap_or_else(|p| p.into_inner())

@@ -198,6 +198,57 @@ impl Store for SledStore {
     }
 }
 
+/// A store that refuses every write once its node has crashed (an injected fault), so a node
+/// that crashed in a process that goes on writes no more than a dead process would.
+#[derive(Debug)]
+pub(crate) struct Fenced {
+    pub(crate) inner: std::sync::Arc<dyn Store>,
+    pub(crate) env: std::sync::Arc<crate::env::Env>,
+}
+
+impl Fenced {
+    fn alive(&self) -> Result<(), StoreError> {
+        self.env
+            .faults
+            .alive()
+            .map_err(|e| StoreError::Db(e.to_string()))
+    }
+}
+
+impl Store for Fenced {
+    fn queue_put(&self, seq: u64, item: &QueueItem) -> Result<(), StoreError> {
+        self.alive()?;
+        self.inner.queue_put(seq, item)
+    }
+    fn queue_remove(&self, seq: u64) -> Result<(), StoreError> {
+        self.alive()?;
+        self.inner.queue_remove(seq)
+    }
+    fn queue_all(&self) -> Result<Vec<(u64, QueueItem)>, StoreError> {
+        self.inner.queue_all()
+    }
+    fn received_get(
+        &self,
+        sender: &OfficeNumber,
+        id: &MessageId,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.received_get(sender, id)
+    }
+    fn received_put(
+        &self,
+        sender: &OfficeNumber,
+        id: &MessageId,
+        ack: &[u8],
+    ) -> Result<(), StoreError> {
+        self.alive()?;
+        self.inner.received_put(sender, id, ack)
+    }
+    fn flush(&self) -> Result<(), StoreError> {
+        self.alive()?;
+        self.inner.flush()
+    }
+}
+
 /// An in-memory store for tests and the lab. It keeps what was flushed apart from what was
 /// only written, so a simulated crash ([`MemStore::crash`]) loses exactly what sled would.
 #[derive(Debug, Default)]
