@@ -8,19 +8,15 @@ use std::time::Duration;
 
 use common::*;
 use ed25519_dalek::SigningKey;
-use renkei_directory::NodeInfo;
-use renkei_node::admin::{self, OfficeSetup};
+use renkei_node::admin;
 use renkei_node::dirsync::RegionSummary;
-use renkei_node::federation::{free_port, tune_for_loopback};
-use renkei_node::home::Home;
-use renkei_protocol::{OfficeNumber, ServiceKind};
+use renkei_node::federation::{Federation, tune_for_loopback};
 
 struct DirNode {
     data: PathBuf,
     key: PathBuf,
     p2p: String,
     http: String,
-    multiaddr: String,
 }
 
 /// A tiny blocking HTTP GET over loopback, to stay independent of the node's own client:
@@ -57,72 +53,38 @@ fn regions_at(http: &str, key: &SigningKey) -> Vec<RegionSummary> {
 fn three_mirrored_directory_nodes_serve_the_whole_country() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let root = dir.join("root");
-    admin::root_init(&root, "national").unwrap();
-    let anchor = root.join("anchor.json");
-
-    let nodes: Vec<DirNode> = (0..3)
-        .map(|i| {
-            let key = dir.join(format!("dn{i}.key"));
-            let k = admin::generate_signing_key();
-            admin::write_secret(&key, &k).unwrap();
-            let p2p = format!("/ip4/127.0.0.1/tcp/{}", free_port(false).unwrap());
-            let peer = renkei_node::net::peer_id_of(&k.verifying_key().to_bytes()).unwrap();
-            DirNode {
-                data: dir.join(format!("dn{i}")),
-                key,
-                multiaddr: format!("{p2p}/p2p/{peer}"),
-                p2p,
-                http: format!("127.0.0.1:{}", free_port(false).unwrap()),
-            }
-        })
-        .collect();
-
-    // Three regions, each published only to its own association's directory node.
+    // Three regions, each published only to its own association's directory node; every
+    // region lists all three nodes, which mirror each other over HTTP.
     let regions = [
         ("13-tokyo", 13u8, "1310000001"),
         ("27-osaka", 27, "2710000001"),
         ("01-hokkaido", 1, "0110000001"),
     ];
-    let mut office_home = None;
-    for (i, (id, pref, office)) in regions.iter().enumerate() {
-        let rdir = dir.join(id);
-        admin::region_init(&root.join("root.key"), &rdir, id, id, vec![*pref], 5).unwrap();
-        for n in &nodes {
-            let k = admin::read_secret(&n.key)
-                .unwrap()
-                .verifying_key()
-                .to_bytes();
-            admin::add_node(
-                &rdir,
-                NodeInfo {
-                    key: k,
-                    addresses: vec![n.p2p.clone()],
-                    http: Some(format!("http://{}", n.http)),
-                },
-            )
-            .unwrap();
-        }
-        let home = Home::new(dir.join("offices").join(office));
-        let req = admin::init_office(
-            &home,
-            &OfficeSetup {
-                office: OfficeNumber::parse(office).unwrap(),
-                name: format!("事業所 {office}"),
-                kinds: vec![ServiceKind::parse("43").unwrap()],
-                listen: vec![format!("/ip4/127.0.0.1/tcp/{}", free_port(false).unwrap())],
-                advertise: Vec::new(),
-                directory_nodes: nodes.iter().map(|n| n.multiaddr.clone()).collect(),
-                anchor: Some(anchor.clone()),
-            },
-        )
-        .unwrap();
-        admin::approve(&rdir, &[req]).unwrap();
-        admin::publish(&rdir, &nodes[i].data).unwrap();
-        if i == 0 {
-            office_home = Some(home);
-        }
+    let mut b = Federation::builder(dir)
+        .directory_nodes(3)
+        .http(true)
+        .tune(|c| {
+            tune_for_loopback(c);
+            c.directory_refresh_secs = 1;
+        });
+    for (id, pref, office) in regions {
+        b = b
+            .region(id, id, &[pref])
+            .office(office, &format!("事業所 {office}"), &["43"]);
     }
+    let plan = b.create().unwrap();
+    let nodes: Vec<DirNode> = plan
+        .directory_nodes
+        .iter()
+        .map(|n| DirNode {
+            data: n.data.clone(),
+            key: n.key_file.clone(),
+            p2p: n.addr.clone(),
+            http: n.http.clone().unwrap(),
+        })
+        .collect();
+    let anchor = plan.anchor.clone();
+    let office_home = Some(plan.home(0).clone());
 
     let start = |i: usize| {
         let n = &nodes[i];
@@ -185,10 +147,6 @@ fn three_mirrored_directory_nodes_serve_the_whole_country() {
     procs[0].kill();
     procs[1].kill();
     let home = office_home.unwrap();
-    let mut c = home.config().unwrap();
-    tune_for_loopback(&mut c);
-    c.directory_refresh_secs = 1;
-    home.write_config(&c).unwrap();
     let mut cmd = renkei();
     cmd.arg("run").arg("--home").arg(&home.root);
     let _office = Proc::spawn(cmd, &home.root.join("node.log"));

@@ -527,70 +527,35 @@ struct Federation {
     offices: Vec<Office>,
 }
 
-/// Root, region 13-tokyo, a directory node and the offices; every office enrolled. The
-/// offices use the loopback tuning (settle_ms = 0) with production-like refresh intervals.
+/// Root, region 13-tokyo, a directory node and the offices; every office enrolled (built by
+/// the one federation builder). The offices use the loopback tuning (settle_ms = 0) with
+/// production-like refresh intervals.
 fn federation(dir: &Path, offices: &[(&'static str, &'static str)]) -> anyhow::Result<Federation> {
-    let assoc = dir.join("association");
-    admin::root_init(&assoc, "bench")?;
-    let anchor = assoc.join("anchor.json");
-    let region = assoc.join("13-tokyo");
-    admin::region_init(
-        &assoc.join("root.key"),
-        &region,
-        "13-tokyo",
-        "ベンチ協会",
-        vec![13],
-        5,
-    )?;
-    let dn_key_path = dir.join("dn.key");
-    let dn_key = admin::generate_signing_key();
-    admin::write_secret(&dn_key_path, &dn_key)?;
-    let dn_pub = dn_key.verifying_key().to_bytes();
-    let dn_peer = renkei_node::net::peer_id_of(&dn_pub).context("peer id")?;
-    let dn_addr = format!("/ip4/127.0.0.1/tcp/{}", port(false)?);
-    admin::add_node(
-        &region,
-        NodeInfo {
-            key: dn_pub,
-            addresses: vec![dn_addr.clone()],
-            http: None,
-        },
-    )?;
-    let mut list = Vec::new();
-    let mut requests = Vec::new();
-    for (number, kind) in offices {
-        let home = Home::new(dir.join("offices").join(number));
-        let setup = OfficeSetup {
-            office: OfficeNumber::parse(number).context("office")?,
-            name: format!("ベンチ事業所 {number}"),
-            kinds: vec![ServiceKind::parse(kind).context("kind")?],
-            listen: vec![
-                format!("/ip4/127.0.0.1/tcp/{}", port(false)?),
-                format!("/ip4/127.0.0.1/udp/{}/quic-v1", port(true)?),
-            ],
-            advertise: Vec::new(),
-            directory_nodes: vec![format!("{dn_addr}/p2p/{dn_peer}")],
-            anchor: Some(anchor.clone()),
-        };
-        requests.push(admin::init_office(&home, &setup)?);
-        let mut c = home.config()?;
-        tune_for_loopback(&mut c);
+    let mut b = renkei_node::federation::Federation::builder(dir).tune(|c| {
+        tune_for_loopback(c);
         c.directory_refresh_secs = 300;
         c.rescan_secs = 5;
-        assert_eq!(c.settle_ms, 0);
-        home.write_config(&c)?;
-        list.push(Office { number, home });
+    });
+    for (number, kind) in offices {
+        b = b.office(number, &format!("ベンチ事業所 {number}"), &[kind]);
     }
-    admin::approve(&region, &requests)?;
-    let published = dir.join("published");
-    admin::publish(&region, &published)?;
+    let plan = b.create()?;
+    let dn = &plan.directory_nodes[0];
     Ok(Federation {
         dir: dir.to_path_buf(),
-        published,
-        anchor,
-        dn_key: dn_key_path,
-        dn_addr,
-        offices: list,
+        published: plan.regions[0].published.clone(),
+        anchor: plan.anchor.clone(),
+        dn_key: dn.key_file.clone(),
+        dn_addr: dn.addr.clone(),
+        offices: plan
+            .offices
+            .iter()
+            .zip(offices)
+            .map(|(o, (number, _))| Office {
+                number,
+                home: o.home.clone(),
+            })
+            .collect(),
     })
 }
 

@@ -174,12 +174,15 @@ pub struct Crashed(pub FaultPoint);
 impl Faults {
     /// Arms `point` to fire on its `skip + 1`-th hit (once).
     pub fn arm(&self, point: FaultPoint, skip: u32) {
-        crate::state::lock(&self.armed).insert(point, skip);
+        self.armed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(point, skip);
     }
 
     /// Passes `point`: `true` when it fires now. A crash point also marks the node crashed.
     pub fn hit(&self, point: FaultPoint) -> bool {
-        let mut armed = crate::state::lock(&self.armed);
+        let mut armed = self.armed.lock().unwrap_or_else(|p| p.into_inner());
         let fire = match armed.get_mut(&point) {
             Some(0) => {
                 armed.remove(&point);
@@ -302,7 +305,7 @@ impl Env {
     pub fn with_rng<T>(&self, f: impl FnOnce(&mut dyn rand::CryptoRng) -> T) -> T {
         match &self.random {
             Random::System => f(&mut rand::rng()),
-            Random::Seeded(r) => f(&mut *crate::state::lock(r)),
+            Random::Seeded(r) => f(&mut *r.lock().unwrap_or_else(|p| p.into_inner())),
         }
     }
 
