@@ -84,7 +84,7 @@ fn three_mirrored_directory_nodes_serve_the_whole_country() {
         })
         .collect();
     let anchor = plan.anchor.clone();
-    let office_home = Some(plan.home(0).clone());
+    let home = plan.home(0).clone();
 
     let start = |i: usize| {
         let n = &nodes[i];
@@ -146,7 +146,6 @@ fn three_mirrored_directory_nodes_serve_the_whole_country() {
     // Stop two; the office, which lists all three, still gets the whole country from the third.
     procs[0].kill();
     procs[1].kill();
-    let home = office_home.unwrap();
     let mut cmd = renkei();
     cmd.arg("run").arg("--home").arg(&home.root);
     let _office = Proc::spawn(cmd, &home.root.join("node.log"));
