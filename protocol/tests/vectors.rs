@@ -22,6 +22,7 @@ use rand_chacha::ChaCha20Rng;
 use renkei_protocol::ack::{Ack, AckFinding, Verdict};
 use renkei_protocol::check::{CsvVersion, Field, Format, layout};
 use renkei_protocol::envelope::{MessageId, OpenParams, SealParams, open, seal};
+use renkei_protocol::frames::{FrameKind, Refusal, RefusalCode, encode_frame};
 use renkei_protocol::{ErrorCode, FileKind, FileName, OfficeNumber, check_bytes, sha256};
 use spec::Vector;
 use x25519_dalek::StaticSecret;
@@ -46,6 +47,8 @@ const FILE_NAME: &str = "UPPLAN_202610_1310000001_43_1310000011_11_2026092810300
 const CHUNK_SIZE: u32 = 64;
 const PLAINTEXT: &str = "renkei SPEC.md test vector envelope-1. This plaintext is 150 bytes long, \
 so with a chunk size of 64 it is sealed as three chunks: 64, 64 and 22 bytes.";
+
+const REFUSE_REASON: &str = "受信中です / being received on another stream";
 
 // The labels of SPEC.md §4.3, written out again here on purpose.
 const HPKE_INFO_LABEL: &[u8] = b"renkei/1 envelope\0";
@@ -332,6 +335,34 @@ fn ack_vectors() {
     );
     check_ack(&accepted);
     check_ack(&rejected);
+}
+
+/// The refusal frame of SPEC.md §9.8: message id, code and reason, behind the frame head.
+fn refuse_vector() -> Vector {
+    let refusal = Refusal::new(MessageId(MESSAGE_ID), RefusalCode::Busy, REFUSE_REASON);
+    let mut frame = Vec::new();
+    encode_frame(FrameKind::Refuse, &refusal.to_bytes(), &mut frame);
+    let mut v = Vector::new("refuse-1");
+    v.put_hex("message-id", &MESSAGE_ID)
+        .put("code", refusal.code.to_u16())
+        .put("reason", REFUSE_REASON)
+        .put_hex("frame", &frame);
+    v
+}
+
+#[test]
+fn refuse_vector_matches_spec() {
+    let v = spec::check(&spec::spec_text(), &refuse_vector());
+    // By hand: type 4, the payload length big-endian, the id, the code, the reason.
+    let frame = v.hex("frame");
+    assert_eq!(frame[0], 4);
+    let len = u32::from_be_bytes(frame[1..5].try_into().unwrap()) as usize;
+    assert_eq!(len, frame.len() - 5);
+    assert_eq!(&frame[5..21], v.hex("message-id").as_slice());
+    assert_eq!(u64::from(u16::from_be_bytes([frame[21], frame[22]])), v.num("code"));
+    assert_eq!(std::str::from_utf8(&frame[23..]).unwrap(), v.get("reason"));
+    let back = Refusal::parse(&frame[5..]).unwrap();
+    assert_eq!(back.code, RefusalCode::Busy);
 }
 
 // ---------------------------------------------------------------------------------------------
