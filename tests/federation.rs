@@ -31,10 +31,17 @@ async fn drive(
     let mut restarts = 0;
     let end = tokio::time::Instant::now() + Duration::from_secs(120);
     while !done(fed) {
-        assert!(
-            tokio::time::Instant::now() < end,
-            "timed out waiting for {what}"
-        );
+        if tokio::time::Instant::now() >= end {
+            // What each office was doing, to tell a slow machine from a stuck node.
+            for i in 0..fed.nodes.len() {
+                let s = fed.node(i).status().await;
+                eprintln!(
+                    "office {}: queued {} delivered {} received {} errors {:#?}",
+                    s.office, s.queued, s.delivered, s.received, s.last_errors
+                );
+            }
+            panic!("timed out waiting for {what}");
+        }
         for i in 0..fed.nodes.len() {
             if fed.node(i).crashed() {
                 fed.restart(i).await.unwrap();

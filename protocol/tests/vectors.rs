@@ -359,7 +359,10 @@ fn refuse_vector_matches_spec() {
     let len = u32::from_be_bytes(frame[1..5].try_into().unwrap()) as usize;
     assert_eq!(len, frame.len() - 5);
     assert_eq!(&frame[5..21], v.hex("message-id").as_slice());
-    assert_eq!(u64::from(u16::from_be_bytes([frame[21], frame[22]])), v.num("code"));
+    assert_eq!(
+        u64::from(u16::from_be_bytes([frame[21], frame[22]])),
+        v.num("code")
+    );
     assert_eq!(std::str::from_utf8(&frame[23..]).unwrap(), v.get("reason"));
     let back = Refusal::parse(&frame[5..]).unwrap();
     assert_eq!(back.code, RefusalCode::Busy);
