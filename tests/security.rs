@@ -372,16 +372,17 @@ fn an_interrupted_receive_leaves_no_plaintext_and_a_partner_cannot_fill_the_disk
     let fed = federation(&[("1310000001", "43", true), ("1310000021", "15", true)]);
     let mut config = fed.home(0).config().unwrap();
     config.io_timeout_secs = 2;
-    config.max_partial_mb = 1;
+    config.max_partial_mb = 2;
     fed.home(0).write_config(&config).unwrap();
     let _dn = fed.directory_node();
     let _a = fed.node(0);
     fed.wait_directory(0, 1);
     let (a, c) = (fed.home(0), fed.home(1));
     let name = |n| name_for(FileKind::UpJsk, &fed.offices[1], &fed.offices[0], &stamp(n));
-    // 0.6 MiB each: one at a time fits in max_partial_mb = 1, two do not.
-    let big = valid_file(FileKind::UpJsk, 3000, "途中で止まる受信");
-    assert!(big.len() > 600_000 && big.len() < 1 << 20, "{}", big.len());
+    // 1–2 MiB each: streamed to disk as it comes (larger than what is opened in memory); one
+    // at a time fits in max_partial_mb = 2, two do not.
+    let big = valid_file(FileKind::UpJsk, 6000, "途中で止まる受信");
+    assert!(big.len() > 1 << 20 && big.len() < 2 << 20, "{}", big.len());
     rt().block_on(async {
         let sender = impostor(c);
         let (peer, addr) = address_of(a);

@@ -27,8 +27,16 @@ pub async fn write<W: AsyncWrite + Unpin>(
     kind: Kind,
     payload: &[u8],
 ) -> Result<(), FrameError> {
-    w.write_all(&encode_head(kind, payload.len())).await?;
-    w.write_all(payload).await?;
+    // One write for head and payload: each write is a frame of the multiplexer below.
+    if payload.len() <= 128 << 10 {
+        let mut buf = Vec::with_capacity(payload.len() + 5);
+        buf.extend_from_slice(&encode_head(kind, payload.len()));
+        buf.extend_from_slice(payload);
+        w.write_all(&buf).await?;
+    } else {
+        w.write_all(&encode_head(kind, payload.len())).await?;
+        w.write_all(payload).await?;
+    }
     Ok(())
 }
 

@@ -397,6 +397,7 @@ fn queue_items(shared: &Shared, queued: &mut Vec<QueueItem>) -> anyhow::Result<(
     }
     let mut q = lock(&shared.queue);
     let mut seqs = Vec::with_capacity(queued.len());
+    let seqs_len = queued.len();
     for item in queued.iter() {
         let seq = q.next_seq;
         q.next_seq += 1;
@@ -409,6 +410,7 @@ fn queue_items(shared: &Shared, queued: &mut Vec<QueueItem>) -> anyhow::Result<(
         q.items.insert(seq, item);
     }
     drop(q);
+    tracing::debug!(n = seqs_len, "queued");
     shared.wake.notify_one();
     Ok(())
 }
