@@ -233,7 +233,7 @@ impl<'c> TableBuilder<'c> {
     /// A builder writing into memory, or into an unnamed scratch file in `spill`, for about
     /// `expect` entries taking about `expect_bytes` (capacity hints, bounded by the caller by
     /// what it holds, never by a count it was told).
-    pub fn new(
+    pub(crate) fn new(
         cert: &'c RegionCert,
         spill: Option<&Path>,
         expect: usize,
@@ -261,7 +261,7 @@ impl<'c> TableBuilder<'c> {
     }
 
     /// Adds the next entry.
-    pub fn push(&mut self, e: &Entry) -> Result<(), DirectoryError> {
+    pub(crate) fn push(&mut self, e: &Entry) -> Result<(), DirectoryError> {
         if self.problem.is_none() {
             if self.offices.last().is_some_and(|last| *last >= e.office) {
                 self.problem = Some(DirectoryError::Malformed(
@@ -297,7 +297,7 @@ impl<'c> TableBuilder<'c> {
     }
 
     /// The table, the digest of its entries, and the first order or scope problem.
-    pub fn finish(mut self) -> Result<Built, DirectoryError> {
+    pub(crate) fn finish(mut self) -> Result<Built, DirectoryError> {
         let bytes = match self.sink {
             Sink::Memory(mut v) => {
                 v.shrink_to_fit();

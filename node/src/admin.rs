@@ -2,6 +2,7 @@
 //! `renkei directory ...` do, as functions the demo and the tests call too.
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use ed25519_dalek::SigningKey;
@@ -439,6 +440,213 @@ pub fn rotate(dir: &Path, req: &renkei_directory::RotationRequest) -> anyhow::Re
     let mut ws = load_workspace(dir)?;
     ws.rotate(req)?;
     save_workspace(dir, &ws)
+}
+
+impl OfficeSetup {
+    /// The setup as typed on `renkei init`'s command line: the office number and the service
+    /// kinds are checked here, with messages that name the flag.
+    pub fn from_args(
+        office: &str,
+        name: String,
+        kinds: &[String],
+        listen: Vec<String>,
+        advertise: Vec<String>,
+        directory_nodes: Vec<String>,
+        anchor: Option<PathBuf>,
+    ) -> anyhow::Result<OfficeSetup> {
+        let office = OfficeNumber::parse(office).context(
+            "--office は10桁の事業所番号です / --office must be the 10-digit office number",
+        )?;
+        let kinds = kinds
+            .iter()
+            .map(|k| ServiceKind::parse(k).with_context(|| format!("--kind {k}: 2桁のサービス種類コードです / must be a 2-character service kind code")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        anyhow::ensure!(
+            !kinds.is_empty(),
+            "--kind を1つ以上指定してください（例: 43）/ give at least one --kind (e.g. 43)"
+        );
+        Ok(OfficeSetup {
+            office,
+            name,
+            kinds,
+            listen,
+            advertise,
+            directory_nodes,
+            anchor,
+        })
+    }
+}
+
+/// `renkei init`: creates the office's home ([`init_office`]) and tells the clerk what to
+/// send to the association.
+pub fn init_command(home: PathBuf, setup: &OfficeSetup) -> anyhow::Result<ExitCode> {
+    let home = Home::new(home);
+    let req = init_office(&home, setup)?;
+    println!(
+        "事業所 {} の設定を {} に作成しました / created {} for office {}",
+        req.office,
+        home.root.display(),
+        home.root.display(),
+        req.office
+    );
+    if req.addresses.is_empty() {
+        eprintln!(
+            "注意: 相手先が接続できるアドレスが名簿に載りません。外部から届くアドレスを --advertise で指定して init し直してください / warning: the directory will list no address partners can dial; init again with --advertise and an address reachable from outside"
+        );
+    }
+    println!(
+        "identity (PeerId): {}",
+        crate::net::peer_id_of(&req.identity)
+            .map(|p| p.to_string())
+            .unwrap_or_default()
+    );
+    let enrollment = home.root.join("enrollment.json");
+    println!(
+        "{} を協会に送り、承認を受けてください / send {} to your association to be approved",
+        enrollment.display(),
+        enrollment.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `renkei rotate-keys`: makes the new key generation and rotation request ([`rotate_keys`])
+/// and tells the clerk what happens next.
+pub fn rotate_keys_command(home: PathBuf, starts_in_hours: u64) -> anyhow::Result<ExitCode> {
+    let home = Home::new(home);
+    let req = rotate_keys(&home, starts_in_hours * 3600)?;
+    let rotation = home.root.join("rotation.json");
+    let starts = crate::env::jst(req.new_key.valid_from * 1000);
+    println!(
+        "新しい鍵を {} に作成しました / new keys written to {}",
+        home.keys().display(),
+        home.keys().display()
+    );
+    println!(
+        "{} を協会に送ってください。新しい鍵は {starts} から使われます / send {} to your association; the new key is used from {starts}",
+        rotation.display(),
+        rotation.display()
+    );
+    println!(
+        "起動中のノードは新しい鍵での受信をすぐ始め、協会の承認後、開始時刻を過ぎた最初の名簿更新で自動的に新しい鍵へ切り替わります / the running node opens files sealed to the new key at once, and switches to it as its identity by itself at the first directory update after the association's approval and the start time (switch_keys in renkei.toml)"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `renkei directory root-init` ([`root_init`]).
+pub fn root_init_command(out: &Path, federation: &str) -> anyhow::Result<ExitCode> {
+    root_init(out, federation)?;
+    println!(
+        "created {} and {}",
+        out.join("root.key").display(),
+        out.join("anchor.json").display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `renkei directory region-init` ([`region_init`]).
+pub fn region_init_command(
+    root_key: &Path,
+    out: &Path,
+    region: &str,
+    name: &str,
+    prefectures: Vec<u8>,
+    years: u64,
+) -> anyhow::Result<ExitCode> {
+    region_init(root_key, out, region, name, prefectures, years)?;
+    println!("created region {region} in {}", out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `renkei directory approve`: reads the enrollment request files and [`approve`]s them.
+pub fn approve_command(region: &Path, requests: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let reqs = requests
+        .iter()
+        .map(|p| read_request(p))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    approve(region, &reqs)?;
+    for r in reqs {
+        println!("approved {} {}", r.office, r.name);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `renkei directory revoke` ([`revoke`]), with the office number as typed.
+pub fn revoke_command(region: &Path, office: &str) -> anyhow::Result<ExitCode> {
+    let office = OfficeNumber::parse(office).context("--office must be 10 digits")?;
+    revoke(region, &office)?;
+    println!("revoked {office}; publish to make it effective");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `renkei directory rotate`: reads an office's rotation request file and applies it
+/// ([`rotate`]).
+pub fn rotate_command(region: &Path, request: &Path) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(request)
+        .with_context(|| format!("reading {}", request.display()))?;
+    let req: renkei_directory::RotationRequest = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a rotation request", request.display()))?;
+    rotate(region, &req)?;
+    println!(
+        "rotation for {} recorded; publish to announce it",
+        req.office
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `renkei directory add-node` ([`add_node`]), with the node's key as typed (hex).
+pub fn add_node_command(
+    region: &Path,
+    key: &str,
+    addrs: Vec<String>,
+    http: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let mut k = [0u8; 32];
+    hex::decode_to_slice(key, &mut k).context("--key must be 64 hex digits")?;
+    add_node(
+        region,
+        NodeInfo {
+            key: k,
+            addresses: addrs,
+            http,
+        },
+    )?;
+    println!(
+        "added directory node {}",
+        crate::net::peer_id_of(&k)
+            .map(|p| p.to_string())
+            .unwrap_or_default()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `renkei directory publish` ([`publish`]): lists the files written and when they are
+/// picked up.
+pub fn publish_command(region: &Path, out: &Path) -> anyhow::Result<ExitCode> {
+    for p in publish(region, out)? {
+        println!("wrote {}", p.display());
+    }
+    println!(
+        "directory nodes serving {} pick these up within their --refresh-secs (10 s by default); offices within their directory_refresh_secs (300 s)",
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `renkei directory node-init`: creates a directory node's identity key and prints its
+/// public key and peer id (what the region's `add-node` and the offices need).
+pub fn node_init_command(out: &Path) -> anyhow::Result<ExitCode> {
+    refuse_existing(out)?;
+    let k = generate_signing_key();
+    write_secret(out, &k)?;
+    let pk = k.verifying_key().to_bytes();
+    println!("key     {}", hex::encode(pk));
+    println!(
+        "peer id {}",
+        crate::net::peer_id_of(&pk)
+            .map(|p| p.to_string())
+            .unwrap_or_default()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

@@ -208,3 +208,18 @@ pub async fn run(
     fed.shutdown().await;
     Ok(intact)
 }
+
+/// `renkei demo`: runs [`run`] in the foreground. Exit status 0 when every file arrived
+/// intact and was acknowledged, 1 otherwise.
+pub fn run_command(
+    dir: Option<PathBuf>,
+    exit_after: bool,
+    timeout_secs: u64,
+) -> anyhow::Result<std::process::ExitCode> {
+    let ok = crate::runtime()?.block_on(run(dir, exit_after, Duration::from_secs(timeout_secs)))?;
+    Ok(if ok {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::from(1)
+    })
+}

@@ -8,9 +8,11 @@
 //! to live, and how many connections it serves at once.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use anyhow::Context;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -210,6 +212,85 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<DirectoryNode> {
         }
     }));
     Ok(DirectoryNode { net, http, tasks })
+}
+
+/// A directory node as `renkei directory serve` is told to run it: files and addresses as
+/// the operator typed them.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// The folder of published files.
+    pub data: PathBuf,
+    /// The trust anchor file.
+    pub anchor: PathBuf,
+    /// The node's key file (from `directory node-init`).
+    pub identity: PathBuf,
+    /// libp2p listen addresses.
+    pub listen: Vec<String>,
+    /// HTTP listen address.
+    pub http: Option<std::net::SocketAddr>,
+    /// Other directory nodes' HTTP base URLs to mirror.
+    pub mirrors: Vec<String>,
+    /// Seconds between rereading the data folder and mirror pulls.
+    pub refresh_secs: u64,
+    /// Serve the directory over HTTP to anyone, unsigned.
+    pub public_read: bool,
+}
+
+/// `renkei directory serve`: runs a directory node in the foreground until Ctrl-C, after
+/// printing the addresses offices give to `renkei init --directory-node`.
+pub fn serve_command(opts: ServeOptions) -> anyhow::Result<ExitCode> {
+    let ServeOptions {
+        data,
+        anchor,
+        identity,
+        listen,
+        http,
+        mirrors,
+        refresh_secs,
+        public_read,
+    } = opts;
+    let anchor = dirsync::read_anchor(&anchor)?;
+    let identity = crate::admin::read_secret(&identity)?;
+    let addrs = listen.clone();
+    let listen = listen
+        .iter()
+        .map(|a| a.parse().with_context(|| format!("bad address {a}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    crate::runtime()?.block_on(async move {
+        let n = start(ServeConfig {
+            data,
+            anchor,
+            identity,
+            listen,
+            http,
+            mirrors,
+            refresh_secs,
+            http_options: HttpOptions {
+                public_read,
+                ..Default::default()
+            },
+            clock: Arc::new(crate::env::SystemClock),
+        })
+        .await?;
+        println!("directory node {} serving", n.net.peer_id);
+        // What offices give to `renkei init --directory-node` (0.0.0.0 is not dialable:
+        // the operator puts the host's own address there).
+        for a in &addrs {
+            let note = if crate::admin::is_unspecified(a) {
+                "   (0.0.0.0: offices use this host's own address)"
+            } else {
+                ""
+            };
+            println!("  libp2p  {a}/p2p/{}{note}", n.net.peer_id);
+        }
+        if let Some(h) = n.http {
+            println!("  HTTP    http://{h}");
+        }
+        tokio::signal::ctrl_c().await?;
+        n.stop();
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Answers directory requests on incoming libp2p streams from `folder`.

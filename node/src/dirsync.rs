@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -605,6 +606,61 @@ pub fn verify_file(
         });
     }
     Ok(snap)
+}
+
+/// Reads a trust anchor file for an operator's command.
+pub(crate) fn read_anchor(p: &Path) -> anyhow::Result<renkei_directory::Anchor> {
+    let text = std::fs::read_to_string(p)
+        .with_context(|| format!("cannot read anchor {}", p.display()))?;
+    renkei_directory::Anchor::from_json(&text)
+        .map_err(|e| anyhow::anyhow!("anchor {}: {e}", p.display()))
+}
+
+/// `renkei directory verify`: checks snapshot files, oldest first, against the anchor
+/// ([`verify_file`]) and that no region goes back in sequence; prints one line per file.
+/// Exit status 0 when all are good, 1 when one failed.
+pub fn verify_command(anchor: &Path, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let anchor = read_anchor(anchor)?;
+    let mut seen: BTreeMap<String, u64> = BTreeMap::new();
+    let mut ok = true;
+    let now = crate::env::wall_clock_ms() / 1000;
+    for f in files {
+        let bytes = std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?;
+        match verify_file(&anchor, &bytes, now) {
+            Ok(s) => {
+                let region = s.header.cert.region.clone();
+                if let Some(&have) = seen.get(&region)
+                    && s.header.seq <= have
+                {
+                    println!(
+                        "FAIL {}: rollback: region {region} already at sequence {have}, this file has {}",
+                        f.display(),
+                        s.header.seq
+                    );
+                    ok = false;
+                    continue;
+                }
+                seen.insert(region.clone(), s.header.seq);
+                println!(
+                    "ok   {}: region {region} seq {} with {} offices ({} revoked), expires {}",
+                    f.display(),
+                    s.header.seq,
+                    s.entries.len(),
+                    s.entries.iter().filter(|e| !e.is_active()).count(),
+                    crate::env::jst(s.header.expires_at.saturating_mul(1000))
+                );
+            }
+            Err(e) => {
+                println!("FAIL {}: {e}", f.display());
+                ok = false;
+            }
+        }
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 #[cfg(test)]

@@ -129,6 +129,19 @@ impl Home {
         Home { root: root.into() }
     }
 
+    /// A home made by `renkei init`, for commands that read one: a mistyped path must not
+    /// read as "no receipts".
+    pub fn existing(root: impl Into<PathBuf>) -> anyhow::Result<Home> {
+        let home = Home::new(root);
+        anyhow::ensure!(
+            home.root.join("renkei.toml").is_file(),
+            "{} は renkei のホームフォルダではありません（renkei.toml がありません）。--home を確かめてください / {} is not a renkei home (no renkei.toml): check --home",
+            home.root.display(),
+            home.root.display()
+        );
+        Ok(home)
+    }
+
     /// `H/renkei.toml`
     pub fn config_path(&self) -> PathBuf {
         self.root.join("renkei.toml")

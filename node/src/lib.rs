@@ -31,7 +31,14 @@ mod state;
 pub mod status;
 pub mod store;
 
-pub use outbox::{check_path, report_name};
+pub use outbox::{check_files, check_path, report_name};
+
+/// The tokio runtime a command runs on in the foreground (`run`, `demo`, `directory serve`).
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
 
 /// `<parent>/.scratch`, where a directory keeps its entries in unnamed files, made and checked
 /// to be writable (a node that cannot keep its directory must not start: it would admit no

@@ -394,10 +394,10 @@ impl NetworkBehaviour for Gate {
     }
 }
 
-/// Our libp2p behaviours.
+/// Our libp2p behaviours. Crate-private: nothing outside drives the swarm, and the event enum
+/// the derive generates beside it has no documentation to give.
 #[derive(NetworkBehaviour)]
-#[allow(missing_debug_implementations)]
-pub struct Behaviour {
+pub(crate) struct Behaviour {
     gate: Gate,
     limits: connection_limits::Behaviour,
     identify: identify::Behaviour,

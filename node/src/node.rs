@@ -683,6 +683,56 @@ fn prune_folder(dir: &std::path::Path, keep: Duration) -> anyhow::Result<usize> 
     Ok(removed)
 }
 
+/// `renkei run`: runs the node of the home at `home` in the foreground on the system's clock
+/// and randomness, with the fault point named in `RENKEI_FAULT` armed (for tests of a whole
+/// process, e.g. crash-after-inbox-write), and runs this program again when the node asks to
+/// be restarted under a new key.
+pub fn run_command(home: std::path::PathBuf) -> anyhow::Result<std::process::ExitCode> {
+    let env = Env::system();
+    if let Ok(name) = std::env::var("RENKEI_FAULT") {
+        let point = crate::env::FaultPoint::parse(&name)
+            .with_context(|| format!("RENKEI_FAULT={name}: unknown fault point"))?;
+        env.faults.arm(point, 0);
+    }
+    let rt = crate::runtime()?;
+    let ended = rt.block_on(run(Home::new(home), env));
+    // A blocking task stuck in the operating system (a hung disk, say) must not keep
+    // the process from ending once the node has stopped.
+    rt.shutdown_timeout(Duration::from_secs(2));
+    if ended? == Ended::Restart {
+        restart_self()?;
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Runs this program again in this process (same arguments, same process id, so a service
+/// manager sees no change) once the node has shut down cleanly: every socket, file lock and
+/// key of the old run is released by the exec.
+#[cfg(unix)]
+fn restart_self() -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt;
+    // On Linux the running program itself, even if a package upgrade replaced its file.
+    let exe = if cfg!(target_os = "linux") {
+        std::path::PathBuf::from("/proc/self/exe")
+    } else {
+        std::env::current_exe().context("finding this program to restart it")?
+    };
+    let err = std::process::Command::new(&exe)
+        .args(std::env::args_os().skip(1))
+        .exec();
+    Err(anyhow::anyhow!(
+        "再起動できません。ノードを手動で起動してください / cannot restart ({}): start the node again by hand: {err}",
+        exe.display()
+    ))
+}
+
+#[cfg(not(unix))]
+fn restart_self() -> anyhow::Result<()> {
+    anyhow::bail!(
+        "新しい鍵で使うためにノードを再起動してください / restart the node to use the new key"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@
 //! never holds up the others.
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -312,6 +313,64 @@ pub fn check_path(
         return Err(changed());
     }
     Ok((report, hasher.map(|h| h.finalize().into()), before))
+}
+
+/// `renkei check`: checks each file and prints a report per file (text, or a JSON array).
+/// Exit status 0 when all are valid, 1 when one is not, 2 when one could not be read.
+pub fn check_files(json: bool, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let mut reports = Vec::new();
+    let mut unreadable = false;
+    for f in files {
+        let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        match check_path(name, f, false) {
+            Ok((mut r, _, _)) => {
+                r.file = f.display().to_string();
+                reports.push(r);
+            }
+            // The other files are still checked; the exit status says something was missed.
+            Err(e) => {
+                unreadable = true;
+                eprintln!(
+                    "ファイル {} を読めません / cannot read {}: {e}",
+                    f.display(),
+                    f.display()
+                );
+            }
+        }
+    }
+    let all_ok = reports.iter().all(|r| r.valid);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    } else {
+        for r in &reports {
+            if r.valid {
+                println!("ok  {}", r.file);
+                continue;
+            }
+            let n = r.errors.len();
+            println!(
+                "NG  {} ({n} error{})",
+                r.file,
+                if n == 1 { "" } else { "s" }
+            );
+            for e in &r.errors {
+                if e.line == 0 {
+                    println!("    whole file [{}]", e.code);
+                } else {
+                    println!("    line {} field {} [{}]", e.line, e.field, e.code);
+                }
+                println!("      {}", e.message_ja);
+                println!("      {}", e.message_en);
+            }
+        }
+    }
+    Ok(if unreadable {
+        ExitCode::from(2)
+    } else if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn changed() -> std::io::Error {

@@ -5,6 +5,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use renkei_directory::{Anchor, Directory};
 use renkei_protocol::OfficeNumber;
@@ -619,6 +620,47 @@ impl Audit {
             3
         }
     }
+}
+
+/// `renkei receipts`: verifies the receipt log of the home at `home` ([`audit`]) and lists
+/// it (as text, or as a JSON array with the notes on stderr). Exit status as
+/// [`Audit::exit_code`]; 1 also when the log cannot be read or does not verify.
+pub fn show(home: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let home = Home::existing(home)?;
+    let audit = match audit(&home) {
+        Ok(a) => a,
+        Err(ChainError::Io(e)) => {
+            eprintln!(
+                "受領記録 {} を読めません。権限を確かめてください / cannot read the receipt log {}: check its permissions ({e})",
+                home.receipts().display(),
+                home.receipts().display()
+            );
+            return Ok(ExitCode::from(1));
+        }
+        Err(e) => {
+            eprintln!(
+                "受領記録の検証に失敗しました。書かれた後に変更されています。この写しを残し、管理者に連絡してください / the receipt log does not verify: it was changed after it was written; keep this copy and contact your administrator\n{e}"
+            );
+            return Ok(ExitCode::from(1));
+        }
+    };
+    for p in &audit.directory_problems {
+        eprintln!("名簿のキャッシュ / directory cache: {p}");
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&audit.receipts)?);
+        // The receipts on stdout stay a plain array; what is not verified goes to stderr.
+        for line in audit.notes() {
+            eprintln!("{line}");
+        }
+        eprintln!("{}", audit.summary());
+    } else {
+        for line in audit.lines() {
+            println!("{line}");
+        }
+        println!("{}", audit.summary());
+    }
+    Ok(ExitCode::from(audit.exit_code()))
 }
 
 /// A crash while appending can leave a last line without its newline. Nothing on such a

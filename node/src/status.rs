@@ -1,12 +1,17 @@
 //! A node's status, built from its shared state: written to `H/state/status.json` for `renkei
 //! status`, and the same function serves anything else that asks a running node.
 
+use std::path::Path;
+use std::process::ExitCode;
 use std::sync::Arc;
 
+use anyhow::Context;
 use renkei_directory::Freshness;
 use serde::{Deserialize, Serialize};
 
+use crate::env::{jst, wall_clock_ms};
 use crate::files::write_atomic;
+use crate::home::Home;
 use crate::state::{Shared, lock};
 
 /// The status file `renkei status` reads (`H/state/status.json`).
@@ -113,4 +118,72 @@ pub(crate) async fn write_status(shared: &Arc<Shared>) -> anyhow::Result<Status>
     let path = shared.home.status();
     tokio::task::spawn_blocking(move || write_atomic(&path, &bytes, false)).await??;
     Ok(status)
+}
+
+/// `renkei status`: prints the status file of the home at `home` (as text, or as JSON), with
+/// the files in `rejected/` still waiting for the clerk.
+pub fn show(home: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let home = Home::existing(home)?;
+    let text = std::fs::read_to_string(home.status()).with_context(|| {
+        format!("状態ファイル {} がありません。ノードを一度起動してください（renkei run）。/ No status file {}: start the node once (renkei run).", home.status().display(), home.status().display())
+    })?;
+    let s: Status = serde_json::from_str(&text)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let age = (wall_clock_ms() / 1000).saturating_sub(s.updated_at);
+    println!("office      {}", s.office);
+    println!("peer id     {}", s.peer_id);
+    println!(
+        "node        {}",
+        if s.running && age < 10 {
+            "running".to_string()
+        } else {
+            format!("not running (status is {age} s old)")
+        }
+    );
+    for a in &s.listening {
+        println!("listening   {a}");
+    }
+    for r in &s.directory {
+        println!(
+            "directory   region {} seq {} expires {} [{}]",
+            r.region,
+            r.seq,
+            jst(r.expires_at.saturating_mul(1000)),
+            r.state
+        );
+        if r.state != "fresh" {
+            println!(
+                "            警告: 名簿の有効期限が近いか切れています。名簿サーバーへの接続を確認してください。/ warning: the directory is expiring or expired; check the connection to the directory nodes."
+            );
+        }
+    }
+    println!("entries     {}", s.directory_entries);
+    println!("peers       {}", s.peers.len());
+    println!("queued      {}", s.queued);
+    println!("delivered   {}", s.delivered);
+    println!("received    {}", s.received);
+    // What still needs the clerk: the refused files in rejected/ (not their reports, not the
+    // ones resolved by a later delivery).
+    let waiting = std::fs::read_dir(home.rejected())
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                .filter(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    !name.ends_with(".error.txt") && !name.starts_with('.')
+                })
+                .count()
+        })
+        .unwrap_or(0);
+    println!(
+        "rejected    {waiting} waiting in rejected/; refused so far: {} of ours, {} of partners'",
+        s.rejected, s.rejected_incoming
+    );
+    for e in &s.last_errors {
+        println!("error       {e}");
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -13,12 +13,12 @@ use renkei_protocol::FileKind;
 use renkei_protocol::check::{CsvVersion, Format, layout};
 
 /// The `renkei` binary under test.
-pub fn renkei() -> Command {
+pub(crate) fn renkei() -> Command {
     Command::new(env!("CARGO_BIN_EXE_renkei"))
 }
 
 /// Runs a `renkei` command to its end and asserts it succeeded (showing its stderr if not).
-pub fn run_ok(cmd: &mut Command) -> std::process::Output {
+pub(crate) fn run_ok(cmd: &mut Command) -> std::process::Output {
     let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
@@ -30,13 +30,13 @@ pub fn run_ok(cmd: &mut Command) -> std::process::Output {
 }
 
 /// A child process killed when dropped.
-pub struct Proc {
+pub(crate) struct Proc {
     pub child: Child,
     pub log: PathBuf,
 }
 
 impl Proc {
-    pub fn spawn(mut cmd: Command, log: &Path) -> Proc {
+    pub(crate) fn spawn(mut cmd: Command, log: &Path) -> Proc {
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -56,13 +56,13 @@ impl Proc {
     }
 
     /// SIGKILL: no clean shutdown.
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 
     /// SIGTERM and wait for a clean exit.
-    pub fn terminate(&mut self) {
+    pub(crate) fn terminate(&mut self) {
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(self.child.id().to_string())
@@ -77,7 +77,7 @@ impl Proc {
         self.kill();
     }
 
-    pub fn log_text(&self) -> String {
+    pub(crate) fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
@@ -89,7 +89,7 @@ impl Drop for Proc {
 }
 
 /// Polls `f` until it holds or `timeout` passes.
-pub fn wait_for(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
+pub(crate) fn wait_for(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
     let end = Instant::now() + timeout;
     while Instant::now() < end {
         if f() {
@@ -100,11 +100,11 @@ pub fn wait_for(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
     assert!(f(), "timed out waiting for: {what}");
 }
 
-pub use renkei_node::federation::Office;
+pub(crate) use renkei_node::federation::Office;
 
 /// A region with a directory node, and offices enrolled in it, built by the one federation
 /// builder (`renkei_node::federation`); the nodes run as `renkei` processes.
-pub struct Federation {
+pub(crate) struct Federation {
     pub plan: renkei_node::federation::Federation,
     pub dir: PathBuf,
     /// The region's authority folder.
@@ -121,7 +121,7 @@ pub struct Federation {
 
 /// Builds a federation: root, region 13-tokyo, a directory node, and the given offices
 /// (number, kinds joined by `+`); `enrolled` says which are approved.
-pub fn federation(offices: &[(&str, &str, bool)]) -> Federation {
+pub(crate) fn federation(offices: &[(&str, &str, bool)]) -> Federation {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
     // RENKEI_TEST_KEEP=1 keeps the folders (and the nodes' logs) for a look after a failure.
@@ -157,7 +157,7 @@ pub fn federation(offices: &[(&str, &str, bool)]) -> Federation {
 }
 
 impl Federation {
-    pub fn directory_node(&self) -> Proc {
+    pub(crate) fn directory_node(&self) -> Proc {
         let mut c = renkei();
         c.args([
             "directory",
@@ -176,11 +176,11 @@ impl Federation {
         Proc::spawn(c, &self.dir.join("directory-node.log"))
     }
 
-    pub fn node(&self, i: usize) -> Proc {
+    pub(crate) fn node(&self, i: usize) -> Proc {
         self.node_with_env(i, &[])
     }
 
-    pub fn node_with_env(&self, i: usize, env: &[(&str, &str)]) -> Proc {
+    pub(crate) fn node_with_env(&self, i: usize, env: &[(&str, &str)]) -> Proc {
         let home = &self.offices[i].home;
         let mut c = renkei();
         c.arg("run").arg("--home").arg(&home.root);
@@ -190,20 +190,27 @@ impl Federation {
         Proc::spawn(c, &home.root.join("node.log"))
     }
 
-    pub fn home(&self, i: usize) -> &Home {
+    pub(crate) fn home(&self, i: usize) -> &Home {
         &self.offices[i].home
     }
 
     /// Drops a file of `kind` from office `from` to office `to` into `from`'s outbox, named
     /// with send-unit stamp `n`; returns its name.
-    pub fn drop(&self, kind: FileKind, from: usize, to: usize, n: u32, bytes: &[u8]) -> String {
+    pub(crate) fn drop(
+        &self,
+        kind: FileKind,
+        from: usize,
+        to: usize,
+        n: u32,
+        bytes: &[u8],
+    ) -> String {
         let name = name_for(kind, &self.offices[from], &self.offices[to], &stamp(n));
         drop_file(self.home(from), &name, bytes);
         name
     }
 
     /// Waits until office `i`'s node has verified the region at `seq` or later.
-    pub fn wait_directory(&self, i: usize, min_seq: u64) {
+    pub(crate) fn wait_directory(&self, i: usize, min_seq: u64) {
         let status = self.home(i).status();
         wait_for(
             Duration::from_secs(30),
@@ -218,7 +225,7 @@ impl Federation {
     }
 
     /// Revokes an office and publishes.
-    pub fn revoke(&self, i: usize) {
+    pub(crate) fn revoke(&self, i: usize) {
         self.plan.revoke(i).unwrap();
     }
 }
@@ -246,7 +253,7 @@ fn value(format: Format, month: &str) -> String {
 
 /// A valid CP932 file of `kind` (one record per `n`), built from the layout tables, with a
 /// distinctive marker in its first free-text field.
-pub fn valid_file(kind: FileKind, records: usize, marker: &str) -> Vec<u8> {
+pub(crate) fn valid_file(kind: FileKind, records: usize, marker: &str) -> Vec<u8> {
     if kind.is_image() {
         let mut jpeg = vec![0xFF, 0xD8, 0xFF, 0xE0];
         jpeg.extend_from_slice(marker.as_bytes());
@@ -284,7 +291,7 @@ pub fn valid_file(kind: FileKind, records: usize, marker: &str) -> Vec<u8> {
 }
 
 /// The standard name of a file of `kind` from `from` to `to` with send-unit `stamp`.
-pub fn name_for(kind: FileKind, from: &Office, to: &Office, stamp: &str) -> String {
+pub(crate) fn name_for(kind: FileKind, from: &Office, to: &Office, stamp: &str) -> String {
     let month = if kind.has_month() { "_202610" } else { "" };
     let branch = if kind.is_image() { "_0001" } else { "" };
     let ext = if kind.is_image() { "jpg" } else { "CSV" };
@@ -299,13 +306,13 @@ pub fn name_for(kind: FileKind, from: &Office, to: &Office, stamp: &str) -> Stri
 }
 
 /// Drops a file into an office's outbox (written under a hidden name, then renamed).
-pub fn drop_file(home: &Home, name: &str, bytes: &[u8]) {
+pub(crate) fn drop_file(home: &Home, name: &str, bytes: &[u8]) {
     renkei_node::demo::drop_into_outbox(home, name, bytes).unwrap();
 }
 
 /// Waits until `name` is in `rejected/` with its report (written first, then the file is
 /// moved), and returns the report.
-pub fn wait_rejected(home: &Home, name: &str) -> String {
+pub(crate) fn wait_rejected(home: &Home, name: &str) -> String {
     let report = home.rejected().join(format!("{name}.error.txt"));
     wait_for(Duration::from_secs(20), "the rejection report", || {
         report.exists() && home.rejected().join(name).exists()
@@ -314,7 +321,7 @@ pub fn wait_rejected(home: &Home, name: &str) -> String {
 }
 
 /// How many entries of a folder (not counting dotfiles).
-pub fn count(dir: &Path) -> usize {
+pub(crate) fn count(dir: &Path) -> usize {
     std::fs::read_dir(dir)
         .map(|d| {
             d.flatten()
@@ -325,13 +332,13 @@ pub fn count(dir: &Path) -> usize {
 }
 
 /// The receipts of an office (the chain verifies, or this panics).
-pub fn receipts(home: &Home) -> Vec<renkei_node::receipts::Receipt> {
+pub(crate) fn receipts(home: &Home) -> Vec<renkei_node::receipts::Receipt> {
     renkei_node::receipts::read_log(&home.receipts()).expect("receipt chain verifies")
 }
 
 /// Asserts that no care data — plaintext markers, or sealed envelopes — remains anywhere
 /// under an office's `state/` folder.
-pub fn assert_state_clean(home: &Home, markers: &[&[u8]]) {
+pub(crate) fn assert_state_clean(home: &Home, markers: &[&[u8]]) {
     // A short marker turns up by chance in the binary state (hashes, random ids): a 2-byte
     // marker did, once in CI. Eight bytes make a chance match in a few MB about 1 in 10^13.
     for m in markers {
@@ -367,12 +374,12 @@ pub fn assert_state_clean(home: &Home, markers: &[&[u8]]) {
 }
 
 /// The marker as it appears in the CP932 file.
-pub fn marker_bytes(marker: &str) -> Vec<u8> {
+pub(crate) fn marker_bytes(marker: &str) -> Vec<u8> {
     encoding_rs::SHIFT_JIS.encode(marker).0.into_owned()
 }
 
 /// Stamps 20261001000000 + n seconds (distinct send units).
-pub fn stamp(n: u32) -> String {
+pub(crate) fn stamp(n: u32) -> String {
     let (h, m, s) = (n / 3600 % 24, n / 60 % 60, n % 60);
     let day = 1 + n / 86400;
     format!("202610{day:02}{h:02}{m:02}{s:02}")

@@ -8,12 +8,12 @@ use renkei_directory::{Entry, OfficeKey, Status};
 use renkei_protocol::{OfficeNumber, ServiceKind};
 
 /// Offices in the national directory.
-pub const OFFICES: usize = 300_000;
+pub(crate) const OFFICES: usize = 300_000;
 const YEAR: u64 = 365 * 86400;
 
 /// Approximate population of each prefecture in units of 10,000 (01 北海道 … 47 沖縄県): offices
 /// are spread over the regions in proportion, so 東京都 holds about 34,000 and 鳥取県 1,300.
-pub const POPULATION: [u32; 47] = [
+pub(crate) const POPULATION: [u32; 47] = [
     514, 120, 118, 228, 93, 104, 179, 284, 191, 191, 734, 628, 1404, 923, 213, 102, 111, 75, 80,
     201, 195, 355, 748, 174, 141, 255, 878, 537, 130, 90, 54, 65, 185, 275, 131, 70, 93, 131, 67,
     510, 80, 128, 172, 111, 105, 155, 147,
@@ -83,7 +83,7 @@ fn office_name(rng: &mut ChaCha20Rng) -> String {
 
 /// One office's entry: 1–2 kinds, one key valid from up to three years before `t0` for ten
 /// years, one address, 1% revoked.
-pub fn office_entry(rng: &mut ChaCha20Rng, number: OfficeNumber, t0: u64) -> Entry {
+pub(crate) fn office_entry(rng: &mut ChaCha20Rng, number: OfficeNumber, t0: u64) -> Entry {
     let mut kinds = vec![ServiceKind::parse(pick(rng, &KINDS)).unwrap()];
     if rng.random_range(0..3) == 0 {
         kinds.push(ServiceKind::parse(pick(rng, &KINDS)).unwrap());
@@ -118,7 +118,7 @@ pub fn office_entry(rng: &mut ChaCha20Rng, number: OfficeNumber, t0: u64) -> Ent
 
 /// How many of the [`OFFICES`] each prefecture (index 0 = 01 北海道) holds, in proportion to its
 /// population; the remainder goes to 東京都.
-pub fn region_counts() -> Vec<usize> {
+pub(crate) fn region_counts() -> Vec<usize> {
     let total: u32 = POPULATION.iter().sum();
     let mut counts: Vec<usize> = POPULATION
         .iter()

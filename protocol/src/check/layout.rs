@@ -60,9 +60,15 @@ pub enum Format {
     /// CSVバージョン: checked separately by the checker.
     Version,
     /// `YYYYMMDD` naming a real calendar day; `00000000` too when `zero_ok`.
-    Date { zero_ok: bool },
+    Date {
+        /// `00000000` (no date) is allowed.
+        zero_ok: bool,
+    },
     /// `YYYYMM`; `000000` too when `zero_ok`.
-    Month { zero_ok: bool },
+    Month {
+        /// `000000` (no month) is allowed.
+        zero_ok: bool,
+    },
     /// `HHMM` from 0000 to 2359, `2400` (end of day), or `9999` (no time shown).
     Time,
     /// 保険者番号: 6 digits.
@@ -76,7 +82,12 @@ pub enum Format {
     /// サービスコード: 6 digits or upper-case letters (including `CDAAAA`-style subtotal rows).
     ServiceCode,
     /// A non-negative integer of at most `max_digits` digits (a leading `-` allowed when `signed`).
-    Integer { max_digits: u8, signed: bool },
+    Integer {
+        /// The most digits the value may have (not counting a `-`).
+        max_digits: u8,
+        /// A leading `-` is allowed.
+        signed: bool,
+    },
     /// A decimal such as `10.90` (単位数単価).
     Decimal,
     /// One value of a code table.

@@ -13,25 +13,25 @@
 use std::fmt::Write as _;
 
 /// SPEC.md's text.
-pub fn spec_text() -> String {
+pub(crate) fn spec_text() -> String {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../SPEC.md");
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 /// Whether the tests should print their vectors rather than compare them.
-pub fn printing() -> bool {
+pub(crate) fn printing() -> bool {
     std::env::var("RENKEI_PRINT_VECTORS").is_ok_and(|v| v == "1")
 }
 
 /// One vector: its values in order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Vector {
+pub(crate) struct Vector {
     pub name: String,
     pub values: Vec<(String, String)>,
 }
 
 impl Vector {
-    pub fn new(name: &str) -> Vector {
+    pub(crate) fn new(name: &str) -> Vector {
         Vector {
             name: name.to_string(),
             values: Vec::new(),
@@ -39,18 +39,18 @@ impl Vector {
     }
 
     /// Appends a value.
-    pub fn put(&mut self, key: &str, value: impl ToString) -> &mut Self {
+    pub(crate) fn put(&mut self, key: &str, value: impl ToString) -> &mut Self {
         self.values.push((key.to_string(), value.to_string()));
         self
     }
 
     /// Appends bytes as lower-case hex.
-    pub fn put_hex(&mut self, key: &str, bytes: &[u8]) -> &mut Self {
+    pub(crate) fn put_hex(&mut self, key: &str, bytes: &[u8]) -> &mut Self {
         self.put(key, hex::encode(bytes))
     }
 
     /// The single value of `key`.
-    pub fn get(&self, key: &str) -> &str {
+    pub(crate) fn get(&self, key: &str) -> &str {
         let all = self.all(key);
         assert_eq!(
             all.len(),
@@ -63,7 +63,7 @@ impl Vector {
     }
 
     /// Every value of `key`, in order.
-    pub fn all(&self, key: &str) -> Vec<&str> {
+    pub(crate) fn all(&self, key: &str) -> Vec<&str> {
         self.values
             .iter()
             .filter(|(k, _)| k == key)
@@ -72,27 +72,27 @@ impl Vector {
     }
 
     /// The single value of `key`, decoded from hex.
-    pub fn hex(&self, key: &str) -> Vec<u8> {
+    pub(crate) fn hex(&self, key: &str) -> Vec<u8> {
         hex::decode(self.get(key))
             .unwrap_or_else(|e| panic!("vector {}: {key} is not hex: {e}", self.name))
     }
 
     /// The single value of `key` as a fixed-size array.
-    pub fn array<const N: usize>(&self, key: &str) -> [u8; N] {
+    pub(crate) fn array<const N: usize>(&self, key: &str) -> [u8; N] {
         self.hex(key)
             .try_into()
             .unwrap_or_else(|_| panic!("vector {}: {key} is not {N} bytes", self.name))
     }
 
     /// The single value of `key` as an integer.
-    pub fn num(&self, key: &str) -> u64 {
+    pub(crate) fn num(&self, key: &str) -> u64 {
         self.get(key)
             .parse()
             .unwrap_or_else(|e| panic!("vector {}: {key} is not a number: {e}", self.name))
     }
 
     /// The block as SPEC.md writes it: long hex wrapped at 64 characters.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = format!("```vector {}\n", self.name);
         for (k, v) in &self.values {
             let is_hex = v.len() > 64 && v.bytes().all(|c| c.is_ascii_hexdigit());
@@ -111,7 +111,7 @@ impl Vector {
 }
 
 /// Every vector block in `spec`, in order.
-pub fn vectors(spec: &str) -> Vec<Vector> {
+pub(crate) fn vectors(spec: &str) -> Vec<Vector> {
     let mut out = Vec::new();
     let mut current: Option<Vector> = None;
     for (n, line) in spec.lines().enumerate() {
@@ -147,7 +147,7 @@ pub fn vectors(spec: &str) -> Vec<Vector> {
 }
 
 /// The vector named `name` in SPEC.md.
-pub fn vector(spec: &str, name: &str) -> Vector {
+pub(crate) fn vector(spec: &str, name: &str) -> Vector {
     let mut found: Vec<Vector> = vectors(spec)
         .into_iter()
         .filter(|v| v.name == name)
@@ -162,7 +162,7 @@ pub fn vector(spec: &str, name: &str) -> Vector {
 
 /// Compares a freshly computed vector with SPEC.md's (same keys, same order, same values), or
 /// prints it when [`printing`]. Returns SPEC.md's copy (the computed one when printing).
-pub fn check(spec: &str, computed: &Vector) -> Vector {
+pub(crate) fn check(spec: &str, computed: &Vector) -> Vector {
     if printing() {
         println!("{}", computed.render());
         return computed.clone();
@@ -188,7 +188,7 @@ pub fn check(spec: &str, computed: &Vector) -> Vector {
 
 /// The rows of the markdown table right after the marker line `<!-- {marker} -->`: each row
 /// split into trimmed cells, header and separator rows left out.
-pub fn table_after(spec: &str, marker: &str) -> Vec<Vec<String>> {
+pub(crate) fn table_after(spec: &str, marker: &str) -> Vec<Vec<String>> {
     let tag = format!("<!-- {marker} -->");
     let mut lines = spec.lines().skip_while(|l| l.trim() != tag);
     assert!(lines.next().is_some(), "SPEC.md has no marker {tag}");
@@ -209,7 +209,7 @@ pub fn table_after(spec: &str, marker: &str) -> Vec<Vec<String>> {
 }
 
 /// Every marker line `<!-- {prefix} ... -->`, with the text after the prefix.
-pub fn markers(spec: &str, prefix: &str) -> Vec<String> {
+pub(crate) fn markers(spec: &str, prefix: &str) -> Vec<String> {
     let start = format!("<!-- {prefix} ");
     spec.lines()
         .filter_map(|l| {
@@ -222,7 +222,12 @@ pub fn markers(spec: &str, prefix: &str) -> Vec<String> {
 }
 
 /// Renders a markdown table (for printing tables into SPEC.md).
-pub fn render_table(marker: &str, header: &[&str], align: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn render_table(
+    marker: &str,
+    header: &[&str],
+    align: &[&str],
+    rows: &[Vec<String>],
+) -> String {
     let mut out = format!("<!-- {marker} -->\n");
     let _ = writeln!(out, "| {} |", header.join(" | "));
     let _ = writeln!(out, "|{}|", align.join("|"));

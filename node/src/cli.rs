@@ -1,0 +1,240 @@
+//! Every command and flag of `renkei`, and their `--help` texts (the doc comments). What each
+//! command does lives in the library, next to the thing it works on; `main.rs` calls it.
+//!
+//! No doc comment on `Cli`: clap would take it for the long help text.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "renkei",
+    version,
+    about = "renkei (連携): peer-to-peer exchange of care-plan files between care offices"
+)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Cmd {
+    /// Check files against the ケアプラン標準仕様 (exit 0: all valid, 1: some invalid, 2: usage).
+    Check {
+        /// Print a JSON array instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Files to check.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Create an office's home folder: keys, renkei.toml and enrollment.json.
+    Init {
+        /// The home folder to create.
+        #[arg(long)]
+        home: PathBuf,
+        /// 事業所番号 (10 digits).
+        #[arg(long)]
+        office: String,
+        /// 事業所名.
+        #[arg(long)]
+        name: String,
+        /// サービス種類コード the office acts as (repeat for several), e.g. 43.
+        #[arg(long = "kind")]
+        kinds: Vec<String>,
+        /// libp2p listen address (repeat), e.g. /ip4/0.0.0.0/tcp/4701.
+        #[arg(long)]
+        listen: Vec<String>,
+        /// Address to publish in the directory (repeat); defaults to the listen addresses that
+        /// name a host (not 0.0.0.0).
+        #[arg(long)]
+        advertise: Vec<String>,
+        /// Directory node to sync from (repeat): a multiaddr ending in /p2p/ and the node's peer id.
+        #[arg(long = "directory-node")]
+        directory_nodes: Vec<String>,
+        /// The trust anchor file from your association.
+        #[arg(long)]
+        anchor: Option<PathBuf>,
+    },
+    /// Run the office node in the foreground (stop with Ctrl-C or SIGTERM).
+    Run {
+        /// The office's home folder.
+        #[arg(long)]
+        home: PathBuf,
+    },
+    /// Show the node's identity, directory freshness, peers, counts and recent errors.
+    Status {
+        /// The office's home folder.
+        #[arg(long)]
+        home: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the receipts and verify them: the hash chain, each receipt against its signed ack,
+    /// and each ack's key against the cached directory (exit 0: all verified, 1: a receipt
+    /// fails, 3: some could not be verified here).
+    Receipts {
+        /// The office's home folder.
+        #[arg(long)]
+        home: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a new key generation and a rotation request for the association (keys are
+    /// pre-announced: partners switch at the start time, the old key stays valid for the
+    /// association's overlap window).
+    RotateKeys {
+        /// The office's home folder.
+        #[arg(long)]
+        home: PathBuf,
+        /// Hours from now until partners start using the new key.
+        #[arg(long, default_value_t = 24)]
+        starts_in_hours: u64,
+    },
+    /// Run a whole month on loopback: a region, a directory node, a care-management office and
+    /// three service offices exchanging the bundled sample files.
+    Demo {
+        /// Where to put everything (default: a new temporary folder).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Exit once every file is acknowledged (0), or fail after the timeout.
+        #[arg(long)]
+        exit_after_delivery: bool,
+        /// Seconds to wait for delivery.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
+    /// Directory operations for associations (regions) and directory nodes.
+    #[command(subcommand)]
+    Directory(DirCmd),
+}
+
+#[derive(Subcommand)]
+pub(crate) enum DirCmd {
+    /// Create the federation's root key and trust anchor.
+    RootInit {
+        /// Folder for root.key and anchor.json.
+        #[arg(long)]
+        out: PathBuf,
+        /// The federation's name.
+        #[arg(long, default_value = "renkei")]
+        federation: String,
+    },
+    /// Create a region authority certified by the root.
+    RegionInit {
+        /// The root key file.
+        #[arg(long)]
+        root_key: PathBuf,
+        /// Folder for region.key and region.json.
+        #[arg(long)]
+        out: PathBuf,
+        /// Region id, e.g. 13-tokyo.
+        #[arg(long)]
+        region: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// Prefecture codes it vouches for, e.g. 13,14.
+        #[arg(long, value_delimiter = ',', required = true)]
+        prefectures: Vec<u8>,
+        /// Years the certificate is valid.
+        #[arg(long, default_value_t = 5)]
+        years: u64,
+    },
+    /// Approve offices' enrollment requests.
+    Approve {
+        /// The region folder.
+        #[arg(long)]
+        region: PathBuf,
+        /// enrollment.json files.
+        #[arg(required = true)]
+        requests: Vec<PathBuf>,
+    },
+    /// Revoke an office (effective from the next publish).
+    Revoke {
+        /// The region folder.
+        #[arg(long)]
+        region: PathBuf,
+        /// 事業所番号.
+        #[arg(long)]
+        office: String,
+    },
+    /// Apply an office's key rotation request (effective from the next publish).
+    Rotate {
+        /// The region folder.
+        #[arg(long)]
+        region: PathBuf,
+        /// The rotation.json file.
+        request: PathBuf,
+    },
+    /// List a directory node in the region's snapshots.
+    AddNode {
+        /// The region folder.
+        #[arg(long)]
+        region: PathBuf,
+        /// The node's public key (hex), as printed by node-init.
+        #[arg(long)]
+        key: String,
+        /// Its libp2p addresses (repeat).
+        #[arg(long = "addr")]
+        addrs: Vec<String>,
+        /// Its HTTP base URL.
+        #[arg(long)]
+        http: Option<String>,
+    },
+    /// Publish the next signed snapshot (and delta) into a folder.
+    Publish {
+        /// The region folder.
+        #[arg(long)]
+        region: PathBuf,
+        /// The folder a directory node serves.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Create a directory node's identity key.
+    NodeInit {
+        /// The key file to create.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Run a directory node.
+    Serve {
+        /// The folder of published files.
+        #[arg(long)]
+        data: PathBuf,
+        /// The trust anchor.
+        #[arg(long)]
+        anchor: PathBuf,
+        /// The node's key file (from node-init).
+        #[arg(long)]
+        identity: PathBuf,
+        /// libp2p listen address (repeat).
+        #[arg(long)]
+        listen: Vec<String>,
+        /// HTTP listen address, e.g. 127.0.0.1:4780.
+        #[arg(long)]
+        http: Option<std::net::SocketAddr>,
+        /// Another directory node's HTTP base URL to mirror (repeat).
+        #[arg(long = "mirror")]
+        mirrors: Vec<String>,
+        /// Seconds between rereading the data folder (newly published files) and mirror pulls.
+        #[arg(long, default_value_t = 10)]
+        refresh_secs: u64,
+        /// Serve the directory over HTTP to anyone, unsigned (default: only requests signed by
+        /// a directory node or a member office; SPEC.md §6.6).
+        #[arg(long)]
+        public_read: bool,
+    },
+    /// Verify snapshot files against an anchor (exit 0: all good, 1: a file failed).
+    Verify {
+        /// The trust anchor.
+        #[arg(long)]
+        anchor: PathBuf,
+        /// .snapshot files, oldest first.
+        #[arg(required = true)]
+        snapshots: Vec<PathBuf>,
+    },
+}
