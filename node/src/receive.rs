@@ -30,8 +30,14 @@ use crate::state::{Claim, Shared, lock};
 const MAX_SKEW_SECS: u64 = 600;
 
 /// Bytes of received files one stream checks at the same time: the reader goes on receiving
-/// the next files while earlier ones are checked. A larger file is checked alone.
+/// the next files while earlier ones are checked. A larger file is checked alone, and at most
+/// four are checked at once (each check is a blocking thread).
 const CHECK_BUDGET: u32 = 8 << 20;
+
+/// What checking a file of `len` bytes takes from [`CHECK_BUDGET`].
+fn check_cost(len: u64) -> u32 {
+    len.clamp(u64::from(CHECK_BUDGET / 4), u64::from(CHECK_BUDGET)) as u32
+}
 
 /// A large file being received is flushed to disk every this many bytes, in the background, so
 /// the fsync before its ack has little left to write.
@@ -70,8 +76,9 @@ impl Drop for Partial {
 /// A message opened and checked, on its way to the committer.
 struct Pending {
     partial: Partial,
-    /// The partial file, written (none for a message refused from memory).
-    file: Option<std::fs::File>,
+    /// The partial file, written and fsynced (none for a message refused from memory); held
+    /// open until the commit.
+    _file: Option<std::fs::File>,
     verdict: Verdict,
 }
 
@@ -309,9 +316,7 @@ async fn read_messages(
                         partial.header = header;
                         let permit = check_budget
                             .clone()
-                            .acquire_many_owned(
-                                partial.header.plaintext_len.min(u64::from(CHECK_BUDGET)) as u32,
-                            )
+                            .acquire_many_owned(check_cost(partial.header.plaintext_len))
                             .await
                             .map_err(|_| anyhow!("check budget closed"))?;
                         let s = shared.clone();
@@ -329,7 +334,7 @@ async fn read_messages(
                                 };
                                 Ok(Pending {
                                     partial,
-                                    file,
+                                    _file: file,
                                     verdict,
                                 })
                             }),
@@ -339,9 +344,12 @@ async fn read_messages(
                                 tokio::task::spawn_blocking(move || {
                                     let verdict = verdict_for(&s, &partial, None)?;
                                     drop(permit);
+                                    if verdict == Verdict::Accepted {
+                                        file.sync_all()?;
+                                    }
                                     Ok(Pending {
                                         partial,
-                                        file: Some(file),
+                                        _file: Some(file),
                                         verdict,
                                     })
                                 })
@@ -392,6 +400,9 @@ fn write_partial(partial: &mut Partial, bytes: &[u8]) -> anyhow::Result<std::fs:
         }
     };
     file.write_all(bytes)?;
+    // Durable before the commit renames it into the inbox (each message on its own blocking
+    // thread, so a batch's fsyncs run side by side).
+    file.sync_all()?;
     Ok(file)
 }
 
@@ -474,31 +485,9 @@ fn verdict_for(
     })
 }
 
-/// fsyncs files on up to [`SYNC_THREADS`] threads at once: a file system commits concurrent
-/// fsyncs in one journal transaction, so a batch costs little more than one file.
-fn sync_all_of(files: &[&std::fs::File]) -> std::io::Result<()> {
-    if files.len() <= 1 {
-        return files.iter().try_for_each(|f| f.sync_all());
-    }
-    let per = files.len().div_ceil(SYNC_THREADS);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = files
-            .chunks(per)
-            .map(|part| scope.spawn(move || part.iter().try_for_each(|f| f.sync_all())))
-            .collect();
-        handles.into_iter().try_for_each(|h| {
-            h.join()
-                .unwrap_or_else(|_| Err(std::io::Error::other("fsync thread panicked")))
-        })
-    })
-}
-
-/// Threads that fsync the files of one batch.
-const SYNC_THREADS: usize = 16;
-
-/// Commits a batch: accepted files fsynced and renamed into the inbox, the inbox folder
-/// fsynced once, acks signed and recorded in the received index, receipts appended (one
-/// fsync), the store flushed — and only then are the acks returned to be written.
+/// Commits a batch: accepted files (fsynced when they were checked) renamed into the inbox,
+/// the inbox folder fsynced once, acks signed and recorded in the received index, receipts
+/// appended (one fsync) — and only then are the acks returned to be written.
 fn commit_batch(shared: &Arc<Shared>, batch: Vec<Pending>) -> anyhow::Result<Vec<Vec<u8>>> {
     let faults = &shared.env.faults;
     let accepted = batch.iter().any(|p| p.verdict == Verdict::Accepted);
@@ -507,14 +496,7 @@ fn commit_batch(shared: &Arc<Shared>, batch: Vec<Pending>) -> anyhow::Result<Vec
     }
     let mut batch = batch;
     faults.alive()?;
-    // Every accepted file durable first, the fsyncs side by side (the file system commits
-    // them together), then the renames into the inbox.
-    let files: Vec<&std::fs::File> = batch
-        .iter()
-        .filter(|p| p.verdict == Verdict::Accepted)
-        .filter_map(|p| p.file.as_ref())
-        .collect();
-    sync_all_of(&files)?;
+    // Every accepted file is durable already (fsynced when it was checked): now the renames.
     for Pending {
         partial, verdict, ..
     } in &mut batch

@@ -9,8 +9,9 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, anyhow};
 use futures::{AsyncReadExt, AsyncWriteExt};
 use renkei_protocol::ack::{Ack, Verdict};
-use renkei_protocol::envelope::{DEFAULT_CHUNK_SIZE, MessageId, SealParams, seal_header};
+use renkei_protocol::envelope::{DEFAULT_CHUNK_SIZE, MessageId, SealParams, TAG_LEN, seal_header};
 use renkei_protocol::frames::{Disposition, Refusal, RefusalCode};
+use renkei_protocol::frames::{encode_frame, encode_head};
 use renkei_protocol::session::{Answer, SenderSession, SessionError};
 use renkei_protocol::{ErrorCode, FileName, OfficeNumber, finding};
 use tokio::io::AsyncReadExt as _;
@@ -27,6 +28,10 @@ use crate::store::QueueItem;
 
 /// Messages written ahead of their acks.
 const WINDOW: usize = 256;
+/// Queued files read ahead of the writer.
+const READ_AHEAD: usize = 4;
+/// About how many bytes of frames are gathered before a write.
+const WRITE_PIECE: usize = 128 << 10;
 /// Files up to this size are read once, hashed again and sealed from memory just before
 /// sending; larger ones are streamed in chunks and checked by the recipient against the hash
 /// in the signed header (a file changed meanwhile is refused and queued again).
@@ -313,10 +318,26 @@ async fn deliver_once(shared: &Arc<Shared>, partner: OfficeNumber) -> Result<(),
     let written_all = std::sync::atomic::AtomicBool::new(false);
     let (commit_tx, commit_rx) = mpsc::unbounded_channel::<(InFlight, Ack)>();
 
+    // The queued files are read (and their hashes checked) ahead, in order, on one blocking
+    // thread; a few wait ready for the writer.
+    let (ready_tx, mut ready) = mpsc::channel::<(u64, QueueItem, Prepared)>(READ_AHEAD);
+    let reader_thread = {
+        let s = shared.clone();
+        tokio::task::spawn_blocking(move || {
+            for (seq, item) in items {
+                let p = prepare(&s, &item);
+                if ready_tx.blocking_send((seq, item, p)).is_err() {
+                    break;
+                }
+            }
+        })
+    };
     let write = async {
-        let mut buf = Vec::with_capacity(DEFAULT_CHUNK_SIZE as usize + 64);
+        // Frames are gathered and written in pieces of about WRITE_PIECE: fewer, larger
+        // writes to the multiplexer below.
+        let mut wire = Vec::with_capacity(WRITE_PIECE + DEFAULT_CHUNK_SIZE as usize + 64);
         let mut plain = vec![0u8; DEFAULT_CHUNK_SIZE as usize];
-        for (seq, item) in items {
+        while let Some((seq, item, prepared)) = ready.recv().await {
             loop {
                 let notified = room.notified();
                 if lock(&session).has_room() {
@@ -324,11 +345,6 @@ async fn deliver_once(shared: &Arc<Shared>, partner: OfficeNumber) -> Result<(),
                 }
                 notified.await;
             }
-            let s = shared.clone();
-            let it = item.clone();
-            let prepared = tokio::task::spawn_blocking(move || prepare(&s, &it))
-                .await
-                .map_err(|e| anyhow!("{e}"))?;
             let mut data = match prepared {
                 Prepared::Gone(why) => {
                     shared.error(format!(
@@ -376,7 +392,7 @@ async fn deliver_once(shared: &Arc<Shared>, partner: OfficeNumber) -> Result<(),
                     sealed_size,
                 },
             );
-            frames::write(&mut writer, Kind::Header, &header).await?;
+            encode_frame(Kind::Header, &header, &mut wire);
             let mut at = 0usize;
             while let Some(n) = sealer.next_plain_len() {
                 let chunk = match &mut data {
@@ -389,12 +405,19 @@ async fn deliver_once(shared: &Arc<Shared>, partner: OfficeNumber) -> Result<(),
                     }
                 };
                 at += n;
-                buf.clear();
+                // The chunk is sealed straight into the frame that carries it.
+                wire.extend_from_slice(&encode_head(Kind::Chunk, n + TAG_LEN));
                 sealer
-                    .seal_chunk(chunk, &mut buf)
+                    .seal_chunk(chunk, &mut wire)
                     .map_err(|e| anyhow!("sealing: {e}"))?;
-                frames::write(&mut writer, Kind::Chunk, &buf).await?;
+                if wire.len() >= WRITE_PIECE {
+                    writer.write_all(&wire).await?;
+                    wire.clear();
+                }
             }
+            // The message goes out whole: its ack can come while the next is read.
+            writer.write_all(&wire).await?;
+            wire.clear();
         }
         frames::write(&mut writer, Kind::End, &[]).await?;
         writer.flush().await?;
@@ -502,6 +525,8 @@ async fn deliver_once(shared: &Arc<Shared>, partner: OfficeNumber) -> Result<(),
         (w, r)
     };
     let ((w, r), c) = tokio::join!(transfer, commit);
+    // The reading thread ends at its next file: the writer's channel is gone.
+    drop(reader_thread);
     c?;
     r?;
     w
