@@ -8,6 +8,18 @@
 //!
 //! What it does not do: hold care data for anyone else, or keep plaintext or sealed copies
 //! in its state after acknowledgement.
+//!
+//! How it is put together, one way down:
+//! - the delivery logic itself is `renkei_protocol::session` (no I/O, no clock);
+//! - [`env`] gives a node its clock, random source and fault points (the only module that reads
+//!   the wall clock), [`files`] the file discipline (regular files only, atomic and durable
+//!   writes, owner-only permissions), [`net`] the libp2p transport (sockets or memory, one gate);
+//! - `state` is what a node's tasks share; the outbox scan, the sender, the receiver and
+//!   [`status`] work on it and never import start-up code;
+//! - [`node`] starts a node and runs its task loops; [`dirserve`] is the directory node,
+//!   [`dirsync`] the directory client;
+//! - [`federation`] builds whole federations (anchor, regions, directory nodes, offices) for the
+//!   demo, the tests, the benches and the lab, on loopback or in memory, on any clock.
 
 #![forbid(unsafe_code)]
 

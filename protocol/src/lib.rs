@@ -4,7 +4,10 @@
 //! - parses and builds standard-spec file names ([`name`], SPEC.md §2);
 //! - checks care-plan CSV files against the ケアプラン標準仕様 ([`check`], SPEC.md §3);
 //! - seals a file for one recipient office and opens it ([`envelope`], SPEC.md §4);
-//! - builds and verifies the recipient's signed acknowledgement ([`ack`], SPEC.md §5).
+//! - builds and verifies the recipient's signed acknowledgement ([`ack`], SPEC.md §5);
+//! - frames delivery streams and refusals ([`frames`], SPEC.md §7.1);
+//! - runs both ends of a delivery as state machines, and the sender's retry schedule
+//!   ([`session`], SPEC.md §7.2–§7.3): frames and the time in, answers and actions out.
 //!
 //! What it deliberately does not do: open files or sockets, read clocks or draw randomness.
 //! Bytes, times and random number generators are passed in, so the node, the tests, the
@@ -24,8 +27,8 @@ pub use name::{
 };
 pub mod ack;
 pub mod envelope;
+pub mod frames;
+pub mod session;
 pub mod wire;
 
 pub use wire::sha256;
-pub mod frames;
-pub mod session;

@@ -615,4 +615,58 @@ mod tests {
         let (f, standard) = route_findings(&odd, fx.us, &[]);
         assert!(!standard && !f.is_empty());
     }
+
+    #[test]
+    fn mangled_streams_never_panic_the_receiver() {
+        use rand::{Rng, RngExt, SeedableRng};
+        let fx = fixture();
+        let env = fx.envelope(3, &[b'r'; 300]);
+        let good = frames(&env);
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(8);
+        for _ in 0..3000 {
+            let mut s = fx.session();
+            let mut ctx = fx.ctx();
+            let mut fr = good.clone();
+            // Mangle: drop, repeat or reorder frames, flip bytes, cut or extend them.
+            for _ in 0..rng.random_range(1..4u32) {
+                let i = rng.random_range(0..fr.len());
+                match rng.random_range(0..5u32) {
+                    0 => {
+                        fr.remove(i);
+                    }
+                    1 => fr.insert(i, fr[i].clone()),
+                    2 => {
+                        let n = fr[i].1.len().max(1);
+                        let at = rng.random_range(0..n);
+                        if let Some(b) = fr[i].1.get_mut(at) {
+                            *b ^= 1 << rng.random_range(0..8u32);
+                        }
+                    }
+                    3 => {
+                        let n = fr[i].1.len();
+                        fr[i].1.truncate(rng.random_range(0..=n));
+                    }
+                    _ => {
+                        let mut junk = vec![0u8; rng.random_range(0..64usize)];
+                        rng.fill_bytes(&mut junk);
+                        fr[i].1.extend_from_slice(&junk);
+                    }
+                }
+                if fr.is_empty() {
+                    break;
+                }
+            }
+            for (kind, mut f) in fr {
+                match s.on_frame(kind, &mut f, NOW, &mut ctx) {
+                    Ok(RxAction::Refuse(_)) | Err(_) => break,
+                    Ok(RxAction::Write) => {
+                        if let Some(RxAction::Refuse(_)) = s.finish_message() {
+                            break;
+                        }
+                    }
+                    Ok(_) => {}
+                }
+            }
+        }
+    }
 }
