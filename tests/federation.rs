@@ -214,72 +214,105 @@ fn sample_plan() -> (&'static str, &'static [u8]) {
 /// Reads one envelope from a delivery stream: its header (the chunks are read and dropped).
 async fn read_envelope(s: &mut libp2p::Stream) -> EnvelopeHeader {
     let mut buf = Vec::new();
-    let kind = frames::read(s, &mut buf, Duration::from_secs(10))
-        .await
-        .unwrap();
+    let kind = frames::read(
+        s,
+        &mut buf,
+        Duration::from_secs(10),
+        &[Kind::Header, Kind::Chunk],
+    )
+    .await
+    .unwrap();
     assert_eq!(kind, Some(Kind::Header));
     let (header, _) = EnvelopeHeader::parse(&buf).unwrap();
     for _ in 0..header.chunk_count() {
         assert_eq!(
-            frames::read(s, &mut buf, Duration::from_secs(10))
-                .await
-                .unwrap(),
+            frames::read(
+                s,
+                &mut buf,
+                Duration::from_secs(10),
+                &[Kind::Header, Kind::Chunk]
+            )
+            .await
+            .unwrap(),
             Some(Kind::Chunk)
         );
     }
     header
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_file_changed_after_it_was_sent_is_sent_again_and_sent_holds_what_was_delivered() {
-    let dir = tempfile::tempdir().unwrap();
-    let fed = pair(dir.path(), |_| {}).await;
-    let (cm, svc) = (fed.plan.home(0), fed.plan.home(1));
-    // The service office's keys, answering at its address: this test is its node.
-    let keys = svc.load_keys().unwrap();
-    let listen: Vec<libp2p::Multiaddr> = svc
-        .config()
-        .unwrap()
-        .listen
-        .iter()
-        .map(|a| a.parse().unwrap())
-        .collect();
-    let partner = net::start(
-        &keys[0].identity,
-        &listen,
-        Arc::new(|_: &libp2p::PeerId| true),
-        &net::NetConfig::office().on(&listen),
-    )
-    .unwrap();
-    let mut incoming = partner.control.clone().accept(DELIVER).unwrap();
-    let ack_for = |h: &EnvelopeHeader| {
-        Ack::sign(
+/// The service office's keys answering at its address: the test plays its node, and answers
+/// each envelope as it likes.
+struct StandIn {
+    key: ed25519_dalek::SigningKey,
+    incoming: libp2p_stream::IncomingStreams,
+    _net: net::Net,
+}
+
+impl StandIn {
+    fn start(home: &renkei_node::home::Home) -> StandIn {
+        let keys = home.load_keys().unwrap();
+        let listen: Vec<libp2p::Multiaddr> = home
+            .config()
+            .unwrap()
+            .listen
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        let net = net::start(
+            &keys[0].identity,
+            &listen,
+            Arc::new(|_: &libp2p::PeerId| true),
+            &net::NetConfig::office().on(&listen),
+        )
+        .unwrap();
+        StandIn {
+            key: keys[0].identity.clone(),
+            incoming: net.control.clone().accept(DELIVER).unwrap(),
+            _net: net,
+        }
+    }
+
+    /// The next delivery stream and its first envelope's header.
+    async fn next(&mut self) -> (libp2p::Stream, EnvelopeHeader) {
+        use futures::StreamExt;
+        let (_, mut s) = self.incoming.next().await.unwrap();
+        let h = read_envelope(&mut s).await;
+        (s, h)
+    }
+
+    /// Answers an envelope with a signed ack.
+    async fn answer(&self, s: &mut libp2p::Stream, h: &EnvelopeHeader, verdict: Verdict) {
+        let ack = Ack::sign(
             h.message_id,
             h.plaintext_hash,
             h.sender_office,
             h.recipient_office,
             wall_clock_ms() / 1000,
-            Verdict::Accepted,
-            &keys[0].identity,
-        )
-        .to_bytes()
-    };
+            verdict,
+            &self.key,
+        );
+        frames::write(s, Kind::Ack, &ack.to_bytes()).await.unwrap();
+        s.flush().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_changed_after_it_was_sent_is_sent_again_and_sent_holds_what_was_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let fed = pair(dir.path(), |_| {}).await;
+    let cm = fed.plan.home(0);
+    let mut partner = StandIn::start(fed.plan.home(1));
     let (name, first) = sample_plan();
     // The care software writes the first part, pauses past the settle time…
     let prefix = &first[..first.len() / 2];
     let prefix_end = prefix.iter().rposition(|b| *b == b'\n').unwrap() + 1;
     let prefix = &first[..prefix_end];
     std::fs::write(cm.outbox().join(name), prefix).unwrap();
-    use futures::StreamExt;
-    let (_, mut s) = incoming.next().await.unwrap();
-    let h = read_envelope(&mut s).await;
+    let (mut s, h) = partner.next().await;
     assert_eq!(h.plaintext_hash, renkei_protocol::sha256(prefix));
     // …and writes the rest before the partner's ack arrives.
     std::fs::write(cm.outbox().join(name), first).unwrap();
-    frames::write(&mut s, Kind::Ack, &ack_for(&h))
-        .await
-        .unwrap();
-    s.flush().await.unwrap();
+    partner.answer(&mut s, &h, Verdict::Accepted).await;
     // The receipt is for the bytes delivered; sent/ never holds other bytes than those.
     assert!(
         wait_until(Duration::from_secs(20), || receipts_so_far(&fed, 0).len()
@@ -293,14 +326,10 @@ async fn a_file_changed_after_it_was_sent_is_sent_again_and_sent_holds_what_was_
         "sent/ holds the changed file, not the one delivered"
     );
     // The whole file goes out again, as a new message, and then sent/ holds it.
-    let (_, mut s) = incoming.next().await.unwrap();
-    let h2 = read_envelope(&mut s).await;
+    let (mut s, h2) = partner.next().await;
     assert_eq!(h2.plaintext_hash, renkei_protocol::sha256(first));
     assert_ne!(h2.message_id, h.message_id);
-    frames::write(&mut s, Kind::Ack, &ack_for(&h2))
-        .await
-        .unwrap();
-    s.flush().await.unwrap();
+    partner.answer(&mut s, &h2, Verdict::Accepted).await;
     let sent = cm.sent().join(name);
     assert!(
         wait_until(Duration::from_secs(20), || std::fs::read(&sent)
@@ -317,7 +346,123 @@ async fn a_file_changed_after_it_was_sent_is_sent_again_and_sent_holds_what_was_
         "{:?}",
         status.last_errors
     );
-    let _ = svc;
+    fed.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_whose_receipt_survives_a_crash_still_reaches_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut fed = pair(dir.path(), |_| {}).await;
+    let cm = fed.plan.home(0).clone();
+    let mut partner = StandIn::start(fed.plan.home(1));
+    // The sender crashes with the partner's refusal durable in its receipts.
+    fed.node(0)
+        .env()
+        .faults
+        .arm(FaultPoint::CrashAfterSentReceipts, 0);
+    let (name, bytes) = sample_plan();
+    drop_into_outbox(&cm, name, bytes).unwrap();
+    let (mut s, h) = partner.next().await;
+    let finding = renkei_protocol::ack::AckFinding {
+        line: 1,
+        field: 5,
+        code: "SERVICE_DATE_MONTH".into(),
+    };
+    partner
+        .answer(&mut s, &h, Verdict::Rejected(vec![finding]))
+        .await;
+    assert!(
+        wait_until(Duration::from_secs(20), || fed.node(0).crashed()).await,
+        "the crash"
+    );
+    fed.restart(0).await.unwrap();
+    // Completed from its receipt at start: refused, with the partner's findings — not sent.
+    let report = cm.rejected().join(renkei_node::report_name(name));
+    assert!(
+        wait_until(Duration::from_secs(20), || report.exists()).await,
+        "the refusal's report"
+    );
+    assert!(
+        std::fs::read_to_string(&report)
+            .unwrap()
+            .contains("SERVICE_DATE_MONTH")
+    );
+    assert_eq!(std::fs::read(cm.rejected().join(name)).unwrap(), bytes);
+    assert!(!cm.sent().join(name).exists());
+    assert!(!cm.outbox().join(name).exists());
+    assert_eq!(fed.node(0).queued(), 0);
+    assert_eq!(receipts(&fed, 0).len(), 1);
+    fed.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_that_cannot_be_moved_after_its_ack_is_never_sent_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut fed = pair(dir.path(), |_| {}).await;
+    fed.start_node(1).await.unwrap();
+    let cm = fed.plan.home(0).clone();
+    // sent/ is not a folder: the delivered file cannot be moved there.
+    std::fs::remove_dir(cm.sent()).unwrap();
+    std::fs::write(cm.sent(), b"not a folder").unwrap();
+    let (name, bytes) = sample_plan();
+    drop_into_outbox(&cm, name, bytes).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            receipts_so_far(&fed, 0).len() == 1 && fed.node(0).queued() == 0
+        })
+        .await,
+        "delivered once"
+    );
+    // Time passes (retries, rescans): still one receipt each side, and the office is told.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(receipts(&fed, 0).len(), 1, "a second sent receipt");
+    assert_eq!(receipts(&fed, 1).len(), 1);
+    let status = fed.node(0).status().await;
+    assert!(
+        status
+            .last_errors
+            .iter()
+            .any(|e| e.contains("cannot be moved out of the outbox")),
+        "{:?}",
+        status.last_errors
+    );
+    fed.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_the_inbox_cannot_take_holds_up_no_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut fed = pair(dir.path(), |_| {}).await;
+    fed.start_node(1).await.unwrap();
+    let (cm, svc) = (fed.plan.home(0).clone(), fed.plan.home(1).clone());
+    let plans: Vec<&(&str, &[u8])> = SAMPLES
+        .iter()
+        .filter(|(n, _)| n.contains("_1310000001_43_1310000011_11_"))
+        .collect();
+    assert!(plans.len() >= 3);
+    // A folder in the recipient's inbox has the first file's name.
+    std::fs::create_dir(svc.inbox().join(plans[0].0)).unwrap();
+    for (name, bytes) in &plans {
+        drop_into_outbox(&cm, name, bytes).unwrap();
+    }
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            plans[1..].iter().all(|(n, _)| cm.sent().join(n).exists())
+        })
+        .await,
+        "the other files delivered"
+    );
+    // The blocked one waits, refused as busy for now; the recipient says why.
+    assert!(cm.outbox().join(plans[0].0).exists());
+    let status = fed.node(1).status().await;
+    assert!(
+        status
+            .last_errors
+            .iter()
+            .any(|e| e.contains("cannot put the received")),
+        "{:?}",
+        status.last_errors
+    );
     fed.shutdown().await;
 }
 

@@ -17,6 +17,9 @@ use renkei_protocol::FileKind;
 use renkei_protocol::envelope::{MessageId, SealParams, seal};
 use renkei_protocol::frames::Refusal;
 
+/// What a node answers on a delivery stream.
+const ANSWERS: &[Kind] = &[Kind::Ack, Kind::Refuse];
+
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -61,7 +64,7 @@ fn a_peer_not_in_the_directory_cannot_connect() {
             let _ = frames::write(&mut s, Kind::End, &[]).await;
             let mut buf = Vec::new();
             assert!(
-                frames::read(&mut s, &mut buf, Duration::from_secs(5))
+                frames::read(&mut s, &mut buf, Duration::from_secs(5), ANSWERS)
                     .await
                     .is_err()
                     || buf.is_empty()
@@ -135,7 +138,7 @@ async fn try_deliver(net: &Net, peer: PeerId, envelope: &[u8]) -> Option<(Kind, 
         frames::write(&mut s, Kind::Header, envelope).await.ok()?;
         s.flush().await.ok()?;
         let mut buf = Vec::new();
-        return frames::read(&mut s, &mut buf, Duration::from_secs(5))
+        return frames::read(&mut s, &mut buf, Duration::from_secs(5), ANSWERS)
             .await
             .ok()?
             .map(|k| (k, buf));
@@ -153,7 +156,7 @@ async fn try_deliver(net: &Net, peer: PeerId, envelope: &[u8]) -> Option<(Kind, 
     frames::write(&mut s, Kind::End, &[]).await.ok()?;
     s.flush().await.ok()?;
     let mut buf = Vec::new();
-    let kind = frames::read(&mut s, &mut buf, Duration::from_secs(10))
+    let kind = frames::read(&mut s, &mut buf, Duration::from_secs(10), ANSWERS)
         .await
         .ok()??;
     Some((kind, buf))
@@ -268,7 +271,7 @@ async fn send(s: &mut libp2p::Stream, frames: &[(Kind, Vec<u8>)]) {
 
 async fn answer(s: &mut libp2p::Stream) -> Option<(Kind, Vec<u8>)> {
     let mut buf = Vec::new();
-    let kind = frames::read(s, &mut buf, Duration::from_secs(10))
+    let kind = frames::read(s, &mut buf, Duration::from_secs(10), ANSWERS)
         .await
         .ok()??;
     Some((kind, buf))

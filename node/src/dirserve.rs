@@ -304,7 +304,9 @@ pub async fn serve_p2p(net: Net, folder: DirFolder, timeout: Duration) -> anyhow
         let folder = folder.clone();
         tokio::spawn(async move {
             let mut buf = Vec::new();
-            let Ok(Some(Kind::Request)) = frames::read(&mut s, &mut buf, timeout).await else {
+            let Ok(Some(Kind::Request)) =
+                frames::read(&mut s, &mut buf, timeout, &[Kind::Request]).await
+            else {
                 return;
             };
             let answer = match serde_json::from_slice::<Request>(&buf) {

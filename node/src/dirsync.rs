@@ -279,9 +279,10 @@ pub async fn pull_offers<S: Source>(
     let mut report = PullReport::default();
     for offer in offers {
         if !file_region_ok(&offer.region) {
-            report
-                .refused
-                .push(format!("{}: bad region id", offer.region));
+            report.refused.push(format!(
+                "{}: bad region id",
+                crate::files::shown(&offer.region)
+            ));
             continue;
         }
         let have = dir.region(&offer.region).map(|r| r.seq);
@@ -379,7 +380,13 @@ impl P2pSource {
         frames::write(&mut s, Kind::Request, &serde_json::to_vec(req)?).await?;
         s.flush().await?;
         let mut buf = Vec::new();
-        let kind = frames::read(&mut s, &mut buf, self.timeout).await?;
+        let kind = frames::read(
+            &mut s,
+            &mut buf,
+            self.timeout,
+            &[Kind::Blob, Kind::NotFound],
+        )
+        .await?;
         let _ = s.close().await;
         match kind {
             Some(Kind::Blob) => Ok(buf),

@@ -108,6 +108,8 @@ pub enum FaultPoint {
     DropConnection,
     /// The receiver refuses the next message as busy (refusal 14).
     RefuseBusy,
+    /// The node loses power now (not armed: [`Faults::crash_now`]).
+    PowerCut,
 }
 
 impl FaultPoint {
@@ -120,6 +122,7 @@ impl FaultPoint {
             FaultPoint::CrashAfterSentReceipts => "crash-after-sent-receipts",
             FaultPoint::DropConnection => "drop-connection",
             FaultPoint::RefuseBusy => "refuse-busy",
+            FaultPoint::PowerCut => "power-cut",
         }
     }
 
@@ -132,6 +135,7 @@ impl FaultPoint {
             FaultPoint::CrashAfterSentReceipts,
             FaultPoint::DropConnection,
             FaultPoint::RefuseBusy,
+            FaultPoint::PowerCut,
         ]
         .into_iter()
         .find(|p| p.name() == name)
@@ -145,6 +149,7 @@ impl FaultPoint {
                 | FaultPoint::CrashAfterInboxWrite
                 | FaultPoint::CrashBeforeAck
                 | FaultPoint::CrashAfterSentReceipts
+                | FaultPoint::PowerCut
         )
     }
 }
@@ -202,6 +207,11 @@ impl Faults {
             }
         }
         fire
+    }
+
+    /// Crashes the node now, wherever its work stands.
+    pub fn crash_now(&self) {
+        self.crashed.send_replace(Some(FaultPoint::PowerCut));
     }
 
     /// `Err` when the crash point `point` fires.
@@ -422,6 +432,7 @@ mod tests {
             FaultPoint::CrashAfterSentReceipts,
             FaultPoint::DropConnection,
             FaultPoint::RefuseBusy,
+            FaultPoint::PowerCut,
         ] {
             assert_eq!(FaultPoint::parse(p.name()), Some(p));
         }

@@ -19,6 +19,9 @@ pub enum FrameError {
     /// The peer broke the framing.
     #[error("protocol violation: {0}")]
     Protocol(#[from] renkei_protocol::frames::FrameError),
+    /// A frame of a type that has no place on this stream.
+    #[error("protocol violation: unexpected {0:?} frame")]
+    Unexpected(Kind),
 }
 
 /// Writes one frame (not flushed).
@@ -41,10 +44,14 @@ pub async fn write<W: AsyncWrite + Unpin>(
 }
 
 /// Reads one frame into `buf` (replacing its content); `Ok(None)` on a clean end of stream.
+/// A frame of a type not in `allowed` is a protocol violation, refused before any of its
+/// payload is read; the buffer grows only as payload bytes arrive, so a head announcing a large
+/// frame costs nothing until the bytes are there.
 pub async fn read<R: AsyncRead + Unpin>(
     r: &mut R,
     buf: &mut Vec<u8>,
     timeout: Duration,
+    allowed: &[Kind],
 ) -> Result<Option<Kind>, FrameError> {
     let fut = async {
         let mut head = [0u8; FRAME_HEAD_LEN];
@@ -62,12 +69,53 @@ pub async fn read<R: AsyncRead + Unpin>(
             got += n;
         }
         let (kind, len) = decode_head(head)?;
+        if !allowed.contains(&kind) {
+            return Err(FrameError::Unexpected(kind));
+        }
         buf.clear();
-        buf.resize(len, 0);
-        r.read_exact(buf).await?;
+        buf.reserve(len.min(PREALLOCATE));
+        let n = (&mut *r).take(len as u64).read_to_end(buf).await?;
+        if n != len {
+            return Err(renkei_protocol::frames::FrameError::EndedInside.into());
+        }
         Ok(Some(kind))
     };
     tokio::time::timeout(timeout, fut)
         .await
         .map_err(|_| FrameError::Timeout)?
+}
+
+/// The most a frame's buffer takes before its payload arrives (a chunk fits).
+const PREALLOCATE: usize = 80 << 10;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_large_frame_announced_costs_nothing_until_its_bytes_come() {
+        // A Blob head announcing 256 MiB, then nothing more.
+        let head = encode_head(Kind::Blob, 256 << 20);
+        let mut buf = Vec::new();
+        let mut r = futures::io::Cursor::new(head.to_vec());
+        let e = read(&mut r, &mut buf, Duration::from_secs(1), &[Kind::Header])
+            .await
+            .unwrap_err();
+        assert!(matches!(e, FrameError::Unexpected(Kind::Blob)), "{e}");
+        assert_eq!(buf.capacity(), 0);
+        let mut r = futures::io::Cursor::new(head.to_vec());
+        let e = read(&mut r, &mut buf, Duration::from_secs(1), &[Kind::Blob])
+            .await
+            .unwrap_err();
+        assert!(matches!(e, FrameError::Protocol(_)), "{e}");
+        assert!(buf.capacity() <= PREALLOCATE, "{}", buf.capacity());
+        // A whole frame reads back.
+        let mut wire = Vec::new();
+        renkei_protocol::frames::encode_frame(Kind::Ack, b"ack", &mut wire);
+        let mut r = futures::io::Cursor::new(wire);
+        let k = read(&mut r, &mut buf, Duration::from_secs(1), &[Kind::Ack])
+            .await
+            .unwrap();
+        assert_eq!((k, buf.as_slice()), (Some(Kind::Ack), &b"ack"[..]));
+    }
 }

@@ -2,8 +2,8 @@
 //!
 //! An office runs [`node::run`] in the background. It watches `outbox/`, checks each file
 //! against the standard (`renkei-protocol`), seals it for the recipient found in the signed
-//! directory (`renkei-directory`), delivers it directly over libp2p, and keeps only a receipt
-//! once the recipient's signed ack is in. Received files are checked again and written
+//! directory (`renkei-directory`), delivers it directly over libp2p, and once the recipient's
+//! signed ack is in keeps its receipt (and, for `sent_keep_days`, a copy in `sent/`). Received files are checked again and written
 //! durably to `inbox/` before the ack goes back. See SPEC.md §7–§8 and README.md.
 //!
 //! What it does not do: hold care data for anyone else, or keep plaintext or sealed copies

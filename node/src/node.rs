@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::dirsync::{self, DirFolder, P2pSource};
 use crate::env::{Env, file_age};
+use crate::files::shown;
 use crate::home::{Config, Home, KeyPair, parse_office};
 use crate::net::{self, Command};
 use crate::receipts::ReceiptLog;
@@ -66,18 +67,31 @@ impl NodeHandle {
         let _ = self.stop.send(true);
         self.shared.wake.notify_waiters();
         self.shared.rescan.notify_waiters();
-        for t in self.tasks {
-            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
-        }
-        let _ = crate::status::write_status(&self.shared).await;
-        let _ = self.shared.store.flush();
+        // One deadline for all of them: a service manager's SIGTERM is answered in seconds.
+        let _ = tokio::time::timeout(
+            Duration::from_secs(5),
+            futures::future::join_all(self.tasks),
+        )
+        .await;
         self.shared.tasks.cancel();
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            crate::status::write_status(&self.shared),
+        )
+        .await;
+        let _ = self.shared.store.flush();
         self.shared.net.shutdown().await;
     }
 
     /// Stops the node at once, as a power cut would: no last status, no flush; its tasks end
     /// where they stand. Returns once its network is gone (its addresses can be used again).
     pub async fn kill(self) {
+        {
+            // Marked crashed under the receipt log's lock: no receipt is appended after this,
+            // and the store refuses every write (blocking work still running finds it so).
+            let _log = lock(&self.shared.receipts);
+            self.shared.env.faults.crash_now();
+        }
         self.shared.tasks.cancel();
         self.shared.net.shutdown().await;
         for t in self.tasks {
@@ -164,7 +178,7 @@ pub async fn start_with(
         anyhow::anyhow!("受領記録 {} が壊れています: {e}。管理者に連絡してください。/ The receipt log {} is damaged: {e}. Contact your administrator.", home.receipts().display(), home.receipts().display())
     })?;
     let mut stats = Stats::default();
-    let mut sent_ids = HashSet::new();
+    let mut sent_ids = std::collections::HashMap::new();
     for r in &existing {
         match (r.direction.as_str(), r.verdict.as_str()) {
             ("sent", "accepted") => stats.delivered += 1,
@@ -173,9 +187,9 @@ pub async fn start_with(
             _ => stats.rejected_incoming += 1,
         }
         if r.direction == "sent"
-            && let Some(id) = MessageId::from_hex(&r.message_id)
+            && let Some(ack) = r.parsed_ack()
         {
-            sent_ids.insert(id);
+            sent_ids.insert(ack.message_id, ack.verdict);
         }
     }
 
@@ -247,6 +261,7 @@ pub async fn start_with(
         receipts: Mutex::new(receipts),
         sent_ids: Mutex::new(sent_ids),
         ignored: Mutex::new(HashSet::new()),
+        stuck: Mutex::new(Default::default()),
         net,
         queue: Mutex::new(queue),
         receiving: Mutex::new(Default::default()),
@@ -522,7 +537,7 @@ fn warn_expiry(shared: &Shared) {
     let now = shared.env.now_secs();
     for (region, seq, expires_at, f) in shared
         .dir()
-        .freshness(now, shared.config.expiry_warning_hours * 3600)
+        .freshness(now, shared.config.expiry_warning_hours.saturating_mul(3600))
     {
         match f {
             Freshness::Fresh => {}
@@ -536,7 +551,11 @@ fn warn_expiry(shared: &Shared) {
 pub(crate) async fn sync_directory(shared: &Arc<Shared>) -> bool {
     for addr in &shared.config.directory_nodes {
         let Ok(ma) = addr.parse::<Multiaddr>() else {
-            shared.error(format!("directory node address {addr} is not a multiaddr"));
+            shared.error(format!(
+                "renkei.toml の名簿サーバーのアドレス {} が読めません。協会から受け取ったアドレス（/ip4/…/tcp/…/p2p/…）に直してください / the directory node address {} in renkei.toml cannot be read: write the address from your association (/ip4/…/tcp/…/p2p/…)",
+                shown(addr),
+                shown(addr)
+            ));
             continue;
         };
         let Some(peer) = ma.iter().find_map(|p| match p {
@@ -544,7 +563,9 @@ pub(crate) async fn sync_directory(shared: &Arc<Shared>) -> bool {
             _ => None,
         }) else {
             shared.error(format!(
-                "directory node address {addr} has no /p2p/ peer id"
+                "renkei.toml の名簿サーバーのアドレス {} に /p2p/ で始まる識別子がありません。協会から受け取ったアドレスをそのまま書いてください / the directory node address {} in renkei.toml has no /p2p/ peer id: write the address exactly as your association gave it",
+                shown(addr),
+                shown(addr)
             ));
             continue;
         };

@@ -119,6 +119,18 @@ fn scan_blocking(shared: &Arc<Shared>) -> anyhow::Result<Option<Duration>> {
         if lock(&shared.queue).names.contains(&name) {
             continue;
         }
+        // Delivered already, but it could not be moved out (reported): not sent again while
+        // it is the same file.
+        {
+            let mut stuck = lock(&shared.stuck);
+            match stuck.get(&name) {
+                Some(s) if *s == Stamp::of(&meta) => continue,
+                Some(_) => {
+                    stuck.remove(&name);
+                }
+                None => {}
+            }
+        }
         // A file the care software is still writing: wait until it has settled.
         let age = meta.modified().ok().and_then(file_age).unwrap_or(settle);
         if age < settle {
@@ -497,6 +509,28 @@ pub(crate) fn reject_file(
     findings: Vec<Finding>,
     title: &str,
 ) -> anyhow::Result<()> {
+    report_only(shared, name, findings, title)?;
+    let rejected = shared.home.rejected();
+    // Names from the outbox are plain file names (read_dir), never paths.
+    let from = shared.home.outbox().join(name);
+    if std::fs::symlink_metadata(&from).is_ok() {
+        let to = rejected.join(name);
+        std::fs::rename(&from, &to)?;
+        make_private(&to)?;
+    }
+    sync_dir(&rejected)?;
+    sync_dir(&shared.home.outbox())?;
+    Ok(())
+}
+
+/// Writes the report of a refused file into `rejected/` and says so in the status, leaving
+/// the file where it is (a version the clerk has changed since stays in the outbox).
+pub(crate) fn report_only(
+    shared: &Shared,
+    name: &str,
+    findings: Vec<Finding>,
+    title: &str,
+) -> anyhow::Result<()> {
     shared.env.faults.alive()?;
     let mut text = format!(
         "renkei: {title}\r\nファイル / File: {}\r\n日時 / Time: {}\r\n\r\n",
@@ -515,17 +549,11 @@ pub(crate) fn reject_file(
         ));
     }
     text.push_str("対処後、修正したファイルを送信フォルダ（outbox）に置き直してください。\r\nAfter fixing it, put the corrected file in the outbox again.\r\n");
-    let rejected = shared.home.rejected();
-    // Names from the outbox are plain file names (read_dir), never paths.
-    write_atomic(&rejected.join(report_name(name)), text.as_bytes(), true)?;
-    let from = shared.home.outbox().join(name);
-    if std::fs::symlink_metadata(&from).is_ok() {
-        let to = rejected.join(name);
-        std::fs::rename(&from, &to)?;
-        make_private(&to)?;
-    }
-    sync_dir(&rejected)?;
-    sync_dir(&shared.home.outbox())?;
+    write_atomic(
+        &shared.home.rejected().join(report_name(name)),
+        text.as_bytes(),
+        true,
+    )?;
     shared.error_about(
         Some(format!("file:{name}")),
         format!(

@@ -131,6 +131,8 @@ pub struct ReceiptLog {
     file: File,
     last_hash: String,
     next_seq: u64,
+    /// A failed append could not be undone: no more appends until the log is opened again.
+    broken: bool,
 }
 
 /// Why a log does not verify: the first receipt that fails, by its `seq` and file name.
@@ -686,7 +688,12 @@ impl ReceiptLog {
     pub fn open(path: &Path) -> Result<(ReceiptLog, Vec<Receipt>), ChainError> {
         repair_torn_tail(path)?;
         let existing = read_log(path)?;
+        let created = !path.exists();
         let file = OpenOptions::new().create(true).append(true).open(path)?;
+        if created && let Some(dir) = path.parent() {
+            // A new log's name is durable before its first receipt is acknowledged.
+            crate::files::sync_dir(dir)?;
+        }
         let last_hash = existing
             .last()
             .map(|r| r.hash.clone())
@@ -698,13 +705,43 @@ impl ReceiptLog {
                 file,
                 last_hash,
                 next_seq,
+                broken: false,
             },
             existing,
         ))
     }
 
-    /// Appends receipts and makes them durable with one fsync.
+    /// Appends receipts and makes them durable with one fsync. A write that fails is undone
+    /// (the log cut back to where it was, the chain's state restored), so the next append
+    /// chains to what is on disk; if it cannot be undone, the log takes no more appends until
+    /// the node starts again (and mends a torn last line).
     pub fn append(&mut self, batch: Vec<NewReceipt>) -> std::io::Result<Vec<Receipt>> {
+        if self.broken {
+            return Err(std::io::Error::other(
+                "受領記録への書き込みが前回失敗しました。ノードを再起動してください / an earlier write to the receipt log failed: restart the node",
+            ));
+        }
+        let (last_hash, next_seq) = (self.last_hash.clone(), self.next_seq);
+        let len = self.file.metadata()?.len();
+        match self.write_batch(batch) {
+            Ok(out) => Ok(out),
+            Err(e) => {
+                self.last_hash = last_hash;
+                self.next_seq = next_seq;
+                if self
+                    .file
+                    .set_len(len)
+                    .and_then(|()| self.file.sync_data())
+                    .is_err()
+                {
+                    self.broken = true;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn write_batch(&mut self, batch: Vec<NewReceipt>) -> std::io::Result<Vec<Receipt>> {
         let mut text = String::new();
         let mut out = Vec::with_capacity(batch.len());
         for n in batch {

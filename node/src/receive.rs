@@ -73,12 +73,10 @@ impl Drop for Partial {
     }
 }
 
-/// A message opened and checked, on its way to the committer.
+/// A message opened and checked, on its way to the committer: an accepted one's partial file
+/// is written and fsynced, a refused one's is not kept.
 struct Pending {
     partial: Partial,
-    /// The partial file, written and fsynced (none for a message refused from memory); held
-    /// open until the commit.
-    _file: Option<std::fs::File>,
     verdict: Verdict,
 }
 
@@ -103,14 +101,14 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>) {
                     let office = key_of(&peer).and_then(|k| {
                         s.dir().active_office_by_key(&k, s.env.now_secs()).ok().flatten()
                     });
-                    let topic = match office {
-                        Some(e) => format!("receive:{}", e.office),
-                        None => format!("receive:{peer}"),
+                    let (topic, who) = match office {
+                        Some(e) => (format!("receive:{}", e.office), e.office.to_string()),
+                        None => (format!("receive:{peer}"), peer.to_string()),
                     };
                     match handle(&s, peer, stream).await {
                         // A later stream from the partner that ends well clears earlier breaks.
                         Ok(()) => s.resolved(&topic),
-                        Err(e) => s.error_about(Some(topic), format!("{peer} からの受信が中断しました / receiving from {peer} stopped: {}", shown(&format!("{e:#}")))),
+                        Err(e) => s.error_about(Some(topic), format!("{who} からの受信が途中で止まりました。相手先が自動で送り直します。続く場合は相手先に連絡してください / receiving from {who} stopped; the partner sends again by itself — if this lasts, contact the partner: {}", shown(&format!("{e:#}")))),
                     }
                 });
             }
@@ -168,13 +166,20 @@ async fn handle(shared: &Arc<Shared>, peer: PeerId, stream: libp2p::Stream) -> a
     let (check_tx, mut check_rx) = mpsc::unbounded_channel::<Checking>();
     // Answers go out as they are ready: stored acks for repeats and refusals from the reader,
     // acks from the committer. Each names its message, so their order does not matter.
+    let timeout = shared.timeout();
     let write = async {
         while let Some((kind, payload)) = answer_rx.recv().await {
-            frames::write(&mut writer, kind, &payload).await?;
-            while let Ok((kind, payload)) = answer_rx.try_recv() {
+            // A sender that stops reading does not hold this stream for ever.
+            tokio::time::timeout(timeout, async {
                 frames::write(&mut writer, kind, &payload).await?;
-            }
-            writer.flush().await?;
+                while let Ok((kind, payload)) = answer_rx.try_recv() {
+                    frames::write(&mut writer, kind, &payload).await?;
+                }
+                writer.flush().await?;
+                anyhow::Ok(())
+            })
+            .await
+            .map_err(|_| anyhow!("timed out writing answers to the partner"))??;
         }
         let _ = writer.close().await;
         anyhow::Ok(())
@@ -198,8 +203,8 @@ async fn handle(shared: &Arc<Shared>, peer: PeerId, stream: libp2p::Stream) -> a
                     .await
                     .map_err(|e| anyhow!("commit task: {e}"))??;
                 tracing::debug!(n, ms = t0.elapsed().as_millis() as u64, "receiver commit");
-                for ack in acks {
-                    let _ = answer_tx.send((Kind::Ack, ack));
+                for answer in acks {
+                    let _ = answer_tx.send(answer);
                 }
             }
             anyhow::Ok(())
@@ -211,10 +216,8 @@ async fn handle(shared: &Arc<Shared>, peer: PeerId, stream: libp2p::Stream) -> a
         drop(check_tx);
         r
     };
-    let (w, c, r) = tokio::join!(write, commit, read);
-    r?;
-    c?;
-    w
+    // The first to fail ends the stream (a failed commit must not go on reading).
+    tokio::try_join!(write, commit, read).map(|_| ())
 }
 
 async fn read_messages(
@@ -231,7 +234,7 @@ async fn read_messages(
         ReceiverConfig {
             office: shared.office,
             max_file_len: shared.config.max_file_mb.saturating_mul(1 << 20),
-            max_age: shared.config.max_age_days * 86400,
+            max_age: shared.config.max_age_days.saturating_mul(86400),
             max_skew: MAX_SKEW_SECS,
         },
         peer_key,
@@ -241,7 +244,14 @@ async fn read_messages(
     // The message being received: its partial file, and its open handle.
     let mut current: Option<(Partial, Body)> = None;
     loop {
-        let Some(kind) = frames::read(reader, &mut frame, timeout).await? else {
+        let Some(kind) = frames::read(
+            reader,
+            &mut frame,
+            timeout,
+            &[Kind::Header, Kind::Chunk, Kind::End],
+        )
+        .await?
+        else {
             if current.is_some() {
                 anyhow::bail!("stream ended inside a message");
             }
@@ -285,15 +295,16 @@ async fn read_messages(
                     current = Some((partial, Body::Memory(Vec::with_capacity(len as usize))));
                     continue;
                 }
-                let file = match create_partial_async(&path).await {
-                    Ok(f) => f,
-                    Err(e) => {
-                        let mut partial = partial;
-                        // Somebody else's file is not ours to delete.
-                        partial.committed = e.kind() == std::io::ErrorKind::AlreadyExists;
-                        anyhow::bail!("partial file {}: {e}", path.display());
+                // The claim makes the path this stream's: a file left there by a failed write
+                // is replaced.
+                let created = match create_partial_async(&path).await {
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        tokio::fs::remove_file(&path).await?;
+                        create_partial_async(&path).await
                     }
+                    other => other,
                 };
+                let file = created.with_context(|| format!("partial file {}", path.display()))?;
                 current = Some((partial, Body::Disk(file, WriteBack::default())));
             }
             RxAction::Write => {
@@ -327,16 +338,10 @@ async fn read_messages(
                                 drop(permit);
                                 let mut partial = partial;
                                 // Only an accepted file is ever written.
-                                let file = if verdict == Verdict::Accepted {
-                                    Some(write_partial(&mut partial, &bytes)?)
-                                } else {
-                                    None
-                                };
-                                Ok(Pending {
-                                    partial,
-                                    _file: file,
-                                    verdict,
-                                })
+                                if verdict == Verdict::Accepted {
+                                    write_partial(&mut partial, &bytes)?;
+                                }
+                                Ok(Pending { partial, verdict })
                             }),
                             Body::Disk(mut file, _) => {
                                 file.flush().await?;
@@ -347,11 +352,10 @@ async fn read_messages(
                                     if verdict == Verdict::Accepted {
                                         file.sync_all()?;
                                     }
-                                    Ok(Pending {
-                                        partial,
-                                        _file: Some(file),
-                                        verdict,
-                                    })
+                                    // Closed now: a commit renames by path, and a partner's
+                                    // window of pending files must not hold descriptors.
+                                    drop(file);
+                                    Ok(Pending { partial, verdict })
                                 })
                             }
                         };
@@ -381,29 +385,33 @@ async fn create_partial_async(path: &std::path::Path) -> std::io::Result<tokio::
     opts.open(path).await
 }
 
-/// Writes a message opened in memory to its partial file (created new, 0600).
-fn write_partial(partial: &mut Partial, bytes: &[u8]) -> anyhow::Result<std::fs::File> {
+/// Writes a message opened in memory to its partial file (created new, 0600) and makes it
+/// durable. A partial file of the same name left by a failed write is this stream's to replace:
+/// the claim makes the path its own.
+fn write_partial(partial: &mut Partial, bytes: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut file = match opts.open(&partial.path) {
-        Ok(f) => f,
-        Err(e) => {
-            // Somebody else's file is not ours to delete.
-            partial.committed = e.kind() == std::io::ErrorKind::AlreadyExists;
-            anyhow::bail!("partial file {}: {e}", partial.path.display());
+    let create = || {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
         }
+        opts.open(&partial.path)
+    };
+    let mut file = match create() {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::fs::remove_file(&partial.path)?;
+            create()?
+        }
+        other => other?,
     };
     file.write_all(bytes)?;
     // Durable before the commit renames it into the inbox (each message on its own blocking
     // thread, so a batch's fsyncs run side by side).
     file.sync_all()?;
-    Ok(file)
+    Ok(())
 }
 
 /// Says in the status and the log why a partner's envelope was refused.
@@ -486,32 +494,43 @@ fn verdict_for(
 }
 
 /// Commits a batch: accepted files (fsynced when they were checked) renamed into the inbox,
-/// the inbox folder fsynced once, acks signed and recorded in the received index, receipts
-/// appended (one fsync) — and only then are the acks returned to be written.
-fn commit_batch(shared: &Arc<Shared>, batch: Vec<Pending>) -> anyhow::Result<Vec<Vec<u8>>> {
+/// the inbox folder fsynced once, acks signed, receipts appended (one fsync), the received
+/// index updated — and only then are the answers returned to be written. A file that cannot be
+/// put in the inbox (a folder in the way, say) is refused as busy, alone: the rest go on.
+fn commit_batch(shared: &Arc<Shared>, batch: Vec<Pending>) -> anyhow::Result<Vec<(Kind, Vec<u8>)>> {
     let faults = &shared.env.faults;
     let accepted = batch.iter().any(|p| p.verdict == Verdict::Accepted);
     if accepted {
         faults.crash_point(FaultPoint::CrashBeforeInboxWrite)?;
     }
-    let mut batch = batch;
-    faults.alive()?;
+    let mut answers = Vec::with_capacity(batch.len());
+    let mut kept = Vec::with_capacity(batch.len());
     // Every accepted file is durable already (fsynced when it was checked): now the renames.
-    for Pending {
-        partial, verdict, ..
-    } in &mut batch
-    {
-        if *verdict == Verdict::Accepted {
+    for mut p in batch {
+        if p.verdict == Verdict::Accepted {
+            faults.alive()?;
             // The name was parsed as a standard name: no folders, no dots but the
             // extension, so it cannot leave the inbox.
-            std::fs::rename(
-                &partial.path,
-                shared.home.inbox().join(&partial.header.file_name),
-            )?;
-            partial.committed = true;
+            let to = shared.home.inbox().join(&p.partial.header.file_name);
+            if let Err(e) = std::fs::rename(&p.partial.path, &to) {
+                let name = shown(&p.partial.header.file_name).into_owned();
+                shared.error(format!(
+                    "受信したファイル {name} を受信フォルダに置けません。inbox の権限と同名のフォルダを確認してください / cannot put the received {name} into inbox/: check its permissions and that no folder has its name ({e})"
+                ));
+                let r = Refusal::new(
+                    p.partial.header.message_id,
+                    RefusalCode::Busy,
+                    "受け取り側で受信フォルダに書けません / the recipient cannot write to its inbox",
+                );
+                answers.push((Kind::Refuse, r.to_bytes()));
+                continue;
+            }
+            p.partial.committed = true;
         }
+        kept.push(p);
     }
-    if accepted {
+    let batch = kept;
+    if batch.iter().any(|p| p.partial.committed) {
         sync_dir(&shared.home.inbox())?;
         faults.crash_point(FaultPoint::CrashAfterInboxWrite)?;
     }
@@ -534,9 +553,6 @@ fn commit_batch(shared: &Arc<Shared>, batch: Vec<Pending>) -> anyhow::Result<Vec
             &shared.identity,
         );
         let bytes = ack.to_bytes();
-        shared
-            .store
-            .received_put(&header.sender_office, &header.message_id, &bytes)?;
         tracing::info!(
             file = %shown(&header.file_name),
             from = %header.sender_office,
@@ -560,6 +576,15 @@ fn commit_batch(shared: &Arc<Shared>, batch: Vec<Pending>) -> anyhow::Result<Vec
     // The receipts are the record: the received index is not flushed here, since a node
     // completes it from the receipts at start (SPEC.md §7.3).
     shared.append_receipts(receipts)?;
+    // Only now, with the receipts durable, may a repeat be answered from the index (a crash
+    // before this is mended from the receipts at start).
+    for (p, ack) in batch.iter().zip(&acks) {
+        shared.store.received_put(
+            &p.partial.header.sender_office,
+            &p.partial.header.message_id,
+            ack,
+        )?;
+    }
     {
         let mut st = lock(&shared.stats);
         for p in &batch {
@@ -573,5 +598,6 @@ fn commit_batch(shared: &Arc<Shared>, batch: Vec<Pending>) -> anyhow::Result<Vec
     // The batch is dropped here: rejected partial files are deleted, and the claims released
     // only now that the received index answers for these messages.
     drop(batch);
-    Ok(acks)
+    answers.extend(acks.into_iter().map(|a| (Kind::Ack, a)));
+    Ok(answers)
 }

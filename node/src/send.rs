@@ -18,7 +18,7 @@ use tokio::io::AsyncReadExt as _;
 use tokio::sync::{Notify, mpsc};
 
 use crate::env::FaultPoint;
-use crate::files::{NotRegular, Stamp, make_private, open_regular, shown, sync_dir, write_atomic};
+use crate::files::{NotRegular, Stamp, make_private, open_regular, shown, sync_dir};
 use crate::frames::{self, Kind};
 use crate::net::{DELIVER, peer_id_of};
 use crate::outbox::{reject_file, resolve_rejected};
@@ -97,47 +97,108 @@ struct InFlight {
     sealed_size: u64,
 }
 
-/// Completes queue items that were acknowledged before a crash (receipt written, queue entry
-/// not yet removed).
+/// Completes queue items that were answered before a crash (receipt written, queue entry not
+/// yet removed): an accepted file moves to `sent/`, a refused one to `rejected/` with the
+/// partner's findings — never sent again.
 pub(crate) async fn reconcile(shared: &Arc<Shared>) {
-    let done: Vec<(u64, QueueItem)> = {
-        let ids = lock(&shared.sent_ids);
+    let done: Vec<(u64, QueueItem, Verdict)> = {
+        let answered = lock(&shared.sent_ids);
         lock(&shared.queue)
             .items
             .iter()
-            .filter(|(_, i)| ids.contains(&i.id()))
-            .map(|(s, i)| (*s, i.clone()))
+            .filter_map(|(s, i)| Some((*s, i.clone(), answered.get(&i.id())?.clone())))
             .collect()
     };
     if done.is_empty() {
         return;
     }
     let s = shared.clone();
-    let finished = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<u64>> {
-        for (_, item) in &done {
-            finish_sent(&s, item)?;
+    let _ = tokio::task::spawn_blocking(move || complete_answered(&s, &done)).await;
+}
+
+/// Finishes items whose answer is already durable in the receipts: the file moves out of the
+/// outbox according to the verdict, and the item leaves the queue. A file that cannot be moved
+/// now is reported; the item goes all the same (it is never sent twice).
+fn complete_answered(shared: &Shared, done: &[(u64, QueueItem, Verdict)]) {
+    for (_, item, verdict) in done {
+        let moved = match verdict {
+            Verdict::Accepted => finish_sent(shared, item).and_then(|()| {
+                resolve_rejected(shared, &item.file_name).or_else(|e| {
+                    tracing::warn!(
+                        "{}: cannot move its old refusal to rejected/resolved: {e:#}",
+                        shown(&item.file_name)
+                    );
+                    Ok(())
+                })
+            }),
+            Verdict::Rejected(findings) => reject_answered(shared, item, findings),
+        };
+        if let Err(e) = moved {
+            lock(&shared.stuck).insert(item.file_name.clone(), item.stamp);
+            shared.error_about(
+                Some(format!("file:{}", item.file_name)),
+                format!(
+                    "{} は相手先の回答を受け取りましたが、送信フォルダから移動できません。権限とディスクの空きを確認してください / {} was answered by the partner but cannot be moved out of the outbox: check permissions and free disk space ({e:#})",
+                    shown(&item.file_name),
+                    shown(&item.file_name)
+                ),
+            );
         }
-        sync_dir(&s.home.sent())?;
-        sync_dir(&s.home.outbox())?;
-        for (seq, _) in &done {
-            s.store.queue_remove(*seq)?;
-        }
-        s.store.flush()?;
-        Ok(done.into_iter().map(|(seq, _)| seq).collect())
-    })
-    .await;
-    match finished {
-        Ok(Ok(seqs)) => {
-            let mut q = lock(&shared.queue);
-            for seq in seqs {
-                q.remove(seq);
-            }
-        }
-        Ok(Err(e)) => shared.error(format!(
-            "送信済みの整理に失敗 / cannot complete files acknowledged before a restart: {e:#}"
-        )),
-        Err(e) => shared.error(format!("reconcile task: {e}")),
     }
+    if let Err(e) = sync_dir(&shared.home.sent()).and_then(|()| sync_dir(&shared.home.outbox())) {
+        shared.error(format!(
+            "送信済みフォルダを保存できません / cannot make sent/ and outbox/ durable: {e}"
+        ));
+    }
+    // Not flushed: an item that comes back after a crash has its receipt, and is completed
+    // from it at start without being sent again (SPEC.md §7.2).
+    let mut q = lock(&shared.queue);
+    for (seq, _, _) in done {
+        if let Err(e) = shared.store.queue_remove(*seq) {
+            tracing::warn!("queue entry {seq}: {e}");
+        }
+        q.remove(*seq);
+    }
+}
+
+/// Moves a file the partner refused to `rejected/` with the partner's findings — unless the
+/// clerk has changed it since it was taken: then only the report is written, and the new
+/// version stays in the outbox to be sent as new content.
+fn reject_answered(
+    shared: &Shared,
+    item: &QueueItem,
+    findings: &[renkei_protocol::ack::AckFinding],
+) -> anyhow::Result<()> {
+    let shown_findings = findings
+        .iter()
+        .map(|x| match ErrorCode::parse(&x.code) {
+            Some(c) => finding(c, u64::from(x.line), u32::from(x.field)),
+            None => renkei_protocol::Finding {
+                line: u64::from(x.line),
+                field: u32::from(x.field),
+                code: ErrorCode::TooManyErrors,
+                message_ja: format!("相手先がエラー {} で受け取りを拒否しました。", x.code),
+                message_en: format!("The partner refused the file with error {}.", x.code),
+            },
+        })
+        .collect();
+    let title = "相手先の事業所が受け取りを拒否しました / The partner office refused the file";
+    if unchanged(shared, item) {
+        reject_file(shared, &item.file_name, shown_findings, title)
+    } else {
+        crate::outbox::report_only(shared, &item.file_name, shown_findings, title)?;
+        shared.rescan.notify_one();
+        Ok(())
+    }
+}
+
+/// Whether the outbox file is still the version this item was taken from.
+fn unchanged(shared: &Shared, item: &QueueItem) -> bool {
+    let Ok(meta) = std::fs::symlink_metadata(shared.home.outbox().join(&item.file_name)) else {
+        return false;
+    };
+    let now = Stamp::of(&meta);
+    meta.is_file() && now.len == item.size && (item.stamp.mtime_ns == 0 || now == item.stamp)
 }
 
 /// The order files go to one partner: by send unit (the 14-digit stamp), then the kind's
@@ -236,6 +297,31 @@ async fn deliver_once(shared: &Arc<Shared>, partner: OfficeNumber) -> Result<(),
         .filter(|(_, i)| i.recipient == partner.as_str())
         .map(|(s, i)| (*s, i.clone()))
         .collect();
+    // An item answered already (its receipt is durable) is completed, never sent again; one
+    // whose entry is damaged is dropped and its file queued anew.
+    let mut answered = Vec::new();
+    {
+        let known = lock(&shared.sent_ids);
+        items.retain(|(seq, i)| {
+            if MessageId::from_hex(&i.message_id).is_none() {
+                forget_item(shared, *seq);
+                return false;
+            }
+            match known.get(&i.id()) {
+                Some(v) => {
+                    answered.push((*seq, i.clone(), v.clone()));
+                    false
+                }
+                None => true,
+            }
+        });
+    }
+    if !answered.is_empty() {
+        let s = shared.clone();
+        tokio::task::spawn_blocking(move || complete_answered(&s, &answered))
+            .await
+            .map_err(|e| anyhow!("{e}"))?;
+    }
     if items.is_empty() {
         return Ok(());
     }
@@ -433,7 +519,14 @@ async fn deliver_once(shared: &Arc<Shared>, partner: OfficeNumber) -> Result<(),
             if done && lock(&session).unanswered() == 0 {
                 break;
             }
-            let Some(kind) = frames::read(&mut reader, &mut frame, timeout * 4).await? else {
+            let Some(kind) = frames::read(
+                &mut reader,
+                &mut frame,
+                timeout * 4,
+                &[Kind::Ack, Kind::Refuse],
+            )
+            .await?
+            else {
                 break;
             };
             let answer = lock(&session).on_frame(kind, &frame)?;
@@ -577,12 +670,10 @@ async fn commit_loop(
 fn finish_sent(shared: &Shared, item: &QueueItem) -> anyhow::Result<()> {
     shared.env.faults.alive()?;
     let from = shared.home.outbox().join(&item.file_name);
-    let Ok(meta) = std::fs::symlink_metadata(&from) else {
+    if std::fs::symlink_metadata(&from).is_err() {
         return Ok(());
-    };
-    let now = Stamp::of(&meta);
-    let known = item.stamp.mtime_ns != 0;
-    if !meta.is_file() || now.len != item.size || (known && now != item.stamp) {
+    }
+    if !unchanged(shared, item) {
         shared.error(format!(
             "{} は送信のあとに変更されました。届いた版（SHA-256 {}…）は受領記録にあります。新しい内容を送り直します / {} changed after it was taken for sending: the version delivered (SHA-256 {}…) is in the receipts; the new content is sent again",
             shown(&item.file_name),
@@ -629,76 +720,42 @@ fn commit_batch(
         .collect();
     shared.append_receipts(receipts)?;
     {
-        let mut ids = lock(&shared.sent_ids);
-        for (f, _) in &batch {
-            ids.insert(f.item.id());
+        let mut answered = lock(&shared.sent_ids);
+        for (f, ack) in &batch {
+            answered.insert(f.item.id(), ack.verdict.clone());
         }
     }
     shared
         .env
         .faults
         .crash_point(FaultPoint::CrashAfterSentReceipts)?;
-    let mut rejected = Vec::new();
-    for (f, ack) in &batch {
-        match &ack.verdict {
-            Verdict::Accepted => {
-                tracing::info!(file = %shown(&f.item.file_name), to = %partner, bytes = f.item.size, "delivered");
-                finish_sent(shared, &f.item)?;
-                if let Err(e) = resolve_rejected(shared, &f.item.file_name) {
-                    tracing::warn!(
-                        "{}: cannot move its old refusal to rejected/resolved: {e:#}",
-                        shown(&f.item.file_name)
-                    );
+    {
+        let mut st = lock(&shared.stats);
+        for (f, ack) in &batch {
+            match ack.verdict {
+                Verdict::Accepted => {
+                    tracing::info!(file = %shown(&f.item.file_name), to = %partner, bytes = f.item.size, "delivered");
+                    st.delivered += 1;
                 }
+                Verdict::Rejected(_) => st.rejected_outgoing += 1,
             }
-            Verdict::Rejected(findings) => rejected.push((f, findings.clone())),
         }
     }
-    for (f, findings) in &rejected {
-        let shown_findings = findings
-            .iter()
-            .map(|x| match ErrorCode::parse(&x.code) {
-                Some(c) => finding(c, u64::from(x.line), u32::from(x.field)),
-                None => renkei_protocol::Finding {
-                    line: u64::from(x.line),
-                    field: u32::from(x.field),
-                    code: ErrorCode::TooManyErrors,
-                    message_ja: format!("相手先がエラー {} で受け取りを拒否しました。", x.code),
-                    message_en: format!("The partner refused the file with error {}.", x.code),
-                },
-            })
-            .collect();
-        reject_file(
-            shared,
-            &f.item.file_name,
-            shown_findings,
-            "相手先の事業所が受け取りを拒否しました / The partner office refused the file",
-        )?;
-    }
-    sync_dir(&shared.home.sent())?;
-    sync_dir(&shared.home.outbox())?;
-    // Not flushed: an item that comes back after a crash has its `sent` receipt, and is
-    // completed from it at start without being sent again (SPEC.md §7.2).
-    for (f, _) in &batch {
-        shared.store.queue_remove(f.seq)?;
-    }
-    let mut q = lock(&shared.queue);
-    let mut st = lock(&shared.stats);
-    for (f, ack) in &batch {
-        q.remove(f.seq);
-        match ack.verdict {
-            Verdict::Accepted => st.delivered += 1,
-            Verdict::Rejected(_) => st.rejected_outgoing += 1,
-        }
-    }
+    let done: Vec<(u64, QueueItem, Verdict)> = batch
+        .into_iter()
+        .map(|(f, ack)| (f.seq, f.item, ack.verdict))
+        .collect();
+    complete_answered(shared, &done);
     Ok(())
 }
 
-/// Delivers files addressed to another service kind of our own office number: written
-/// durably into our inbox and acknowledged with our own key, with both receipts.
+/// Delivers files addressed to another service kind of our own office number: each staged in
+/// `inbox/.partial/` (never where the care software looks), made durable and renamed into the
+/// inbox, acknowledged with our own key; then both receipts of every file in one append, so a
+/// crash leaves both or neither.
 fn deliver_local(shared: &Arc<Shared>, items: Vec<(u64, QueueItem)>) -> anyhow::Result<()> {
-    let mut batch = Vec::new();
-    let mut received = Vec::new();
+    use std::io::Write;
+    let mut staged = Vec::new();
     for (seq, item) in items {
         let bytes = match prepare(shared, &item) {
             Prepared::Whole(b) => b,
@@ -716,10 +773,27 @@ fn deliver_local(shared: &Arc<Shared>, items: Vec<(u64, QueueItem)>) -> anyhow::
                 continue;
             }
         };
-        write_atomic(&shared.home.inbox().join(&item.file_name), &bytes, true)?;
-        let id = item.id();
+        shared.env.faults.alive()?;
+        let tmp = shared
+            .home
+            .partial()
+            .join(format!("{}-{}.part", shared.office, item.message_id));
+        let _ = std::fs::remove_file(&tmp);
+        {
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                opts.mode(0o600);
+            }
+            let mut f = opts.open(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, shared.home.inbox().join(&item.file_name))?;
         let ack = Ack::sign(
-            id,
+            item.id(),
             item.hash(),
             shared.office,
             shared.office,
@@ -727,36 +801,49 @@ fn deliver_local(shared: &Arc<Shared>, items: Vec<(u64, QueueItem)>) -> anyhow::
             Verdict::Accepted,
             &shared.identity,
         );
-        shared
-            .store
-            .received_put(&shared.office, &id, &ack.to_bytes())?;
-        received.push(NewReceipt {
-            direction: "received",
-            file_name: item.file_name.clone(),
-            office: shared.office.to_string(),
-            partner: shared.office.to_string(),
-            size: item.size,
-            sealed_size: 0,
-            started_ms: item.queued_at_ms,
-            finished_ms: shared.env.now_ms(),
-            ack: ack.clone(),
-        });
-        batch.push((
-            InFlight {
-                seq,
-                item,
-                sealed_size: 0,
-            },
-            ack,
-        ));
+        staged.push((seq, item, ack));
     }
-    if batch.is_empty() {
+    if staged.is_empty() {
         return Ok(());
     }
-    let n = received.len() as u64;
-    shared.append_receipts(received)?;
-    lock(&shared.stats).received += n;
-    commit_batch(shared, shared.office, batch)
+    sync_dir(&shared.home.inbox())?;
+    let finished_ms = shared.env.now_ms();
+    let receipt = |direction: &'static str, item: &QueueItem, ack: &Ack| NewReceipt {
+        direction,
+        file_name: item.file_name.clone(),
+        office: shared.office.to_string(),
+        partner: shared.office.to_string(),
+        size: item.size,
+        sealed_size: 0,
+        started_ms: item.queued_at_ms,
+        finished_ms,
+        ack: ack.clone(),
+    };
+    let receipts = staged
+        .iter()
+        .flat_map(|(_, item, ack)| [receipt("received", item, ack), receipt("sent", item, ack)])
+        .collect();
+    shared.append_receipts(receipts)?;
+    {
+        let mut answered = lock(&shared.sent_ids);
+        for (_, item, ack) in &staged {
+            shared
+                .store
+                .received_put(&shared.office, &item.id(), &ack.to_bytes())?;
+            answered.insert(item.id(), Verdict::Accepted);
+        }
+    }
+    {
+        let mut st = lock(&shared.stats);
+        st.received += staged.len() as u64;
+        st.delivered += staged.len() as u64;
+    }
+    let done: Vec<(u64, QueueItem, Verdict)> = staged
+        .into_iter()
+        .map(|(seq, item, _)| (seq, item, Verdict::Accepted))
+        .collect();
+    complete_answered(shared, &done);
+    Ok(())
 }
 
 /// What office staff can do about a refusal, in Japanese and English.

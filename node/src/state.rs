@@ -99,10 +99,14 @@ pub struct Shared {
     pub(crate) directory: Arc<RwLock<Directory>>,
     pub(crate) dir_cache: DirFolder,
     pub(crate) receipts: Mutex<ReceiptLog>,
-    /// Message ids of files whose `sent` receipt is written.
-    pub(crate) sent_ids: Mutex<HashSet<MessageId>>,
+    /// The partner's verdict on each of our messages whose `sent` receipt is written: such a
+    /// message is never sent again, only completed from it.
+    pub(crate) sent_ids: Mutex<HashMap<MessageId, renkei_protocol::ack::Verdict>>,
     /// Entries of the outbox already reported as never sent (folders, FIFOs, symlinks …).
     pub(crate) ignored: Mutex<HashSet<String>>,
+    /// Outbox files answered by their partner that could not be moved out (reported): not
+    /// taken again while they stay as they were.
+    pub(crate) stuck: Mutex<HashMap<String, crate::files::Stamp>>,
     pub(crate) net: Net,
     pub(crate) queue: Mutex<Queue>,
     pub(crate) receiving: Mutex<Receiving>,
@@ -164,9 +168,11 @@ impl Shared {
         &self,
         batch: Vec<crate::receipts::NewReceipt>,
     ) -> anyhow::Result<()> {
+        // Checked under the log's lock: a node cut off (see `NodeHandle::kill`) takes the
+        // same lock, so no append lands after it.
+        let mut log = lock(&self.receipts);
         self.env.faults.alive()?;
-        lock(&self.receipts)
-            .append(batch)
+        log.append(batch)
             .map_err(|e| anyhow::anyhow!("writing receipts: {e}"))?;
         Ok(())
     }

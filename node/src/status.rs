@@ -68,7 +68,7 @@ pub async fn status(shared: &Arc<Shared>) -> Status {
     let (directory, directory_entries) = {
         let d = shared.dir();
         let f = d
-            .freshness(now, shared.config.expiry_warning_hours * 3600)
+            .freshness(now, shared.config.expiry_warning_hours.saturating_mul(3600))
             .into_iter()
             .map(|(region, seq, expires_at, f)| RegionStatus {
                 region,

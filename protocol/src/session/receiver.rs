@@ -101,14 +101,6 @@ impl ReceiverSession {
         }
     }
 
-    /// The message being received, if any (to abandon it when the stream fails).
-    pub fn current(&self) -> Option<&EnvelopeHeader> {
-        match &self.state {
-            State::Receiving(o) => Some(o.header()),
-            _ => None,
-        }
-    }
-
     /// Takes one frame; `frame` is opened in place when it is a chunk ([`RxAction::Write`]).
     /// `now` is Unix seconds.
     pub fn on_frame(
@@ -266,7 +258,7 @@ fn refuse(id: MessageId, e: &crate::envelope::EnvelopeError) -> RxAction {
     ))
 }
 
-/// The route findings of a received file (SPEC.md §7.3 step 7), before its content is checked:
+/// The route findings of a received file (SPEC.md §7.3 step 9), before its content is checked:
 /// `ROUTE_SENDER` when the name's sender is not the envelope's, `ROUTE_RECIPIENT` when the name
 /// is not addressed to us (office, or a V4 name's kind when `kinds` is not empty). A name that is
 /// not a standard name gives the name's own findings, and `false`: its content is not to be
@@ -581,9 +573,10 @@ mod tests {
         let env = fx.envelope(1, &[b'a'; 100]);
         let mut s = fx.session();
         let mut h = frames(&env)[0].1.clone();
-        s.on_frame(FrameKind::Header, &mut h, NOW, &mut ctx)
-            .unwrap();
-        assert!(s.current().is_some());
+        assert!(matches!(
+            s.on_frame(FrameKind::Header, &mut h, NOW, &mut ctx),
+            Ok(RxAction::Begin(_))
+        ));
         assert_eq!(
             s.on_frame(FrameKind::End, &mut Vec::new(), NOW, &mut ctx),
             Err(SessionError::UnexpectedFrame(FrameKind::End))
