@@ -275,7 +275,10 @@ impl StandIn {
     /// The next delivery stream and its first envelope's header.
     async fn next(&mut self) -> (libp2p::Stream, EnvelopeHeader) {
         use futures::StreamExt;
-        let (_, mut s) = self.incoming.next().await.unwrap();
+        let (_, mut s) = tokio::time::timeout(Duration::from_secs(60), self.incoming.next())
+            .await
+            .expect("an envelope from the sender within 60 s")
+            .unwrap();
         let h = read_envelope(&mut s).await;
         (s, h)
     }
