@@ -201,33 +201,7 @@ pub(crate) enum DirCmd {
         out: PathBuf,
     },
     /// Run a directory node.
-    Serve {
-        /// The folder of published files.
-        #[arg(long)]
-        data: PathBuf,
-        /// The trust anchor.
-        #[arg(long)]
-        anchor: PathBuf,
-        /// The node's key file (from node-init).
-        #[arg(long)]
-        identity: PathBuf,
-        /// libp2p listen address (repeat).
-        #[arg(long)]
-        listen: Vec<String>,
-        /// HTTP listen address, e.g. 127.0.0.1:4780.
-        #[arg(long)]
-        http: Option<std::net::SocketAddr>,
-        /// Another directory node's HTTP base URL to mirror (repeat).
-        #[arg(long = "mirror")]
-        mirrors: Vec<String>,
-        /// Seconds between rereading the data folder (newly published files) and mirror pulls.
-        #[arg(long, default_value_t = 10)]
-        refresh_secs: u64,
-        /// Serve the directory over HTTP to anyone, unsigned (default: only requests signed by
-        /// a directory node or a member office; SPEC.md §6.6).
-        #[arg(long)]
-        public_read: bool,
-    },
+    Serve(renkei_node::dirserve::ServeOptions),
     /// Verify snapshot files against an anchor (exit 0: all good, 1: a file failed).
     Verify {
         /// The trust anchor.

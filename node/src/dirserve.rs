@@ -215,24 +215,33 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<DirectoryNode> {
 }
 
 /// A directory node as `renkei directory serve` is told to run it: files and addresses as
-/// the operator typed them.
-#[derive(Debug, Clone)]
+/// the operator typed them (the command's flags; their doc comments are its `--help`).
+#[derive(Debug, Clone, clap::Args)]
 pub struct ServeOptions {
     /// The folder of published files.
+    #[arg(long)]
     pub data: PathBuf,
-    /// The trust anchor file.
+    /// The trust anchor.
+    #[arg(long)]
     pub anchor: PathBuf,
-    /// The node's key file (from `directory node-init`).
+    /// The node's key file (from node-init).
+    #[arg(long)]
     pub identity: PathBuf,
-    /// libp2p listen addresses.
+    /// libp2p listen address (repeat).
+    #[arg(long)]
     pub listen: Vec<String>,
-    /// HTTP listen address.
+    /// HTTP listen address, e.g. 127.0.0.1:4780.
+    #[arg(long)]
     pub http: Option<std::net::SocketAddr>,
-    /// Other directory nodes' HTTP base URLs to mirror.
+    /// Another directory node's HTTP base URL to mirror (repeat).
+    #[arg(long = "mirror")]
     pub mirrors: Vec<String>,
-    /// Seconds between rereading the data folder and mirror pulls.
+    /// Seconds between rereading the data folder (newly published files) and mirror pulls.
+    #[arg(long, default_value_t = 10)]
     pub refresh_secs: u64,
-    /// Serve the directory over HTTP to anyone, unsigned.
+    /// Serve the directory over HTTP to anyone, unsigned (default: only requests signed by
+    /// a directory node or a member office; SPEC.md §6.6).
+    #[arg(long)]
     pub public_read: bool,
 }
 
@@ -560,9 +569,7 @@ mod tests {
 
     use dirsync::{RegionSummary, http_authorization};
     use ed25519_dalek::SigningKey;
-    use renkei_directory::{
-        ANCHOR_FORMAT, Entry, NodeInfo, OfficeKey, RegionCert, Snapshot, Status,
-    };
+    use renkei_directory::{Entry, NodeInfo, OfficeKey, Snapshot, Status};
     use renkei_protocol::{OfficeNumber, ServiceKind};
     use tokio::io::{AsyncReadExt, AsyncWriteExt as _};
 
@@ -601,28 +608,13 @@ mod tests {
     }
 
     fn fixture() -> Fixture {
-        let root = SigningKey::from_bytes(&[1; 32]);
-        let region = SigningKey::from_bytes(&[2; 32]);
+        let (anchor, cert, region) = crate::dirsync::tests::setup();
         let (node, office) = (
             SigningKey::from_bytes(&[3; 32]),
             SigningKey::from_bytes(&[4; 32]),
         );
         let revoked = SigningKey::from_bytes(&[5; 32]);
         let stranger = SigningKey::from_bytes(&[6; 32]);
-        let anchor = Anchor {
-            format: ANCHOR_FORMAT.into(),
-            federation: "test".into(),
-            roots: vec![hex::encode(root.verifying_key().to_bytes())],
-        };
-        let cert = RegionCert::issue(
-            &root,
-            "13-tokyo",
-            "東京",
-            region.verifying_key().to_bytes(),
-            vec![13],
-            0,
-            u64::MAX / 2,
-        );
         let nodes = [NodeInfo {
             key: node.verifying_key().to_bytes(),
             addresses: vec![],

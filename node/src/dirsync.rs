@@ -671,7 +671,7 @@ pub fn verify_command(anchor: &Path, files: &[PathBuf]) -> anyhow::Result<ExitCo
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use ed25519_dalek::SigningKey;
     use renkei_directory::{ANCHOR_FORMAT, Anchor, Entry, OfficeKey, RegionCert, Snapshot, Status};
@@ -718,7 +718,9 @@ mod tests {
         }
     }
 
-    fn setup() -> (Anchor, RegionCert, SigningKey) {
+    /// An anchor (root key `[1; 32]`) and the region 13-tokyo it certifies (key `[2; 32]`),
+    /// for the tests of the directory's client and server alike.
+    pub(crate) fn setup() -> (Anchor, RegionCert, SigningKey) {
         let root = SigningKey::from_bytes(&[1; 32]);
         let region = SigningKey::from_bytes(&[2; 32]);
         let anchor = Anchor {

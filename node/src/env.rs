@@ -113,6 +113,17 @@ pub enum FaultPoint {
 }
 
 impl FaultPoint {
+    /// Every fault point.
+    pub const ALL: [FaultPoint; 7] = [
+        FaultPoint::CrashBeforeInboxWrite,
+        FaultPoint::CrashAfterInboxWrite,
+        FaultPoint::CrashBeforeAck,
+        FaultPoint::CrashAfterSentReceipts,
+        FaultPoint::DropConnection,
+        FaultPoint::RefuseBusy,
+        FaultPoint::PowerCut,
+    ];
+
     /// Its name in `RENKEI_FAULT` and scenario files.
     pub fn name(self) -> &'static str {
         match self {
@@ -128,17 +139,7 @@ impl FaultPoint {
 
     /// The point of a name.
     pub fn parse(name: &str) -> Option<FaultPoint> {
-        [
-            FaultPoint::CrashBeforeInboxWrite,
-            FaultPoint::CrashAfterInboxWrite,
-            FaultPoint::CrashBeforeAck,
-            FaultPoint::CrashAfterSentReceipts,
-            FaultPoint::DropConnection,
-            FaultPoint::RefuseBusy,
-            FaultPoint::PowerCut,
-        ]
-        .into_iter()
-        .find(|p| p.name() == name)
+        FaultPoint::ALL.into_iter().find(|p| p.name() == name)
     }
 
     /// Whether hitting it crashes the node.
@@ -425,15 +426,7 @@ mod tests {
         assert!(f.has_crashed());
         assert!(f.crash_point(FaultPoint::CrashBeforeAck).is_ok());
         assert!(!f.hit(FaultPoint::DropConnection));
-        for p in [
-            FaultPoint::CrashBeforeInboxWrite,
-            FaultPoint::CrashAfterInboxWrite,
-            FaultPoint::CrashBeforeAck,
-            FaultPoint::CrashAfterSentReceipts,
-            FaultPoint::DropConnection,
-            FaultPoint::RefuseBusy,
-            FaultPoint::PowerCut,
-        ] {
+        for p in FaultPoint::ALL {
             assert_eq!(FaultPoint::parse(p.name()), Some(p));
         }
     }

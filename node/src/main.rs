@@ -95,25 +95,7 @@ fn directory(cmd: DirCmd) -> anyhow::Result<ExitCode> {
         } => admin::add_node_command(&region, &key, addrs, http),
         DirCmd::Publish { region, out } => admin::publish_command(&region, &out),
         DirCmd::NodeInit { out } => admin::node_init_command(&out),
-        DirCmd::Serve {
-            data,
-            anchor,
-            identity,
-            listen,
-            http,
-            mirrors,
-            refresh_secs,
-            public_read,
-        } => dirserve::serve_command(dirserve::ServeOptions {
-            data,
-            anchor,
-            identity,
-            listen,
-            http,
-            mirrors,
-            refresh_secs,
-            public_read,
-        }),
+        DirCmd::Serve(options) => dirserve::serve_command(options),
         DirCmd::Verify { anchor, snapshots } => dirsync::verify_command(&anchor, &snapshots),
     }
 }
