@@ -16,40 +16,40 @@ use std::path::{Path, PathBuf};
 /// Why a file in a folder is not taken.
 #[derive(Debug, thiserror::Error)]
 pub enum NotRegular {
-    /// A FIFO, socket, device or symlink.
-    #[error("通常のファイルではありません（{0}）/ not a regular file ({0})")]
-    Kind(&'static str),
+    /// A FIFO, socket, device or symlink: (Japanese, English).
+    #[error("通常のファイルではありません（{}）/ not a regular file ({})", .0.0, .0.1)]
+    Kind((&'static str, &'static str)),
     /// The file could not be opened or read.
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
 
-/// What a directory entry is, for reports.
-pub fn kind_of(meta: &fs::Metadata) -> &'static str {
+/// What a directory entry is, for reports: (Japanese, English).
+pub fn kind_of(meta: &fs::Metadata) -> (&'static str, &'static str) {
     let t = meta.file_type();
     if t.is_file() {
-        return "file";
+        return ("ファイル", "file");
     }
     if t.is_dir() {
-        return "folder";
+        return ("フォルダ", "folder");
     }
     if t.is_symlink() {
-        return "symlink";
+        return ("シンボリックリンク", "symlink");
     }
     #[cfg(unix)]
     {
         use std::os::unix::fs::FileTypeExt;
         if t.is_fifo() {
-            return "FIFO";
+            return ("名前付きパイプ", "FIFO");
         }
         if t.is_socket() {
-            return "socket";
+            return ("ソケット", "socket");
         }
         if t.is_block_device() || t.is_char_device() {
-            return "device";
+            return ("デバイス", "device");
         }
     }
-    "special file"
+    ("特殊ファイル", "special file")
 }
 
 /// Opens `path` for reading only if it is a regular file. The open does not follow a symlink
@@ -78,7 +78,7 @@ pub fn open_regular(path: &Path) -> Result<fs::File, NotRegular> {
         Ok(f) => f,
         // ELOOP: the last component is a symlink.
         Err(e) if e.raw_os_error() == Some(40) && cfg!(target_os = "linux") => {
-            return Err(NotRegular::Kind("symlink"));
+            return Err(NotRegular::Kind(("シンボリックリンク", "symlink")));
         }
         Err(e) => return Err(e.into()),
     };
@@ -197,7 +197,7 @@ mod tests {
         assert!(open_regular(&file).is_ok());
         assert!(matches!(
             open_regular(dir.path()),
-            Err(NotRegular::Kind("folder"))
+            Err(NotRegular::Kind((_, "folder")))
         ));
         #[cfg(unix)]
         {
@@ -205,7 +205,7 @@ mod tests {
             std::os::unix::fs::symlink(&file, &link).unwrap();
             assert!(matches!(
                 open_regular(&link),
-                Err(NotRegular::Kind("symlink"))
+                Err(NotRegular::Kind((_, "symlink")))
             ));
             let fifo = dir.path().join("fifo.csv");
             let made = std::process::Command::new("mkfifo")
@@ -214,7 +214,10 @@ mod tests {
                 .unwrap();
             assert!(made.success(), "mkfifo is needed for this test");
             // Returns at once (a plain open would wait for a writer forever).
-            assert!(matches!(open_regular(&fifo), Err(NotRegular::Kind("FIFO"))));
+            assert!(matches!(
+                open_regular(&fifo),
+                Err(NotRegular::Kind((_, "FIFO")))
+            ));
         }
     }
 

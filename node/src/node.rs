@@ -325,6 +325,9 @@ fn choose_identity(
 /// The topic of status lines about our own directory entry.
 const OWN_ENTRY: &str = "own-entry";
 
+/// The topic of status lines about fetching the directory.
+const DIRECTORY_SYNC: &str = "directory-sync";
+
 /// After a directory update: picks up key files written by `renkei rotate-keys`, and says
 /// when a newer key of ours has started, so the office restarts the node to use it.
 fn check_own_keys(shared: &Shared) {
@@ -579,7 +582,10 @@ pub(crate) async fn sync_directory(shared: &Arc<Shared>) -> bool {
         // Most rounds find nothing new: look at the listing first, so that the directory
         // (150 MB at national scale) is copied only when there is something to apply.
         let pulled = match dirsync::Source::list(&mut source).await {
-            Ok(offers) if !dirsync::offers_news(&offers, &shared.dir()) => return false,
+            Ok(offers) if !dirsync::offers_news(&offers, &shared.dir()) => {
+                shared.resolved(DIRECTORY_SYNC);
+                return false;
+            }
             Ok(offers) => {
                 let mut dir = shared.dir().clone();
                 dirsync::pull_offers(&mut source, offers, &mut dir, &shared.dir_cache)
@@ -590,6 +596,7 @@ pub(crate) async fn sync_directory(shared: &Arc<Shared>) -> bool {
         };
         match pulled {
             Ok((report, dir)) => {
+                shared.resolved(DIRECTORY_SYNC);
                 for r in &report.refused {
                     shared.error(format!(
                         "名簿の更新を拒否しました / refused directory data from {peer}: {r}"
@@ -607,9 +614,13 @@ pub(crate) async fn sync_directory(shared: &Arc<Shared>) -> bool {
                 shared.wake.notify_one();
                 return true;
             }
-            Err(e) => shared.error(format!(
-                "名簿サーバー {addr} に接続できません / cannot reach directory node {addr}: {e:#}"
-            )),
+            // One line for the trouble, counting its repeats; gone once a sync succeeds.
+            Err(e) => shared.error_about(
+                Some(DIRECTORY_SYNC.into()),
+                format!(
+                    "名簿サーバー {addr} から名簿を取得できません。ネットワークと、協会でこの事業所の承認と公開が済んでいるか（名簿サーバーは名簿に載った事業所だけを受け付けます）を確認してください。自動で再試行します / cannot get the directory from {addr}: check the network, and that your association has approved and published this office (a directory node admits listed offices only); renkei retries by itself. ({e:#})"
+                ),
+            ),
         }
     }
     false

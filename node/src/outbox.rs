@@ -106,9 +106,9 @@ fn scan_blocking(shared: &Arc<Shared>) -> anyhow::Result<Option<Duration>> {
         if !meta.is_file() {
             // Folders, FIFOs, sockets, devices and symlinks are never sent: said once.
             if lock(&shared.ignored).insert(name.clone()) {
-                let kind = kind_of(&meta);
+                let (ja, en) = kind_of(&meta);
                 shared.error(format!(
-                    "送信フォルダ内の「{}」（{kind}）は送信されません。通常のファイルを送信フォルダに直接置いてください / {} in the outbox is a {kind} and is not sent: put regular files directly in outbox/",
+                    "送信フォルダ内の「{}」（{ja}）は送信されません。通常のファイルを送信フォルダに直接置いてください / {} in the outbox is a {en} and is not sent: put regular files directly in outbox/",
                     shown(&name),
                     shown(&name)
                 ));

@@ -140,7 +140,7 @@ pub fn show(home: &Path, json: bool) -> anyhow::Result<ExitCode> {
         if s.running && age < 10 {
             "running".to_string()
         } else {
-            format!("not running (status is {age} s old)")
+            format!("停止中（状態は {age} 秒前のもの）/ not running (status is {age} s old)")
         }
     );
     for a in &s.listening {
@@ -179,8 +179,9 @@ pub fn show(home: &Path, json: bool) -> anyhow::Result<ExitCode> {
         })
         .unwrap_or(0);
     println!(
-        "rejected    {waiting} waiting in rejected/; refused so far: {} of ours, {} of partners'",
-        s.rejected, s.rejected_incoming
+        "rejected    rejected フォルダで対応待ち {waiting} 件（これまでの拒否: 当方 {ours} 件、相手先から {theirs} 件）/ {waiting} waiting in rejected/; refused so far: {ours} of ours, {theirs} of partners'",
+        ours = s.rejected,
+        theirs = s.rejected_incoming
     );
     for e in &s.last_errors {
         println!("error       {e}");
