@@ -466,22 +466,26 @@ fn queue_items(shared: &Shared, queued: &mut Vec<QueueItem>) -> anyhow::Result<(
     if queued.is_empty() {
         return Ok(());
     }
-    let mut q = lock(&shared.queue);
-    let mut seqs = Vec::with_capacity(queued.len());
-    let seqs_len = queued.len();
-    for item in queued.iter() {
-        let seq = q.next_seq;
-        q.next_seq += 1;
+    // Sequence numbers are taken under the lock, the durable writes made without it (the
+    // dispatcher and the status read the queue meanwhile; the scan is its only writer).
+    let first = {
+        let mut q = lock(&shared.queue);
+        let first = q.next_seq;
+        q.next_seq += queued.len() as u64;
+        first
+    };
+    for (seq, item) in (first..).zip(queued.iter()) {
         shared.store.queue_put(seq, item)?;
-        seqs.push(seq);
     }
     shared.store.flush()?;
-    for (seq, item) in seqs.into_iter().zip(queued.drain(..)) {
+    let n = queued.len();
+    let mut q = lock(&shared.queue);
+    for (seq, item) in (first..).zip(queued.drain(..)) {
         q.names.insert(item.file_name.clone());
         q.items.insert(seq, item);
     }
     drop(q);
-    tracing::debug!(n = seqs_len, "queued");
+    tracing::debug!(n, "queued");
     shared.wake.notify_one();
     Ok(())
 }
