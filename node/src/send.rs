@@ -219,13 +219,16 @@ pub(crate) async fn deliver(
 ) -> Result<(), DeliveryError> {
     let mut attempt = 0u64;
     loop {
-        let before = settled(shared);
-        match deliver_once(shared, partner).await {
+        // Whether this attempt's partner answered anything: only a stream that failed before
+        // any answer is opened again at once.
+        let any_answer = std::sync::atomic::AtomicBool::new(false);
+        match deliver_once(shared, partner, &any_answer).await {
             Ok(()) => return Ok(()),
             Err(e) => {
                 attempt += 1;
                 let early = matches!(e, DeliveryError::Stream(_) | DeliveryError::Unanswered(_));
-                if attempt >= 3 || !early || settled(shared) != before || shared.stopping() {
+                let any = any_answer.load(std::sync::atomic::Ordering::Relaxed);
+                if attempt >= 3 || !early || any || shared.stopping() {
                     return Err(e);
                 }
                 tracing::debug!(%partner, "stream failed early, retrying: {e:#}");
@@ -235,12 +238,6 @@ pub(crate) async fn deliver(
             }
         }
     }
-}
-
-/// How many files this node has settled (delivered or refused) so far.
-fn settled(shared: &Shared) -> u64 {
-    let st = lock(&shared.stats);
-    st.delivered + st.rejected_outgoing
 }
 
 /// A queued file, read again just before sealing.
@@ -290,7 +287,11 @@ fn forget_item(shared: &Shared, seq: u64) {
 }
 
 /// One delivery attempt over one stream.
-async fn deliver_once(shared: &Arc<Shared>, partner: OfficeNumber) -> Result<(), DeliveryError> {
+async fn deliver_once(
+    shared: &Arc<Shared>,
+    partner: OfficeNumber,
+    any_answer: &std::sync::atomic::AtomicBool,
+) -> Result<(), DeliveryError> {
     let mut items: Vec<(u64, QueueItem)> = lock(&shared.queue)
         .items
         .iter()
@@ -530,6 +531,7 @@ async fn deliver_once(shared: &Arc<Shared>, partner: OfficeNumber) -> Result<(),
                 break;
             };
             let answer = lock(&session).on_frame(kind, &frame)?;
+            any_answer.store(true, std::sync::atomic::Ordering::Relaxed);
             match answer {
                 Answer::Acked(ack) => {
                     let fly = lock(&in_flight)
