@@ -17,6 +17,24 @@ use renkei_protocol::FileKind;
 use renkei_protocol::envelope::{MessageId, SealParams, seal};
 use renkei_protocol::frames::Refusal;
 
+/// Offices A (43), B (11) and C (15), all enrolled; only A's node will run (the test plays the
+/// others with their keys).
+fn three_offices() -> Federation {
+    federation(&[
+        ("1310000001", "43", true),
+        ("1310000011", "11", true),
+        ("1310000021", "15", true),
+    ])
+}
+
+/// The directory node and office 0's node, once office 0 holds the directory.
+fn first_office_running(fed: &Federation) -> (Proc, Proc) {
+    let dn = fed.directory_node();
+    let a = fed.node(0);
+    fed.wait_directory(0, 1);
+    (dn, a)
+}
+
 /// What a node answers on a delivery stream.
 const ANSWERS: &[Kind] = &[Kind::Ack, Kind::Refuse];
 
@@ -181,14 +199,8 @@ fn envelope_from(sender: &Home, to: &Home, name: &str, plaintext: &[u8], id: u8)
 
 #[test]
 fn tampered_and_misrouted_envelopes_are_refused() {
-    let fed = federation(&[
-        ("1310000001", "43", true),
-        ("1310000011", "11", true),
-        ("1310000021", "15", true),
-    ]);
-    let _dn = fed.directory_node();
-    let _a = fed.node(0);
-    fed.wait_directory(0, 1);
+    let fed = three_offices();
+    let _nodes = first_office_running(&fed);
     let (a, b, c) = (fed.home(0), fed.home(1), fed.home(2));
     let file = valid_file(FileKind::UpJsk, 40, "改ざん試験");
     rt().block_on(async {
@@ -334,14 +346,8 @@ fn two_streams_with_one_message_id_cannot_mix_their_bytes() {
 
 #[test]
 fn message_ids_are_per_sender() {
-    let fed = federation(&[
-        ("1310000001", "43", true),
-        ("1310000011", "11", true),
-        ("1310000021", "15", true),
-    ]);
-    let _dn = fed.directory_node();
-    let _a = fed.node(0);
-    fed.wait_directory(0, 1);
+    let fed = three_offices();
+    let _nodes = first_office_running(&fed);
     let (a, b, c) = (fed.home(0), fed.home(1), fed.home(2));
     let from_c = name_for(FileKind::UpJsk, &fed.offices[2], &fed.offices[0], &stamp(1));
     let from_b = name_for(FileKind::UpJsk, &fed.offices[1], &fed.offices[0], &stamp(2));
