@@ -26,6 +26,17 @@ async fn drive(
     fed: &mut RunningFederation,
     clock: &ManualClock,
     what: &str,
+    done: impl FnMut(&RunningFederation) -> bool,
+) -> usize {
+    drive_with(fed, clock, what, |_, _| {}, done).await
+}
+
+/// [`drive`], calling `crashed(fed, i)` when office `i` has crashed, before it restarts.
+async fn drive_with(
+    fed: &mut RunningFederation,
+    clock: &ManualClock,
+    what: &str,
+    mut crashed: impl FnMut(&RunningFederation, usize),
     mut done: impl FnMut(&RunningFederation) -> bool,
 ) -> usize {
     let mut restarts = 0;
@@ -44,6 +55,7 @@ async fn drive(
         }
         for i in 0..fed.nodes.len() {
             if fed.node(i).crashed() {
+                crashed(fed, i);
                 fed.restart(i).await.unwrap();
                 restarts += 1;
             }
@@ -499,4 +511,159 @@ async fn with_sent_keep_days_0_the_sender_keeps_only_the_receipt() {
         0
     );
     fed.shutdown().await;
+}
+
+/// The care-management office (holding `kinds`) and the first service office, both running in
+/// memory on a test clock and a memory store, once both hold the directory.
+async fn running_pair(dir: &std::path::Path, kinds: &[&str]) -> (RunningFederation, ManualClock) {
+    let plan = Federation::builder(dir)
+        .transport(Transport::Memory)
+        .office(CARE_MANAGER, "ひかり居宅介護支援事業所", kinds)
+        .office("1310000011", "さくら訪問介護ステーション", &["11"])
+        .create()
+        .unwrap();
+    let clock = ManualClock::new(wall_clock_ms());
+    let mut fed = plan
+        .start(StartOptions {
+            clock: Arc::new(clock.clone()),
+            seed: Some(14),
+            store: StoreChoice::Memory,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    drive(
+        &mut fed,
+        &clock,
+        "both offices to hold the directory",
+        |f| (0..2).all(|i| f.node(i).directory_entries() == 2),
+    )
+    .await;
+    (fed, clock)
+}
+
+/// The care software imports: every file in office `i`'s inbox is taken away, and counted.
+fn import_all(fed: &RunningFederation, i: usize, imported: &mut BTreeMap<String, Vec<Vec<u8>>>) {
+    for e in std::fs::read_dir(fed.plan.home(i).inbox()).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        imported
+            .entry(name)
+            .or_default()
+            .push(std::fs::read(e.path()).unwrap());
+        std::fs::remove_file(e.path()).unwrap();
+    }
+}
+
+/// Each file imported exactly once, as sent; one `received` receipt for it at `to` and one
+/// `sent` receipt at `from`, both accepted, both chains verified.
+fn assert_exactly_once(
+    fed: &RunningFederation,
+    (from, to): (usize, usize),
+    files: &[(String, &[u8])],
+    imported: &BTreeMap<String, Vec<Vec<u8>>>,
+    what: &str,
+) {
+    for (name, bytes) in files {
+        assert_eq!(
+            imported.get(name).map(Vec::as_slice),
+            Some(&[bytes.to_vec()][..]),
+            "{what}: {name} is imported exactly once, as sent"
+        );
+        for (i, direction) in [(to, "received"), (from, "sent")] {
+            let r: Vec<Receipt> = receipts(fed, i)
+                .into_iter()
+                .filter(|r| r.direction == direction && &r.file_name == name)
+                .collect();
+            assert_eq!(r.len(), 1, "{what}: {name}: {direction} receipts");
+            assert_eq!(r[0].verdict, "accepted", "{what}: {name}");
+        }
+    }
+    assert_eq!(imported.len(), files.len(), "{what}: {:?}", imported.keys());
+    assert_eq!(
+        std::fs::read_dir(fed.plan.home(to).partial())
+            .unwrap()
+            .count(),
+        0,
+        "{what}: partial files left"
+    );
+}
+
+/// The receive's crash points, in the order of SPEC.md §7.3 step 6.
+const RECEIVE_CRASHES: [FaultPoint; 5] = [
+    FaultPoint::CrashBeforeInboxWrite,
+    FaultPoint::CrashAfterIntent,
+    FaultPoint::CrashAfterInboxWrite,
+    FaultPoint::CrashAfterReceivedReceipts,
+    FaultPoint::CrashBeforeAck,
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_at_every_step_of_a_receive_then_an_import_never_brings_a_file_back() {
+    let files: Vec<(String, &[u8])> = SAMPLES
+        .iter()
+        .filter(|(n, _)| n.contains(&format!("_{CARE_MANAGER}_43_1310000011_11_")))
+        .map(|(n, b)| (n.to_string(), *b))
+        .collect();
+    assert!(files.len() >= 5, "{}", files.len());
+    for point in RECEIVE_CRASHES {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut fed, clock) = running_pair(dir.path(), &["43"]).await;
+        fed.node(1).env().faults.arm(point, 0);
+        for (name, bytes) in &files {
+            drop_into_outbox(fed.plan.home(0), name, bytes).unwrap();
+        }
+        // The office's PC loses power; when it is back, the care software imports (and removes)
+        // whatever is in the inbox before renkei has started again.
+        let mut imported = BTreeMap::new();
+        let restarts = drive_with(
+            &mut fed,
+            &clock,
+            point.name(),
+            |f, i| {
+                assert_eq!(i, 1, "only the recipient crashes");
+                import_all(f, 1, &mut imported);
+            },
+            |f| f.node(0).queued() == 0 && receipts_so_far(f, 0).len() == files.len(),
+        )
+        .await;
+        assert_eq!(restarts, 1, "{}: the fault fired", point.name());
+        import_all(&fed, 1, &mut imported);
+        assert_exactly_once(&fed, (0, 1), &files, &imported, point.name());
+        fed.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_within_one_office_is_written_into_its_inbox_once_across_a_crash() {
+    let (sample, bytes) = sample_plan();
+    // The same plan between two kinds of one office number (居宅介護支援 43 → 訪問介護 11).
+    let name = sample.replace("_1310000011_11_", &format!("_{CARE_MANAGER}_11_"));
+    let files = [(name, bytes)];
+    for point in [
+        FaultPoint::CrashAfterIntent,
+        FaultPoint::CrashAfterInboxWrite,
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut fed, clock) = running_pair(dir.path(), &["43", "11"]).await;
+        fed.node(0).env().faults.arm(point, 0);
+        drop_into_outbox(fed.plan.home(0), &files[0].0, bytes).unwrap();
+        let mut imported = BTreeMap::new();
+        let restarts = drive_with(
+            &mut fed,
+            &clock,
+            point.name(),
+            |f, i| import_all(f, i, &mut imported),
+            |f| f.node(0).queued() == 0 && receipts_so_far(f, 0).len() == 2,
+        )
+        .await;
+        assert_eq!(restarts, 1, "{}: the fault fired", point.name());
+        import_all(&fed, 0, &mut imported);
+        assert_exactly_once(&fed, (0, 0), &files, &imported, point.name());
+        assert!(fed.plan.home(0).sent().join(&files[0].0).exists());
+        fed.shutdown().await;
+    }
 }

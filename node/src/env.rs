@@ -94,10 +94,16 @@ impl Clock for ManualClock {
 /// the network's failures).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FaultPoint {
-    /// The receiver crashes with a batch checked, before any file is renamed into `inbox/`.
+    /// The receiver crashes with a batch checked, before its intent is recorded.
     CrashBeforeInboxWrite,
+    /// The receiver crashes with the batch's intent durable, before any file is renamed into
+    /// `inbox/`.
+    CrashAfterIntent,
     /// The receiver crashes with the batch durable in `inbox/`, before receipts and acks.
     CrashAfterInboxWrite,
+    /// The receiver crashes with the batch's receipts durable, before the received index and
+    /// the acks.
+    CrashAfterReceivedReceipts,
     /// The receiver crashes with receipts and the received index durable, before the acks
     /// are written.
     CrashBeforeAck,
@@ -114,9 +120,11 @@ pub enum FaultPoint {
 
 impl FaultPoint {
     /// Every fault point.
-    pub const ALL: [FaultPoint; 7] = [
+    pub const ALL: [FaultPoint; 9] = [
         FaultPoint::CrashBeforeInboxWrite,
+        FaultPoint::CrashAfterIntent,
         FaultPoint::CrashAfterInboxWrite,
+        FaultPoint::CrashAfterReceivedReceipts,
         FaultPoint::CrashBeforeAck,
         FaultPoint::CrashAfterSentReceipts,
         FaultPoint::DropConnection,
@@ -128,7 +136,9 @@ impl FaultPoint {
     pub fn name(self) -> &'static str {
         match self {
             FaultPoint::CrashBeforeInboxWrite => "crash-before-inbox-write",
+            FaultPoint::CrashAfterIntent => "crash-after-intent",
             FaultPoint::CrashAfterInboxWrite => "crash-after-inbox-write",
+            FaultPoint::CrashAfterReceivedReceipts => "crash-after-received-receipts",
             FaultPoint::CrashBeforeAck => "crash-before-ack",
             FaultPoint::CrashAfterSentReceipts => "crash-after-sent-receipts",
             FaultPoint::DropConnection => "drop-connection",
@@ -147,7 +157,9 @@ impl FaultPoint {
         matches!(
             self,
             FaultPoint::CrashBeforeInboxWrite
+                | FaultPoint::CrashAfterIntent
                 | FaultPoint::CrashAfterInboxWrite
+                | FaultPoint::CrashAfterReceivedReceipts
                 | FaultPoint::CrashBeforeAck
                 | FaultPoint::CrashAfterSentReceipts
                 | FaultPoint::PowerCut

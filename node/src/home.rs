@@ -158,6 +158,14 @@ impl Home {
     pub fn partial(&self) -> PathBuf {
         self.root.join("inbox").join(".partial")
     }
+    /// The partial file of `sender`'s message `id` (one per message: SPEC.md §7.3).
+    pub fn partial_file(
+        &self,
+        sender: &renkei_protocol::OfficeNumber,
+        id: &renkei_protocol::envelope::MessageId,
+    ) -> PathBuf {
+        self.partial().join(format!("{sender}-{id}.part"))
+    }
     /// `H/sent`
     pub fn sent(&self) -> PathBuf {
         self.root.join("sent")

@@ -174,31 +174,9 @@ pub async fn start_with(
     dirsync::load_floors(&dir_cache.path, &mut directory);
     let directory = Arc::new(RwLock::new(directory));
 
-    let (receipts, existing) = ReceiptLog::open(&home.receipts()).map_err(|e| {
+    let (mut receipts, mut existing) = ReceiptLog::open(&home.receipts()).map_err(|e| {
         anyhow::anyhow!("受領記録 {} が壊れています: {e}。管理者に連絡してください。/ The receipt log {} is damaged: {e}. Contact your administrator.", home.receipts().display(), home.receipts().display())
     })?;
-    let mut stats = Stats::default();
-    let mut sent_ids = std::collections::HashMap::new();
-    for r in &existing {
-        match (r.direction.as_str(), r.verdict.as_str()) {
-            ("sent", "accepted") => stats.delivered += 1,
-            ("sent", _) => stats.rejected_outgoing += 1,
-            ("received", "accepted") => stats.received += 1,
-            _ => stats.rejected_incoming += 1,
-        }
-        if r.direction == "sent"
-            && let Some(ack) = r.parsed_ack()
-        {
-            sent_ids.insert(ack.message_id, ack.verdict);
-        }
-    }
-
-    // Leftovers of an interrupted receive never reach the care software.
-    if let Ok(rd) = std::fs::read_dir(home.partial()) {
-        for e in rd.flatten() {
-            let _ = std::fs::remove_file(e.path());
-        }
-    }
 
     let members = net::directory_members(directory.clone(), env.clock.clone());
     let listen: Vec<Multiaddr> = config
@@ -215,6 +193,39 @@ pub async fn start_with(
             None
         });
     let identity = choose_identity(&keys, listed.as_ref(), env.now_secs());
+
+    // What a crash left between a receive's intent and its receipt is finished or undone
+    // before anything else touches the inbox (SPEC.md §7.3 step 6).
+    existing.extend(crate::receive::recover_intents(
+        &home,
+        store.as_ref(),
+        &mut receipts,
+        &existing,
+        office,
+        &identity,
+        env.now_ms(),
+    )?);
+    // Leftovers of an interrupted receive never reach the care software.
+    if let Ok(rd) = std::fs::read_dir(home.partial()) {
+        for e in rd.flatten() {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    let mut stats = Stats::default();
+    let mut sent_ids = std::collections::HashMap::new();
+    for r in &existing {
+        match (r.direction.as_str(), r.verdict.as_str()) {
+            ("sent", "accepted") => stats.delivered += 1,
+            ("sent", _) => stats.rejected_outgoing += 1,
+            ("received", "accepted") => stats.received += 1,
+            _ => stats.rejected_incoming += 1,
+        }
+        if r.direction == "sent"
+            && let Some(ack) = r.parsed_ack()
+        {
+            sent_ids.insert(ack.message_id, ack.verdict);
+        }
+    }
     let net = net::start(
         &identity,
         &listen,

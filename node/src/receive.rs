@@ -25,6 +25,7 @@ use crate::frames::{self, Kind};
 use crate::net::{DELIVER, key_of};
 use crate::receipts::NewReceipt;
 use crate::state::{Claim, Shared, lock};
+use crate::store::Intent;
 
 /// Clock skew tolerated on a sender's creation time.
 const MAX_SKEW_SECS: u64 = 600;
@@ -278,10 +279,9 @@ async fn read_messages(
             }
             RxAction::Begin(header) => {
                 let claim = ctx.claim.take().context("claim")?;
-                let path = shared.home.partial().join(format!(
-                    "{}-{}.part",
-                    header.sender_office, header.message_id
-                ));
+                let path = shared
+                    .home
+                    .partial_file(&header.sender_office, &header.message_id);
                 let len = header.plaintext_len;
                 let partial = Partial {
                     path: path.clone(),
@@ -493,43 +493,87 @@ fn verdict_for(
     })
 }
 
-/// Commits a batch: accepted files (fsynced when they were checked) renamed into the inbox,
-/// the inbox folder fsynced once, acks signed, receipts appended (one fsync), the received
-/// index updated — and only then are the answers returned to be written. A file that cannot be
-/// put in the inbox (a folder in the way, say) is refused as busy, alone: the rest go on.
-fn commit_batch(shared: &Arc<Shared>, batch: Vec<Pending>) -> anyhow::Result<Vec<(Kind, Vec<u8>)>> {
-    let faults = &shared.env.faults;
-    let accepted = batch.iter().any(|p| p.verdict == Verdict::Accepted);
-    if accepted {
-        faults.crash_point(FaultPoint::CrashBeforeInboxWrite)?;
+/// Commits a batch: the intent to put its accepted files (fsynced when they were checked) into
+/// the inbox recorded durably, the files renamed into the inbox, the inbox folder fsynced
+/// once, acks signed, receipts appended (one fsync), the received index updated — and only then
+/// are the answers returned to be written. A file that cannot be put in the inbox (a folder in
+/// the way, say) is refused as busy, alone: the rest go on. SPEC.md §7.3 step 6 and §8 list
+/// the crash each step survives.
+fn commit_batch(
+    shared: &Arc<Shared>,
+    mut batch: Vec<Pending>,
+) -> anyhow::Result<Vec<(Kind, Vec<u8>)>> {
+    let answers = commit(shared, &mut batch);
+    if shared.env.faults.alive().is_err() {
+        // A crashed node leaves its files where they are, as a dead process would: recovery at
+        // start reads a partial file that is still there as "not in the inbox".
+        for p in &mut batch {
+            p.partial.committed = true;
+        }
     }
+    answers
+}
+
+fn commit(shared: &Arc<Shared>, batch: &mut Vec<Pending>) -> anyhow::Result<Vec<(Kind, Vec<u8>)>> {
+    let faults = &shared.env.faults;
+    let store = &shared.store;
     let mut answers = Vec::with_capacity(batch.len());
-    let mut kept = Vec::with_capacity(batch.len());
-    // Every accepted file is durable already (fsynced when it was checked): now the renames.
-    for mut p in batch {
+    if batch.iter().any(|p| p.verdict == Verdict::Accepted) {
+        faults.crash_point(FaultPoint::CrashBeforeInboxWrite)?;
+        // The intent, before any rename: after a crash, an intent whose partial file is gone
+        // means the file reached the inbox (the care software may have taken it since), and it
+        // is finished from this record instead of being written again.
+        for p in batch.iter().filter(|p| p.verdict == Verdict::Accepted) {
+            let h = &p.partial.header;
+            store.intent_put(
+                &h.sender_office,
+                &h.message_id,
+                &Intent {
+                    file_name: h.file_name.clone(),
+                    sha256: hex::encode(h.plaintext_hash),
+                    size: h.plaintext_len,
+                    sealed_size: p.partial.sealed_size,
+                    started_ms: p.partial.started_ms,
+                },
+            )?;
+        }
+        // The partial files' names are durable before the intent is: "partial file gone" is
+        // then only ever a rename into the inbox.
+        sync_dir(&shared.home.partial())?;
+        store.flush()?;
+        faults.crash_point(FaultPoint::CrashAfterIntent)?;
+    }
+    let mut i = 0;
+    while i < batch.len() {
+        let p = &mut batch[i];
         if p.verdict == Verdict::Accepted {
             faults.alive()?;
+            let header = &p.partial.header;
             // The name was parsed as a standard name: no folders, no dots but the
             // extension, so it cannot leave the inbox.
-            let to = shared.home.inbox().join(&p.partial.header.file_name);
+            let to = shared.home.inbox().join(&header.file_name);
             if let Err(e) = std::fs::rename(&p.partial.path, &to) {
-                let name = shown(&p.partial.header.file_name).into_owned();
+                let name = shown(&header.file_name).into_owned();
                 shared.error(format!(
                     "受信したファイル {name} を受信フォルダに置けません。inbox の権限と同名のフォルダを確認してください / cannot put the received {name} into inbox/: check its permissions and that no folder has its name ({e})"
                 ));
                 let r = Refusal::new(
-                    p.partial.header.message_id,
+                    header.message_id,
                     RefusalCode::Busy,
                     "受け取り側で受信フォルダに書けません / the recipient cannot write to its inbox",
                 );
                 answers.push((Kind::Refuse, r.to_bytes()));
+                // Undone durably before its partial file goes (with the batch entry): an
+                // intent without its partial file would read as written.
+                store.intent_remove(&header.sender_office, &header.message_id)?;
+                store.flush()?;
+                batch.remove(i);
                 continue;
             }
             p.partial.committed = true;
         }
-        kept.push(p);
+        i += 1;
     }
-    let batch = kept;
     if batch.iter().any(|p| p.partial.committed) {
         sync_dir(&shared.home.inbox())?;
         faults.crash_point(FaultPoint::CrashAfterInboxWrite)?;
@@ -540,7 +584,7 @@ fn commit_batch(shared: &Arc<Shared>, batch: Vec<Pending>) -> anyhow::Result<Vec
     let mut acks = Vec::with_capacity(batch.len());
     for Pending {
         partial, verdict, ..
-    } in &batch
+    } in batch.iter()
     {
         let header = &partial.header;
         let ack = Ack::sign(
@@ -576,18 +620,19 @@ fn commit_batch(shared: &Arc<Shared>, batch: Vec<Pending>) -> anyhow::Result<Vec
     // The receipts are the record: the received index is not flushed here, since a node
     // completes it from the receipts at start (SPEC.md §7.3).
     shared.append_receipts(receipts)?;
-    // Only now, with the receipts durable, may a repeat be answered from the index (a crash
-    // before this is mended from the receipts at start).
+    faults.crash_point(FaultPoint::CrashAfterReceivedReceipts)?;
+    // Only now, with the receipts durable, may a repeat be answered from the index, and the
+    // intents go (a crash before this is mended from the receipts at start).
     for (p, ack) in batch.iter().zip(&acks) {
-        shared.store.received_put(
-            &p.partial.header.sender_office,
-            &p.partial.header.message_id,
-            ack,
-        )?;
+        let h = &p.partial.header;
+        store.received_put(&h.sender_office, &h.message_id, ack)?;
+        if p.partial.committed {
+            store.intent_remove(&h.sender_office, &h.message_id)?;
+        }
     }
     {
         let mut st = lock(&shared.stats);
-        for p in &batch {
+        for p in batch.iter() {
             match p.verdict {
                 Verdict::Accepted => st.received += 1,
                 Verdict::Rejected(_) => st.rejected_incoming += 1,
@@ -595,9 +640,107 @@ fn commit_batch(shared: &Arc<Shared>, batch: Vec<Pending>) -> anyhow::Result<Vec
         }
     }
     faults.crash_point(FaultPoint::CrashBeforeAck)?;
-    // The batch is dropped here: rejected partial files are deleted, and the claims released
-    // only now that the received index answers for these messages.
-    drop(batch);
+    // The batch is dropped by the caller: rejected partial files are deleted, and the claims
+    // released only now that the received index answers for these messages.
     answers.extend(acks.into_iter().map(|a| (Kind::Ack, a)));
     Ok(answers)
+}
+
+/// Finishes or undoes, at start, what a crash left between an intent and its receipt (SPEC.md
+/// §7.3 step 6). An intent whose receipt is in the log is done. One whose partial file is still
+/// there never reached the inbox: it is undone, and the sender's resend is received anew. One
+/// whose partial file is gone was renamed into the inbox — the file may be there still, or the
+/// care software may have taken it — so it is never written again: its ack is signed and its
+/// receipt appended now, and the resend is answered with that ack. Returns the receipts added.
+pub(crate) fn recover_intents(
+    home: &crate::home::Home,
+    store: &dyn crate::store::Store,
+    log: &mut crate::receipts::ReceiptLog,
+    existing: &[crate::receipts::Receipt],
+    office: OfficeNumber,
+    identity: &ed25519_dalek::SigningKey,
+    now_ms: u64,
+) -> anyhow::Result<Vec<crate::receipts::Receipt>> {
+    let intents = store.intents()?;
+    if intents.is_empty() {
+        return Ok(Vec::new());
+    }
+    let receipted: std::collections::HashSet<(OfficeNumber, MessageId)> = existing
+        .iter()
+        .filter(|r| r.direction == "received")
+        .filter_map(|r| {
+            Some((
+                OfficeNumber::parse(&r.partner)?,
+                MessageId::from_hex(&r.message_id)?,
+            ))
+        })
+        .collect();
+    let mut finish = Vec::new();
+    for (sender, id, intent) in intents {
+        if receipted.contains(&(sender, id)) {
+            store.intent_remove(&sender, &id)?;
+            continue;
+        }
+        let partial = home.partial_file(&sender, &id);
+        match std::fs::symlink_metadata(&partial) {
+            Ok(_) => {
+                std::fs::remove_file(&partial)
+                    .with_context(|| format!("removing {}", partial.display()))?;
+                store.intent_remove(&sender, &id)?;
+                tracing::info!(file = %shown(&intent.file_name), from = %sender, "an interrupted receive was undone; the partner sends it again");
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => finish.push((sender, id, intent)),
+            // Cannot tell whether it reached the inbox: guess neither way.
+            Err(e) => {
+                return Err(anyhow!(
+                    "受信途中のファイル {} を確認できません。権限を確認してから再起動してください / cannot look at the partly received {}: check its permissions, then start again ({e})",
+                    partial.display(),
+                    partial.display()
+                ));
+            }
+        }
+    }
+    let mut receipts = Vec::with_capacity(finish.len());
+    let mut acks = Vec::with_capacity(finish.len());
+    for (sender, id, intent) in &finish {
+        let ack = Ack::sign(
+            *id,
+            intent.hash(),
+            *sender,
+            office,
+            now_ms / 1000,
+            Verdict::Accepted,
+            identity,
+        );
+        let receipt = |direction| NewReceipt {
+            direction,
+            file_name: intent.file_name.clone(),
+            office: office.to_string(),
+            partner: sender.to_string(),
+            size: intent.size,
+            sealed_size: intent.sealed_size,
+            started_ms: intent.started_ms,
+            finished_ms: now_ms,
+            ack: ack.clone(),
+        };
+        receipts.push(receipt("received"));
+        // A local route (the office's own other kind) writes both sides' receipts at once.
+        if *sender == office {
+            receipts.push(receipt("sent"));
+        }
+        acks.push(ack.to_bytes());
+        tracing::info!(file = %shown(&intent.file_name), from = %sender, "a file put into the inbox before a crash is recorded as received; it is not written again");
+    }
+    let added = if receipts.is_empty() {
+        Vec::new()
+    } else {
+        log.append(receipts)
+            .map_err(|e| anyhow!("writing receipts: {e}"))?
+    };
+    for ((sender, id, _), ack) in finish.iter().zip(&acks) {
+        store.received_put(sender, id, ack)?;
+        store.intent_remove(sender, id)?;
+    }
+    store.flush()?;
+    Ok(added)
 }

@@ -24,7 +24,7 @@ use crate::net::{DELIVER, peer_id_of};
 use crate::outbox::{reject_file, resolve_rejected};
 use crate::receipts::NewReceipt;
 use crate::state::{Shared, lock};
-use crate::store::QueueItem;
+use crate::store::{Intent, QueueItem};
 
 /// Messages written ahead of their acks.
 const WINDOW: usize = 256;
@@ -776,10 +776,7 @@ fn deliver_local(shared: &Arc<Shared>, items: Vec<(u64, QueueItem)>) -> anyhow::
             }
         };
         shared.env.faults.alive()?;
-        let tmp = shared
-            .home
-            .partial()
-            .join(format!("{}-{}.part", shared.office, item.message_id));
+        let tmp = shared.home.partial_file(&shared.office, &item.id());
         let _ = std::fs::remove_file(&tmp);
         {
             let mut opts = std::fs::OpenOptions::new();
@@ -793,7 +790,49 @@ fn deliver_local(shared: &Arc<Shared>, items: Vec<(u64, QueueItem)>) -> anyhow::
             f.write_all(&bytes)?;
             f.sync_all()?;
         }
-        std::fs::rename(&tmp, shared.home.inbox().join(&item.file_name))?;
+        staged.push((seq, item, tmp));
+    }
+    if staged.is_empty() {
+        return Ok(());
+    }
+    // The same intent as a partner's file (SPEC.md §7.3 step 6): recorded before the renames,
+    // so a crash before the receipts never puts a file into the inbox twice.
+    for (_, item, _) in &staged {
+        shared.store.intent_put(
+            &shared.office,
+            &item.id(),
+            &Intent {
+                file_name: item.file_name.clone(),
+                sha256: item.sha256.clone(),
+                size: item.size,
+                sealed_size: 0,
+                started_ms: item.queued_at_ms,
+            },
+        )?;
+    }
+    sync_dir(&shared.home.partial())?;
+    shared.store.flush()?;
+    shared
+        .env
+        .faults
+        .crash_point(FaultPoint::CrashAfterIntent)?;
+    let mut renamed = Vec::with_capacity(staged.len());
+    let mut failed = None;
+    for (seq, item, tmp) in staged {
+        shared.env.faults.alive()?;
+        if let Err(e) = std::fs::rename(&tmp, shared.home.inbox().join(&item.file_name)) {
+            // Undone durably before its staged copy goes: an intent without it would read as
+            // written. The file stays queued; the others go on, and the error below has the
+            // route retried later.
+            shared.store.intent_remove(&shared.office, &item.id())?;
+            shared.store.flush()?;
+            let _ = std::fs::remove_file(&tmp);
+            let name = shown(&item.file_name).into_owned();
+            failed = Some(anyhow!(
+                "{name} を受信フォルダに置けません。inbox の権限と同名のフォルダを確認してください。自動で再試行します / cannot put {name} into inbox/: check its permissions and that no folder has its name; it is tried again ({e})"
+            ));
+            continue;
+        }
         let ack = Ack::sign(
             item.id(),
             item.hash(),
@@ -803,12 +842,17 @@ fn deliver_local(shared: &Arc<Shared>, items: Vec<(u64, QueueItem)>) -> anyhow::
             Verdict::Accepted,
             &shared.identity,
         );
-        staged.push((seq, item, ack));
+        renamed.push((seq, item, ack));
     }
+    let staged = renamed;
     if staged.is_empty() {
-        return Ok(());
+        return failed.map_or(Ok(()), Err);
     }
     sync_dir(&shared.home.inbox())?;
+    shared
+        .env
+        .faults
+        .crash_point(FaultPoint::CrashAfterInboxWrite)?;
     let finished_ms = shared.env.now_ms();
     let receipt = |direction: &'static str, item: &QueueItem, ack: &Ack| NewReceipt {
         direction,
@@ -832,6 +876,7 @@ fn deliver_local(shared: &Arc<Shared>, items: Vec<(u64, QueueItem)>) -> anyhow::
             shared
                 .store
                 .received_put(&shared.office, &item.id(), &ack.to_bytes())?;
+            shared.store.intent_remove(&shared.office, &item.id())?;
             answered.insert(item.id(), Verdict::Accepted);
         }
     }
@@ -845,7 +890,7 @@ fn deliver_local(shared: &Arc<Shared>, items: Vec<(u64, QueueItem)>) -> anyhow::
         .map(|(seq, item, _)| (seq, item, Verdict::Accepted))
         .collect();
     complete_answered(shared, &done);
-    Ok(())
+    failed.map_or(Ok(()), Err)
 }
 
 /// What office staff can do about a refusal, in Japanese and English.

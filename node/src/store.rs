@@ -49,12 +49,47 @@ impl QueueItem {
     }
 }
 
+/// A file the receiver is about to rename into its inbox (SPEC.md §7.3 step 6): recorded
+/// durably before the rename, and finished (receipt and ack from this record) or undone at
+/// start, so a file is written into the inbox at most once even if the care software has taken
+/// it away before a resend.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Intent {
+    /// The standard-spec file name it gets in `inbox/`.
+    pub file_name: String,
+    /// SHA-256 of the plaintext, hex (the hash the envelope was verified against).
+    pub sha256: String,
+    /// Plaintext length.
+    pub size: u64,
+    /// Sealed length as received (0 for a local route).
+    pub sealed_size: u64,
+    /// Unix milliseconds when its receive began.
+    pub started_ms: u64,
+}
+
+impl Intent {
+    /// The plaintext hash.
+    pub fn hash(&self) -> [u8; 32] {
+        let mut h = [0u8; 32];
+        let _ = hex::decode_to_slice(&self.sha256, &mut h);
+        h
+    }
+}
+
 /// The received index's key: a message is known by its sender office and its id.
 fn received_key(sender: &OfficeNumber, id: &MessageId) -> [u8; 26] {
     let mut k = [0u8; 26];
     k[..10].copy_from_slice(sender.as_bytes());
     k[10..].copy_from_slice(&id.0);
     k
+}
+
+/// A received-index key read back (None for a damaged one).
+fn from_received_key(k: &[u8]) -> Option<(OfficeNumber, MessageId)> {
+    let k = <&[u8; 26]>::try_from(k).ok()?;
+    let office = OfficeNumber::parse(std::str::from_utf8(&k[..10]).ok()?)?;
+    let id = MessageId(k[10..].try_into().ok()?);
+    Some((office, id))
 }
 
 /// Storage errors.
@@ -86,15 +121,27 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         id: &MessageId,
         ack: &[u8],
     ) -> Result<(), StoreError>;
+    /// Records a file about to be renamed into the inbox.
+    fn intent_put(
+        &self,
+        sender: &OfficeNumber,
+        id: &MessageId,
+        intent: &Intent,
+    ) -> Result<(), StoreError>;
+    /// Forgets an intent (finished or undone).
+    fn intent_remove(&self, sender: &OfficeNumber, id: &MessageId) -> Result<(), StoreError>;
+    /// Every recorded intent.
+    fn intents(&self) -> Result<Vec<(OfficeNumber, MessageId, Intent)>, StoreError>;
     /// Makes every write so far durable.
     fn flush(&self) -> Result<(), StoreError>;
 }
 
-/// sled, as the product owner chose (two trees: queue, received).
+/// sled, as the product owner chose (three trees: queue, received, intents).
 pub struct SledStore {
     db: sled::Db,
     queue: sled::Tree,
     received: sled::Tree,
+    intents: sled::Tree,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -113,6 +160,14 @@ impl SledStore {
         // A database closed a moment ago in this process keeps its file lock until sled's
         // background flusher has stopped: wait for it briefly rather than fail. Another live
         // node on the same folder holds the lock for good and still fails.
+        // sled writes its small `conf` file at creation without an fsync, and reads one of 8
+        // bytes or fewer (what a power cut leaves) as missing — with a warning on every start —
+        // then writes it again. Such a file holds nothing: it is removed, so sled writes it
+        // afresh without the warning, and made durable below.
+        let conf = path.join("conf");
+        if std::fs::symlink_metadata(&conf).is_ok_and(|m| m.is_file() && m.len() <= 8) {
+            std::fs::remove_file(&conf).map_err(db)?;
+        }
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
         let db = loop {
             match sled::Config::new()
@@ -134,9 +189,16 @@ impl SledStore {
                 }
             }
         };
+        // Its configuration durable once it exists, so a power cut cannot take it back.
+        std::fs::File::open(&conf)
+            .and_then(|f| f.sync_all())
+            .and_then(|()| crate::files::sync_dir(path))
+            .and_then(|()| crate::files::sync_dir(path.parent().unwrap_or(path)))
+            .map_err(|e| StoreError::Db(format!("{}: {e}", conf.display())))?;
         Ok(SledStore {
             queue: db.open_tree("queue").map_err(db_err)?,
             received: db.open_tree("received").map_err(db_err)?,
+            intents: db.open_tree("intents").map_err(db_err)?,
             db,
         })
     }
@@ -192,6 +254,34 @@ impl Store for SledStore {
             .map_err(db)?;
         Ok(())
     }
+    fn intent_put(
+        &self,
+        sender: &OfficeNumber,
+        id: &MessageId,
+        intent: &Intent,
+    ) -> Result<(), StoreError> {
+        let v = serde_json::to_vec(intent).map_err(db)?;
+        self.intents
+            .insert(received_key(sender, id), v)
+            .map_err(db)?;
+        Ok(())
+    }
+    fn intent_remove(&self, sender: &OfficeNumber, id: &MessageId) -> Result<(), StoreError> {
+        self.intents.remove(received_key(sender, id)).map_err(db)?;
+        Ok(())
+    }
+    fn intents(&self) -> Result<Vec<(OfficeNumber, MessageId, Intent)>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.intents.iter() {
+            let (k, v) = kv.map_err(db)?;
+            if let (Some((office, id)), Ok(intent)) =
+                (from_received_key(&k), serde_json::from_slice(&v))
+            {
+                out.push((office, id, intent));
+            }
+        }
+        Ok(out)
+    }
     fn flush(&self) -> Result<(), StoreError> {
         self.db.flush().map_err(db)?;
         Ok(())
@@ -243,6 +333,22 @@ impl Store for Fenced {
         self.alive()?;
         self.inner.received_put(sender, id, ack)
     }
+    fn intent_put(
+        &self,
+        sender: &OfficeNumber,
+        id: &MessageId,
+        intent: &Intent,
+    ) -> Result<(), StoreError> {
+        self.alive()?;
+        self.inner.intent_put(sender, id, intent)
+    }
+    fn intent_remove(&self, sender: &OfficeNumber, id: &MessageId) -> Result<(), StoreError> {
+        self.alive()?;
+        self.inner.intent_remove(sender, id)
+    }
+    fn intents(&self) -> Result<Vec<(OfficeNumber, MessageId, Intent)>, StoreError> {
+        self.inner.intents()
+    }
     fn flush(&self) -> Result<(), StoreError> {
         self.alive()?;
         self.inner.flush()
@@ -266,6 +372,7 @@ struct MemState {
 struct MemInner {
     queue: BTreeMap<u64, QueueItem>,
     received: BTreeMap<[u8; 26], Vec<u8>>,
+    intents: BTreeMap<[u8; 26], Intent>,
 }
 
 impl MemStore {
@@ -322,6 +429,37 @@ impl Store for MemStore {
             .insert(received_key(sender, id), ack.to_vec());
         Ok(())
     }
+    fn intent_put(
+        &self,
+        sender: &OfficeNumber,
+        id: &MessageId,
+        intent: &Intent,
+    ) -> Result<(), StoreError> {
+        self.lock()
+            .written
+            .intents
+            .insert(received_key(sender, id), intent.clone());
+        Ok(())
+    }
+    fn intent_remove(&self, sender: &OfficeNumber, id: &MessageId) -> Result<(), StoreError> {
+        self.lock()
+            .written
+            .intents
+            .remove(&received_key(sender, id));
+        Ok(())
+    }
+    fn intents(&self) -> Result<Vec<(OfficeNumber, MessageId, Intent)>, StoreError> {
+        Ok(self
+            .lock()
+            .written
+            .intents
+            .iter()
+            .filter_map(|(k, v)| {
+                let (office, id) = from_received_key(k)?;
+                Some((office, id, v.clone()))
+            })
+            .collect())
+    }
     fn flush(&self) -> Result<(), StoreError> {
         let mut s = self.lock();
         s.durable = s.written.clone();
@@ -367,6 +505,21 @@ mod tests {
         // Message ids are per sender: another office's message of the same id is not known.
         assert_eq!(s.received_get(&b, &MessageId([7; 16])).unwrap(), None);
         assert_eq!(s.received_get(&a, &MessageId([8; 16])).unwrap(), None);
+        let intent = Intent {
+            file_name: item(3).file_name,
+            sha256: "ab".repeat(32),
+            size: 3,
+            sealed_size: 400,
+            started_ms: 9,
+        };
+        s.intent_put(&b, &MessageId([9; 16]), &intent).unwrap();
+        s.intent_put(&a, &MessageId([9; 16]), &intent).unwrap();
+        s.intent_remove(&a, &MessageId([9; 16])).unwrap();
+        assert_eq!(
+            s.intents().unwrap(),
+            vec![(b, MessageId([9; 16]), intent.clone())]
+        );
+        assert_eq!(intent.hash(), [0xab; 32]);
     }
 
     #[test]
@@ -400,6 +553,50 @@ mod tests {
         let second = SledStore::open(&path);
         closer.join().unwrap();
         assert!(second.is_ok(), "{second:?}");
+    }
+
+    /// Keeps the warnings sled logs.
+    struct Warnings(Mutex<Vec<String>>);
+
+    impl log::Log for Warnings {
+        fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+            m.level() <= log::Level::Warn
+        }
+        fn log(&self, r: &log::Record<'_>) {
+            if self.enabled(r.metadata()) {
+                self.0
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(r.args().to_string());
+            }
+        }
+        fn flush(&self) {}
+    }
+
+    static WARNINGS: Warnings = Warnings(Mutex::new(Vec::new()));
+
+    #[test]
+    fn a_configuration_emptied_by_a_power_cut_opens_without_a_warning() {
+        log::set_logger(&WARNINGS).expect("the only logger of this test binary");
+        log::set_max_level(log::LevelFilter::Warn);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        {
+            let s = SledStore::open(&path).unwrap();
+            s.queue_put(5, &item(5)).unwrap();
+            s.flush().unwrap();
+        }
+        // What a power cut before sled's unsynced write of `conf` leaves.
+        std::fs::File::create(path.join("conf")).unwrap();
+        let s = SledStore::open(&path).unwrap();
+        assert_eq!(s.queue_all().unwrap(), vec![(5, item(5))]);
+        let conf = std::fs::metadata(path.join("conf")).unwrap().len();
+        assert!(conf > 8, "conf written again ({conf} bytes)");
+        let warned = WARNINGS.0.lock().unwrap().clone();
+        assert!(
+            !warned.iter().any(|w| w.contains("configuration")),
+            "{warned:?}"
+        );
     }
 
     #[test]
