@@ -267,6 +267,13 @@ impl Home {
                 encryption,
             });
         }
+        if out.is_empty() && self.keys().join("identity.key.1").exists() {
+            bail!(
+                "{} に現在の鍵（identity.key）がなく、古い世代だけがあります。鍵の更新が途中で止まった可能性があります。新しい鍵は作らず、管理者に連絡してください（identity.key.N と encryption.key.N の番号をそろえて戻します）。/ {} holds older key generations but no current identity.key: a key rotation may have been interrupted. Do not make new keys; ask your administrator to rename the newest identity.key.N and encryption.key.N pair back.",
+                self.keys().display(),
+                self.keys().display()
+            );
+        }
         if out.is_empty() {
             bail!(
                 "鍵ファイルがありません（{}）。renkei init で作成してください。/ No keys in {}: create them with `renkei init`.",
@@ -305,6 +312,7 @@ impl Home {
                 fs::rename(&from, self.keys().join(format!("{base}.{}", g + 1)))?;
             }
         }
+        sync_dir(&self.keys())?;
         write_atomic(
             &self.keys().join("identity.key"),
             format!("{}\n", hex::encode(keys.identity.to_bytes())).as_bytes(),
@@ -363,3 +371,37 @@ pub fn create_private_dir(p: &Path) -> anyhow::Result<()> {
 }
 
 pub use crate::files::{sync_dir, write_atomic};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(n: u8) -> KeyPair {
+        KeyPair {
+            identity: SigningKey::from_bytes(&[n; 32]),
+            encryption: StaticSecret::from([n; 32]),
+        }
+    }
+
+    #[test]
+    fn an_interrupted_key_rotation_is_named_and_no_new_keys_are_suggested() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::new(dir.path());
+        home.write_new_keys(&pair(1)).unwrap();
+        home.write_new_keys(&pair(2)).unwrap();
+        assert_eq!(home.load_keys().unwrap().len(), 2);
+        // The next rotation's renames, cut by a power loss before `encryption.key` moved.
+        for (from, to) in [
+            ("identity.key.1", "identity.key.2"),
+            ("encryption.key.1", "encryption.key.2"),
+            ("identity.key", "identity.key.1"),
+        ] {
+            fs::rename(home.keys().join(from), home.keys().join(to)).unwrap();
+        }
+        let e = home.load_keys().unwrap_err().to_string();
+        assert!(
+            e.contains("interrupted") && !e.contains("renkei init"),
+            "{e}"
+        );
+    }
+}
