@@ -50,6 +50,8 @@ pub struct ServeConfig {
     pub http_options: HttpOptions,
     /// The node's clock (signed requests and its directory's validity windows).
     pub clock: Clock,
+    /// Its mailbox for the offices of its regions (SPEC.md §7.5); `None`: no mailbox.
+    pub mailbox: Option<crate::mailbox::MailboxConfig>,
 }
 
 /// The clock a directory node runs on.
@@ -136,6 +138,21 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<DirectoryNode> {
             }
         }
     }));
+    if let Some(mcfg) = cfg.mailbox.clone() {
+        let mailbox = crate::mailbox::Mailbox::new(
+            &cfg.data,
+            view.clone(),
+            cfg.clock.clone(),
+            cfg.identity.clone(),
+            mcfg,
+        )?;
+        let net = net.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = crate::mailbox::serve(mailbox, net, Duration::from_secs(30)).await {
+                tracing::warn!("mailbox: {e:#}");
+            }
+        }));
+    }
     // Signed HTTP requests, ours and theirs, are dated by the node's clock.
     let clock: Clock = cfg.clock.clone();
     let mut http = None;
@@ -243,6 +260,19 @@ pub struct ServeOptions {
     /// a directory node or a member office; SPEC.md §6.6).
     #[arg(long)]
     pub public_read: bool,
+    /// Run no mailbox (by default a directory node keeps sealed files for the offices of its
+    /// regions while they are off; SPEC.md §7.5).
+    #[arg(long)]
+    pub no_mailbox: bool,
+    /// Days the mailbox keeps a sealed file at most.
+    #[arg(long, default_value_t = 14)]
+    pub mailbox_ttl_days: u64,
+    /// Files the mailbox keeps for one office at most.
+    #[arg(long, default_value_t = 10_000)]
+    pub mailbox_max_files: usize,
+    /// MiB the mailbox keeps for one office at most.
+    #[arg(long, default_value_t = 2048)]
+    pub mailbox_max_mb: u64,
 }
 
 /// `renkei directory serve`: runs a directory node in the foreground until Ctrl-C, after
@@ -257,6 +287,10 @@ pub fn serve_command(opts: ServeOptions) -> anyhow::Result<ExitCode> {
         mirrors,
         refresh_secs,
         public_read,
+        no_mailbox,
+        mailbox_ttl_days,
+        mailbox_max_files,
+        mailbox_max_mb,
     } = opts;
     let anchor = dirsync::read_anchor(&anchor)?;
     let identity = crate::admin::read_secret(&identity)?;
@@ -279,6 +313,11 @@ pub fn serve_command(opts: ServeOptions) -> anyhow::Result<ExitCode> {
                 ..Default::default()
             },
             clock: Arc::new(crate::env::SystemClock),
+            mailbox: (!no_mailbox).then(|| crate::mailbox::MailboxConfig {
+                ttl_secs: mailbox_ttl_days.saturating_mul(86400),
+                max_files: mailbox_max_files,
+                max_bytes: mailbox_max_mb.saturating_mul(1 << 20),
+            }),
         })
         .await?;
         println!("directory node {} serving", n.net.peer_id);

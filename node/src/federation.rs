@@ -473,6 +473,7 @@ impl Federation {
             refresh_secs: 1,
             http_options: Default::default(),
             clock: Arc::new(SystemClock),
+            mailbox: Some(Default::default()),
         })
     }
 
@@ -563,6 +564,13 @@ impl RunningFederation {
         self.nodes[i]
             .as_ref()
             .expect("the office's node is running")
+    }
+
+    /// Switches office `i`'s node off cleanly (as at the end of a working day).
+    pub async fn stop_node(&mut self, i: usize) {
+        if let Some(n) = self.nodes[i].take() {
+            n.shutdown().await;
+        }
     }
 
     /// Stops office `i` as a power cut would (nothing more is written, unflushed state of a

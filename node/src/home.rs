@@ -67,6 +67,12 @@ pub struct Config {
     /// approval), switch to it by restarting: on Unix the process runs itself again with the
     /// same arguments and process id. `false`: only say so in the status, for a restart by hand.
     pub switch_keys: bool,
+    /// A partner unreachable this many seconds gets its files through its association's
+    /// mailbox: sealed for it, kept there until its node starts (SPEC.md §7.5).
+    pub mailbox_after_secs: u64,
+    /// Seconds between looks at the mailboxes: for this office's own mail, and for what became
+    /// of files it left in partners' mailboxes.
+    pub mailbox_poll_secs: u64,
 }
 
 impl Default for Config {
@@ -93,6 +99,8 @@ impl Default for Config {
             sent_keep_days: 90,
             expiry_warning_hours: 48,
             switch_keys: true,
+            mailbox_after_secs: 120,
+            mailbox_poll_secs: 60,
         }
     }
 }
@@ -185,6 +193,10 @@ impl Home {
     /// `H/receipts.jsonl`
     pub fn receipts(&self) -> PathBuf {
         self.root.join("receipts.jsonl")
+    }
+    /// `H/statements.jsonl`: the mailboxes' signed deletion statements (SPEC.md §7.5.4).
+    pub fn statements(&self) -> PathBuf {
+        self.root.join("statements.jsonl")
     }
     /// `H/state/status.json`
     pub fn status(&self) -> PathBuf {

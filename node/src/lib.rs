@@ -32,6 +32,8 @@ pub mod federation;
 pub mod files;
 pub mod frames;
 pub mod home;
+pub mod mailbox;
+mod mailclient;
 pub mod net;
 pub mod node;
 mod outbox;

@@ -283,6 +283,8 @@ pub async fn start_with(
         tasks: CancellationToken::new(),
         restart: Notify::new(),
         restartable: AtomicBool::new(false),
+        mail: Mutex::new(Default::default()),
+        mail_now: Notify::new(),
     });
     crate::send::reconcile(&shared).await;
 
@@ -293,6 +295,7 @@ pub async fn start_with(
         shared.spawn(dispatch_loop(shared.clone())),
         shared.spawn(status_loop(shared.clone())),
         shared.spawn(retention_loop(shared.clone())),
+        shared.spawn(crate::mailclient::mail_loop(shared.clone())),
     ];
     // A crash fault stops every task of this node at once, and its network with it.
     tokio::spawn({
@@ -517,6 +520,7 @@ fn delivery_failure(p: OfficeNumber, e: &crate::send::DeliveryError) -> String {
             "{e}。名簿の更新後に自動で再試行します。続く場合は協会に確認してください / it is retried after the next directory update; if this lasts, ask your association"
         ),
         DeliveryError::Refused { .. } => format!("送信先 {p} / delivery to {p}: {e}"),
+        DeliveryError::Deposited(_) => e.to_string(),
         _ => format!(
             "送信先 {p} への送信中にこのパソコンでエラーが起きました。自動で再試行します。続く場合はディスクの空きと権限を確認してください / delivery to {p} failed on this computer; it is retried — if this lasts, check free disk space and permissions: {e:#}"
         ),

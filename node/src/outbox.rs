@@ -266,6 +266,8 @@ fn take(
         size: stamp.len,
         queued_at_ms: shared.env.now_ms(),
         stamp,
+        deposited_ms: 0,
+        mailbox: String::new(),
     }))
 }
 

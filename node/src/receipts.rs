@@ -1239,3 +1239,53 @@ mod tests {
         }
     }
 }
+
+/// One kept deletion statement (a line of `statements.jsonl`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeptStatement {
+    /// The message id, hex.
+    pub message_id: String,
+    /// The recipient office.
+    pub recipient: String,
+    /// `acked`, `expired` or `refused`.
+    pub reason: String,
+    /// Unix seconds, by the mailbox's clock.
+    pub deleted_at: u64,
+    /// The signed statement, hex.
+    pub statement: String,
+}
+
+/// Appends a mailbox's deletion statement to `statements.jsonl` (fsynced), once.
+pub(crate) fn keep_statement(
+    home: &crate::home::Home,
+    s: &renkei_protocol::statement::Statement,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let path = home.statements();
+    let encoded = hex::encode(s.to_bytes());
+    if std::fs::read_to_string(&path).is_ok_and(|t| t.contains(&encoded)) {
+        return Ok(());
+    }
+    let line = serde_json::to_string(&KeptStatement {
+        message_id: s.message_id.to_hex(),
+        recipient: s.recipient_office.to_string(),
+        reason: s.reason.as_str().to_string(),
+        deleted_at: s.deleted_at,
+        statement: encoded,
+    })?;
+    let created = !path.exists();
+    let mut opts = OpenOptions::new();
+    opts.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(&path)?;
+    f.write_all(format!("{line}\n").as_bytes())?;
+    f.sync_data()?;
+    if created {
+        crate::files::sync_dir(&home.root)?;
+    }
+    Ok(())
+}

@@ -106,7 +106,7 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>) {
                         Some(e) => (format!("receive:{}", e.office), e.office.to_string()),
                         None => (format!("receive:{peer}"), peer.to_string()),
                     };
-                    match handle(&s, peer, stream).await {
+                    match handle(&s, peer, stream, false).await {
                         // A later stream from the partner that ends well clears earlier breaks.
                         Ok(()) => s.resolved(&topic),
                         Err(e) => s.error_about(Some(topic), format!("{who} からの受信が途中で止まりました。相手先が自動で送り直します。続く場合は相手先に連絡してください / receiving from {who} stopped; the partner sends again by itself — if this lasts, contact the partner: {}", shown(&format!("{e:#}")))),
@@ -161,7 +161,15 @@ impl ReceiverContext for NodeContext<'_> {
     }
 }
 
-async fn handle(shared: &Arc<Shared>, peer: PeerId, stream: libp2p::Stream) -> anyhow::Result<()> {
+/// Receives the messages of one stream: a partner's delivery stream, or (`from_mailbox`) a
+/// drain of this office's mailbox, whose envelopes were signed by their senders, not by the
+/// mailbox at the other end (SPEC.md §7.5).
+pub(crate) async fn handle(
+    shared: &Arc<Shared>,
+    peer: PeerId,
+    stream: libp2p::Stream,
+    from_mailbox: bool,
+) -> anyhow::Result<()> {
     let (mut reader, mut writer) = stream.split();
     let (answer_tx, mut answer_rx) = mpsc::unbounded_channel::<(Kind, Vec<u8>)>();
     let (check_tx, mut check_rx) = mpsc::unbounded_channel::<Checking>();
@@ -200,7 +208,8 @@ async fn handle(shared: &Arc<Shared>, peer: PeerId, stream: libp2p::Stream) -> a
                 let s = shared.clone();
                 let n = batch.len();
                 let t0 = std::time::Instant::now();
-                let acks = tokio::task::spawn_blocking(move || commit_batch(&s, batch))
+                let via = if from_mailbox { "mailbox" } else { "direct" };
+                let acks = tokio::task::spawn_blocking(move || commit_batch(&s, batch, via))
                     .await
                     .map_err(|e| anyhow!("commit task: {e}"))??;
                 tracing::debug!(n, ms = t0.elapsed().as_millis() as u64, "receiver commit");
@@ -212,7 +221,15 @@ async fn handle(shared: &Arc<Shared>, peer: PeerId, stream: libp2p::Stream) -> a
         }
     };
     let read = async {
-        let r = read_messages(shared, peer, &mut reader, &answer_tx, &check_tx).await;
+        let r = read_messages(
+            shared,
+            peer,
+            from_mailbox,
+            &mut reader,
+            &answer_tx,
+            &check_tx,
+        )
+        .await;
         drop(answer_tx);
         drop(check_tx);
         r
@@ -224,6 +241,7 @@ async fn handle(shared: &Arc<Shared>, peer: PeerId, stream: libp2p::Stream) -> a
 async fn read_messages(
     shared: &Arc<Shared>,
     peer: PeerId,
+    from_mailbox: bool,
     reader: &mut (impl futures::AsyncRead + Unpin),
     answers: &mpsc::UnboundedSender<(Kind, Vec<u8>)>,
     checks: &mpsc::UnboundedSender<Checking>,
@@ -231,16 +249,17 @@ async fn read_messages(
     let timeout = shared.timeout();
     let check_budget = Arc::new(tokio::sync::Semaphore::new(CHECK_BUDGET as usize));
     let peer_key = key_of(&peer).ok_or_else(|| anyhow!("peer has no Ed25519 key"))?;
-    let mut session = ReceiverSession::new(
-        ReceiverConfig {
-            office: shared.office,
-            max_file_len: shared.config.max_file_mb.saturating_mul(1 << 20),
-            max_age: shared.config.max_age_days.saturating_mul(86400),
-            max_skew: MAX_SKEW_SECS,
-        },
-        peer_key,
-        shared.secrets(),
-    );
+    let config = ReceiverConfig {
+        office: shared.office,
+        max_file_len: shared.config.max_file_mb.saturating_mul(1 << 20),
+        max_age: shared.config.max_age_days.saturating_mul(86400),
+        max_skew: MAX_SKEW_SECS,
+    };
+    let mut session = if from_mailbox {
+        ReceiverSession::from_mailbox(config, shared.secrets())
+    } else {
+        ReceiverSession::new(config, peer_key, shared.secrets())
+    };
     let mut frame = Vec::new();
     // The message being received: its partial file, and its open handle.
     let mut current: Option<(Partial, Body)> = None;
@@ -502,8 +521,16 @@ fn verdict_for(
 fn commit_batch(
     shared: &Arc<Shared>,
     mut batch: Vec<Pending>,
+    via: &'static str,
 ) -> anyhow::Result<Vec<(Kind, Vec<u8>)>> {
     let answers = commit(shared, &mut batch);
+    if answers.is_ok() {
+        let mut mail = lock(&shared.mail);
+        for p in &batch {
+            mail.routes
+                .insert(p.partial.header.sender_office.to_string(), via);
+        }
+    }
     if shared.env.faults.alive().is_err() {
         // A crashed node leaves its files where they are, as a dead process would: recovery at
         // start reads a partial file that is still there as "not in the inbox".

@@ -69,6 +69,11 @@ pub(crate) enum DeliveryError {
     /// This node could not do its part (disk, store, directory).
     #[error(transparent)]
     Local(#[from] anyhow::Error),
+    /// The partner stayed unreachable, so its files were left in its association's mailbox.
+    #[error(
+        "送信先 {0} のノードに接続できないため、ファイルを暗号化したまま協会のメールボックスに預けました。相手先のノードが起動すると受け取られます / the node of {0} could not be reached, so its files were left, sealed, in the association's mailbox: they are delivered when the partner's node starts"
+    )]
+    Deposited(OfficeNumber),
 }
 
 impl DeliveryError {
@@ -217,12 +222,80 @@ pub(crate) async fn deliver(
     shared: &Arc<Shared>,
     partner: OfficeNumber,
 ) -> Result<(), DeliveryError> {
+    let direct = deliver_by(shared, partner, &Route::Direct).await;
+    let now = shared.env.now_ms();
+    match &direct {
+        Ok(()) => {
+            let mut m = lock(&shared.mail);
+            m.unreachable_since.remove(&partner);
+            m.routes.insert(partner.to_string(), "direct");
+            return direct;
+        }
+        Err(e) if e.is_unreachable() => {}
+        Err(_) => return direct,
+    }
+    // Unreachable: once it has lasted `mailbox_after_secs`, the files go to the partner's
+    // mailbox (sealed for the partner; the mailbox cannot open them), and direct delivery
+    // is still tried with backoff.
+    let since = *lock(&shared.mail)
+        .unreachable_since
+        .entry(partner)
+        .or_insert(now);
+    let waited = now.saturating_sub(since) / 1000;
+    if waited < shared.config.mailbox_after_secs || !has_undeposited(shared, partner) {
+        return direct;
+    }
+    let mut last = None;
+    for node in crate::mailbox::mailboxes_of(shared, &partner) {
+        match deliver_by(shared, partner, &Route::Mailbox(node)).await {
+            Ok(()) => {
+                lock(&shared.mail)
+                    .routes
+                    .insert(partner.to_string(), "mailbox");
+                shared.mail_now.notify_one();
+                return Err(DeliveryError::Deposited(partner));
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    match last {
+        Some(e) => {
+            tracing::info!(%partner, "no mailbox took the files: {e:#}");
+            direct
+        }
+        None => direct,
+    }
+}
+
+/// Whether some of the partner's queued files are in no mailbox yet.
+fn has_undeposited(shared: &Shared, partner: OfficeNumber) -> bool {
+    lock(&shared.queue)
+        .items
+        .values()
+        .any(|i| i.recipient == partner.as_str() && i.deposited_ms == 0)
+}
+
+/// Where a delivery stream goes.
+#[derive(Debug, Clone)]
+pub(crate) enum Route {
+    /// To the partner's node.
+    Direct,
+    /// To a mailbox of the partner's region, which keeps the envelopes for it.
+    Mailbox(renkei_directory::NodeInfo),
+}
+
+/// Delivery over one route, with a quick second try when a stream failed before any answer.
+async fn deliver_by(
+    shared: &Arc<Shared>,
+    partner: OfficeNumber,
+    route: &Route,
+) -> Result<(), DeliveryError> {
     let mut attempt = 0u64;
     loop {
         // Whether this attempt's partner answered anything: only a stream that failed before
         // any answer is opened again at once.
         let any_answer = std::sync::atomic::AtomicBool::new(false);
-        match deliver_once(shared, partner, &any_answer).await {
+        match deliver_once(shared, partner, &any_answer, route).await {
             Ok(()) => return Ok(()),
             Err(e) => {
                 attempt += 1;
@@ -291,11 +364,13 @@ async fn deliver_once(
     shared: &Arc<Shared>,
     partner: OfficeNumber,
     any_answer: &std::sync::atomic::AtomicBool,
+    route: &Route,
 ) -> Result<(), DeliveryError> {
+    let mailbox = matches!(route, Route::Mailbox(_));
     let mut items: Vec<(u64, QueueItem)> = lock(&shared.queue)
         .items
         .iter()
-        .filter(|(_, i)| i.recipient == partner.as_str())
+        .filter(|(_, i)| i.recipient == partner.as_str() && !(mailbox && i.deposited_ms != 0))
         .map(|(s, i)| (*s, i.clone()))
         .collect();
     // An item answered already (its receipt is durable) is completed, never sent again; one
@@ -327,7 +402,7 @@ async fn deliver_once(
         return Ok(());
     }
     items.sort_by_key(|(s, i)| order_key(*s, i));
-    if partner == shared.office {
+    if partner == shared.office && !mailbox {
         // A route between two service kinds of the same office number stays on this node.
         let s = shared.clone();
         return tokio::task::spawn_blocking(move || deliver_local(&s, items))
@@ -370,6 +445,24 @@ async fn deliver_once(
     identities.sort_by_key(|k| std::cmp::Reverse(k.valid_from));
     let mut stream = None;
     let mut last = None;
+    if let Route::Mailbox(node) = route {
+        identities.clear();
+        match open_mailbox(shared, node, timeout).await {
+            Ok(mut s) => {
+                let request = crate::mailbox::MailboxRequest::Deposit {
+                    to: partner.to_string(),
+                };
+                frames::write(
+                    &mut s,
+                    Kind::Request,
+                    &serde_json::to_vec(&request).map_err(|e| anyhow!("{e}"))?,
+                )
+                .await?;
+                stream = Some(s);
+            }
+            Err(e) => last = Some(e),
+        }
+    }
     for k in identities {
         let Some(peer) = peer_id_of(&k.identity) else {
             continue;
@@ -524,7 +617,11 @@ async fn deliver_once(
                 &mut reader,
                 &mut frame,
                 timeout * 4,
-                &[Kind::Ack, Kind::Refuse],
+                if mailbox {
+                    &[Kind::Refuse, Kind::Stored]
+                } else {
+                    &[Kind::Ack, Kind::Refuse]
+                },
             )
             .await?
             else {
@@ -540,6 +637,20 @@ async fn deliver_once(
                     commit_tx
                         .send((fly, ack))
                         .map_err(|_| anyhow!("committer stopped"))?;
+                }
+                Answer::Stored(id) => {
+                    let fly = lock(&in_flight)
+                        .remove(&id)
+                        .context("answer without its message")?;
+                    if let Route::Mailbox(node) = route {
+                        let s = shared.clone();
+                        let key = hex::encode(node.key);
+                        tokio::task::spawn_blocking(move || mark_deposited(&s, fly.seq, &key))
+                            .await
+                            .map_err(|e| anyhow!("{e}"))??;
+                    }
+                    lock(&session).settled();
+                    room.notify_one();
                 }
                 Answer::Refused(r) => {
                     let fly = lock(&in_flight)
@@ -627,6 +738,41 @@ async fn deliver_once(
     w
 }
 
+/// Records that a mailbox keeps a queued file for its partner (durable: a file in a mailbox
+/// is not deposited again after a restart; deposited twice, the mailbox keeps one).
+fn mark_deposited(shared: &Shared, seq: u64, mailbox: &str) -> anyhow::Result<()> {
+    let item = {
+        let mut q = lock(&shared.queue);
+        let Some(item) = q.items.get_mut(&seq) else {
+            return Ok(());
+        };
+        item.deposited_ms = shared.env.now_ms();
+        item.mailbox = mailbox.to_string();
+        item.clone()
+    };
+    shared.store.queue_put(seq, &item)?;
+    shared.store.flush()?;
+    lock(&shared.mail).outcomes_at.insert(mailbox.to_string());
+    tracing::info!(file = %shown(&item.file_name), to = %item.recipient, "left in the partner's mailbox");
+    Ok(())
+}
+
+/// Opens a mailbox stream to a directory node.
+pub(crate) async fn open_mailbox(
+    shared: &Shared,
+    node: &renkei_directory::NodeInfo,
+    timeout: std::time::Duration,
+) -> Result<libp2p::Stream, crate::net::NetError> {
+    let peer = peer_id_of(&node.key)
+        .ok_or_else(|| crate::net::NetError::Unreachable("directory node key".into()))?;
+    for a in &node.addresses {
+        if let Ok(ma) = a.parse() {
+            shared.net.add_address(peer, ma).await;
+        }
+    }
+    shared.net.open(peer, crate::net::MAILBOX, timeout).await
+}
+
 /// A file to seal: from memory, or streamed from disk.
 enum Whole {
     Memory(Vec<u8>),
@@ -700,12 +846,40 @@ fn finish_sent(shared: &Shared, item: &QueueItem) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Completes a queued file whose ack came through a mailbox (verified by the caller), as if it
+/// had come on a delivery stream.
+pub(crate) fn commit_outcome(
+    shared: &Arc<Shared>,
+    partner: OfficeNumber,
+    seq: u64,
+    item: QueueItem,
+    ack: Ack,
+) -> anyhow::Result<()> {
+    let chunks = item.size.div_ceil(u64::from(DEFAULT_CHUNK_SIZE)).max(1);
+    let fly = InFlight {
+        seq,
+        sealed_size: item.size + chunks * TAG_LEN as u64,
+        item,
+    };
+    commit_batch(shared, partner, vec![(fly, ack)])
+}
+
 fn commit_batch(
     shared: &Arc<Shared>,
     partner: OfficeNumber,
     batch: Vec<(InFlight, Ack)>,
 ) -> anyhow::Result<()> {
     let finished = shared.env.now_ms();
+    // A file can be answered twice — directly and through a mailbox: the first answer is
+    // committed, and the check and the append are one step under this lock.
+    let mut answered = lock(&shared.sent_ids);
+    let batch: Vec<(InFlight, Ack)> = batch
+        .into_iter()
+        .filter(|(f, _)| !answered.contains_key(&f.item.id()))
+        .collect();
+    if batch.is_empty() {
+        return Ok(());
+    }
     let receipts: Vec<NewReceipt> = batch
         .iter()
         .map(|(f, ack)| NewReceipt {
@@ -721,12 +895,10 @@ fn commit_batch(
         })
         .collect();
     shared.append_receipts(receipts)?;
-    {
-        let mut answered = lock(&shared.sent_ids);
-        for (f, ack) in &batch {
-            answered.insert(f.item.id(), ack.verdict.clone());
-        }
+    for (f, ack) in &batch {
+        answered.insert(f.item.id(), ack.verdict.clone());
     }
+    drop(answered);
     shared
         .env
         .faults
@@ -927,7 +1099,7 @@ pub(crate) fn refusal_hint(code: RefusalCode) -> (&'static str, &'static str) {
 
 /// Moves a file that can never be delivered to `rejected/` with its report, and drops its
 /// queue item.
-fn fail_item(
+pub(crate) fn fail_item(
     shared: &Shared,
     seq: u64,
     item: &QueueItem,

@@ -121,6 +121,23 @@ pub struct Shared {
     /// Whether anyone acts on `restart` (`run` does; an in-process node of the demo or a
     /// test does not, so it shows the restart notice instead).
     pub(crate) restartable: AtomicBool,
+    /// What the node knows of partners' reachability and the mailboxes.
+    pub(crate) mail: Mutex<MailState>,
+    /// Asks the mailbox task to look now (a mailbox said something arrived, or files were
+    /// just deposited).
+    pub(crate) mail_now: Notify,
+}
+
+/// Partners' reachability and how each was last reached.
+#[derive(Debug, Default)]
+pub(crate) struct MailState {
+    /// Since when (Unix ms) a partner has been unreachable, without a delivery since.
+    pub(crate) unreachable_since: HashMap<OfficeNumber, u64>,
+    /// How the last file to or from each partner went: `direct` or `mailbox`.
+    pub(crate) routes: BTreeMap<String, &'static str>,
+    /// Mailboxes (directory node keys, hex) that may hold outcomes of our deposits for us to
+    /// collect — also after the file was answered directly.
+    pub(crate) outcomes_at: std::collections::BTreeSet<String>,
 }
 
 impl std::fmt::Debug for Shared {

@@ -33,6 +33,12 @@ pub struct QueueItem {
     /// sealed, nor moved to `sent/` (queues written before this field read as unknown).
     #[serde(default)]
     pub stamp: Stamp,
+    /// Unix ms when it was left in the partner's mailbox (0: not deposited).
+    #[serde(default)]
+    pub deposited_ms: u64,
+    /// The mailbox (directory node key, hex) that keeps it.
+    #[serde(default)]
+    pub mailbox: String,
 }
 
 impl QueueItem {
@@ -480,6 +486,8 @@ mod tests {
             size: n,
             queued_at_ms: n,
             stamp: Stamp::default(),
+            deposited_ms: 0,
+            mailbox: String::new(),
         }
     }
 

@@ -12,6 +12,9 @@ pub const DELIVER_PROTOCOL: &str = "/renkei/deliver/2";
 /// The directory sync protocol's libp2p protocol name (SPEC.md §6.6).
 pub const DIRECTORY_PROTOCOL: &str = "/renkei/directory/1";
 
+/// The mailbox protocol (SPEC.md §7.5).
+pub const MAILBOX_PROTOCOL: &str = "/renkei/mailbox/1";
+
 /// Bytes before every frame's payload: the type and the length.
 pub const FRAME_HEAD_LEN: usize = 5;
 
@@ -38,6 +41,8 @@ pub enum FrameKind {
     Blob = 7,
     /// A directory answer: not found (UTF-8 reason).
     NotFound = 8,
+    /// A mailbox kept an envelope for its recipient: the message id (§7.5).
+    Stored = 9,
 }
 
 impl FrameKind {
@@ -52,6 +57,7 @@ impl FrameKind {
             6 => FrameKind::Request,
             7 => FrameKind::Blob,
             8 => FrameKind::NotFound,
+            9 => FrameKind::Stored,
             _ => return None,
         })
     }
@@ -65,6 +71,7 @@ impl FrameKind {
             FrameKind::Ack => 80 * 1024,
             FrameKind::Refuse | FrameKind::NotFound | FrameKind::Request => 4096,
             FrameKind::End => 0,
+            FrameKind::Stored => 16,
             FrameKind::Blob => 256 << 20,
         }
     }
@@ -354,6 +361,7 @@ mod tests {
             FrameKind::Request,
             FrameKind::Blob,
             FrameKind::NotFound,
+            FrameKind::Stored,
         ] {
             let at_limit = encode_head(kind, kind.limit());
             assert_eq!(decode_head(at_limit), Ok((kind, kind.limit())));
@@ -368,8 +376,8 @@ mod tests {
             Err(FrameError::UnknownType(0))
         );
         assert_eq!(
-            decode_head([9, 0, 0, 0, 0]),
-            Err(FrameError::UnknownType(9))
+            decode_head([10, 0, 0, 0, 0]),
+            Err(FrameError::UnknownType(10))
         );
     }
 

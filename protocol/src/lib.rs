@@ -29,6 +29,7 @@ pub mod ack;
 pub mod envelope;
 pub mod frames;
 pub mod session;
+pub mod statement;
 pub mod wire;
 
 pub use wire::sha256;

@@ -1080,12 +1080,13 @@ fn every_case_gives_exactly_its_findings() {
 
 /// Codes the node reports about routes and the directory, through [`finding`]: no file
 /// content produces them.
-const ROUTE_CODES: [E; 5] = [
+const ROUTE_CODES: [E; 6] = [
     E::RouteSender,
     E::RouteRecipient,
     E::RecipientUnknown,
     E::PartnerRefused,
     E::FileTooLarge,
+    E::MailboxExpired,
 ];
 
 #[test]

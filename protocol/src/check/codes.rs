@@ -124,6 +124,8 @@ codes! {
     PartnerRefused = "PARTNER_REFUSED",
     /// The file is larger than the node sends or receives.
     FileTooLarge = "FILE_TOO_LARGE",
+    /// The file waited in the partner's mailbox for its whole time limit, unacknowledged.
+    MailboxExpired = "MAILBOX_EXPIRED",
 }
 
 impl fmt::Display for ErrorCode {

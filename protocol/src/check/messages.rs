@@ -230,6 +230,10 @@ pub(crate) fn render(code: ErrorCode, _line: u64, field: u32, c: &Ctx<'_>) -> (S
             "ファイルが大きすぎるため送受信できません（上限は各ノードの設定 max_file_mb）。ファイルを分けて出力するか、相手先と上限を確認してください。".into(),
             "The file is larger than the node sends or receives (each node's max_file_mb setting). Export it in parts, or agree the limit with the partner.".into(),
         ),
+        ErrorCode::MailboxExpired => (
+            "相手先のノードが起動しないまま、協会のメールボックスの保管期限（通常14日）が過ぎたため、預けたファイルは削除されました（削除証明は受領記録の横にあります）。相手先に連絡してノードを起動してもらい、このファイルを送信フォルダに置き直してください。".into(),
+            "The partner's node did not start before the association mailbox's time limit (usually 14 days), so the file left there was deleted (the signed deletion statement is kept beside the receipts). Contact the partner to start their node, then put this file in the outbox again.".into(),
+        ),
         ErrorCode::TooManyErrors => (
             "誤りが多すぎるため、以降は省略しました。ファイル全体を確認してください。".into(),
             "There are too many errors; the rest are not listed. Check the whole file.".into(),

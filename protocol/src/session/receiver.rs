@@ -72,7 +72,9 @@ enum State {
 /// message is complete. One message at a time, as they come on the stream.
 pub struct ReceiverSession {
     config: ReceiverConfig,
-    peer_key: [u8; 32],
+    /// The connection's proven key, which must have signed each envelope; `None` for
+    /// envelopes drained from a mailbox (the directory's keys of the sender office decide).
+    peer_key: Option<[u8; 32]>,
     secrets: Vec<x25519_dalek::StaticSecret>,
     state: State,
 }
@@ -95,7 +97,22 @@ impl ReceiverSession {
     ) -> ReceiverSession {
         ReceiverSession {
             config,
-            peer_key,
+            peer_key: Some(peer_key),
+            secrets,
+            state: State::AwaitHeader,
+        }
+    }
+
+    /// A stream of envelopes drained from a mailbox (SPEC.md §7.5): the mailbox is not their
+    /// sender, so each header's signature is checked against the directory's keys of its
+    /// sender office alone.
+    pub fn from_mailbox(
+        config: ReceiverConfig,
+        secrets: Vec<x25519_dalek::StaticSecret>,
+    ) -> ReceiverSession {
+        ReceiverSession {
+            config,
+            peer_key: None,
             secrets,
             state: State::AwaitHeader,
         }
@@ -191,7 +208,7 @@ impl ReceiverSession {
         };
         let id = header.message_id;
         // The connection's proven identity must be the key that signed the envelope.
-        if header.sender_key != self.peer_key {
+        if self.peer_key.is_some_and(|k| header.sender_key != k) {
             return Ok(RxAction::Refuse(Refusal::new(
                 id,
                 RefusalCode::UnknownSenderKey,

@@ -17,6 +17,8 @@ pub enum Answer {
     Acked(Ack),
     /// The partner refused the message; [`Refusal::code`] says what to do with it.
     Refused(Refusal),
+    /// A mailbox kept the message for the partner (SPEC.md §7.5): no ack yet.
+    Stored(MessageId),
 }
 
 /// One delivery stream's sending side: which messages are written and waiting for an answer,
@@ -104,6 +106,18 @@ impl SenderSession {
                 }
                 self.settling += 1;
                 Ok(Answer::Refused(refusal))
+            }
+            FrameKind::Stored => {
+                let id = MessageId(
+                    payload
+                        .try_into()
+                        .map_err(|_| SessionError::UnexpectedFrame(kind))?,
+                );
+                if self.waiting.remove(&id).is_none() {
+                    return Err(SessionError::UnknownMessage(id));
+                }
+                self.settling += 1;
+                Ok(Answer::Stored(id))
             }
             other => Err(SessionError::UnexpectedFrame(other)),
         }

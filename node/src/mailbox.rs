@@ -1,0 +1,663 @@
+//! The association mailbox a directory node runs for the offices of its region (SPEC.md §7.5):
+//! it keeps sealed envelopes for offices that are off, hands them to their recipient only, and
+//! signs a deletion statement for each envelope it drops. It never holds a key that opens one.
+//!
+//! On disk, under `<data>/mailbox/`:
+//! - `box/<recipient>/<deposited ms>-<sender>-<message id>.env`: the envelope's frames as the
+//!   sender wrote them (header, chunks), 0600; `….fetched` beside it once it went out in a drain;
+//! - `out/<sender>/<message id>-<recipient>.json`: what became of a deposit (the recipient's
+//!   ack or refusal, the deletion statement), until the sender collects it.
+//!
+//! Every write is made durable before it is answered (temp, fsync, rename, fsync the folder).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use futures::{AsyncWriteExt, StreamExt};
+use libp2p::PeerId;
+use renkei_directory::Directory;
+use renkei_protocol::OfficeNumber;
+use renkei_protocol::ack::Ack;
+use renkei_protocol::envelope::{EnvelopeHeader, MessageId};
+use renkei_protocol::frames::{Disposition, Refusal, RefusalCode};
+use renkei_protocol::statement::{Reason, Statement};
+use serde::{Deserialize, Serialize};
+
+use crate::dirserve::Clock;
+use crate::files::{sync_dir, write_atomic};
+use crate::frames::{self, Kind};
+use crate::net::{MAILBOX, Net, key_of};
+
+/// A mailbox's limits.
+#[derive(Debug, Clone)]
+pub struct MailboxConfig {
+    /// Nothing is kept longer than this (envelopes, and outcomes not collected). Default 14 days.
+    pub ttl_secs: u64,
+    /// Envelopes kept for one recipient office at most. Default 10,000.
+    pub max_files: usize,
+    /// Bytes kept for one recipient office at most. Default 2 GiB.
+    pub max_bytes: u64,
+}
+
+impl Default for MailboxConfig {
+    fn default() -> MailboxConfig {
+        MailboxConfig {
+            ttl_secs: 14 * 86400,
+            max_files: 10_000,
+            max_bytes: 2 << 30,
+        }
+    }
+}
+
+/// What a client asks on a mailbox stream (the first frame, JSON).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub(crate) enum MailboxRequest {
+    /// The sender office deposits envelopes for `to`: frames follow as on a delivery stream.
+    Deposit {
+        /// The recipient office.
+        to: String,
+    },
+    /// The recipient office takes its envelopes: the mailbox writes them, the office answers
+    /// each with its ack or refusal.
+    Drain,
+    /// The sender office collects what became of its deposits.
+    Outcomes,
+    /// The sender has kept these outcomes (message ids, hex): they may go.
+    Forget {
+        /// Message ids.
+        ids: Vec<String>,
+    },
+}
+
+/// What became of a deposit, for its sender.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcome {
+    /// The message id, hex.
+    pub message_id: String,
+    /// The recipient office.
+    pub recipient: String,
+    /// The recipient's signed ack, hex, when it acknowledged the message.
+    #[serde(default)]
+    pub ack: Option<String>,
+    /// The recipient node's refusal code, when it refused the message for good.
+    #[serde(default)]
+    pub refusal_code: Option<u16>,
+    /// Its reason.
+    #[serde(default)]
+    pub refusal_reason: Option<String>,
+    /// The envelope went out in a drain before it expired (the recipient may hold the file).
+    #[serde(default)]
+    pub fetched: bool,
+    /// The signed deletion statement, hex.
+    pub statement: String,
+    /// Unix ms when it was written (for the time limit).
+    pub at_ms: u64,
+}
+
+/// A running mailbox.
+#[derive(Debug)]
+pub struct Mailbox {
+    root: PathBuf,
+    view: Arc<RwLock<Directory>>,
+    clock: Clock,
+    key: SigningKey,
+    cfg: MailboxConfig,
+    /// Deposits, drains and expiry change a box one at a time.
+    lock: tokio::sync::Mutex<()>,
+}
+
+/// One kept envelope.
+#[derive(Debug, Clone)]
+struct Kept {
+    path: PathBuf,
+    deposited_ms: u64,
+    sender: OfficeNumber,
+    id: MessageId,
+}
+
+impl Kept {
+    fn parse(path: PathBuf) -> Option<Kept> {
+        let name = path
+            .file_name()?
+            .to_str()?
+            .strip_suffix(".env")?
+            .to_string();
+        let mut parts = name.splitn(3, '-');
+        let deposited_ms = parts.next()?.parse().ok()?;
+        let sender = OfficeNumber::parse(parts.next()?)?;
+        let id = MessageId::from_hex(parts.next()?)?;
+        Some(Kept {
+            path,
+            deposited_ms,
+            sender,
+            id,
+        })
+    }
+
+    fn fetched_marker(&self) -> PathBuf {
+        let mut p = self.path.clone().into_os_string();
+        p.push(".fetched");
+        PathBuf::from(p)
+    }
+}
+
+fn io_refusal(id: MessageId, why: &str) -> Refusal {
+    Refusal::new(id, RefusalCode::Busy, why)
+}
+
+impl Mailbox {
+    /// A mailbox keeping its files under `data/mailbox`, answering for the regions of `view`
+    /// that list `key` as one of their directory nodes.
+    pub fn new(
+        data: &Path,
+        view: Arc<RwLock<Directory>>,
+        clock: Clock,
+        key: SigningKey,
+        cfg: MailboxConfig,
+    ) -> anyhow::Result<Arc<Mailbox>> {
+        let root = data.join("mailbox");
+        for d in [root.join("box"), root.join("out")] {
+            crate::home::create_private_dir(&d)
+                .with_context(|| format!("mailbox folder {}", d.display()))?;
+        }
+        Ok(Arc::new(Mailbox {
+            root,
+            view,
+            clock,
+            key,
+            cfg,
+            lock: tokio::sync::Mutex::new(()),
+        }))
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    fn box_dir(&self, office: &OfficeNumber) -> PathBuf {
+        self.root.join("box").join(office.as_str())
+    }
+
+    fn out_dir(&self, office: &OfficeNumber) -> PathBuf {
+        self.root.join("out").join(office.as_str())
+    }
+
+    /// The active member office whose identity key proved this connection.
+    fn office_of(&self, peer: &PeerId) -> Option<OfficeNumber> {
+        let key = key_of(peer)?;
+        let view = self.view.read().unwrap_or_else(|p| p.into_inner());
+        view.active_office_by_key(&key, self.now_ms() / 1000)
+            .ok()
+            .flatten()
+            .map(|e| e.office)
+    }
+
+    /// Whether this node keeps mail for `office`: its region lists this node.
+    fn serves(&self, office: &OfficeNumber) -> bool {
+        let me = self.key.verifying_key().to_bytes();
+        let view = self.view.read().unwrap_or_else(|p| p.into_inner());
+        view.regions()
+            .any(|r| r.entries.contains(office) && r.nodes.iter().any(|n| n.key == me))
+    }
+
+    /// The envelopes kept for `office`, oldest first.
+    fn kept(&self, office: &OfficeNumber) -> Vec<Kept> {
+        let mut out: Vec<Kept> = std::fs::read_dir(self.box_dir(office))
+            .map(|rd| rd.flatten().filter_map(|e| Kept::parse(e.path())).collect())
+            .unwrap_or_default();
+        out.sort_by_key(|k| (k.deposited_ms, k.path.clone()));
+        out
+    }
+
+    /// Every office with a box.
+    fn boxes(&self) -> Vec<OfficeNumber> {
+        std::fs::read_dir(self.root.join("box"))
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| OfficeNumber::parse(e.file_name().to_str()?))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Drops a kept envelope: the outcome for its sender (with a signed statement) is durable
+    /// first, then the envelope goes. A crash in between leaves both; the envelope is then
+    /// answered or expired again, and the outcome written anew.
+    fn settle(
+        &self,
+        recipient: &OfficeNumber,
+        kept: &Kept,
+        reason: Reason,
+        ack: Option<&Ack>,
+        refusal: Option<&Refusal>,
+    ) -> anyhow::Result<()> {
+        let bytes = std::fs::read(&kept.path)?;
+        let statement = Statement::sign(
+            kept.id,
+            kept.sender,
+            *recipient,
+            envelope_hash(&bytes)?,
+            reason,
+            self.now_ms() / 1000,
+            &self.key,
+        );
+        let outcome = Outcome {
+            message_id: kept.id.to_hex(),
+            recipient: recipient.to_string(),
+            ack: ack.map(|a| hex::encode(a.to_bytes())),
+            refusal_code: refusal.map(|r| r.code.to_u16()),
+            refusal_reason: refusal.map(|r| r.reason.clone()),
+            fetched: kept.fetched_marker().exists(),
+            statement: hex::encode(statement.to_bytes()),
+            at_ms: self.now_ms(),
+        };
+        let out = self.out_dir(&kept.sender);
+        crate::home::create_private_dir(&out)?;
+        write_atomic(
+            &out.join(format!("{}-{recipient}.json", kept.id)),
+            &serde_json::to_vec(&outcome)?,
+            true,
+        )?;
+        std::fs::remove_file(&kept.path)?;
+        let _ = std::fs::remove_file(kept.fetched_marker());
+        sync_dir(&self.box_dir(recipient))?;
+        tracing::info!(from = %kept.sender, to = %recipient, id = %kept.id, reason = reason.as_str(), "mailbox dropped an envelope");
+        Ok(())
+    }
+
+    /// Drops what is past the time limit: envelopes (their senders are told) and outcomes
+    /// nobody collected.
+    pub async fn expire(&self) -> anyhow::Result<usize> {
+        let _g = self.lock.lock().await;
+        let now = self.now_ms();
+        let limit = self.cfg.ttl_secs.saturating_mul(1000);
+        let mut n = 0;
+        for office in self.boxes() {
+            for k in self.kept(&office) {
+                if k.deposited_ms.saturating_add(limit) <= now {
+                    self.settle(&office, &k, Reason::Expired, None, None)?;
+                    n += 1;
+                }
+            }
+        }
+        for dir in std::fs::read_dir(self.root.join("out"))?.flatten() {
+            for f in std::fs::read_dir(dir.path())?.flatten() {
+                let old = std::fs::read(f.path())
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<Outcome>(&b).ok())
+                    .is_none_or(|o| o.at_ms.saturating_add(limit) <= now);
+                if old {
+                    std::fs::remove_file(f.path())?;
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    async fn deposit(
+        &self,
+        peer: &PeerId,
+        from: OfficeNumber,
+        to: &str,
+        s: &mut libp2p::Stream,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let refuse = |r: Refusal| async move { r };
+        let to = match OfficeNumber::parse(to) {
+            Some(to) if self.serves(&to) => to,
+            _ => {
+                let r = refuse(io_refusal(
+                    MessageId([0; 16]),
+                    "このメールボックスはその事業所の分を預かりません / this mailbox does not keep mail for that office",
+                ))
+                .await;
+                frames::write(s, Kind::Refuse, &r.to_bytes()).await?;
+                return Ok(());
+            }
+        };
+        let peer_key = key_of(peer).context("peer key")?;
+        let mut frame = Vec::new();
+        loop {
+            let Some(kind) =
+                frames::read(s, &mut frame, timeout, &[Kind::Header, Kind::End]).await?
+            else {
+                return Ok(());
+            };
+            if kind == Kind::End {
+                return Ok(());
+            }
+            let header = match EnvelopeHeader::parse(&frame) {
+                Ok((h, n)) if n == frame.len() => h,
+                _ => {
+                    let r = Refusal::new(
+                        Refusal::id_of_unparsed(&frame),
+                        RefusalCode::Unparseable,
+                        "envelope header",
+                    );
+                    frames::write(s, Kind::Refuse, &r.to_bytes()).await?;
+                    return Ok(());
+                }
+            };
+            let id = header.message_id;
+            if header.sender_office != from
+                || header.sender_key != peer_key
+                || header.recipient_office != to
+            {
+                let r = Refusal::new(
+                    id,
+                    RefusalCode::UnknownSenderKey,
+                    "the envelope's offices or key are not this connection's",
+                );
+                frames::write(s, Kind::Refuse, &r.to_bytes()).await?;
+                return Ok(());
+            }
+            let chunks = header.chunk_count();
+            let size = frame.len() as u64 + header.plaintext_len + chunks * 16 + (chunks + 1) * 5;
+            let _g = self.lock.lock().await;
+            let kept = self.kept(&to);
+            let used: u64 = kept
+                .iter()
+                .map(|k| std::fs::metadata(&k.path).map(|m| m.len()).unwrap_or(0))
+                .sum();
+            let already = kept.iter().any(|k| k.sender == from && k.id == id);
+            if !already
+                && (kept.len() >= self.cfg.max_files
+                    || used.saturating_add(size) > self.cfg.max_bytes)
+            {
+                let r = io_refusal(
+                    id,
+                    "相手先のメールボックスが満杯です。相手先のノードが起動すると空きます / the partner's mailbox is full; it empties when the partner's node starts",
+                );
+                frames::write(s, Kind::Refuse, &r.to_bytes()).await?;
+                return Ok(());
+            }
+            let dir = self.box_dir(&to);
+            crate::home::create_private_dir(&dir)?;
+            let tmp = crate::files::temp_path(&dir);
+            let written = async {
+                let mut f = private_file(&tmp).await?;
+                use tokio::io::AsyncWriteExt as _;
+                let mut out = Vec::with_capacity(frame.len() + 5);
+                renkei_protocol::frames::encode_frame(Kind::Header, &frame, &mut out);
+                f.write_all(&out).await?;
+                for _ in 0..chunks {
+                    match frames::read(s, &mut frame, timeout, &[Kind::Chunk]).await? {
+                        Some(Kind::Chunk) => {}
+                        _ => anyhow::bail!("the envelope ended early"),
+                    }
+                    out.clear();
+                    renkei_protocol::frames::encode_frame(Kind::Chunk, &frame, &mut out);
+                    f.write_all(&out).await?;
+                }
+                f.sync_all().await?;
+                anyhow::Ok(())
+            }
+            .await;
+            if let Err(e) = written {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+            if already {
+                std::fs::remove_file(&tmp)?;
+            } else {
+                std::fs::rename(&tmp, dir.join(format!("{}-{from}-{id}.env", self.now_ms())))?;
+                sync_dir(&dir)?;
+                tracing::info!(%from, %to, %id, "mailbox kept an envelope");
+            }
+            drop(_g);
+            frames::write(s, Kind::Stored, &id.0).await?;
+            s.flush().await?;
+        }
+    }
+
+    async fn drain(
+        &self,
+        peer: &PeerId,
+        office: OfficeNumber,
+        s: libp2p::Stream,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let peer_key = VerifyingKey::from_bytes(&key_of(peer).context("peer key")?)?;
+        let kept = self.kept(&office);
+        // What each envelope's ack must name: its plaintext hash, from its header.
+        let mut waiting = Vec::with_capacity(kept.len());
+        for k in kept {
+            match header_of(&k.path) {
+                Ok(h) => waiting.push((k, h.plaintext_hash)),
+                Err(e) => tracing::warn!(path = %k.path.display(), "unreadable envelope: {e:#}"),
+            }
+        }
+        let (mut reader, mut writer) = futures::AsyncReadExt::split(s);
+        let files: Vec<Kept> = waiting.iter().map(|(k, _)| k.clone()).collect();
+        let write = async {
+            for k in &files {
+                let bytes = tokio::fs::read(&k.path).await?;
+                // Marked before it goes out: if it expires later, its sender is told the
+                // recipient may hold it.
+                let _ = private_file(&k.fetched_marker()).await;
+                writer.write_all(&bytes).await?;
+            }
+            frames::write(&mut writer, Kind::End, &[]).await?;
+            writer.flush().await?;
+            anyhow::Ok(())
+        };
+        let read = async {
+            let mut frame = Vec::new();
+            let mut answered = 0;
+            while answered < waiting.len() {
+                let Some(kind) = frames::read(
+                    &mut reader,
+                    &mut frame,
+                    timeout * 4,
+                    &[Kind::Ack, Kind::Refuse],
+                )
+                .await?
+                else {
+                    break;
+                };
+                answered += 1;
+                let _g = self.lock.lock().await;
+                match kind {
+                    Kind::Ack => {
+                        let ack = Ack::parse(&frame).map_err(|e| anyhow!("ack: {e}"))?;
+                        let Some((k, hash)) = waiting
+                            .iter()
+                            .find(|(k, _)| k.id == ack.message_id && k.sender == ack.sender_office)
+                        else {
+                            anyhow::bail!("an ack for no envelope of this drain");
+                        };
+                        ack.verify(&k.id, hash, &[peer_key])
+                            .map_err(|e| anyhow!("ack: {e}"))?;
+                        if ack.recipient_office != office {
+                            anyhow::bail!("an ack from another office");
+                        }
+                        self.settle(&office, k, Reason::Acked, Some(&ack), None)?;
+                    }
+                    _ => {
+                        let r = Refusal::parse(&frame).map_err(|e| anyhow!("refusal: {e}"))?;
+                        if r.code.disposition() == Disposition::Permanent
+                            && let Some((k, _)) = waiting.iter().find(|(k, _)| k.id == r.message_id)
+                        {
+                            self.settle(&office, k, Reason::Refused, None, Some(&r))?;
+                        }
+                        // The office stops reading after a refusal: the rest wait.
+                        break;
+                    }
+                }
+            }
+            anyhow::Ok(())
+        };
+        tokio::pin!(write);
+        tokio::pin!(read);
+        // The answers decide; a writer the office stopped reading from is dropped with them.
+        let mut wrote = false;
+        loop {
+            tokio::select! {
+                r = &mut read => return r,
+                w = &mut write, if !wrote => { w?; wrote = true; }
+            }
+        }
+    }
+
+    async fn outcomes(
+        &self,
+        office: OfficeNumber,
+        s: &mut libp2p::Stream,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let dir = self.out_dir(&office);
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map(|rd| rd.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        files.sort();
+        for f in &files {
+            if let Ok(b) = tokio::fs::read(f).await {
+                frames::write(s, Kind::Blob, &b).await?;
+            }
+        }
+        frames::write(s, Kind::End, &[]).await?;
+        s.flush().await?;
+        let mut frame = Vec::new();
+        if let Some(Kind::Request) = frames::read(s, &mut frame, timeout, &[Kind::Request]).await?
+            && let Ok(MailboxRequest::Forget { ids }) = serde_json::from_slice(&frame)
+        {
+            let _g = self.lock.lock().await;
+            for f in &files {
+                let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+                if ids.iter().any(|id| name.starts_with(&format!("{id}-"))) {
+                    std::fs::remove_file(f)?;
+                }
+            }
+            sync_dir(&dir)?;
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        peer: PeerId,
+        mut s: libp2p::Stream,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let mut frame = Vec::new();
+        let Some(Kind::Request) =
+            frames::read(&mut s, &mut frame, timeout, &[Kind::Request]).await?
+        else {
+            return Ok(());
+        };
+        let request: MailboxRequest =
+            serde_json::from_slice(&frame).map_err(|e| anyhow!("mailbox request: {e}"))?;
+        // Only member offices use a mailbox, each for its own mail.
+        let Some(office) = self.office_of(&peer) else {
+            frames::write(&mut s, Kind::NotFound, b"not a member office").await?;
+            let _ = s.close().await;
+            return Ok(());
+        };
+        match request {
+            MailboxRequest::Deposit { to } => {
+                self.deposit(&peer, office, &to, &mut s, timeout).await?
+            }
+            MailboxRequest::Drain => return self.drain(&peer, office, s, timeout).await,
+            MailboxRequest::Outcomes => self.outcomes(office, &mut s, timeout).await?,
+            MailboxRequest::Forget { .. } => {}
+        }
+        let _ = s.close().await;
+        Ok(())
+    }
+}
+
+/// Serves mailbox streams until the node stops, and drops what is past its time.
+pub async fn serve(mailbox: Arc<Mailbox>, net: Net, timeout: Duration) -> anyhow::Result<()> {
+    let mut incoming = net
+        .control
+        .clone()
+        .accept(MAILBOX)
+        .map_err(|_| anyhow!("mailbox protocol already served"))?;
+    let sweeper = tokio::spawn({
+        let m = mailbox.clone();
+        async move {
+            loop {
+                if let Err(e) = m.expire().await {
+                    tracing::warn!("mailbox expiry: {e:#}");
+                }
+                let next = m.now_ms().saturating_add(60_000);
+                m.clock.sleep_until(next).await;
+            }
+        }
+    });
+    while let Some((peer, s)) = incoming.next().await {
+        let m = mailbox.clone();
+        tokio::spawn(async move {
+            if let Err(e) = m.handle(peer, s, timeout).await {
+                tracing::info!(%peer, "mailbox stream: {e:#}");
+            }
+        });
+    }
+    sweeper.abort();
+    Ok(())
+}
+
+async fn private_file(path: &Path) -> std::io::Result<tokio::fs::File> {
+    let mut o = tokio::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    o.mode(0o600);
+    o.open(path).await
+}
+
+/// The envelope header at the start of a kept file.
+fn header_of(path: &Path) -> anyhow::Result<EnvelopeHeader> {
+    let bytes = std::fs::read(path)?;
+    let (kind, len) = renkei_protocol::frames::decode_head(
+        bytes
+            .get(..renkei_protocol::frames::FRAME_HEAD_LEN)
+            .context("short file")?
+            .try_into()?,
+    )?;
+    anyhow::ensure!(kind == Kind::Header, "not an envelope");
+    let body = bytes
+        .get(renkei_protocol::frames::FRAME_HEAD_LEN..renkei_protocol::frames::FRAME_HEAD_LEN + len)
+        .context("short file")?;
+    Ok(EnvelopeHeader::parse(body)?.0)
+}
+
+/// SHA-256 of the envelope in a kept file: its header and sealed chunks, without the frame
+/// heads (SPEC.md §7.5.4).
+pub(crate) fn envelope_hash(framed: &[u8]) -> anyhow::Result<[u8; 32]> {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    let mut at = 0;
+    let head = renkei_protocol::frames::FRAME_HEAD_LEN;
+    while at < framed.len() {
+        let (_, len) = renkei_protocol::frames::decode_head(
+            framed
+                .get(at..at + head)
+                .context("short file")?
+                .try_into()?,
+        )?;
+        h.update(
+            framed
+                .get(at + head..at + head + len)
+                .context("short file")?,
+        );
+        at += head + len;
+    }
+    Ok(h.finalize().into())
+}
+
+/// The mailboxes that keep mail for `office`: the directory nodes of its region.
+pub(crate) fn mailboxes_of(
+    shared: &crate::state::Shared,
+    office: &OfficeNumber,
+) -> Vec<renkei_directory::NodeInfo> {
+    shared
+        .dir()
+        .regions()
+        .filter(|r| r.entries.contains(office))
+        .flat_map(|r| r.nodes.iter().cloned())
+        .collect()
+}

@@ -1,0 +1,249 @@
+//! An office's side of the association mailboxes (SPEC.md §7.5): it drains its own mail from
+//! its region's mailboxes, and collects what became of the files it left in partners'
+//! mailboxes — their acks, refusals or expiry, each with the mailbox's signed deletion
+//! statement, which it keeps beside its receipts.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use anyhow::{Context, anyhow};
+use futures::AsyncWriteExt;
+use renkei_protocol::ErrorCode;
+use renkei_protocol::ack::Ack;
+use renkei_protocol::envelope::MessageId;
+use renkei_protocol::frames::{Disposition, RefusalCode};
+use renkei_protocol::statement::{Reason, Statement};
+
+use crate::files::shown;
+use crate::frames::{self, Kind};
+use crate::mailbox::{MailboxRequest, Outcome, mailboxes_of};
+use crate::net::peer_id_of;
+use crate::send::open_mailbox;
+use crate::state::{Shared, lock};
+
+/// Looks at the mailboxes at start, every `mailbox_poll_secs`, and when asked.
+pub(crate) async fn mail_loop(shared: Arc<Shared>) {
+    let mut stop = shared.shutdown.clone();
+    loop {
+        if shared.stopping() {
+            break;
+        }
+        drain(&shared).await;
+        collect(&shared).await;
+        let next = shared
+            .env
+            .now_ms()
+            .saturating_add(shared.config.mailbox_poll_secs.max(1).saturating_mul(1000));
+        tokio::select! {
+            _ = shared.mail_now.notified() => {}
+            _ = shared.env.clock.sleep_until(next) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+/// Takes this office's mail from each of its region's mailboxes, as if the senders delivered
+/// it: checked, written into the inbox exactly once, and acknowledged to the mailbox, which
+/// then deletes it.
+async fn drain(shared: &Arc<Shared>) {
+    for node in mailboxes_of(shared, &shared.office) {
+        let Some(peer) = peer_id_of(&node.key) else {
+            continue;
+        };
+        let s = match open_mailbox(shared, &node, shared.timeout()).await {
+            Ok(mut s) => {
+                let req = serde_json::to_vec(&MailboxRequest::Drain).unwrap_or_default();
+                if frames::write(&mut s, Kind::Request, &req).await.is_err() {
+                    continue;
+                }
+                s
+            }
+            Err(e) => {
+                tracing::debug!(%peer, "mailbox unreachable: {e}");
+                continue;
+            }
+        };
+        match crate::receive::handle(shared, peer, s, true).await {
+            Ok(()) => shared.resolved("mailbox"),
+            Err(e) => shared.error_about(
+                Some("mailbox".into()),
+                format!(
+                    "協会のメールボックスからの受け取りが途中で止まりました。自動で再試行します / taking this office's files from the association's mailbox stopped; it is tried again by itself: {}",
+                    shown(&format!("{e:#}"))
+                ),
+            ),
+        }
+    }
+}
+
+/// Collects the outcomes of this office's deposits from the mailboxes that keep them.
+async fn collect(shared: &Arc<Shared>) {
+    // Where our files wait, and where outcomes may wait for us (after a direct answer, say).
+    let mut keys: BTreeSet<String> = lock(&shared.queue)
+        .items
+        .values()
+        .filter(|i| i.deposited_ms != 0)
+        .map(|i| i.mailbox.clone())
+        .collect();
+    keys.extend(lock(&shared.mail).outcomes_at.iter().cloned());
+    if keys.is_empty() {
+        return;
+    }
+    let nodes: Vec<renkei_directory::NodeInfo> = shared
+        .dir()
+        .directory_nodes()
+        .into_iter()
+        .filter(|n| keys.contains(&hex::encode(n.key)))
+        .cloned()
+        .collect();
+    for node in nodes {
+        match collect_from(shared, &node).await {
+            // Nothing more to collect there once none of our files waits in it.
+            Ok(0) => {
+                let key = hex::encode(node.key);
+                let waiting = lock(&shared.queue)
+                    .items
+                    .values()
+                    .any(|i| i.deposited_ms != 0 && i.mailbox == key);
+                if !waiting {
+                    lock(&shared.mail).outcomes_at.remove(&key);
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!("mailbox outcomes: {e:#}"),
+        }
+    }
+}
+
+/// Collects and takes the outcomes one mailbox holds for us; returns how many it held.
+async fn collect_from(
+    shared: &Arc<Shared>,
+    node: &renkei_directory::NodeInfo,
+) -> anyhow::Result<usize> {
+    let timeout = shared.timeout();
+    let mut s = open_mailbox(shared, node, timeout).await?;
+    frames::write(
+        &mut s,
+        Kind::Request,
+        &serde_json::to_vec(&MailboxRequest::Outcomes)?,
+    )
+    .await?;
+    s.flush().await?;
+    let mut frame = Vec::new();
+    let mut outcomes = Vec::new();
+    while let Some(Kind::Blob) =
+        frames::read(&mut s, &mut frame, timeout, &[Kind::Blob, Kind::End]).await?
+    {
+        outcomes.push(serde_json::from_slice::<Outcome>(&frame).context("mailbox outcome")?);
+    }
+    let n = outcomes.len();
+    if n == 0 {
+        return Ok(0);
+    }
+    let s2 = shared.clone();
+    let key = node.key;
+    let kept = tokio::task::spawn_blocking(move || {
+        outcomes
+            .into_iter()
+            .filter_map(|o| match settle(&s2, &o, key) {
+                Ok(()) => Some(o.message_id),
+                Err(e) => {
+                    tracing::warn!(id = %o.message_id, "mailbox outcome not taken: {e:#}");
+                    None
+                }
+            })
+            .collect::<Vec<_>>()
+    })
+    .await?;
+    frames::write(
+        &mut s,
+        Kind::Request,
+        &serde_json::to_vec(&MailboxRequest::Forget { ids: kept })?,
+    )
+    .await?;
+    s.flush().await?;
+    let _ = s.close().await;
+    shared.wake.notify_one();
+    Ok(n)
+}
+
+/// Takes one outcome: the deletion statement is verified and kept, then the file completes as
+/// its answer says — delivered (ack verified as if it came directly), refused, or expired.
+fn settle(shared: &Arc<Shared>, o: &Outcome, node_key: [u8; 32]) -> anyhow::Result<()> {
+    let id = MessageId::from_hex(&o.message_id).context("message id")?;
+    let statement = Statement::parse(&hex::decode(&o.statement)?)?;
+    statement.verify(&[node_key])?;
+    anyhow::ensure!(
+        statement.message_id == id && statement.sender_office == shared.office,
+        "the statement is about another message"
+    );
+    crate::receipts::keep_statement(&shared.home, &statement)?;
+    let found = lock(&shared.queue)
+        .items
+        .iter()
+        .find(|(_, i)| i.id() == id)
+        .map(|(s, i)| (*s, i.clone()));
+    // Delivered directly meanwhile (or completed before a crash): only the statement is new.
+    let Some((seq, item)) = found else {
+        return Ok(());
+    };
+    anyhow::ensure!(
+        item.recipient == statement.recipient_office.as_str(),
+        "the statement names another recipient"
+    );
+    let partner = statement.recipient_office;
+    match statement.reason {
+        Reason::Acked => {
+            let ack = Ack::parse(&hex::decode(o.ack.as_deref().context("no ack")?)?)
+                .map_err(|e| anyhow!("ack: {e}"))?;
+            let keys = shared
+                .dir()
+                .lookup(&partner)?
+                .map(|e| e.identity_keys_at(ack.received_at))
+                .unwrap_or_default();
+            ack.verify(&id, &item.hash(), &keys)
+                .map_err(|e| anyhow!("ack: {e}"))?;
+            anyhow::ensure!(
+                ack.sender_office == shared.office && ack.recipient_office == partner,
+                "the ack names other offices"
+            );
+            crate::send::commit_outcome(shared, partner, seq, item, ack)?;
+            shared.resolved(&format!("delivery:{partner}"));
+        }
+        Reason::Refused => {
+            let code = RefusalCode::from_u16(o.refusal_code.unwrap_or(0));
+            if code.disposition() == Disposition::Permanent {
+                crate::send::fail_item(
+                    shared,
+                    seq,
+                    &item,
+                    vec![renkei_protocol::finding(ErrorCode::PartnerRefused, 0, 0)],
+                    "相手先が拒否しました / The partner refused it",
+                );
+            }
+        }
+        Reason::Expired => {
+            let title = if o.fetched {
+                "メールボックスで期限切れ（相手先が受け取った可能性があります。送り直す前に相手先に確認してください） / Expired in the mailbox (the partner may have received it: ask them before sending it again)"
+            } else {
+                "メールボックスで期限切れ / Expired in the mailbox"
+            };
+            crate::send::fail_item(
+                shared,
+                seq,
+                &item,
+                vec![renkei_protocol::finding(ErrorCode::MailboxExpired, 0, 0)],
+                title,
+            );
+            shared.error_about(
+                Some(format!("file:{}", item.file_name)),
+                format!(
+                    "{} は相手先 {partner} に届かないままメールボックスの保管期限が過ぎ、rejected フォルダに移しました。相手先に連絡してください / {} was not taken by {partner} before the mailbox's time limit: it is in rejected/ — contact the partner",
+                    shown(&item.file_name),
+                    shown(&item.file_name)
+                ),
+            );
+        }
+    }
+    Ok(())
+}
