@@ -129,9 +129,9 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<DirectoryNode> {
     )?;
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn({
-        let (net, folder) = (net.clone(), folder.clone());
+        let (net, folder, clock) = (net.clone(), folder.clone(), cfg.clock.clone());
         async move {
-            if let Err(e) = serve_p2p(net, folder, Duration::from_secs(30)).await {
+            if let Err(e) = serve_p2p(net, folder, Duration::from_secs(30), clock).await {
                 tracing::warn!("directory protocol: {e:#}");
             }
         }
@@ -302,15 +302,21 @@ pub fn serve_command(opts: ServeOptions) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Answers directory requests on incoming libp2p streams from `folder`.
-pub async fn serve_p2p(net: Net, folder: DirFolder, timeout: Duration) -> anyhow::Result<()> {
+/// Answers directory requests on incoming libp2p streams from `folder`, and time requests
+/// from `clock`.
+pub async fn serve_p2p(
+    net: Net,
+    folder: DirFolder,
+    timeout: Duration,
+    clock: Clock,
+) -> anyhow::Result<()> {
     let mut incoming = net
         .control
         .clone()
         .accept(DIRECTORY)
         .map_err(|_| anyhow::anyhow!("directory protocol already served"))?;
     while let Some((peer, mut s)) = incoming.next().await {
-        let folder = folder.clone();
+        let (folder, clock) = (folder.clone(), clock.clone());
         tokio::spawn(async move {
             let mut buf = Vec::new();
             let Ok(Some(Kind::Request)) =
@@ -322,6 +328,10 @@ pub async fn serve_p2p(net: Net, folder: DirFolder, timeout: Duration) -> anyhow
                 Ok(Request::List) => serde_json::to_vec(&folder.list()).ok(),
                 Ok(Request::Snapshot { region }) => folder.snapshot(&region),
                 Ok(Request::Delta { region, from }) => folder.delta(&region, from),
+                Ok(Request::Time) => serde_json::to_vec(&dirsync::TimeAnswer {
+                    time_ms: clock.now_ms(),
+                })
+                .ok(),
                 Err(_) => None,
             };
             let r = match answer {

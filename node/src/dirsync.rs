@@ -49,6 +49,16 @@ pub enum Request {
         /// Its starting sequence number.
         from: u64,
     },
+    /// The node's clock now ([`TimeAnswer`]), so an office can tell whether its own clock is
+    /// wrong.
+    Time,
+}
+
+/// The answer to a [`Request::Time`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimeAnswer {
+    /// Unix milliseconds by the directory node's clock when it answered.
+    pub time_ms: u64,
 }
 
 fn file_region_ok(region: &str) -> bool {
@@ -393,6 +403,15 @@ impl P2pSource {
             Some(Kind::NotFound) => anyhow::bail!("not found: {}", String::from_utf8_lossy(&buf)),
             _ => anyhow::bail!("unexpected answer from the directory node"),
         }
+    }
+}
+
+impl P2pSource {
+    /// The directory node's clock (Unix milliseconds), asked once: a node that does not
+    /// answer time requests (an older version) answers "not found".
+    pub async fn time(&mut self) -> anyhow::Result<u64> {
+        let answer: TimeAnswer = serde_json::from_slice(&self.ask_once(&Request::Time).await?)?;
+        Ok(answer.time_ms)
     }
 }
 

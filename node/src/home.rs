@@ -50,6 +50,10 @@ pub struct Config {
     pub retry_max_secs: u64,
     /// Oldest envelope accepted, days.
     pub max_age_days: u64,
+    /// How far another office's clock may be from ours, seconds: an envelope created up to
+    /// this far in our future is accepted (SPEC.md §4.6). A day by default, so that an office
+    /// PC whose clock is minutes or hours off still delivers.
+    pub max_clock_skew_secs: u64,
     /// Largest file sent or received, MiB: a larger one is not sent (`FILE_TOO_LARGE` in
     /// `rejected/`), and a partner's larger envelope is refused (refusal code 13).
     pub max_file_mb: u64,
@@ -87,6 +91,7 @@ impl Default for Config {
             retry_initial_ms: 500,
             retry_max_secs: 300,
             max_age_days: 60,
+            max_clock_skew_secs: 86400,
             max_file_mb: 256,
             io_timeout_secs: 30,
             max_partial_mb: 512,

@@ -9,6 +9,7 @@ use anyhow::Context;
 use renkei_directory::Freshness;
 use serde::{Deserialize, Serialize};
 
+use crate::clock::ClockStatus;
 use crate::env::{jst, wall_clock_ms};
 use crate::files::write_atomic;
 use crate::home::Home;
@@ -45,6 +46,9 @@ pub struct Status {
     pub updated_at: u64,
     /// Whether the node is running (false after a clean shutdown).
     pub running: bool,
+    /// This computer's clock against its directory nodes' and partners' (SPEC.md §7.5).
+    #[serde(default)]
+    pub clock: ClockStatus,
 }
 
 /// One region's freshness in the status.
@@ -85,6 +89,7 @@ pub async fn status(shared: &Arc<Shared>) -> Status {
         (f, d.entry_count())
     };
     let queued = lock(&shared.queue).items.len();
+    let clock = crate::clock::status(shared);
     let s = lock(&shared.stats);
     Status {
         office: shared.office.to_string(),
@@ -108,6 +113,7 @@ pub async fn status(shared: &Arc<Shared>) -> Status {
             .collect(),
         updated_at: now,
         running: !shared.stopping(),
+        clock,
     }
 }
 
@@ -133,6 +139,10 @@ pub fn show(home: &Path, json: bool) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let age = (wall_clock_ms() / 1000).saturating_sub(s.updated_at);
+    // A wrong clock first: it is the office's to fix, and it explains other trouble below.
+    if let Some(w) = &s.clock.warning {
+        println!("clock       {w}");
+    }
     println!("office      {}", s.office);
     println!("peer id     {}", s.peer_id);
     println!(
@@ -185,6 +195,9 @@ pub fn show(home: &Path, json: bool) -> anyhow::Result<ExitCode> {
     );
     for e in &s.last_errors {
         println!("error       {e}");
+    }
+    if let Some(note) = s.clock.times_note() {
+        println!("            （{note}）");
     }
     Ok(ExitCode::SUCCESS)
 }
