@@ -57,7 +57,7 @@ const KEY_LIFETIME: u64 = 10 * 365 * 86400;
 /// An approved office's first key is valid from this long before the approval (or its
 /// request), so that partners whose clocks run up to a day slow — the clock error renkei
 /// tolerates (SPEC.md §4.6) — accept it from the start.
-pub const ENROLLED_KEY_BACKDATE: u64 = 86400;
+const ENROLLED_KEY_BACKDATE: u64 = 86400;
 
 impl RegionWorkspace {
     /// A new, empty region.
