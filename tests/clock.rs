@@ -133,10 +133,14 @@ fn never_unreachable(s: &Status) {
 }
 
 /// Office 0 runs `offset` off; the plan is delivered, and office 0 (only) is told its clock
-/// is `ja` / `en`.
-async fn sender_off_delivers(offset: i64, ja: &str, en: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let (fed, clock) = federation(dir.path(), 1, &[(0, offset)], &[]).await;
+/// is `ja` / `en`. Returns the running federation.
+async fn sender_off_delivers(
+    dir: &std::path::Path,
+    offset: i64,
+    ja: &str,
+    en: &str,
+) -> (RunningFederation, ManualClock) {
+    let (fed, clock) = federation(dir, 1, &[(0, offset)], &[]).await;
     assert!(
         send_plan(&fed, &clock, Duration::from_secs(60)).await,
         "delivered: {:#?}",
@@ -153,22 +157,100 @@ async fn sender_off_delivers(offset: i64, ja: &str, en: &str) {
     let r = fed.node(1).status().await;
     assert_eq!(r.clock.warning, None, "{:#?}", r.clock);
     never_unreachable(&r);
-    fed.shutdown().await;
+    (fed, clock)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sender_15_minutes_fast_delivers_and_is_told_its_clock_is_fast() {
-    sender_off_delivers(15 * MIN, "約15分進んでいます", "about 15 minutes fast").await;
+    let dir = tempfile::tempdir().unwrap();
+    let (fed, clock) = sender_off_delivers(
+        dir.path(),
+        15 * MIN,
+        "約15分進んでいます",
+        "about 15 minutes fast",
+    )
+    .await;
+    let home = fed.plan.home(0).clone();
+    // `renkei status` says it first, and notes that its times are this clock's.
+    assert!(
+        drive_until(
+            &clock,
+            Duration::from_millis(200),
+            Duration::from_secs(30),
+            || renkei_node::status::read(&home).is_ok_and(|s| s.clock.warning.is_some())
+        )
+        .await
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_renkei"))
+        .args(["status", "--home"])
+        .arg(&home.root)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("clock       このパソコンの時計が約15分進んでいます。時刻を自動で合わせる設定にしてください / This computer's clock is about 15 minutes fast: set it to update automatically.\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("times shown are by this computer's clock, which is about 15 minutes fast"),
+        "{text}"
+    );
+    // So do the receipts' times…
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_renkei"))
+        .args(["receipts", "--home"])
+        .arg(&home.root)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("times shown are by this computer's clock, which is about 15 minutes fast"),
+        "{err}"
+    );
+    // …and a refused file's report.
+    let bad = "UPPLAN_202610_1310000001_43_1310000011_11_20261001000000.CSV";
+    drop_into_outbox(&home, bad, b"not a plan\r\n").unwrap();
+    let report = home.rejected().join(renkei_node::report_name(bad));
+    assert!(
+        drive_until(
+            &clock,
+            Duration::from_millis(200),
+            Duration::from_secs(30),
+            || report.exists()
+        )
+        .await
+    );
+    let report = std::fs::read_to_string(report).unwrap();
+    assert!(
+        report.contains("（表示の時刻はこのパソコンの時計によるもので、その時計は約15分進んでいます / times shown are by this computer's clock, which is about 15 minutes fast）"),
+        "{report}"
+    );
+    fed.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sender_3_hours_fast_delivers() {
-    sender_off_delivers(3 * HOUR, "約3時間進んでいます", "about 3 hours fast").await;
+    let dir = tempfile::tempdir().unwrap();
+    let (fed, _) = sender_off_delivers(
+        dir.path(),
+        3 * HOUR,
+        "約3時間進んでいます",
+        "about 3 hours fast",
+    )
+    .await;
+    fed.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sender_2_hours_slow_delivers() {
-    sender_off_delivers(-2 * HOUR, "約2時間遅れています", "about 2 hours slow").await;
+    let dir = tempfile::tempdir().unwrap();
+    let (fed, _) = sender_off_delivers(
+        dir.path(),
+        -2 * HOUR,
+        "約2時間遅れています",
+        "about 2 hours slow",
+    )
+    .await;
+    fed.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -126,14 +126,19 @@ pub(crate) async fn write_status(shared: &Arc<Shared>) -> anyhow::Result<Status>
     Ok(status)
 }
 
+/// The status file of `home`, as the node last wrote it.
+pub fn read(home: &Home) -> anyhow::Result<Status> {
+    let text = std::fs::read_to_string(home.status()).with_context(|| {
+        format!("状態ファイル {} がありません。ノードを一度起動してください（renkei run）。/ No status file {}: start the node once (renkei run).", home.status().display(), home.status().display())
+    })?;
+    Ok(serde_json::from_str(&text)?)
+}
+
 /// `renkei status`: prints the status file of the home at `home` (as text, or as JSON), with
 /// the files in `rejected/` still waiting for the clerk.
 pub fn show(home: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let home = Home::existing(home)?;
-    let text = std::fs::read_to_string(home.status()).with_context(|| {
-        format!("状態ファイル {} がありません。ノードを一度起動してください（renkei run）。/ No status file {}: start the node once (renkei run).", home.status().display(), home.status().display())
-    })?;
-    let s: Status = serde_json::from_str(&text)?;
+    let s = read(&home)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&s)?);
         return Ok(ExitCode::SUCCESS);
