@@ -49,6 +49,8 @@ struct Sample {
 #[derive(Debug, Default)]
 pub(crate) struct ClockSamples {
     by_source: BTreeMap<String, Sample>,
+    /// Whether the directory nodes are being asked their time now.
+    asking: bool,
 }
 
 /// The source key of a directory node.
@@ -276,9 +278,21 @@ pub(crate) fn directory_node_answered(
     );
 }
 
+/// How long a directory node is given to answer a time request.
+const TIME_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Asks every configured directory node its time (an older node that does not answer time
-/// requests is skipped).
-pub(crate) async fn sample_directory_nodes(shared: &Shared) {
+/// requests is skipped), unless an earlier round still is: run beside the directory sync, so
+/// a node that does not answer never holds it up.
+pub(crate) async fn sample_directory_nodes(shared: std::sync::Arc<Shared>) {
+    if std::mem::replace(&mut lock(&shared.stats).clock.asking, true) {
+        return;
+    }
+    ask_directory_nodes(&shared).await;
+    lock(&shared.stats).clock.asking = false;
+}
+
+async fn ask_directory_nodes(shared: &Shared) {
     for addr in &shared.config.directory_nodes {
         let Ok(ma) = addr.parse::<libp2p::Multiaddr>() else {
             continue;
@@ -294,7 +308,7 @@ pub(crate) async fn sample_directory_nodes(shared: &Shared) {
         let mut source = crate::dirsync::P2pSource {
             net: shared.net.clone(),
             peer,
-            timeout: shared.timeout(),
+            timeout: shared.timeout().min(TIME_TIMEOUT),
         };
         let sent = shared.env.now_ms();
         match source.time().await {

@@ -533,7 +533,7 @@ async fn directory_loop(shared: Arc<Shared>) {
     let mut first = Duration::from_secs(1);
     loop {
         sync_directory(&shared).await;
-        crate::clock::sample_directory_nodes(&shared).await;
+        shared.spawn(crate::clock::sample_directory_nodes(shared.clone()));
         warn_expiry(&shared);
         let mut every = Duration::from_secs(shared.config.directory_refresh_secs.max(1));
         if shared.dir().regions().next().is_none() {
