@@ -319,7 +319,7 @@ async fn refused_for_time(
     recipient_line: &str,
 ) -> (Status, Status) {
     let (name, _) = sample_plan();
-    assert!(!send_plan(fed, clock, Duration::from_secs(5)).await);
+    assert!(!send_plan(fed, clock, Duration::from_secs(2)).await);
     assert!(!fed.plan.home(1).inbox().join(name).exists());
     assert_eq!(fed.node(0).queued(), 1, "kept queued, retried");
     let has = |s: &Status, t: &str| s.last_errors.iter().any(|e| e.contains(t));
