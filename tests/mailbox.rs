@@ -1,4 +1,4 @@
-//! Association mailboxes (SPEC.md §7.5), on an in-memory federation and a test clock: offices
+//! Association mailboxes (SPEC.md §7.6), on an in-memory federation and a test clock: offices
 //! that are off get their files through their region's mailbox, which holds only ciphertext,
 //! drops it once acknowledged (or expired) with a signed deletion statement, and serves each
 //! office only its own mail.
@@ -50,6 +50,7 @@ async fn federation(dir: &Path) -> (RunningFederation, ManualClock) {
             seed: Some(9),
             store: StoreChoice::Memory,
             off: vec![1],
+            ..Default::default()
         })
         .await
         .unwrap();

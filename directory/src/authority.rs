@@ -54,6 +54,11 @@ pub struct RegionWorkspace {
 /// How long an office key is valid when enrolled: ten years; rotation shortens it.
 const KEY_LIFETIME: u64 = 10 * 365 * 86400;
 
+/// An approved office's first key is valid from this long before the approval (or its
+/// request), so that partners whose clocks run up to a day slow — the clock error renkei
+/// tolerates (SPEC.md §4.6) — accept it from the start.
+const ENROLLED_KEY_BACKDATE: u64 = 86400;
+
 impl RegionWorkspace {
     /// A new, empty region.
     pub fn new(cert: RegionCert) -> RegionWorkspace {
@@ -89,7 +94,9 @@ impl RegionWorkspace {
                 keys: vec![OfficeKey {
                     identity: req.identity,
                     encryption: req.encryption,
-                    valid_from: now.min(req.created_at),
+                    valid_from: now
+                        .min(req.created_at)
+                        .saturating_sub(ENROLLED_KEY_BACKDATE),
                     valid_until: now + KEY_LIFETIME,
                 }],
                 addresses: req.addresses.clone(),

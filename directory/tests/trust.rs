@@ -153,6 +153,20 @@ fn header_len(a: &Authority) -> usize {
 }
 
 #[test]
+fn a_new_office_is_admitted_by_partners_whose_clock_is_up_to_a_day_slow() {
+    // Requested an hour before T0, approved at T0: a partner whose clock runs 20 hours slow
+    // reads "T0 − 21 h" right after the approval, and must admit the office all the same.
+    let (a, mut ws) = tokyo_workspace();
+    let (_, snap, _) = ws.publish(&a.key, T0);
+    let mut dir = Directory::new(anchor());
+    dir.apply_snapshot(&snap).unwrap();
+    assert!(admitted(&dir, 10, T0 - HOUR - 20 * HOUR));
+    assert!(admitted(&dir, 10, T0 - HOUR - DAY));
+    // Before that the key was not the office's yet.
+    assert!(!admitted(&dir, 10, T0 - HOUR - DAY - 1));
+}
+
+#[test]
 fn valid_chain_verifies_and_answers_lookups() {
     let (a, mut ws) = tokyo_workspace();
     let (seq, snap, delta) = ws.publish(&a.key, T0);

@@ -50,7 +50,7 @@ pub struct ServeConfig {
     pub http_options: HttpOptions,
     /// The node's clock (signed requests and its directory's validity windows).
     pub clock: Clock,
-    /// Its mailbox for the offices of its regions (SPEC.md §7.5); `None`: no mailbox.
+    /// Its mailbox for the offices of its regions (SPEC.md §7.6); `None`: no mailbox.
     pub mailbox: Option<crate::mailbox::MailboxConfig>,
 }
 
@@ -131,9 +131,9 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<DirectoryNode> {
     )?;
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn({
-        let (net, folder) = (net.clone(), folder.clone());
+        let (net, folder, clock) = (net.clone(), folder.clone(), cfg.clock.clone());
         async move {
-            if let Err(e) = serve_p2p(net, folder, Duration::from_secs(30)).await {
+            if let Err(e) = serve_p2p(net, folder, Duration::from_secs(30), clock).await {
                 tracing::warn!("directory protocol: {e:#}");
             }
         }
@@ -261,7 +261,7 @@ pub struct ServeOptions {
     #[arg(long)]
     pub public_read: bool,
     /// Run no mailbox (by default a directory node keeps sealed files for the offices of its
-    /// regions while they are off; SPEC.md §7.5).
+    /// regions while they are off; SPEC.md §7.6).
     #[arg(long)]
     pub no_mailbox: bool,
     /// Days the mailbox keeps a sealed file at most.
@@ -341,15 +341,21 @@ pub fn serve_command(opts: ServeOptions) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Answers directory requests on incoming libp2p streams from `folder`.
-pub async fn serve_p2p(net: Net, folder: DirFolder, timeout: Duration) -> anyhow::Result<()> {
+/// Answers directory requests on incoming libp2p streams from `folder`, and time requests
+/// from `clock`.
+pub async fn serve_p2p(
+    net: Net,
+    folder: DirFolder,
+    timeout: Duration,
+    clock: Clock,
+) -> anyhow::Result<()> {
     let mut incoming = net
         .control
         .clone()
         .accept(DIRECTORY)
         .map_err(|_| anyhow::anyhow!("directory protocol already served"))?;
     while let Some((peer, mut s)) = incoming.next().await {
-        let folder = folder.clone();
+        let (folder, clock) = (folder.clone(), clock.clone());
         tokio::spawn(async move {
             let mut buf = Vec::new();
             let Ok(Some(Kind::Request)) =
@@ -361,6 +367,10 @@ pub async fn serve_p2p(net: Net, folder: DirFolder, timeout: Duration) -> anyhow
                 Ok(Request::List) => serde_json::to_vec(&folder.list()).ok(),
                 Ok(Request::Snapshot { region }) => folder.snapshot(&region),
                 Ok(Request::Delta { region, from }) => folder.delta(&region, from),
+                Ok(Request::Time) => serde_json::to_vec(&dirsync::TimeAnswer {
+                    time_ms: clock.now_ms(),
+                })
+                .ok(),
                 Err(_) => None,
             };
             let r = match answer {
@@ -395,11 +405,14 @@ fn http_app(folder: DirFolder, access: Access) -> axum::Router {
 }
 
 /// Why a request was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Refusal {
     Unsigned,
     Malformed,
-    OutsideWindow,
+    /// Signed too far from this node's clock, which reads `now` (Unix seconds).
+    OutsideWindow {
+        now: u64,
+    },
     BadSignature,
     NotAMember,
     DirectoryUnreadable,
@@ -407,30 +420,39 @@ enum Refusal {
 
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
-        let (status, text) = match self {
+        let (status, text): (StatusCode, std::borrow::Cow<'static, str>) = match self {
             Refusal::Unsigned => (
                 StatusCode::UNAUTHORIZED,
-                "署名のない要求です。ディレクトリノードまたは会員事業所の鍵で署名してください（SPEC.md §6.6）。 / Unsigned request: sign it with a directory node's or member office's key (SPEC.md §6.6).",
+                "署名のない要求です。ディレクトリノードまたは会員事業所の鍵で署名してください（SPEC.md §6.6）。 / Unsigned request: sign it with a directory node's or member office's key (SPEC.md §6.6)."
+                    .into(),
             ),
             Refusal::Malformed => (
                 StatusCode::UNAUTHORIZED,
-                "Authorization ヘッダーの形式が違います（SPEC.md §6.6 を参照してください）。 / Malformed Authorization header: see SPEC.md §6.6.",
+                "Authorization ヘッダーの形式が違います（SPEC.md §6.6 を参照してください）。 / Malformed Authorization header: see SPEC.md §6.6."
+                    .into(),
             ),
-            Refusal::OutsideWindow => (
+            Refusal::OutsideWindow { now } => (
                 StatusCode::UNAUTHORIZED,
-                "要求の時刻がこのノードの時計と300秒以上ずれています。時計を合わせて、新しく署名してください。 / The request's time is more than 300 s from this node's clock: set the clock right and sign a new request.",
+                format!(
+                    "要求の時刻がこのノードの時計（{t}）と1日以上ずれています。時刻を自動で合わせる設定にして、新しく署名してください。 / The request's time is more than a day from this node's clock ({t}): set the clock to update automatically and sign a new request.",
+                    t = crate::env::jst(now.saturating_mul(1000))
+                )
+                .into(),
             ),
             Refusal::BadSignature => (
                 StatusCode::UNAUTHORIZED,
-                "署名がこの要求と一致しません。メソッドとパスをそのまま署名してください。 / The signature does not match this request: sign its exact method and path.",
+                "署名がこの要求と一致しません。メソッドとパスをそのまま署名してください。 / The signature does not match this request: sign its exact method and path."
+                    .into(),
             ),
             Refusal::NotAMember => (
                 StatusCode::FORBIDDEN,
-                "この鍵はディレクトリノードのものでも有効な会員事業所のものでもありません。協会に登録を確認してください。 / This key is neither a directory node's nor an active member office's: ask your association to check your registration.",
+                "この鍵はディレクトリノードのものでも有効な会員事業所のものでもありません。協会に登録を確認してください。 / This key is neither a directory node's nor an active member office's: ask your association to check your registration."
+                    .into(),
             ),
             Refusal::DirectoryUnreadable => (
                 StatusCode::SERVICE_UNAVAILABLE,
-                "このノードはいまディレクトリを読めません。しばらくしてから再試行してください。 / This node cannot read its directory right now: try again shortly.",
+                "このノードはいまディレクトリを読めません。しばらくしてから再試行してください。 / This node cannot read its directory right now: try again shortly."
+                    .into(),
             ),
         };
         let mut r = (
@@ -465,7 +487,7 @@ fn authorize(
         .and_then(HttpSignature::parse)
         .ok_or(Refusal::Malformed)?;
     if now.abs_diff(sig.time) > HTTP_AUTH_WINDOW_SECS {
-        return Err(Refusal::OutsideWindow);
+        return Err(Refusal::OutsideWindow { now });
     }
     if !sig.verifies(method, path_and_query) {
         return Err(Refusal::BadSignature);
@@ -912,6 +934,11 @@ mod tests {
         // Signed too far ahead.
         let ahead = sign(&f.node, LIST, NOW + HTTP_AUTH_WINDOW_SECS + 1);
         assert_eq!(get(addr, LIST, Some(&ahead)).await.0, 401);
+        // Signed by a clock an hour fast, or three hours slow: still inside the window.
+        for t in [NOW + 3600, NOW - 3 * 3600] {
+            let (status, body) = get(addr, LIST, Some(&sign(&f.node, LIST, t))).await;
+            assert_eq!(status, 200, "{body}");
+        }
 
         for key in [&f.node, &f.office] {
             let (status, body) = get(addr, LIST, Some(&sign(key, LIST, NOW))).await;
@@ -928,7 +955,11 @@ mod tests {
         now.set((NOW + HTTP_AUTH_WINDOW_SECS + 1) * 1000);
         let (status, body) = get(addr, LIST, Some(&signed)).await;
         assert_eq!(status, 401);
-        assert!(body.contains("300 s"), "{body}");
+        assert!(
+            body.contains("more than a day from this node's clock")
+                && body.contains(&crate::env::jst((NOW + HTTP_AUTH_WINDOW_SECS + 1) * 1000)),
+            "{body}"
+        );
     }
 
     #[tokio::test]

@@ -49,6 +49,16 @@ pub enum Request {
         /// Its starting sequence number.
         from: u64,
     },
+    /// The node's clock now ([`TimeAnswer`]), so an office can tell whether its own clock is
+    /// wrong.
+    Time,
+}
+
+/// The answer to a [`Request::Time`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimeAnswer {
+    /// Unix milliseconds by the directory node's clock when it answered.
+    pub time_ms: u64,
 }
 
 fn file_region_ok(region: &str) -> bool {
@@ -396,6 +406,15 @@ impl P2pSource {
     }
 }
 
+impl P2pSource {
+    /// The directory node's clock (Unix milliseconds), asked once: a node that does not
+    /// answer time requests (an older version) answers "not found".
+    pub async fn time(&mut self) -> anyhow::Result<u64> {
+        let answer: TimeAnswer = serde_json::from_slice(&self.ask_once(&Request::Time).await?)?;
+        Ok(answer.time_ms)
+    }
+}
+
 impl Source for P2pSource {
     async fn list(&mut self) -> anyhow::Result<Vec<RegionSummary>> {
         Ok(serde_json::from_slice(&self.ask(&Request::List).await?)?)
@@ -418,8 +437,10 @@ impl Source for P2pSource {
 /// The `Authorization` scheme of a signed directory HTTP request (SPEC.md §6.6).
 pub const HTTP_AUTH_SCHEME: &str = "Renkei-Ed25519";
 
-/// How far (seconds) a signed request's time may be from the server's clock, either way.
-pub const HTTP_AUTH_WINDOW_SECS: u64 = 300;
+/// How far (seconds) a signed request's time may be from the server's clock, either way: a
+/// day, the clock error renkei tolerates everywhere (SPEC.md §4.6, §6.6), so a directory node
+/// or office whose clock is hours off still syncs.
+pub const HTTP_AUTH_WINDOW_SECS: u64 = 86400;
 
 /// The bytes an HTTP request signature covers: a domain-separation line, then the method, the
 /// path and query, and the time in decimal, each after a newline.

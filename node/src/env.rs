@@ -90,6 +90,42 @@ impl Clock for ManualClock {
     }
 }
 
+/// Another clock shifted by a fixed offset: a computer whose clock is set wrong by minutes,
+/// hours or days, in the lab and in tests. It waits as its base does: a sleep until a time on
+/// this clock ends when the base reaches that time less the offset.
+#[derive(Debug, Clone)]
+pub struct OffsetClock {
+    base: Arc<dyn Clock>,
+    offset_ms: i64,
+}
+
+impl OffsetClock {
+    /// `base` shifted by `offset_ms` (positive: ahead, "fast"; negative: behind, "slow").
+    pub fn new(base: Arc<dyn Clock>, offset_ms: i64) -> OffsetClock {
+        OffsetClock { base, offset_ms }
+    }
+}
+
+/// `ms` moved by `by`, within `u64`.
+fn shift(ms: u64, by: i64) -> u64 {
+    if by >= 0 {
+        ms.saturating_add(by.unsigned_abs())
+    } else {
+        ms.saturating_sub(by.unsigned_abs())
+    }
+}
+
+impl Clock for OffsetClock {
+    fn now_ms(&self) -> u64 {
+        shift(self.base.now_ms(), self.offset_ms)
+    }
+
+    fn sleep_until(&self, deadline_ms: u64) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        self.base
+            .sleep_until(shift(deadline_ms, self.offset_ms.saturating_neg()))
+    }
+}
+
 /// A place in the node's work where a fault can be injected (SPEC.md §7.3's crash points, and
 /// the network's failures).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -412,6 +448,26 @@ mod tests {
         t.await.unwrap();
         assert!(woke.load(std::sync::atomic::Ordering::SeqCst));
         assert_eq!(clock.now_ms(), 1500);
+    }
+
+    #[tokio::test]
+    async fn an_offset_clock_reads_and_waits_shifted_from_its_base() {
+        let base = ManualClock::new(10_000);
+        let fast = OffsetClock::new(Arc::new(base.clone()), 900_000);
+        let slow = OffsetClock::new(Arc::new(base.clone()), -20_000);
+        assert_eq!(fast.now_ms(), 910_000);
+        // Before 1970 reads as 0, never wraps.
+        assert_eq!(slow.now_ms(), 0);
+        let woke = fast.sleep_until(911_000);
+        base.advance(Duration::from_millis(999));
+        assert!(
+            tokio::time::timeout(Duration::from_millis(20), fast.sleep_until(911_000))
+                .await
+                .is_err()
+        );
+        base.advance(Duration::from_millis(1));
+        woke.await;
+        assert_eq!(fast.now_ms(), 911_000);
     }
 
     #[test]

@@ -27,7 +27,7 @@ use renkei_protocol::{OfficeNumber, ServiceKind};
 
 use crate::admin::{self, OfficeSetup};
 use crate::dirserve::{self, DirectoryNode, ServeConfig};
-use crate::env::{Clock, Env, SystemClock};
+use crate::env::{Clock, Env, OffsetClock, SystemClock};
 use crate::files::write_atomic;
 use crate::home::{Config, Home};
 use crate::node::{NodeHandle, NodeOptions};
@@ -153,6 +153,27 @@ pub struct StartOptions {
     /// Offices whose nodes are not started (switched off; [`RunningFederation::start_node`]
     /// starts one later).
     pub off: Vec<usize>,
+    /// Offices whose computer clock is set wrong: (office index, milliseconds ahead of
+    /// `clock`; negative: behind).
+    pub office_clock_offsets: Vec<(usize, i64)>,
+    /// Directory nodes whose clock is set wrong: (directory node index, milliseconds ahead).
+    pub directory_clock_offsets: Vec<(usize, i64)>,
+}
+
+impl StartOptions {
+    /// The clock of office `i`, or of directory node `i` when `directory`: the run's clock,
+    /// shifted when the options set that computer's clock wrong.
+    pub fn clock_of(&self, i: usize, directory: bool) -> Arc<dyn Clock> {
+        let offsets = if directory {
+            &self.directory_clock_offsets
+        } else {
+            &self.office_clock_offsets
+        };
+        match offsets.iter().find(|(j, _)| *j == i) {
+            Some(&(_, ms)) => Arc::new(OffsetClock::new(self.clock.clone(), ms)),
+            None => self.clock.clone(),
+        }
+    }
 }
 
 impl Default for StartOptions {
@@ -162,6 +183,8 @@ impl Default for StartOptions {
             seed: None,
             store: StoreChoice::Files,
             off: Vec::new(),
+            office_clock_offsets: Vec::new(),
+            directory_clock_offsets: Vec::new(),
         }
     }
 }
@@ -482,7 +505,7 @@ impl Federation {
         let mut directory_nodes = Vec::new();
         for i in 0..self.directory_nodes.len() {
             let mut cfg = self.serve_config(i)?;
-            cfg.clock = options.clock.clone();
+            cfg.clock = options.clock_of(i, true);
             directory_nodes.push(dirserve::start(cfg).await?);
         }
         let stores: Vec<Option<Arc<MemStore>>> = self
@@ -527,15 +550,13 @@ impl RunningFederation {
         let home = self.plan.offices[i].home.clone();
         let config = home.config()?;
         self.starts[i] += 1;
+        let clock = self.options.clock_of(i, false);
         let env = match self.options.seed {
             // Each node, and each start of it, draws from its own stream of the run's seed.
-            Some(seed) => Env::seeded(
-                self.options.clock.clone(),
-                seed ^ ((i as u64) << 32) ^ self.starts[i],
-            ),
+            Some(seed) => Env::seeded(clock, seed ^ ((i as u64) << 32) ^ self.starts[i]),
             None => {
                 let mut e = Env::system();
-                e.clock = self.options.clock.clone();
+                e.clock = clock;
                 e
             }
         };

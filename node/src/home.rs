@@ -50,6 +50,10 @@ pub struct Config {
     pub retry_max_secs: u64,
     /// Oldest envelope accepted, days.
     pub max_age_days: u64,
+    /// How far another office's clock may be from ours, seconds: an envelope created up to
+    /// this far in our future is accepted (SPEC.md §4.6). A day by default, so that an office
+    /// PC whose clock is minutes or hours off still delivers.
+    pub max_clock_skew_secs: u64,
     /// Largest file sent or received, MiB: a larger one is not sent (`FILE_TOO_LARGE` in
     /// `rejected/`), and a partner's larger envelope is refused (refusal code 13).
     pub max_file_mb: u64,
@@ -68,7 +72,7 @@ pub struct Config {
     /// same arguments and process id. `false`: only say so in the status, for a restart by hand.
     pub switch_keys: bool,
     /// A partner unreachable this many seconds gets its files through its association's
-    /// mailbox: sealed for it, kept there until its node starts (SPEC.md §7.5).
+    /// mailbox: sealed for it, kept there until its node starts (SPEC.md §7.6).
     pub mailbox_after_secs: u64,
     /// Seconds between looks at the mailboxes: for this office's own mail, and for what became
     /// of files it left in partners' mailboxes.
@@ -93,6 +97,7 @@ impl Default for Config {
             retry_initial_ms: 500,
             retry_max_secs: 300,
             max_age_days: 60,
+            max_clock_skew_secs: 86400,
             max_file_mb: 256,
             io_timeout_secs: 30,
             max_partial_mb: 512,
@@ -194,7 +199,7 @@ impl Home {
     pub fn receipts(&self) -> PathBuf {
         self.root.join("receipts.jsonl")
     }
-    /// `H/statements.jsonl`: the mailboxes' signed deletion statements (SPEC.md §7.5.4).
+    /// `H/statements.jsonl`: the mailboxes' signed deletion statements (SPEC.md §7.6.4).
     pub fn statements(&self) -> PathBuf {
         self.root.join("statements.jsonl")
     }

@@ -24,6 +24,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod clock;
 pub mod demo;
 pub mod dirserve;
 pub mod dirsync;

@@ -1,4 +1,4 @@
-//! The association mailbox a directory node runs for the offices of its region (SPEC.md §7.5):
+//! The association mailbox a directory node runs for the offices of its region (SPEC.md §7.6):
 //! it keeps sealed envelopes for offices that are off, hands them to their recipient only, and
 //! signs a deletion statement for each envelope it drops. It never holds a key that opens one.
 //!
@@ -626,7 +626,7 @@ fn header_of(path: &Path) -> anyhow::Result<EnvelopeHeader> {
 }
 
 /// SHA-256 of the envelope in a kept file: its header and sealed chunks, without the frame
-/// heads (SPEC.md §7.5.4).
+/// heads (SPEC.md §7.6.4).
 pub(crate) fn envelope_hash(framed: &[u8]) -> anyhow::Result<[u8; 32]> {
     use sha2::Digest;
     let mut h = sha2::Sha256::new();

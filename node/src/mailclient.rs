@@ -1,4 +1,4 @@
-//! An office's side of the association mailboxes (SPEC.md §7.5): it drains its own mail from
+//! An office's side of the association mailboxes (SPEC.md §7.6): it drains its own mail from
 //! its region's mailboxes, and collects what became of the files it left in partners'
 //! mailboxes — their acks, refusals or expiry, each with the mailbox's signed deletion
 //! statement, which it keeps beside its receipts.

@@ -28,7 +28,7 @@ pub const DELIVER: StreamProtocol = StreamProtocol::new(renkei_protocol::frames:
 /// The directory sync protocol (SPEC.md §6.6).
 pub const DIRECTORY: StreamProtocol =
     StreamProtocol::new(renkei_protocol::frames::DIRECTORY_PROTOCOL);
-/// The mailbox protocol (SPEC.md §7.5).
+/// The mailbox protocol (SPEC.md §7.6).
 pub const MAILBOX: StreamProtocol = StreamProtocol::new(renkei_protocol::frames::MAILBOX_PROTOCOL);
 
 /// Decides which peers may connect. Shared with whoever updates the directory.

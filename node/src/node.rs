@@ -521,6 +521,8 @@ fn delivery_failure(p: OfficeNumber, e: &crate::send::DeliveryError) -> String {
         ),
         DeliveryError::Refused { .. } => format!("送信先 {p} / delivery to {p}: {e}"),
         DeliveryError::Deposited(_) => e.to_string(),
+        // Whose clock and by how much, worded when the refusal came (crate::clock).
+        DeliveryError::Clock(line) => line.clone(),
         _ => format!(
             "送信先 {p} への送信中にこのパソコンでエラーが起きました。自動で再試行します。続く場合はディスクの空きと権限を確認してください / delivery to {p} failed on this computer; it is retried — if this lasts, check free disk space and permissions: {e:#}"
         ),
@@ -535,6 +537,7 @@ async fn directory_loop(shared: Arc<Shared>) {
     let mut first = Duration::from_secs(1);
     loop {
         sync_directory(&shared).await;
+        shared.spawn(crate::clock::sample_directory_nodes(shared.clone()));
         warn_expiry(&shared);
         let mut every = Duration::from_secs(shared.config.directory_refresh_secs.max(1));
         if shared.dir().regions().next().is_none() {

@@ -539,9 +539,12 @@ pub(crate) fn report_only(
 ) -> anyhow::Result<()> {
     shared.env.faults.alive()?;
     let mut text = format!(
-        "renkei: {title}\r\nファイル / File: {}\r\n日時 / Time: {}\r\n\r\n",
+        "renkei: {title}\r\nファイル / File: {}\r\n日時 / Time: {}{}\r\n\r\n",
         shown(name),
-        jst(shared.env.now_ms())
+        jst(shared.env.now_ms()),
+        crate::clock::status(shared)
+            .times_note()
+            .map_or(String::new(), |n| format!("（{n}）"))
     );
     for f in &findings {
         let place = match (f.line, f.field) {

@@ -662,6 +662,13 @@ pub fn show(home: &Path, json: bool) -> anyhow::Result<ExitCode> {
         }
         println!("{}", audit.summary());
     }
+    // The times are this computer's: say so when its clock is known to be off.
+    if let Some(note) = crate::status::read(&home)
+        .ok()
+        .and_then(|s| s.clock.times_note())
+    {
+        eprintln!("{note}");
+    }
     Ok(ExitCode::from(audit.exit_code()))
 }
 

@@ -27,9 +27,6 @@ use crate::receipts::NewReceipt;
 use crate::state::{Claim, Shared, lock};
 use crate::store::Intent;
 
-/// Clock skew tolerated on a sender's creation time.
-const MAX_SKEW_SECS: u64 = 600;
-
 /// Bytes of received files one stream checks at the same time: the reader goes on receiving
 /// the next files while earlier ones are checked. A larger file is checked alone, and at most
 /// four are checked at once (each check is a blocking thread).
@@ -163,7 +160,7 @@ impl ReceiverContext for NodeContext<'_> {
 
 /// Receives the messages of one stream: a partner's delivery stream, or (`from_mailbox`) a
 /// drain of this office's mailbox, whose envelopes were signed by their senders, not by the
-/// mailbox at the other end (SPEC.md §7.5).
+/// mailbox at the other end (SPEC.md §7.6).
 pub(crate) async fn handle(
     shared: &Arc<Shared>,
     peer: PeerId,
@@ -253,7 +250,7 @@ async fn read_messages(
         office: shared.office,
         max_file_len: shared.config.max_file_mb.saturating_mul(1 << 20),
         max_age: shared.config.max_age_days.saturating_mul(86400),
-        max_skew: MAX_SKEW_SECS,
+        max_skew: shared.config.max_clock_skew_secs,
     };
     let mut session = if from_mailbox {
         ReceiverSession::from_mailbox(config, shared.secrets())
@@ -261,6 +258,8 @@ async fn read_messages(
         ReceiverSession::new(config, peer_key, shared.secrets())
     };
     let mut frame = Vec::new();
+    // The first header of a stream tells the sender's clock (crate::clock).
+    let mut first_header = true;
     // The message being received: its partial file, and its open handle.
     let mut current: Option<(Partial, Body)> = None;
     loop {
@@ -285,6 +284,10 @@ async fn read_messages(
         };
         let frame_len = frame.len() as u64;
         let action = session.on_frame(kind, &mut frame, now_ms / 1000, &mut ctx)?;
+        // A drained envelope was sealed when it was deposited: no sample of a clock.
+        if kind == Kind::Header && !from_mailbox {
+            crate::clock::header_seen(shared, &frame, &action, &mut first_header);
+        }
         match action {
             RxAction::Nothing => {}
             RxAction::End => return Ok(()),
@@ -435,8 +438,10 @@ fn write_partial(partial: &mut Partial, bytes: &[u8]) -> anyhow::Result<()> {
 
 /// Says in the status and the log why a partner's envelope was refused.
 fn refused(shared: &Shared, peer: PeerId, r: &Refusal) {
-    if r.code == RefusalCode::Busy {
-        tracing::info!(%peer, id = %r.message_id, "busy: {}", shown(&r.reason));
+    // Busy is not a problem; a refusal for time is reported by crate::clock, whose clock and
+    // by how much.
+    if matches!(r.code, RefusalCode::Busy | RefusalCode::Clock) {
+        tracing::info!(%peer, id = %r.message_id, code = r.code.to_u16(), "{}", shown(&r.reason));
         return;
     }
     shared.error(format!(

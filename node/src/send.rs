@@ -55,6 +55,10 @@ pub(crate) enum DeliveryError {
         /// The refusal.
         refusal: Refusal,
     },
+    /// The partner refused a message for its creation time (code 8): whose clock is wrong and
+    /// by about how much, as the office is told (crate::clock).
+    #[error("{0}")]
+    Clock(String),
     /// The partner ended the stream with messages unanswered.
     #[error(
         "相手先が {0} 件を未回答のまま通信を終えました / the partner ended the stream with {0} files unanswered"
@@ -100,6 +104,8 @@ struct InFlight {
     seq: u64,
     item: QueueItem,
     sealed_size: u64,
+    /// Our clock when it was sealed (its `created_at`): an ack's time is compared with it.
+    sealed_ms: u64,
 }
 
 /// Completes queue items that were answered before a crash (receipt written, queue entry not
@@ -546,9 +552,10 @@ async fn deliver_once(
                 Prepared::Stream(f) => Whole::File(tokio::fs::File::from_std(f)),
             };
             let id = item.id();
+            let sealed_ms = shared.env.now_ms();
             let params = SealParams {
                 message_id: id,
-                created_at: shared.env.now_secs(),
+                created_at: sealed_ms / 1000,
                 sender_office: shared.office,
                 recipient_office: partner,
                 recipient_key: key.encryption,
@@ -570,6 +577,7 @@ async fn deliver_once(
                     seq,
                     item: item.clone(),
                     sealed_size,
+                    sealed_ms,
                 },
             );
             encode_frame(Kind::Header, &header, &mut wire);
@@ -634,6 +642,7 @@ async fn deliver_once(
                     let fly = lock(&in_flight)
                         .remove(&ack.message_id)
                         .context("answer without its message")?;
+                    crate::clock::ack_received(shared, &partner, fly.sealed_ms, ack.received_at);
                     commit_tx
                         .send((fly, ack))
                         .map_err(|_| anyhow!("committer stopped"))?;
@@ -684,7 +693,11 @@ async fn deliver_once(
                     .map_err(|e| anyhow!("{e}"))?;
                     // The partner ends the stream after a refusal; the answers it sends
                     // before that are still taken.
-                    if refused.is_none() && code.disposition() == Disposition::Retry {
+                    if refused.is_none() && code == RefusalCode::Clock {
+                        refused = Some(DeliveryError::Clock(crate::clock::refused_for_time(
+                            shared, &partner, &r,
+                        )));
+                    } else if refused.is_none() && code.disposition() == Disposition::Retry {
                         refused = Some(DeliveryError::Refused {
                             file: item.file_name,
                             refusal: r,
@@ -859,6 +872,8 @@ pub(crate) fn commit_outcome(
     let fly = InFlight {
         seq,
         sealed_size: item.size + chunks * TAG_LEN as u64,
+        // Not a sample of the partner's clock: the ack waited in the mailbox.
+        sealed_ms: 0,
         item,
     };
     commit_batch(shared, partner, vec![(fly, ack)])

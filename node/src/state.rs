@@ -52,6 +52,8 @@ pub(crate) struct Stats {
     pub(crate) rejected_incoming: u64,
     /// (what it is about, if it can be resolved; how many times; the line shown).
     pub(crate) last_errors: VecDeque<(Option<String>, u32, String)>,
+    /// What directory nodes and partners said of their time, against ours.
+    pub(crate) clock: crate::clock::ClockSamples,
 }
 
 /// Messages being received now, per sender office: one stream per (sender, message id) at a

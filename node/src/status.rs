@@ -9,6 +9,7 @@ use anyhow::Context;
 use renkei_directory::Freshness;
 use serde::{Deserialize, Serialize};
 
+use crate::clock::ClockStatus;
 use crate::env::{jst, wall_clock_ms};
 use crate::files::write_atomic;
 use crate::home::Home;
@@ -45,6 +46,9 @@ pub struct Status {
     pub updated_at: u64,
     /// Whether the node is running (false after a clean shutdown).
     pub running: bool,
+    /// This computer's clock against its directory nodes' and partners' (SPEC.md §7.5).
+    #[serde(default)]
+    pub clock: ClockStatus,
 }
 
 /// One region's freshness in the status.
@@ -85,6 +89,7 @@ pub async fn status(shared: &Arc<Shared>) -> Status {
         (f, d.entry_count())
     };
     let queued = lock(&shared.queue).items.len();
+    let clock = crate::clock::status(shared);
     let s = lock(&shared.stats);
     Status {
         office: shared.office.to_string(),
@@ -108,6 +113,7 @@ pub async fn status(shared: &Arc<Shared>) -> Status {
             .collect(),
         updated_at: now,
         running: !shared.stopping(),
+        clock,
     }
 }
 
@@ -120,19 +126,28 @@ pub(crate) async fn write_status(shared: &Arc<Shared>) -> anyhow::Result<Status>
     Ok(status)
 }
 
+/// The status file of `home`, as the node last wrote it.
+pub fn read(home: &Home) -> anyhow::Result<Status> {
+    let text = std::fs::read_to_string(home.status()).with_context(|| {
+        format!("状態ファイル {} がありません。ノードを一度起動してください（renkei run）。/ No status file {}: start the node once (renkei run).", home.status().display(), home.status().display())
+    })?;
+    Ok(serde_json::from_str(&text)?)
+}
+
 /// `renkei status`: prints the status file of the home at `home` (as text, or as JSON), with
 /// the files in `rejected/` still waiting for the clerk.
 pub fn show(home: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let home = Home::existing(home)?;
-    let text = std::fs::read_to_string(home.status()).with_context(|| {
-        format!("状態ファイル {} がありません。ノードを一度起動してください（renkei run）。/ No status file {}: start the node once (renkei run).", home.status().display(), home.status().display())
-    })?;
-    let s: Status = serde_json::from_str(&text)?;
+    let s = read(&home)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&s)?);
         return Ok(ExitCode::SUCCESS);
     }
     let age = (wall_clock_ms() / 1000).saturating_sub(s.updated_at);
+    // A wrong clock first: it is the office's to fix, and it explains other trouble below.
+    if let Some(w) = &s.clock.warning {
+        println!("clock       {w}");
+    }
     println!("office      {}", s.office);
     println!("peer id     {}", s.peer_id);
     println!(
@@ -185,6 +200,9 @@ pub fn show(home: &Path, json: bool) -> anyhow::Result<ExitCode> {
     );
     for e in &s.last_errors {
         println!("error       {e}");
+    }
+    if let Some(note) = s.clock.times_note() {
+        println!("            （{note}）");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -12,7 +12,7 @@ pub const DELIVER_PROTOCOL: &str = "/renkei/deliver/2";
 /// The directory sync protocol's libp2p protocol name (SPEC.md §6.6).
 pub const DIRECTORY_PROTOCOL: &str = "/renkei/directory/1";
 
-/// The mailbox protocol (SPEC.md §7.5).
+/// The mailbox protocol (SPEC.md §7.6).
 pub const MAILBOX_PROTOCOL: &str = "/renkei/mailbox/1";
 
 /// Bytes before every frame's payload: the type and the length.
@@ -41,7 +41,7 @@ pub enum FrameKind {
     Blob = 7,
     /// A directory answer: not found (UTF-8 reason).
     NotFound = 8,
-    /// A mailbox kept an envelope for its recipient: the message id (§7.5).
+    /// A mailbox kept an envelope for its recipient: the message id (§7.6).
     Stored = 9,
 }
 
@@ -287,6 +287,9 @@ impl RefusalCode {
     }
 }
 
+/// What ends the reason of a code-8 refusal, before the receiver's Unix seconds and `)`.
+const RECEIVER_TIME: &str = " (receiver time ";
+
 /// A refusal frame's payload: `message_id (16) ‖ code (u16) ‖ reason (UTF-8)`. The id is the
 /// message refused; when the header could not be read it is bytes 8–23 of the header frame, or
 /// zeros when the frame is shorter.
@@ -313,6 +316,35 @@ impl Refusal {
             code,
             reason: reason[..end].to_string(),
         }
+    }
+
+    /// A refusal for a creation time outside the receiver's window (code 8): the reason names
+    /// the receiver's clock at the end, ` (receiver time <unix seconds>)` (SPEC.md §7.3), so
+    /// the sender can tell whose clock is wrong and by how much.
+    pub fn clock(message_id: MessageId, reason: &str, receiver_now: u64) -> Refusal {
+        let suffix = format!("{RECEIVER_TIME}{receiver_now})");
+        let mut end = reason.len().min(MAX_REASON_LEN - suffix.len());
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        Refusal::new(
+            message_id,
+            RefusalCode::Clock,
+            &format!("{}{suffix}", &reason[..end]),
+        )
+    }
+
+    /// The receiver's clock (Unix seconds) a code-8 refusal names, when it names one.
+    pub fn receiver_time(&self) -> Option<u64> {
+        if self.code != RefusalCode::Clock {
+            return None;
+        }
+        let (_, rest) = self.reason.rsplit_once(RECEIVER_TIME)?;
+        let digits = rest.strip_suffix(')')?;
+        if digits.is_empty() || digits.len() > 20 || !digits.bytes().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        digits.parse().ok()
     }
 
     /// The message id to name when refusing a header frame that could not be parsed.
@@ -434,6 +466,43 @@ mod tests {
         assert!(r.reason.len() <= MAX_REASON_LEN);
         assert!(r.to_bytes().len() <= FrameKind::Refuse.limit());
         assert!(r.reason.chars().all(|c| c == 'あ'));
+    }
+
+    #[test]
+    fn a_clock_refusal_names_the_receivers_time() {
+        let r = Refusal::clock(
+            MessageId([1; 16]),
+            "envelope created in the future",
+            1_790_000_000,
+        );
+        assert_eq!(
+            r.reason,
+            "envelope created in the future (receiver time 1790000000)"
+        );
+        let back = Refusal::parse(&r.to_bytes()).unwrap();
+        assert_eq!(back.receiver_time(), Some(1_790_000_000));
+        // A long reason is cut before the time, which stays readable.
+        let long = Refusal::clock(MessageId([1; 16]), &"あ".repeat(2000), 7);
+        assert!(long.reason.len() <= MAX_REASON_LEN);
+        assert_eq!(long.receiver_time(), Some(7));
+        // Only a code-8 refusal's time counts, and only when it is exactly a number.
+        for (code, reason) in [
+            (RefusalCode::Busy, "busy (receiver time 5)"),
+            (RefusalCode::Clock, "too old"),
+            (RefusalCode::Clock, "too old (receiver time )"),
+            (RefusalCode::Clock, "too old (receiver time -5)"),
+            (RefusalCode::Clock, "too old (receiver time 5) and more"),
+            (
+                RefusalCode::Clock,
+                "(receiver time 99999999999999999999999)",
+            ),
+        ] {
+            assert_eq!(
+                Refusal::new(MessageId([0; 16]), code, reason).receiver_time(),
+                None,
+                "{reason}"
+            );
+        }
     }
 
     #[test]

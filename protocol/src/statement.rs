@@ -1,4 +1,4 @@
-//! A mailbox's signed deletion statement (SPEC.md §7.5.4).
+//! A mailbox's signed deletion statement (SPEC.md §7.6.4).
 //!
 //! When an association mailbox drops an envelope — its recipient acknowledged or refused it, or
 //! it expired — it signs what it deleted, why and when with its directory-node key. The sender

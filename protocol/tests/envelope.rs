@@ -265,6 +265,40 @@ fn stale_and_future_envelopes_are_refused() {
 }
 
 #[test]
+fn a_day_of_clock_error_is_tolerated_and_a_replay_inside_it_still_refused() {
+    let env = seal_for(&cm(), &svc(), 6, &sample(10), 64);
+    let secrets = [svc().enc.clone()];
+    let keys = [cm().sign.verifying_key()];
+    let at = |now: u64, seen: &dyn Fn(&MessageId) -> bool| {
+        open(
+            &env,
+            &OpenParams {
+                recipient_office: svc().number,
+                recipient_secrets: &secrets,
+                sender_keys: &keys,
+                now,
+                max_age: 60 * 86400,
+                max_skew: 86400,
+                seen,
+            },
+        )
+    };
+    // The sender's clock 20 hours ahead of ours: taken, once.
+    let sender_fast = NOW - 20 * 3600;
+    assert!(at(sender_fast, &never).is_ok());
+    let received = |id: &MessageId| *id == MessageId([6; 16]);
+    assert_eq!(
+        at(sender_fast, &received).unwrap_err(),
+        EnvelopeError::Replayed(MessageId([6; 16]))
+    );
+    // A day and a second ahead: refused as from the future.
+    assert_eq!(
+        at(NOW - 86401, &never).unwrap_err(),
+        EnvelopeError::FromFuture
+    );
+}
+
+#[test]
 fn version_and_magic_are_checked() {
     let env = seal_for(&cm(), &svc(), 1, &sample(10), 64);
     let mut bad = env.clone();

@@ -4,7 +4,7 @@ use ed25519_dalek::VerifyingKey;
 
 use super::SessionError;
 use crate::check::{ErrorCode, Finding, check_bytes, finding};
-use crate::envelope::{EnvelopeHeader, MessageId, OpenParams, Opener, open_header};
+use crate::envelope::{EnvelopeError, EnvelopeHeader, MessageId, OpenParams, Opener, open_header};
 use crate::frames::{FrameKind, Refusal, RefusalCode};
 use crate::name::{FileName, OfficeNumber, ServiceKind};
 
@@ -17,7 +17,8 @@ pub struct ReceiverConfig {
     pub max_file_len: u64,
     /// The oldest envelope accepted, in seconds.
     pub max_age: u64,
-    /// How far in the future an envelope's creation time may lie, in seconds.
+    /// How far in the future an envelope's creation time may lie, in seconds: the clock error
+    /// tolerated between two offices (SPEC.md §4.6).
     pub max_skew: u64,
 }
 
@@ -103,7 +104,7 @@ impl ReceiverSession {
         }
     }
 
-    /// A stream of envelopes drained from a mailbox (SPEC.md §7.5): the mailbox is not their
+    /// A stream of envelopes drained from a mailbox (SPEC.md §7.6): the mailbox is not their
     /// sender, so each header's signature is checked against the directory's keys of its
     /// sender office alone.
     pub fn from_mailbox(
@@ -232,6 +233,10 @@ impl ReceiverSession {
             },
         ) {
             Ok(o) => o,
+            // The receiver's clock goes with a clock refusal: the sender tells whose is wrong.
+            Err(e @ (EnvelopeError::FromFuture | EnvelopeError::TooOld)) => {
+                return Ok(RxAction::Refuse(Refusal::clock(id, &e.to_string(), now)));
+            }
             Err(e) => return Ok(refuse(id, &e)),
         };
         // A message committed before (its ack was lost): the same ack again, no second write.
@@ -576,6 +581,34 @@ mod tests {
             refused(&mut fx.session(), &mut fx.ctx(), fr),
             (id, RefusalCode::DamagedChunk)
         );
+    }
+
+    #[test]
+    fn a_clock_a_day_off_is_tolerated_and_a_refusal_beyond_names_the_receivers_time() {
+        let fx = fixture();
+        let env = fx.envelope(5, &[b'c'; 100]);
+        let header = || frames(&env)[0].1.clone();
+        let mut s = fx.session();
+        s.config.max_skew = 86_400;
+        // The sender's clock a day ahead of ours: still taken.
+        let at = NOW - 86_400;
+        let a = s
+            .on_frame(FrameKind::Header, &mut header(), at, &mut fx.ctx())
+            .unwrap();
+        assert!(matches!(a, RxAction::Begin(_)), "{a:?}");
+        // A second more: refused as a clock problem, naming our time.
+        for now in [NOW - 86_401, NOW + 86_400 + 1] {
+            let mut s = fx.session();
+            s.config.max_skew = 86_400;
+            match s.on_frame(FrameKind::Header, &mut header(), now, &mut fx.ctx()) {
+                Ok(RxAction::Refuse(r)) => {
+                    assert_eq!(r.code, RefusalCode::Clock);
+                    assert_eq!(r.message_id, MessageId([5; 16]));
+                    assert_eq!(r.receiver_time(), Some(now));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub enum Answer {
     Acked(Ack),
     /// The partner refused the message; [`Refusal::code`] says what to do with it.
     Refused(Refusal),
-    /// A mailbox kept the message for the partner (SPEC.md §7.5): no ack yet.
+    /// A mailbox kept the message for the partner (SPEC.md §7.6): no ack yet.
     Stored(MessageId),
 }
 
