@@ -136,7 +136,7 @@ fn envelope_vector() {
     // Open SPEC.md's bytes with SPEC.md's key, through this crate.
     let secrets = [StaticSecret::from(v.array::<32>("recipient-x25519-secret"))];
     let sender_keys = [VerifyingKey::from_bytes(&v.array::<32>("sender-ed25519-public")).unwrap()];
-    let never = |_: &MessageId| false;
+    let never = |_: &OfficeNumber, _: &MessageId| false;
     let (opened_header, opened) = open(
         &v.hex("envelope"),
         &OpenParams {
