@@ -124,9 +124,14 @@ impl Entry {
         });
     }
 
+    /// Reads one entry (SPEC.md §6.3). Refused as malformed: an office that is not 10 digits, a
+    /// name or an address that is not UTF-8, a kind that is not two of `0`–`9`, `A`–`Z`, a
+    /// status other than 0 or 1. Nothing else is checked here: not the addresses' syntax (a
+    /// node skips one it cannot dial), not the keys (one that is not a valid key never verifies
+    /// a signature), not the limits the authority keeps to (§6.7).
     pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Entry, DirectoryError> {
         let office = office(r.bytes(10)?)?;
-        let name = r.str_u16()?.to_string();
+        let name = text(r)?;
         let n = r.u8()?;
         let mut kinds = Vec::with_capacity(n.into());
         for _ in 0..n {
@@ -148,7 +153,7 @@ impl Entry {
         let n = r.u8()?;
         let mut addresses = Vec::with_capacity(n.into());
         for _ in 0..n {
-            addresses.push(r.str_u16()?.to_string());
+            addresses.push(text(r)?);
         }
         let status = match r.u8()? {
             0 => Status::Active,
@@ -164,6 +169,15 @@ impl Entry {
             status,
         })
     }
+}
+
+/// A `str16`: a `u16` length and that many bytes of UTF-8.
+fn text(r: &mut Reader<'_>) -> Result<String, DirectoryError> {
+    let n = usize::from(r.u16()?);
+    let b = r.bytes(n)?;
+    std::str::from_utf8(b)
+        .map(str::to_string)
+        .map_err(|_| DirectoryError::Malformed("text that is not UTF-8"))
 }
 
 pub(crate) fn office(b: &[u8]) -> Result<OfficeNumber, DirectoryError> {

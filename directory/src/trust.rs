@@ -12,6 +12,16 @@ use crate::encoding::{MAGIC, TYPE_CERT, VERSION, hexbytes};
 /// Longest region id.
 pub const MAX_REGION_ID: usize = 64;
 
+/// A valid Ed25519 public key for a root or a region (SPEC.md §6.2): 32 bytes that RFC 8032
+/// §5.1.3 decodes (so the canonical encoding of a curve point: no `y` ≥ p, no `x` = 0 with the
+/// sign bit set) and not of small order. ed25519-dalek decodes non-canonical encodings too, so
+/// the encoding is compared with the point's own.
+pub(crate) fn valid_key(bytes: &[u8; 32]) -> Option<VerifyingKey> {
+    let key = VerifyingKey::from_bytes(bytes).ok()?;
+    let canonical = key.to_edwards().compress().to_bytes() == *bytes;
+    (canonical && !key.is_weak()).then_some(key)
+}
+
 /// The trust anchor: the federation's root keys. All an office needs to trust the directory.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Anchor {
@@ -39,14 +49,14 @@ impl Anchor {
         Ok(a)
     }
 
-    /// The root keys.
+    /// The root keys: each root's 64 hex digits (either case), when they are a valid key.
     pub fn root_keys(&self) -> Vec<VerifyingKey> {
         self.roots
             .iter()
             .filter_map(|h| {
                 let mut b = [0u8; 32];
                 hex::decode_to_slice(h, &mut b).ok()?;
-                VerifyingKey::from_bytes(&b).ok()
+                valid_key(&b)
             })
             .collect()
     }
@@ -170,7 +180,7 @@ impl RegionCert {
         {
             return Err(DirectoryError::Malformed("region id"));
         }
-        VerifyingKey::from_bytes(&self.key).map_err(|_| DirectoryError::Malformed("region key"))
+        valid_key(&self.key).ok_or(DirectoryError::Malformed("region key"))
     }
 
     /// Whether the region may vouch for `office`.

@@ -1,6 +1,6 @@
 //! The verified directory an office (or a directory node) keeps.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use renkei_protocol::OfficeNumber;
@@ -222,12 +222,37 @@ impl Directory {
                 from: delta.from_seq,
             });
         }
+        // One way to write a change: upserts and removals each in strictly ascending office
+        // order, no office in both, and only offices the region holds removed. Then a delta
+        // has one result, whatever the reader (SPEC.md §6.4).
+        let ascending = |v: &[OfficeNumber]| v.windows(2).all(|w| w[0] < w[1]);
+        let upserted: Vec<OfficeNumber> = delta.upserts.iter().map(|e| e.office).collect();
+        if !ascending(&upserted) {
+            return Err(DirectoryError::Malformed(
+                "delta upserts not in ascending office order",
+            ));
+        }
+        if !ascending(&delta.removals) {
+            return Err(DirectoryError::Malformed(
+                "delta removals not in ascending office order",
+            ));
+        }
+        for o in &delta.removals {
+            if upserted.binary_search(o).is_ok() {
+                return Err(DirectoryError::Malformed(
+                    "delta upserts and removes the same office",
+                ));
+            }
+            if !current.entries.contains(o) {
+                return Err(DirectoryError::Malformed(
+                    "delta removes an office the region does not hold",
+                ));
+            }
+        }
         // The region after the delta: the current entries, less the removals, with the
-        // upserts (the last one for an office wins; an upsert wins over a removal).
-        let removals: BTreeSet<&OfficeNumber> = delta.removals.iter().collect();
-        let upserts: BTreeMap<OfficeNumber, &Entry> =
-            delta.upserts.iter().map(|e| (e.office, e)).collect();
-        let mut upserts = upserts.into_iter().peekable();
+        // upserts (an upsert adds an office or replaces its entry). Both lists are ordered.
+        let mut upserts = delta.upserts.iter().peekable();
+        let mut removals = delta.removals.iter().peekable();
         let mut table = TableBuilder::new(
             &delta.cert,
             self.spill.as_deref(),
@@ -235,18 +260,18 @@ impl Directory {
             current.entries.encoded_len(),
         )?;
         current.entries.for_each(|e| {
-            while let Some((_, u)) = upserts.next_if(|(o, _)| *o < e.office) {
+            while let Some(u) = upserts.next_if(|u| u.office < e.office) {
                 table.push(u)?;
             }
-            if let Some((_, u)) = upserts.next_if(|(o, _)| *o == e.office) {
+            if let Some(u) = upserts.next_if(|u| u.office == e.office) {
                 return table.push(u);
             }
-            if removals.contains(&e.office) {
+            if removals.next_if(|o| **o == e.office).is_some() {
                 return Ok(());
             }
             table.push(&e)
         })?;
-        for (_, u) in upserts {
+        for u in upserts {
             table.push(u)?;
         }
         let built = table.finish()?;

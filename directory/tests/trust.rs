@@ -7,8 +7,9 @@ use ed25519_dalek::SigningKey;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use renkei_directory::{
-    Anchor, Applied, Directory, DirectoryError, EnrollmentRequest, Entry, Freshness, OfficeKey,
-    RegionCert, RegionWorkspace, RotationRequest, Snapshot, Status, WorkspaceError,
+    Anchor, Applied, Delta, Directory, DirectoryError, EnrollmentRequest, Entry, Freshness,
+    NodeInfo, OfficeKey, RegionCert, RegionWorkspace, RotationRequest, Snapshot, Status,
+    WorkspaceError, entries_digest,
 };
 use renkei_protocol::{OfficeNumber, ServiceKind};
 
@@ -335,6 +336,81 @@ fn tampered_certificate_is_refused() {
     );
 }
 
+/// Encodings of Ed25519 points an anchor or a certificate must not carry as a key (SPEC.md
+/// §6.2): the identity and another point of small order, and a non-canonical encoding (y ≥ p)
+/// of a point that is not of small order.
+fn invalid_keys() -> Vec<[u8; 32]> {
+    let identity = {
+        let mut b = [0u8; 32];
+        b[0] = 1;
+        b
+    };
+    // y = 0 (x² = -1): a point of order 4.
+    let order_four = [0u8; 32];
+    // y = p + k for the first k that decodes to a point of large order: 2^255 - 19 + k.
+    let non_canonical = (2u8..19)
+        .map(|k| {
+            let mut b = [0xFF; 32];
+            b[0] = 0xED + k;
+            b[31] = 0x7F;
+            b
+        })
+        .find(|b| ed25519_dalek::VerifyingKey::from_bytes(b).is_ok_and(|k| !k.is_weak()))
+        .expect("a non-canonical encoding that decodes");
+    for weak in [identity, order_four] {
+        assert!(
+            ed25519_dalek::VerifyingKey::from_bytes(&weak)
+                .unwrap()
+                .is_weak()
+        );
+    }
+    vec![identity, order_four, non_canonical]
+}
+
+#[test]
+fn root_and_region_keys_must_be_canonical_and_not_of_small_order() {
+    for bad in invalid_keys() {
+        // As a root: the anchor is refused.
+        let json = format!(
+            r#"{{"format":"renkei-anchor/1","federation":"test","roots":["{}","{}"]}}"#,
+            hex::encode(root().verifying_key().to_bytes()),
+            hex::encode(bad)
+        );
+        assert_eq!(
+            Anchor::from_json(&json),
+            Err(DirectoryError::Malformed("anchor root keys")),
+            "{}",
+            hex::encode(bad)
+        );
+        // As a region key: the certificate is malformed (not a bad signature later on).
+        let cert = RegionCert::issue(
+            &root(),
+            "13-tokyo",
+            "東京",
+            bad,
+            vec![13],
+            T0 - YEAR,
+            T0 + YEAR,
+        );
+        let a = Authority { key: key(2), cert };
+        assert_eq!(
+            Directory::new(anchor()).apply_snapshot(&snapshot(&a, 1, &[])),
+            Err(DirectoryError::Malformed("region key")),
+            "{}",
+            hex::encode(bad)
+        );
+    }
+    // Hex digits in either case name the same root.
+    let upper = format!(
+        r#"{{"format":"renkei-anchor/1","federation":"test","roots":["{}"]}}"#,
+        hex::encode_upper(root().verifying_key().to_bytes())
+    );
+    let upper = Anchor::from_json(&upper).unwrap();
+    assert_eq!(upper.root_keys(), anchor().root_keys());
+    let mut dir = Directory::new(upper);
+    assert!(dir.apply_snapshot(&snapshot(&tokyo(), 1, &[])).is_ok());
+}
+
 #[test]
 fn certificate_must_cover_the_issue_time() {
     let k = key(2);
@@ -388,6 +464,84 @@ fn entries_out_of_order_or_duplicated_are_malformed() {
             ))
         );
     }
+}
+
+/// SPEC.md §6.3: what a reader checks in an entry. Refused (`Malformed`): a kind that is not two
+/// of `0`–`9`, `A`–`Z`, a name or an address that is not UTF-8, a status other than 0 or 1.
+/// Accepted as they are: addresses that are no multiaddr, no kinds or more than §6.7 allows.
+#[test]
+fn entry_fields_checked_when_read() {
+    let a = tokyo();
+    let mut e = entry("1310000001", "青空", 10);
+    e.kinds = vec![kind("43"), kind("A2")];
+    e.addresses = vec!["/ip4/192.0.2.7/tcp/4001".into()];
+    let good = snapshot(&a, 1, std::slice::from_ref(&e));
+    // The entry is the file's tail: office, name, kinds, keys, addresses, status.
+    let at = header_len(&a);
+    assert_eq!(
+        good.len() - at,
+        10 + 2 + "青空".len() + 1 + 4 + 1 + 80 + 1 + 2 + e.addresses[0].len() + 1
+    );
+    assert_eq!(&good[at..at + 10], b"1310000001");
+    let kinds = at + 10 + 2 + "青空".len();
+    assert_eq!(&good[kinds..kinds + 5], b"\x0243A2");
+    let name = at + 12;
+    let address = good.len() - 1 - e.addresses[0].len();
+    let status = good.len() - 1;
+    let malformed = |what| Err(DirectoryError::Malformed(what));
+    for (what, at, byte, want) in [
+        (
+            "a kind in lower case",
+            kinds + 4,
+            b'a',
+            malformed("service kind"),
+        ),
+        (
+            "a kind with a space",
+            kinds + 1,
+            b' ',
+            malformed("service kind"),
+        ),
+        (
+            "a name that is not UTF-8",
+            name,
+            0xFF,
+            malformed("text that is not UTF-8"),
+        ),
+        (
+            "an address that is not UTF-8",
+            address,
+            0xC0,
+            malformed("text that is not UTF-8"),
+        ),
+        ("status 2", status, 2, malformed("status")),
+    ] {
+        let mut bad = good.clone();
+        bad[at] = byte;
+        assert_eq!(
+            Directory::new(anchor()).apply_snapshot(&bad),
+            want,
+            "{what}"
+        );
+        assert_eq!(
+            Snapshot::parse(&bad).map(|_| ()),
+            want.map(|_| ()),
+            "{what}"
+        );
+    }
+
+    // Not checked when read: an address that is no multiaddr, no kinds at all, more kinds and
+    // addresses than the authority writes (§6.7).
+    let mut odd = entry("1310000002", "", 11);
+    odd.kinds = vec![];
+    odd.addresses = vec!["not a multiaddr".into(); 17];
+    let mut many = entry("1310000003", "多", 12);
+    many.kinds = vec![kind("43"); 51];
+    let mut dir = Directory::new(anchor());
+    dir.apply_snapshot(&snapshot(&a, 1, &[odd.clone(), many.clone()]))
+        .unwrap();
+    assert_eq!(dir.lookup(&odd.office).unwrap(), Some(odd));
+    assert_eq!(dir.lookup(&many.office).unwrap(), Some(many));
 }
 
 #[test]
@@ -778,6 +932,215 @@ fn delta_with_the_wrong_base_is_refused() {
         Err(DirectoryError::DeltaBase { have: 1, from: 2 })
     );
     assert_eq!(dir.region("13-tokyo").unwrap().seq, 1);
+}
+
+/// A Tokyo delta from seq 1 (holding `base`) to seq 2, with the result digest of `result`.
+fn tokyo_delta(
+    base: &[Entry],
+    upserts: Vec<Entry>,
+    removals: &[&str],
+    result: &[Entry],
+) -> Vec<u8> {
+    let a = tokyo();
+    Delta {
+        cert: a.cert.clone(),
+        from_seq: 1,
+        to_seq: 2,
+        issued_at: T0 + HOUR,
+        expires_at: T0 + 7 * DAY,
+        nodes: vec![],
+        base_digest: entries_digest(base),
+        result_digest: entries_digest(result),
+        upserts,
+        removals: removals.iter().map(|o| office(o)).collect(),
+        signature: [0; 64],
+    }
+    .sign(&a.key)
+}
+
+/// SPEC.md §6.4: a delta writes its change one way only. Upserts and removals each in strictly
+/// ascending office order, no office in both, only held offices removed; else `Malformed`,
+/// even when the result digest is that of some reading of it.
+#[test]
+fn a_delta_has_one_reading_or_is_malformed() {
+    let one = entry("1310000001", "青空", 10);
+    let two = entry("1310000002", "さくら", 11);
+    let three = entry("1310000003", "ひまわり", 12);
+    let base = vec![one.clone(), two.clone()];
+    let mut one_b = one.clone();
+    one_b.name = "青空（新）".into();
+    let held = || {
+        let mut dir = Directory::new(anchor());
+        dir.apply_snapshot(&snapshot(&tokyo(), 1, &base)).unwrap();
+        dir
+    };
+    let malformed = |what| Err(DirectoryError::Malformed(what));
+    let cases = [
+        (
+            "the same office upserted twice",
+            tokyo_delta(
+                &base,
+                vec![one.clone(), one_b.clone()],
+                &[],
+                &[one_b.clone(), two.clone()],
+            ),
+            malformed("delta upserts not in ascending office order"),
+        ),
+        (
+            "upserts out of order",
+            tokyo_delta(
+                &base,
+                vec![three.clone(), one_b.clone()],
+                &[],
+                &[one_b.clone(), two.clone(), three.clone()],
+            ),
+            malformed("delta upserts not in ascending office order"),
+        ),
+        (
+            "removals out of order",
+            tokyo_delta(&base, vec![], &["1310000002", "1310000001"], &[]),
+            malformed("delta removals not in ascending office order"),
+        ),
+        (
+            "the same office removed twice",
+            tokyo_delta(
+                &base,
+                vec![],
+                &["1310000002", "1310000002"],
+                std::slice::from_ref(&one),
+            ),
+            malformed("delta removals not in ascending office order"),
+        ),
+        (
+            "an office upserted and removed",
+            tokyo_delta(
+                &base,
+                vec![one_b.clone()],
+                &["1310000001"],
+                &[one_b.clone(), two.clone()],
+            ),
+            malformed("delta upserts and removes the same office"),
+        ),
+        (
+            "an office removed that is not held",
+            tokyo_delta(&base, vec![], &["1310000009"], &base),
+            malformed("delta removes an office the region does not hold"),
+        ),
+    ];
+    for (what, delta, want) in cases {
+        let mut dir = held();
+        assert_eq!(dir.apply_delta(&delta), want, "{what}");
+        assert_eq!(dir.region("13-tokyo").unwrap().seq, 1, "{what}");
+    }
+    // Written the one way, the same changes apply.
+    let mut dir = held();
+    let delta = tokyo_delta(
+        &base,
+        vec![one_b.clone(), three.clone()],
+        &["1310000002"],
+        &[one_b.clone(), three.clone()],
+    );
+    assert!(dir.apply_delta(&delta).is_ok());
+    let region = dir.region("13-tokyo").unwrap();
+    assert_eq!(region.entries.entries().unwrap(), [one_b, three]);
+}
+
+/// SPEC.md §6.4: a delta to the held seq with another result digest is equivocation (as for a
+/// snapshot); a delta that expires before it is issued is malformed; an applied delta's
+/// certificate, nodes and times replace the held ones.
+#[test]
+fn delta_equivocation_expiry_and_what_it_replaces() {
+    let one = entry("1310000001", "青空", 10);
+    let two = entry("1310000002", "さくら", 11);
+    let a = tokyo();
+    let mut dir = Directory::new(anchor());
+    dir.apply_snapshot(&snapshot(&a, 1, std::slice::from_ref(&one)))
+        .unwrap();
+    let delta = |to_seq: u64,
+                 issued_at: u64,
+                 expires_at: u64,
+                 result: &[Entry],
+                 upserts: Vec<Entry>,
+                 cert: &RegionCert,
+                 nodes: Vec<NodeInfo>| {
+        Delta {
+            cert: cert.clone(),
+            from_seq: 1,
+            to_seq,
+            issued_at,
+            expires_at,
+            nodes,
+            base_digest: entries_digest([&one]),
+            result_digest: entries_digest(result),
+            upserts,
+            removals: vec![],
+            signature: [0; 64],
+        }
+        .sign(&a.key)
+    };
+    let both = [one.clone(), two.clone()];
+    assert_eq!(
+        dir.clone().apply_delta(&delta(
+            1,
+            T0 + HOUR,
+            T0 + DAY,
+            &both,
+            vec![two.clone()],
+            &a.cert,
+            vec![]
+        )),
+        Err(DirectoryError::Equivocation {
+            region: "13-tokyo".into(),
+            seq: 1
+        })
+    );
+    assert_eq!(
+        dir.clone().apply_delta(&delta(
+            2,
+            T0 + HOUR,
+            T0 + HOUR - 1,
+            &both,
+            vec![two.clone()],
+            &a.cert,
+            vec![]
+        )),
+        Err(DirectoryError::Malformed("expiry before issue time"))
+    );
+    // A renewed certificate (same region and key, a later window) and a directory node.
+    let renewed = RegionCert::issue(
+        &root(),
+        "13-tokyo",
+        "東京都介護支援専門員協会（更新）",
+        a.key.verifying_key().to_bytes(),
+        vec![13],
+        T0,
+        T0 + 10 * YEAR,
+    );
+    let node = NodeInfo {
+        key: identity(40),
+        addresses: vec!["/ip4/192.0.2.1/tcp/4700".into()],
+        http: None,
+    };
+    assert!(
+        dir.apply_delta(&delta(
+            2,
+            T0 + HOUR,
+            T0 + DAY,
+            &both,
+            vec![two],
+            &renewed,
+            vec![node.clone()]
+        ))
+        .is_ok()
+    );
+    let region = dir.region("13-tokyo").unwrap();
+    assert_eq!(region.cert, renewed);
+    assert_eq!(region.nodes, [node]);
+    assert_eq!(
+        (region.seq, region.issued_at, region.expires_at),
+        (2, T0 + HOUR, T0 + DAY)
+    );
+    assert!(dir.is_directory_node(&identity(40)));
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! SPEC.md §9.7: the directory test vectors (a region snapshot with one entry, and a delta that
-//! revokes it), regenerated from fixed keys and compared byte for byte with SPEC.md; then
-//! SPEC.md's bytes are verified through this crate and, field by field, by hand.
+//! revokes it; a region of two prefectures with three entries, a delta with upserts and a
+//! removal; files whose entries or upserts are out of order), regenerated from fixed keys and
+//! compared byte for byte with SPEC.md; then SPEC.md's bytes are verified through this crate
+//! and, field by field, by hand.
 //!
 //! To regenerate after a deliberate format change:
 //! `RENKEI_PRINT_VECTORS=1 cargo test -p renkei-directory --test vectors -- --nocapture`
@@ -161,7 +163,7 @@ fn snapshot_vector() -> Vector {
         .put_hex("region-ed25519-public", &public(&REGION_KEY))
         .put("region", REGION)
         .put("region-name", REGION_NAME)
-        .put("prefectures", "13")
+        .put("prefecture", PREFECTURES[0])
         .put("cert-valid-from", CERT_FROM)
         .put("cert-valid-until", CERT_UNTIL)
         .put_hex("region-cert", &snapshot[8..8 + cert_len])
@@ -171,7 +173,7 @@ fn snapshot_vector() -> Vector {
         .put("node-http", NODE_HTTP)
         .put("office", OFFICE)
         .put("office-name", OFFICE_NAME)
-        .put("office-kinds", OFFICE_KIND)
+        .put("office-kind", OFFICE_KIND)
         .put_hex("office-ed25519-secret", &OFFICE_ED25519)
         .put_hex("office-ed25519-public", &public(&OFFICE_ED25519))
         .put_hex("office-x25519-secret", &OFFICE_X25519)
@@ -214,7 +216,6 @@ fn delta_vector() -> Vector {
         .put_hex("base-digest", &base)
         .put_hex("result-digest", &result)
         .put_hex("upsert", &spec_entry(1))
-        .put("removals", 0)
         .put_hex("delta", &delta);
     v
 }
@@ -342,4 +343,309 @@ fn delta_vector_matches_spec() {
     region
         .verify_strict(&signed, &Signature::from_bytes(&sig))
         .unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// A region of two prefectures with several entries (SPEC.md §6.4: the digest is over the
+// entries as the file lists them; order is checked after it).
+// ---------------------------------------------------------------------------------------------
+
+const KANTO: &str = "kanto";
+const KANTO_NAME: &str = "関東テスト協会";
+const KANTO_PREFECTURES: [u8; 2] = [13, 14];
+
+fn kanto_cert() -> RegionCert {
+    RegionCert::issue(
+        &SigningKey::from_bytes(&ROOT),
+        KANTO,
+        KANTO_NAME,
+        public(&REGION_KEY),
+        KANTO_PREFECTURES.to_vec(),
+        CERT_FROM,
+        CERT_UNTIL,
+    )
+}
+
+fn key_pair(identity: u8, encryption: u8, valid_from: u64, valid_until: u64) -> OfficeKey {
+    OfficeKey {
+        identity: public(&[identity; 32]),
+        encryption: x25519_public(&[encryption; 32]),
+        valid_from,
+        valid_until,
+    }
+}
+
+/// 1310000021 in the middle of a key rotation: two kinds, two keys, two addresses.
+fn aozora(rotated: bool) -> Entry {
+    let old = key_pair(0x15, 0x16, KEY_FROM, 1_791_209_600);
+    let new = key_pair(0x17, 0x18, 1_790_000_000, KEY_UNTIL);
+    Entry {
+        office: OfficeNumber::parse("1310000021").unwrap(),
+        name: "ケアプランセンター青空".into(),
+        kinds: vec![
+            ServiceKind::parse("43").unwrap(),
+            ServiceKind::parse("46").unwrap(),
+        ],
+        keys: if rotated { vec![new] } else { vec![old, new] },
+        addresses: vec![
+            "/ip4/127.0.0.1/tcp/4702".into(),
+            "/ip4/127.0.0.1/udp/4702/quic-v1".into(),
+        ],
+        status: Status::Active,
+    }
+}
+
+/// 1410000001, revoked, with no addresses.
+fn yokohama() -> Entry {
+    Entry {
+        office: OfficeNumber::parse("1410000001").unwrap(),
+        name: "横浜テスト事業所".into(),
+        kinds: vec![ServiceKind::parse("11").unwrap()],
+        keys: vec![key_pair(0x19, 0x1a, KEY_FROM, KEY_UNTIL)],
+        addresses: vec![],
+        status: Status::Revoked,
+    }
+}
+
+/// 1410000002, enrolled in the delta.
+fn kawasaki() -> Entry {
+    Entry {
+        office: OfficeNumber::parse("1410000002").unwrap(),
+        name: "川崎テスト訪問看護".into(),
+        kinds: vec![ServiceKind::parse("13").unwrap()],
+        keys: vec![key_pair(0x1b, 0x1c, DELTA_ISSUED_AT, KEY_UNTIL)],
+        addresses: vec!["/ip4/127.0.0.1/tcp/4703".into()],
+        status: Status::Active,
+    }
+}
+
+/// An entry's bytes (the crate's encoder is private): the tail of a one-entry snapshot.
+fn encoded(e: &Entry) -> Vec<u8> {
+    let build = |entries: &[Entry]| {
+        Snapshot::build(
+            &kanto_cert(),
+            &SigningKey::from_bytes(&REGION_KEY),
+            1,
+            ISSUED_AT,
+            EXPIRES_AT,
+            &[],
+            entries,
+        )
+    };
+    let head = build(&[]).len();
+    build(std::slice::from_ref(e))[head..].to_vec()
+}
+
+/// A kanto snapshot; `full` adds what a second implementation needs to rebuild it (the
+/// certificate's fields and the times), which vector directory-snapshot-3 shares with -2.
+fn kanto_snapshot_vector(name: &str, entries: &[Entry], full: bool) -> Vector {
+    let snapshot = Snapshot::build(
+        &kanto_cert(),
+        &SigningKey::from_bytes(&REGION_KEY),
+        SEQ,
+        ISSUED_AT,
+        EXPIRES_AT,
+        &[node()],
+        entries,
+    );
+    let cert_len = 8 + 1 + KANTO.len() + 2 + KANTO_NAME.len() + 32 + 1 + 2 + 8 + 8 + 32 + 64;
+    let mut v = Vector::new(name);
+    if full {
+        v.put("region", KANTO).put("region-name", KANTO_NAME);
+        for p in KANTO_PREFECTURES {
+            v.put("prefecture", p);
+        }
+        v.put_hex("region-cert", &snapshot[8..8 + cert_len]);
+    }
+    for e in entries {
+        v.put_hex("entry", &encoded(e));
+    }
+    v.put_hex("entries-digest", &entries_digest(entries));
+    if full {
+        v.put("seq", SEQ)
+            .put("issued-at", ISSUED_AT)
+            .put("expires-at", EXPIRES_AT);
+    }
+    v.put_hex("snapshot", &snapshot);
+    let mut dir = Directory::new(Anchor::from_json(&anchor_json()).unwrap());
+    v.put(
+        "result",
+        match dir.apply_snapshot(&snapshot) {
+            Ok(_) => "accepted".to_string(),
+            Err(e) => error_name(&e),
+        },
+    );
+    v
+}
+
+/// The name of a directory error as SPEC.md §6 writes it.
+fn error_name(e: &renkei_directory::DirectoryError) -> String {
+    format!("{e:?}").split('(').next().unwrap().to_string()
+}
+
+fn kanto_entries() -> Vec<Entry> {
+    vec![entry(Status::Active), aozora(false), yokohama()]
+}
+
+/// A kanto delta from directory-snapshot-2; `full` as for [`kanto_snapshot_vector`].
+fn kanto_delta_vector(name: &str, upserts: Vec<Entry>, full: bool) -> Vector {
+    let base = kanto_entries();
+    let result = vec![aozora(true), yokohama(), kawasaki()];
+    let removal = OfficeNumber::parse(OFFICE).unwrap();
+    let delta = Delta {
+        cert: kanto_cert(),
+        from_seq: SEQ,
+        to_seq: SEQ + 1,
+        issued_at: DELTA_ISSUED_AT,
+        expires_at: DELTA_EXPIRES_AT,
+        nodes: vec![node()],
+        base_digest: entries_digest(&base),
+        result_digest: entries_digest(&result),
+        upserts: upserts.clone(),
+        removals: vec![removal],
+        signature: [0; 64],
+    }
+    .sign(&SigningKey::from_bytes(&REGION_KEY));
+    let mut v = Vector::new(name);
+    if full {
+        v.put("from-seq", SEQ)
+            .put("to-seq", SEQ + 1)
+            .put("issued-at", DELTA_ISSUED_AT)
+            .put("expires-at", DELTA_EXPIRES_AT)
+            .put_hex("base-digest", &entries_digest(&base))
+            .put_hex("result-digest", &entries_digest(&result));
+    }
+    for e in &upserts {
+        v.put_hex("upsert", &encoded(e));
+    }
+    v.put("removal", removal).put_hex("delta", &delta);
+    let mut dir = Directory::new(Anchor::from_json(&anchor_json()).unwrap());
+    let snapshot = Snapshot::build(
+        &kanto_cert(),
+        &SigningKey::from_bytes(&REGION_KEY),
+        SEQ,
+        ISSUED_AT,
+        EXPIRES_AT,
+        &[node()],
+        &base,
+    );
+    dir.apply_snapshot(&snapshot).unwrap();
+    v.put(
+        "result",
+        match dir.apply_delta(&delta) {
+            Ok(_) => "accepted".to_string(),
+            Err(e) => error_name(&e),
+        },
+    );
+    v
+}
+
+/// Applies SPEC.md's bytes and checks the outcome SPEC.md states.
+fn outcome(dir: &mut Directory, file: &[u8], delta: bool) -> String {
+    let r = if delta {
+        dir.apply_delta(file)
+    } else {
+        dir.apply_snapshot(file)
+    };
+    match r {
+        Ok(_) => "accepted".to_string(),
+        Err(e) => error_name(&e),
+    }
+}
+
+#[test]
+fn several_entries_vectors_match_spec() {
+    let text = spec::spec_text();
+    let s2 = spec::check(
+        &text,
+        &kanto_snapshot_vector("directory-snapshot-2", &kanto_entries(), true),
+    );
+    // Out of office order: the digest over the entries as listed matches; the order does not.
+    let unsorted = [yokohama(), entry(Status::Active)];
+    let s3 = spec::check(
+        &text,
+        &kanto_snapshot_vector("directory-snapshot-3", &unsorted, false),
+    );
+    let d2 = spec::check(
+        &text,
+        &kanto_delta_vector("directory-delta-2", vec![aozora(true), kawasaki()], true),
+    );
+    let d3 = spec::check(
+        &text,
+        &kanto_delta_vector("directory-delta-3", vec![kawasaki(), aozora(true)], false),
+    );
+
+    // By hand: a snapshot's digest is SHA-256 over its entries' bytes as the file lists them,
+    // and they are the file's tail.
+    for v in [&s2, &s3] {
+        let entries: Vec<u8> = v
+            .all("entry")
+            .iter()
+            .flat_map(|h| hex::decode(h).unwrap())
+            .collect();
+        assert_eq!(
+            sha256(&entries).as_slice(),
+            v.hex("entries-digest").as_slice()
+        );
+        assert!(v.hex("snapshot").ends_with(&entries));
+        // The same certificate in both.
+        assert!(v.hex("snapshot")[8..].starts_with(&s2.hex("region-cert")));
+    }
+    // The certificate lists both prefectures, one byte each.
+    let cert = s2.hex("region-cert");
+    let prefectures: Vec<u8> = s2
+        .all("prefecture")
+        .iter()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    let at = 8 + 1 + s2.get("region").len() + 2 + s2.get("region-name").len() + 32;
+    assert_eq!(usize::from(cert[at]), prefectures.len());
+    assert_eq!(
+        &cert[at + 1..at + 1 + prefectures.len()],
+        prefectures.as_slice()
+    );
+
+    // Through the crate, SPEC.md's bytes give SPEC.md's outcomes.
+    let anchor = || Directory::new(Anchor::from_json(&anchor_json()).unwrap());
+    assert_eq!(
+        outcome(&mut anchor(), &s3.hex("snapshot"), false),
+        s3.get("result")
+    );
+    assert_eq!(s3.get("result"), "Malformed");
+    for d in [&d2, &d3] {
+        let mut dir = anchor();
+        assert_eq!(
+            outcome(&mut dir, &s2.hex("snapshot"), false),
+            s2.get("result")
+        );
+        assert_eq!(outcome(&mut dir, &d.hex("delta"), true), d.get("result"));
+        // By hand: the held entries less the removal, with the upserts, in office order, hash
+        // to the result digest.
+        let mut result: Vec<Vec<u8>> = s2
+            .all("entry")
+            .iter()
+            .map(|h| hex::decode(h).unwrap())
+            .filter(|e| !d.all("removal").iter().any(|o| e.starts_with(o.as_bytes())))
+            .collect();
+        for u in d.all("upsert") {
+            let u = hex::decode(u).unwrap();
+            result.retain(|e| e[..10] != u[..10]);
+            result.push(u);
+        }
+        result.sort_by(|a, b| a[..10].cmp(&b[..10]));
+        assert_eq!(
+            sha256(&result.concat()).as_slice(),
+            d2.hex("result-digest").as_slice()
+        );
+    }
+    assert_eq!(d2.get("result"), "accepted");
+    assert_eq!(d3.get("result"), "Malformed");
+    let mut dir = anchor();
+    dir.apply_snapshot(&s2.hex("snapshot")).unwrap();
+    dir.apply_delta(&d2.hex("delta")).unwrap();
+    let region = dir.region(KANTO).unwrap();
+    assert_eq!(
+        region.entries.entries().unwrap(),
+        [aozora(true), yokohama(), kawasaki()]
+    );
 }

@@ -41,7 +41,7 @@ fn office(n: &str) -> OfficeNumber {
     OfficeNumber::parse(n).expect("office")
 }
 
-fn never(_: &MessageId) -> bool {
+fn never(_: &OfficeNumber, _: &MessageId) -> bool {
     false
 }
 

@@ -56,7 +56,7 @@ fn seal_file(k: &Keys, plaintext: &[u8], rng: &mut ChaCha20Rng) -> Vec<u8> {
     seal(&params, plaintext, &k.sender, rng).unwrap()
 }
 
-fn never(_: &MessageId) -> bool {
+fn never(_: &OfficeNumber, _: &MessageId) -> bool {
     false
 }
 

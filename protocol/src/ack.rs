@@ -14,6 +14,9 @@ use crate::wire::{Put, Reader};
 pub const TYPE_ACK: u8 = b'A';
 /// The most findings an ack carries.
 pub const MAX_ACK_FINDINGS: usize = 256;
+/// The longest error code an ack carries, in bytes (a code is 1 to this many of `A`–`Z`,
+/// `0`–`9`, `_`).
+pub const MAX_CODE_LEN: usize = 64;
 
 /// One checker finding carried in a negative ack.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -90,7 +93,12 @@ impl Ack {
         if let Verdict::Rejected(f) = &mut verdict {
             f.truncate(MAX_ACK_FINDINGS);
             for x in f.iter_mut() {
-                x.code.truncate(64);
+                // Codes are ASCII; cut at a character boundary all the same, never mid-character.
+                let mut end = x.code.len().min(MAX_CODE_LEN);
+                while !x.code.is_char_boundary(end) {
+                    end -= 1;
+                }
+                x.code.truncate(end);
             }
         }
         let mut ack = Ack {
@@ -178,9 +186,11 @@ impl Ack {
                     let len = usize::from(r.u8().map_err(short)?);
                     let code = std::str::from_utf8(r.bytes(len).map_err(short)?)
                         .map_err(|_| AckError::Malformed("error code"))?;
-                    if !code
-                        .bytes()
-                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_')
+                    if code.is_empty()
+                        || code.len() > MAX_CODE_LEN
+                        || !code
+                            .bytes()
+                            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_')
                     {
                         return Err(AckError::Malformed("error code"));
                     }

@@ -454,8 +454,9 @@ pub struct OpenParams<'a> {
     pub max_age: u64,
     /// How far in the future a creation time may lie (clock skew), in seconds.
     pub max_skew: u64,
-    /// Whether a message id was already received (replay).
-    pub seen: &'a dyn Fn(&MessageId) -> bool,
+    /// Whether this sender office's message id was already received (replay). Message ids are
+    /// per sender: the same id from another office is another message.
+    pub seen: &'a dyn Fn(&OfficeNumber, &MessageId) -> bool,
 }
 
 impl std::fmt::Debug for OpenParams<'_> {
@@ -504,7 +505,7 @@ pub fn open_header(header: &EnvelopeHeader, p: &OpenParams<'_>) -> Result<Opener
     sender_key
         .verify_strict(&header.signed_bytes(), &signature)
         .map_err(|_| EnvelopeError::BadSignature)?;
-    if (p.seen)(&header.message_id) {
+    if (p.seen)(&header.sender_office, &header.message_id) {
         return Err(EnvelopeError::Replayed(header.message_id));
     }
     if header.created_at > p.now.saturating_add(p.max_skew) {

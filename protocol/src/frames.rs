@@ -67,7 +67,8 @@ impl FrameKind {
         match self {
             FrameKind::Header => 4096,
             FrameKind::Chunk => MAX_CHUNK_SIZE as usize + TAG_LEN,
-            // The largest ack the format allows (256 findings with 255-byte codes) fits.
+            // The largest ack a reader accepts (256 findings with 64-byte codes, 18,359 bytes)
+            // fits, with room.
             FrameKind::Ack => 80 * 1024,
             FrameKind::Refuse | FrameKind::NotFound | FrameKind::Request => 4096,
             FrameKind::End => 0,

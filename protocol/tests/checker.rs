@@ -1034,6 +1034,17 @@ fn limit_cases() -> Vec<Case> {
     let first = long.records[0].clone();
     long = long.push(record).push(first).set(4, 4, "2023");
     let no_end = format!("202407,\"{}\"", "あ".repeat(MAX_RECORD / 2));
+    // SPEC.md §3.3: a record's length runs from its first character up to, not including, its
+    // line end; the line break inside its quoted field counts, the empty lines before it and its
+    // own CRLF do not. Exactly MAX_RECORD bytes is read (and has the wrong field count); one
+    // more is too long.
+    let of_length = |len: usize| {
+        let head = "202407,\"";
+        let filler = len - head.len() - "\r\n".len() - 1;
+        let record = format!("{head}{}\r\n\"", "a".repeat(filler));
+        assert_eq!(record.len(), len);
+        format!("\r\n\r\n{record}\r\n").into_bytes()
+    };
     vec![
         case(
             "250 bad records: 200 listed, then TOO_MANY_ERRORS",
@@ -1052,6 +1063,18 @@ fn limit_cases() -> Vec<Case> {
             PLAN,
             sjis_encode(&no_end),
             vec![(1, 0, E::RecordTooLong)],
+        ),
+        case(
+            "a record of exactly 1 MiB after two empty lines is read",
+            PLAN,
+            of_length(MAX_RECORD),
+            vec![(3, 0, E::FieldCount)],
+        ),
+        case(
+            "a record of 1 MiB and one byte after two empty lines is too long",
+            PLAN,
+            of_length(MAX_RECORD + 1),
+            vec![(3, 0, E::RecordTooLong)],
         ),
     ]
 }

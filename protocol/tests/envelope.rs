@@ -55,7 +55,7 @@ fn seal_for(from: &Office, to: &Office, id: u8, plaintext: &[u8], chunk: u32) ->
     .unwrap()
 }
 
-fn never(_: &MessageId) -> bool {
+fn never(_: &OfficeNumber, _: &MessageId) -> bool {
     false
 }
 
@@ -204,26 +204,72 @@ fn appended_data_is_refused() {
     );
 }
 
+/// SPEC.md §4.5 step 6: message ids are per sender office. An id already received from this
+/// sender is a replay; the same id from another office is another message.
 #[test]
-fn replayed_header_is_refused() {
+fn replay_is_per_sender_office() {
     let env = seal_for(&cm(), &svc(), 5, &sample(100), 64);
     let secrets = [svc().enc.clone()];
     let keys = [cm().sign.verifying_key()];
-    let seen = |id: &MessageId| *id == MessageId([5; 16]);
-    let err = open(
-        &env,
-        &OpenParams {
-            recipient_office: svc().number,
-            recipient_secrets: &secrets,
-            sender_keys: &keys,
-            now: NOW,
-            max_age: 86400,
-            max_skew: 600,
-            seen: &seen,
-        },
-    )
-    .unwrap_err();
-    assert_eq!(err, EnvelopeError::Replayed(MessageId([5; 16])));
+    let open_seen = |seen: &dyn Fn(&OfficeNumber, &MessageId) -> bool| {
+        open(
+            &env,
+            &OpenParams {
+                recipient_office: svc().number,
+                recipient_secrets: &secrets,
+                sender_keys: &keys,
+                now: NOW,
+                max_age: 86400,
+                max_skew: 600,
+                seen,
+            },
+        )
+    };
+    let from_us = |o: &OfficeNumber, id: &MessageId| *o == cm().number && *id == MessageId([5; 16]);
+    assert_eq!(
+        open_seen(&from_us).unwrap_err(),
+        EnvelopeError::Replayed(MessageId([5; 16]))
+    );
+    let from_other =
+        |o: &OfficeNumber, id: &MessageId| *o == svc().number && *id == MessageId([5; 16]);
+    assert!(open_seen(&from_other).is_ok());
+}
+
+/// SPEC.md §4.5 step 1: the header is read field by field, front to back, and the first field
+/// that fails decides: one the input ends inside is `Incomplete`, one read whole with a value
+/// out of range is its own error, whatever follows.
+#[test]
+fn header_parse_errors_are_decided_field_by_field() {
+    let env = seal_for(&cm(), &svc(), 1, &sample(10), 64);
+    let parse = |b: &[u8]| EnvelopeHeader::parse(b).map(|_| ()).unwrap_err();
+    // Ends inside the magic, even with wrong bytes so far; ends after a right magic.
+    assert_eq!(parse(b"XYZ"), EnvelopeError::Incomplete);
+    assert_eq!(parse(b"RENKEI"), EnvelopeError::Incomplete);
+    assert_eq!(parse(b"RENKEX"), EnvelopeError::BadMagic);
+    assert_eq!(parse(b"RENKEIA"), EnvelopeError::BadMagic);
+    assert_eq!(parse(b"RENKEIE\x02"), EnvelopeError::UnsupportedVersion(2));
+    // Ends inside the sender office: Incomplete, even though the digits so far are bad.
+    let mut bad = env[..36].to_vec();
+    bad[32] = b'x';
+    assert_eq!(parse(&bad), EnvelopeError::Incomplete);
+    // A whole sender office that is not 10 digits: Malformed, however little follows.
+    let mut bad = env[..42].to_vec();
+    bad[32] = b'x';
+    assert_eq!(parse(&bad), EnvelopeError::Malformed("office number"));
+    // name_len = 0 with nothing after it: Malformed, not Incomplete.
+    let mut bad = env[..118].to_vec();
+    bad[116..118].copy_from_slice(&[0, 0]);
+    assert_eq!(parse(&bad), EnvelopeError::Malformed("file name length"));
+    // name_len = 256 and the input ends inside the name: Malformed (the length is read first).
+    bad[116..118].copy_from_slice(&256u16.to_be_bytes());
+    assert_eq!(parse(&bad), EnvelopeError::Malformed("file name length"));
+    // A valid name_len with the input ending inside the name: Incomplete.
+    assert_eq!(parse(&env[..130]), EnvelopeError::Incomplete);
+    // A chunk size out of range with nothing after it: Malformed.
+    let n = NAME.len();
+    let mut bad = env[..162 + n].to_vec();
+    bad[158 + n..162 + n].copy_from_slice(&63u32.to_be_bytes());
+    assert_eq!(parse(&bad), EnvelopeError::Malformed("chunk size"));
 }
 
 #[test]
@@ -269,7 +315,7 @@ fn a_day_of_clock_error_is_tolerated_and_a_replay_inside_it_still_refused() {
     let env = seal_for(&cm(), &svc(), 6, &sample(10), 64);
     let secrets = [svc().enc.clone()];
     let keys = [cm().sign.verifying_key()];
-    let at = |now: u64, seen: &dyn Fn(&MessageId) -> bool| {
+    let at = |now: u64, seen: &dyn Fn(&OfficeNumber, &MessageId) -> bool| {
         open(
             &env,
             &OpenParams {
@@ -286,7 +332,8 @@ fn a_day_of_clock_error_is_tolerated_and_a_replay_inside_it_still_refused() {
     // The sender's clock 20 hours ahead of ours: taken, once.
     let sender_fast = NOW - 20 * 3600;
     assert!(at(sender_fast, &never).is_ok());
-    let received = |id: &MessageId| *id == MessageId([6; 16]);
+    let received =
+        |from: &OfficeNumber, id: &MessageId| *from == cm().number && *id == MessageId([6; 16]);
     assert_eq!(
         at(sender_fast, &received).unwrap_err(),
         EnvelopeError::Replayed(MessageId([6; 16]))
@@ -389,6 +436,107 @@ fn ack_tampering_is_refused() {
         forged.verify(&MessageId([1; 16]), &sha256(b"x"), &keys),
         Err(AckError::BadSignature)
     );
+}
+
+/// SPEC.md §5.2: a code is 1 to 64 bytes of `A`–`Z`, `0`–`9`, `_`. A reader refuses an empty
+/// code and a longer one; the reference signer cuts a longer code to 64 bytes.
+#[test]
+fn ack_codes_are_one_to_64_bytes() {
+    let with_code = |code: &str| Ack {
+        verdict: Verdict::Rejected(vec![AckFinding {
+            line: 1,
+            field: 0,
+            code: code.into(),
+        }]),
+        ..ack(Verdict::Accepted)
+    };
+    let code64 = "A".repeat(64);
+    assert!(Ack::parse(&with_code(&code64).to_bytes()).is_ok());
+    assert!(Ack::parse(&with_code("X").to_bytes()).is_ok());
+    for bad in [String::new(), "A".repeat(65), "A".repeat(255)] {
+        assert_eq!(
+            Ack::parse(&with_code(&bad).to_bytes()),
+            Err(AckError::Malformed("error code")),
+            "a code of {} bytes",
+            bad.len()
+        );
+    }
+    // The signer keeps 64 bytes of a longer code, and never cuts a character in two.
+    let signed = ack(Verdict::Rejected(vec![
+        AckFinding {
+            line: 1,
+            field: 0,
+            code: "B".repeat(70),
+        },
+        AckFinding {
+            line: 1,
+            field: 0,
+            code: format!("{}é", "C".repeat(63)),
+        },
+    ]));
+    let Verdict::Rejected(f) = &signed.verdict else {
+        panic!("rejected")
+    };
+    assert_eq!(f[0].code, "B".repeat(64));
+    assert_eq!(f[1].code, "C".repeat(63));
+}
+
+/// SPEC.md §5.2: a receiver's rejection carries at most 203 findings — `ROUTE_SENDER` and
+/// `ROUTE_RECIPIENT` (§7.3 step 9) before the check's 201 (§3.6) — with codes of at most 22
+/// bytes, so at most 6,070 bytes; the format's largest ack (256 findings of 64-byte codes) is
+/// 18,359 bytes. Both fit an `Ack` frame.
+#[test]
+fn the_largest_acks_fit_an_ack_frame() {
+    use renkei_protocol::check::{ErrorCode, MAX_FINDINGS};
+    use renkei_protocol::frames::FrameKind;
+    use renkei_protocol::session::route_findings;
+
+    let longest = ErrorCode::ALL
+        .iter()
+        .map(|c| c.as_str().len())
+        .max()
+        .unwrap();
+    assert_eq!(longest, 22);
+    assert_eq!(MAX_FINDINGS + 1, 201);
+
+    // A file with both route findings and more problems than the cap.
+    let name = "UPPLAN_202610_1310000099_43_1310000098_11_20260928103000.CSV";
+    let mut bytes = Vec::new();
+    for _ in 0..300 {
+        bytes.extend_from_slice(b"202407,x\r\n");
+    }
+    let header = EnvelopeHeader::parse(&seal_for(&cm(), &svc(), 1, &bytes, 64))
+        .unwrap()
+        .0;
+    let header = EnvelopeHeader {
+        file_name: name.into(),
+        ..header
+    };
+    let (mut findings, _) = route_findings(&header, svc().number, &[]);
+    assert_eq!(findings.len(), 2);
+    findings.extend(renkei_protocol::check_bytes(name, &bytes).errors);
+    assert_eq!(findings.len(), 203);
+    let worst: Vec<AckFinding> = (0..203)
+        .map(|_| AckFinding {
+            line: u32::MAX,
+            field: u16::MAX,
+            code: "X".repeat(longest),
+        })
+        .collect();
+    let worst = ack(Verdict::Rejected(worst)).to_bytes();
+    assert_eq!(worst.len(), 6070);
+
+    let largest: Vec<AckFinding> = (0..256)
+        .map(|_| AckFinding {
+            line: 1,
+            field: 1,
+            code: "X".repeat(64),
+        })
+        .collect();
+    let largest = ack(Verdict::Rejected(largest)).to_bytes();
+    assert_eq!(largest.len(), 18_359);
+    assert!(Ack::parse(&largest).is_ok());
+    assert!(largest.len() <= FrameKind::Ack.limit());
 }
 
 /// Regression (cargo-fuzz `envelope`): the sizes a header claims come from the peer, before any

@@ -13,6 +13,7 @@
 #[path = "support/spec.rs"]
 mod spec;
 
+use chacha20::cipher::{KeyIvInit, StreamCipher};
 use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce, Tag};
 use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
@@ -21,7 +22,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use renkei_protocol::ack::{Ack, AckFinding, Verdict};
 use renkei_protocol::check::{CsvVersion, Field, Format, layout};
-use renkei_protocol::envelope::{MessageId, OpenParams, SealParams, open, seal};
+use renkei_protocol::envelope::{
+    EnvelopeError, EnvelopeHeader, MessageId, OpenParams, SealParams, open, seal,
+};
 use renkei_protocol::frames::{FrameKind, Refusal, RefusalCode, encode_frame};
 use renkei_protocol::{ErrorCode, FileKind, FileName, OfficeNumber, check_bytes, sha256};
 use spec::Vector;
@@ -129,6 +132,13 @@ fn envelope_vector() {
     v.put_hex("envelope", &envelope);
     let v = spec::check(&text, &v);
 
+    // ikm-e is the first 32 bytes of the ChaCha20 keystream (RFC 8439) under the seed as key,
+    // with a zero nonce and the block counter starting at 0.
+    let mut keystream = [0u8; 32];
+    chacha20::ChaCha20::new(&v.array::<32>("rng-seed").into(), &[0u8; 12].into())
+        .apply_keystream(&mut keystream);
+    assert_eq!(keystream.as_slice(), v.hex("ikm-e").as_slice());
+
     // The ephemeral key is DeriveKeyPair(ikm-e) of RFC 9180, and its public half is `enc`.
     let (_, pk_e) = Kem::derive_keypair(&v.hex("ikm-e"));
     assert_eq!(pk_e.to_bytes().as_slice(), v.hex("enc").as_slice());
@@ -136,7 +146,7 @@ fn envelope_vector() {
     // Open SPEC.md's bytes with SPEC.md's key, through this crate.
     let secrets = [StaticSecret::from(v.array::<32>("recipient-x25519-secret"))];
     let sender_keys = [VerifyingKey::from_bytes(&v.array::<32>("sender-ed25519-public")).unwrap()];
-    let never = |_: &MessageId| false;
+    let never = |_: &OfficeNumber, _: &MessageId| false;
     let (opened_header, opened) = open(
         &v.hex("envelope"),
         &OpenParams {
@@ -239,6 +249,76 @@ fn open_by_hand(v: &Vector) {
     );
 }
 
+/// The envelope of vector envelope-1, sealed again from the fixed inputs.
+fn envelope_1() -> Vec<u8> {
+    let plaintext = PLAINTEXT.as_bytes();
+    let params = SealParams {
+        message_id: MessageId(MESSAGE_ID),
+        created_at: CREATED_AT,
+        sender_office: office(SENDER_OFFICE),
+        recipient_office: office(RECIPIENT_OFFICE),
+        recipient_key: x25519_public(&RECIPIENT_X25519),
+        file_name: FILE_NAME,
+        plaintext_len: plaintext.len() as u64,
+        plaintext_hash: sha256(plaintext),
+        chunk_size: CHUNK_SIZE,
+    };
+    let sender = SigningKey::from_bytes(&SENDER_ED25519);
+    seal(
+        &params,
+        plaintext,
+        &sender,
+        &mut ChaCha20Rng::from_seed(RNG_SEED),
+    )
+    .unwrap()
+}
+
+/// The name of an envelope error as SPEC.md §4.5 writes it (the variant, without its details).
+fn error_name(e: &EnvelopeError) -> String {
+    let debug = format!("{e:?}");
+    debug.split('(').next().unwrap().to_string()
+}
+
+fn parse_vector(name: &str, bytes: &[u8]) -> Vector {
+    let e = EnvelopeHeader::parse(bytes).map(|_| ()).unwrap_err();
+    let mut v = Vector::new(name);
+    v.put_hex("bytes", bytes)
+        .put("error", error_name(&e))
+        .put("refusal-code", RefusalCode::for_envelope_error(&e).to_u16());
+    v
+}
+
+/// SPEC.md §4.5 step 1: the field that fails first decides between `Incomplete` and the
+/// field's own error.
+#[test]
+fn envelope_parse_vectors() {
+    let text = spec::spec_text();
+    let env = envelope_1();
+    // The magic whole and nothing after it.
+    let one = b"RENKEI".to_vec();
+    // Up to name_len, which is 0: the input ends there.
+    let mut two = env[..118].to_vec();
+    two[116..118].copy_from_slice(&[0, 0]);
+    // Ending inside the sender office, whose first digit is not a digit.
+    let mut three = env[..36].to_vec();
+    three[32] = b'x';
+    for (name, bytes) in [
+        ("envelope-parse-1", one),
+        ("envelope-parse-2", two),
+        ("envelope-parse-3", three),
+    ] {
+        let v = spec::check(&text, &parse_vector(name, &bytes));
+        let e = EnvelopeHeader::parse(&v.hex("bytes"))
+            .map(|_| ())
+            .unwrap_err();
+        assert_eq!(error_name(&e), v.get("error"));
+        assert_eq!(
+            u64::from(RefusalCode::for_envelope_error(&e).to_u16()),
+            v.num("refusal-code")
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // §9.4 Signed acks.
 // ---------------------------------------------------------------------------------------------
@@ -337,6 +417,60 @@ fn ack_vectors() {
     check_ack(&rejected);
 }
 
+/// An ack signed properly whose one finding's code breaks SPEC.md §5.2 (empty, or longer than
+/// 64 bytes): a reader refuses it whatever its signature.
+fn refused_ack_vector(name: &str, code: &str) -> Vector {
+    let key = SigningKey::from_bytes(&RECIPIENT_ED25519);
+    let mut ack = Ack::sign(
+        MessageId(MESSAGE_ID),
+        sha256(PLAINTEXT.as_bytes()),
+        office(SENDER_OFFICE),
+        office(RECIPIENT_OFFICE),
+        RECEIVED_AT,
+        Verdict::Accepted,
+        &key,
+    );
+    ack.verdict = Verdict::Rejected(vec![AckFinding {
+        line: 3,
+        field: 10,
+        code: code.into(),
+    }]);
+    let mut bytes = ack.to_bytes();
+    let signed = bytes.len() - 64;
+    let signature = ed25519_dalek::Signer::sign(&key, &bytes[..signed]).to_bytes();
+    bytes[signed..].copy_from_slice(&signature);
+    let mut v = Vector::new(name);
+    v.put("code-length", code.len()).put_hex("ack", &bytes).put(
+        "result",
+        match Ack::parse(&bytes) {
+            Ok(_) => "accepted".to_string(),
+            Err(_) => "refused".to_string(),
+        },
+    );
+    v
+}
+
+#[test]
+fn refused_ack_vectors() {
+    let text = spec::spec_text();
+    for (name, code) in [
+        ("ack-refused-1", String::new()),
+        ("ack-refused-2", "A".repeat(65)),
+    ] {
+        let v = spec::check(&text, &refused_ack_vector(name, &code));
+        let bytes = v.hex("ack");
+        // By hand: the signature (by the key at bytes 76..108) is good; the code's length
+        // byte, after the finding's line and field, is what is wrong.
+        let (signed, sig) = bytes.split_at(bytes.len() - 64);
+        VerifyingKey::from_bytes(&signed[76..108].try_into().unwrap())
+            .unwrap()
+            .verify_strict(signed, &Signature::from_bytes(sig.try_into().unwrap()))
+            .unwrap();
+        assert_eq!(u64::from(signed[125]), v.num("code-length"));
+        assert!(Ack::parse(&bytes).is_err());
+    }
+}
+
 /// The refusal frame of SPEC.md §9.8: message id, code and reason, behind the frame head.
 fn refuse_vector() -> Vector {
     let refusal = Refusal::new(MessageId(MESSAGE_ID), RefusalCode::Busy, REFUSE_REASON);
@@ -427,6 +561,25 @@ fn name_vectors() {
             "name-6",
             "UP1KYO_202610_1310000001_43_1310000011_11_20260928100000.CSV",
         ),
+        // The prefix and the extension must agree (§2.3 step 4).
+        (
+            "name-7",
+            "UP1KYO_1310000001_43_1310000011_11_20260928100000.jpg",
+        ),
+        (
+            "name-8",
+            "UPKIHON_IMAGE_1310000001_43_1310000011_11_20260928100000_0001.CSV",
+        ),
+        // FROMKIND, TO and the stamp are all bad: the first in order decides (§2.3 step 7).
+        (
+            "name-9",
+            "UPPLAN_202610_1310000001_4x_131000001_11_20260931103000.CSV",
+        ),
+        // TO and TOKIND and the stamp are bad: TO comes first.
+        (
+            "name-10",
+            "UPPLAN_202610_1310000001_43_131000001_1_20260931103000.CSV",
+        ),
     ];
     for (vector, name) in names {
         spec::check(&text, &name_vector(vector, name));
@@ -468,6 +621,82 @@ fn checker_vector() {
         .map(|f| format!("{} {} {}", f.line, f.field, f.code))
         .collect();
     assert_eq!(got, v.all("finding"));
+}
+
+/// A checker vector: a file name, its bytes, and the findings as `line field code`.
+fn check_vector(name: &str, file_name: &str, bytes: &[u8]) -> Vector {
+    let report = check_bytes(file_name, bytes);
+    let mut v = Vector::new(name);
+    v.put("file-name", file_name).put_hex("content", bytes);
+    for f in &report.errors {
+        v.put("finding", format!("{} {} {}", f.line, f.field, f.code));
+    }
+    v
+}
+
+/// SPEC.md's content gives SPEC.md's findings.
+fn assert_check_vector(v: &Vector) {
+    let report = check_bytes(v.get("file-name"), &v.hex("content"));
+    let got: Vec<String> = report
+        .errors
+        .iter()
+        .map(|f| format!("{} {} {}", f.line, f.field, f.code))
+        .collect();
+    assert_eq!(got, v.all("finding"), "vector {}", v.name);
+}
+
+fn cp932(text: &str) -> Vec<u8> {
+    let (bytes, _, bad) = encoding_rs::SHIFT_JIS.encode(text);
+    assert!(!bad, "{text}");
+    bytes.into_owned()
+}
+
+/// Vector check-2 (SPEC.md §3.3, quoting): after a character that follows a closing quote, the
+/// rest of the field is unquoted text, so each later `"` in it is a finding of its own.
+const QUOTE_TEXT: &str = "\
+202407,\"ab\"c\"d\",x\r\n\
+202407,x\"y,\"\"\r\n\
+202407,\"never\r\n\
+closed\r\n";
+
+/// Vector check-3 (SPEC.md §3.4 step 2, §3.5.3): a 第2表 whose texts fill in and conflict, a
+/// record at the other V4 version, and a numbering used twice.
+const PLAN2_NAME: &str = "UP2KYO_1310000001_43_1310000011_11_20260928100000.CSV";
+const PLAN2_TEXT: &str = "\
+202407,131016,0000123451,20260926,20260926,1,,1,,転倒しない,,,1,訪問介護,,,,,,,,\r\n\
+202407,131016,0000123451,20260926,20260926,1,歩行が不安定,1,自宅で暮らす,,,,2,通所介護,,,,,,,,\r\n\
+202407,131016,0000123451,20260926,20260926,1,外出が減った,1,,外出する,,,3,福祉用具,,,,,,,,\r\n\
+202504,131016,0000123451,20260926,20260926,1,,1,,,,,4,見守り,,,,,,,,\r\n\
+202407,131016,0000123451,20260926,20260926,1,歩行が不安定,1,自宅で暮らす,転倒しない,,,4,見守り,,,,,,,,\r\n";
+
+/// Vectors check-4 and check-5 (SPEC.md §3.2): the bytes where CP932 tables disagree.
+fn cp932_vectors() -> [(&'static str, Vec<u8>); 2] {
+    // Record 1 of check-1 with byte 0x80 in the name field: U+0080, a character like any other.
+    let mut four = cp932("202407,131016,0000123451,20260926,202610,1310000001,\"中村");
+    four.push(0x80);
+    four.extend(cp932(
+        "由美\",220,,20261002,,1000,1050,1,117311,,,,,1310000011,\"さくら訪問介護ステーション\",,0,1310000001,\r\n",
+    ));
+    // A0, FD, FE and FF alone are malformed; a lead byte with a non-ASCII byte that does not
+    // complete a pair is one malformed sequence of two bytes.
+    let five = b"202407,\xA0\r\n202407,\xFD\xFE\xFF\r\n202407,\x81\xE9\xE9\r\n".to_vec();
+    [("check-4", four), ("check-5", five)]
+}
+
+#[test]
+fn more_checker_vectors() {
+    let text = spec::spec_text();
+    let plan = CHECK_FILE_NAME;
+    let [(n4, four), (n5, five)] = cp932_vectors();
+    for (name, file, bytes) in [
+        ("check-2", plan, cp932(QUOTE_TEXT)),
+        ("check-3", PLAN2_NAME, cp932(PLAN2_TEXT)),
+        (n4, plan, four),
+        (n5, plan, five),
+    ] {
+        let v = spec::check(&text, &check_vector(name, file, &bytes));
+        assert_check_vector(&v);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -721,4 +950,174 @@ fn send_unit_order_matches_spec() {
         .map(|k| format!("{} {}", k.unit_order(), k.prefix()))
         .collect();
     assert_eq!(written, want);
+}
+
+// ---------------------------------------------------------------------------------------------
+// §9.1 The vector format itself.
+// ---------------------------------------------------------------------------------------------
+
+/// The kinds of value SPEC.md §9.1 defines, and the keys it gives each.
+#[derive(Debug, PartialEq)]
+enum ValueKind {
+    Bytes,
+    Number,
+    Text,
+    Finding,
+    Word(&'static [&'static str]),
+}
+
+fn value_kind(key: &str) -> ValueKind {
+    use ValueKind::*;
+    const BYTES: &[&str] = &[
+        "message-id",
+        "rng-seed",
+        "ikm-e",
+        "enc",
+        "hpke-info",
+        "plaintext",
+        "header",
+        "chunk",
+        "envelope",
+        "bytes",
+        "ack",
+        "content",
+        "region-cert",
+        "entry",
+        "upsert",
+        "snapshot",
+        "delta",
+        "frame",
+    ];
+    const NUMBERS: &[&str] = &[
+        "created-at",
+        "received-at",
+        "issued-at",
+        "expires-at",
+        "cert-valid-from",
+        "cert-valid-until",
+        "key-valid-from",
+        "key-valid-until",
+        "seq",
+        "from-seq",
+        "to-seq",
+        "chunk-size",
+        "code",
+        "refusal-code",
+        "code-length",
+        "unit-order",
+        "prefecture",
+    ];
+    const TEXTS: &[&str] = &[
+        "name",
+        "file-name",
+        "sender-office",
+        "recipient-office",
+        "office",
+        "from-office",
+        "to-office",
+        "removal",
+        "from-kind",
+        "to-kind",
+        "office-kind",
+        "kind",
+        "month",
+        "stamp",
+        "branch",
+        "region",
+        "region-name",
+        "office-name",
+        "node-address",
+        "office-address",
+        "node-http",
+        "reason",
+        "anchor",
+    ];
+    let bytes_suffix = ["-secret", "-public", "-sha256", "-digest", "-key"];
+    if BYTES.contains(&key) || bytes_suffix.iter().any(|s| key.ends_with(s)) {
+        return Bytes;
+    }
+    if NUMBERS.contains(&key) {
+        return Number;
+    }
+    if TEXTS.contains(&key) {
+        return Text;
+    }
+    match key {
+        "finding" => Finding,
+        "verdict" => Word(&["accepted", "rejected"]),
+        "status" => Word(&["active", "revoked"]),
+        "form" => Word(&["V4", "V3"]),
+        "extension" => Word(&["upper", "lower"]),
+        // Checked below: an error code, an envelope error name, a directory error name.
+        "error" | "result" => Word(&[]),
+        other => panic!("SPEC.md §9.1 does not say what kind of value `{other}` is"),
+    }
+}
+
+/// SPEC.md §9.1: every vector's every value is of the kind §9.1 gives its key, lists are the
+/// keys it names, and the reader of spec.rs reads the format as §9.1 writes it.
+#[test]
+fn vectors_follow_the_format_of_spec_9_1() {
+    // The reader: comments and empty lines skipped, continuations joined with nothing between,
+    // a key before its first `:` only, lists in order.
+    let sample = "```vector sample\n# a comment\nanchor: {\"a\": 1}\nbytes:\n  00ff\n\n  \
+                  10\nfinding: 1 2 X\nfinding: 3 4 Y\n```\n";
+    let v = &spec::vectors(sample)[0];
+    assert_eq!(v.get("anchor"), "{\"a\": 1}");
+    assert_eq!(v.get("bytes"), "00ff10");
+    assert_eq!(v.all("finding"), ["1 2 X", "3 4 Y"]);
+
+    const LISTS: [&str; 7] = [
+        "chunk",
+        "finding",
+        "entry",
+        "upsert",
+        "removal",
+        "prefecture",
+        "office-kind",
+    ];
+    let is_code = |s: &str| ErrorCode::ALL.iter().any(|c| c.as_str() == s);
+    let vectors = spec::vectors(&spec::spec_text());
+    assert!(vectors.len() >= 30, "{} vectors", vectors.len());
+    for v in &vectors {
+        let mut seen = std::collections::BTreeSet::new();
+        for (key, value) in &v.values {
+            let what = format!("vector {}: {key}: {value}", v.name);
+            if !seen.insert(key.as_str()) {
+                assert!(LISTS.contains(&key.as_str()), "{what}: repeated");
+            }
+            match value_kind(key) {
+                ValueKind::Bytes => assert!(
+                    !value.is_empty()
+                        && value.len() % 2 == 0
+                        && value
+                            .bytes()
+                            .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')),
+                    "{what}"
+                ),
+                ValueKind::Number => assert!(
+                    !value.is_empty() && value.bytes().all(|c| c.is_ascii_digit()),
+                    "{what}"
+                ),
+                ValueKind::Text => assert!(!value.is_empty(), "{what}"),
+                ValueKind::Finding => {
+                    let parts: Vec<&str> = value.split(' ').collect();
+                    assert_eq!(parts.len(), 3, "{what}");
+                    assert!(parts[0].parse::<u32>().is_ok(), "{what}");
+                    assert!(parts[1].parse::<u16>().is_ok(), "{what}");
+                    assert!(is_code(parts[2]), "{what}");
+                }
+                ValueKind::Word(words) if !words.is_empty() => {
+                    assert!(words.contains(&value.as_str()), "{what}")
+                }
+                ValueKind::Word(_) => assert!(
+                    value == "accepted"
+                        || value == "refused"
+                        || is_code(value)
+                        || value.bytes().all(|c| c.is_ascii_alphabetic()),
+                    "{what}"
+                ),
+            }
+        }
+    }
 }

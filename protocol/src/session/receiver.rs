@@ -219,7 +219,7 @@ impl ReceiverSession {
         let sender_keys = ctx
             .sender_keys(&header.sender_office)
             .map_err(SessionError::Local)?;
-        let never = |_: &MessageId| false;
+        let never = |_: &OfficeNumber, _: &MessageId| false;
         let opener = match open_header(
             &header,
             &OpenParams {
