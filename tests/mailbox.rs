@@ -13,11 +13,15 @@ use renkei_node::env::{ManualClock, wall_clock_ms};
 use renkei_node::federation::{
     Federation, RunningFederation, StartOptions, StoreChoice, Transport, drive_until,
 };
+use renkei_node::frames::{self, Kind};
+use renkei_node::mailbox::MailboxConfig;
+use renkei_node::net::{self, MAILBOX};
 use renkei_node::receipts::{KeptStatement, read_log};
 use renkei_node::samples::SAMPLES;
 use renkei_protocol::statement::{Reason, Statement};
 
 const SERVICE: &str = "1310000011";
+const THIRD: &str = "1310000021";
 
 /// The plans the care-management office sends the first service office.
 fn plans() -> Vec<(&'static str, &'static [u8])> {
@@ -31,10 +35,23 @@ fn plans() -> Vec<(&'static str, &'static [u8])> {
 /// The care-management office (0) and the service office (1), with its node off, in memory on
 /// a test clock; mailboxes are used after 5 s of unreachability.
 async fn federation(dir: &Path) -> (RunningFederation, ManualClock) {
-    let plan = Federation::builder(dir)
+    federation_with(dir, None, false).await
+}
+
+/// [`federation`] with the mailboxes' limits, and a third office (2, 通所介護, running).
+async fn federation_with(
+    dir: &Path,
+    mailbox: Option<MailboxConfig>,
+    third: bool,
+) -> (RunningFederation, ManualClock) {
+    let mut b = Federation::builder(dir)
         .transport(Transport::Memory)
         .office(CARE_MANAGER, "ひかり居宅介護支援事業所", &["43"])
-        .office(SERVICE, "さくら訪問介護ステーション", &["11"])
+        .office(SERVICE, "さくら訪問介護ステーション", &["11"]);
+    if third {
+        b = b.office(THIRD, "あおぞらデイサービス", &["15"]);
+    }
+    let plan = b
         .tune(|c| {
             c.mailbox_after_secs = 5;
             c.mailbox_poll_secs = 5;
@@ -50,11 +67,13 @@ async fn federation(dir: &Path) -> (RunningFederation, ManualClock) {
             seed: Some(9),
             store: StoreChoice::Memory,
             off: vec![1],
+            mailbox,
             ..Default::default()
         })
         .await
         .unwrap();
-    let held = drive(&clock, || fed.node(0).directory_entries() == 2).await;
+    let n = fed.plan.offices.len();
+    let held = drive(&clock, || fed.node(0).directory_entries() == n).await;
     assert!(held, "the care-management office holds the directory");
     (fed, clock)
 }
@@ -187,11 +206,215 @@ async fn an_office_off_for_the_whole_send_gets_every_file_once_from_its_mailbox(
         assert_eq!(s.reason, Reason::Acked);
         assert!(sent.iter().any(|r| r.message_id == s.message_id.to_hex()));
     }
-    // Nothing is left at the mailbox but what it owes nobody: no envelope, no part of one.
-    let left: Vec<PathBuf> = files_under(&mailbox_dir(&fed))
-        .into_iter()
-        .filter(|p| !p.to_string_lossy().contains("/.scratch/"))
-        .collect();
-    assert!(left.is_empty(), "{left:?}");
+    // Nothing is left at the mailbox once the sender has taken its outcomes: no envelope, no
+    // part of one, no outcome.
+    let left = || files_under(&mailbox_dir(&fed));
+    let empty = drive(&clock, || left().is_empty()).await;
+    assert!(empty, "{:?}", left());
     fed.shutdown().await;
+}
+
+/// Drops the plans into the care-management office's outbox and waits until `n` of them are
+/// kept in the service office's mailbox.
+async fn deposit(
+    fed: &RunningFederation,
+    clock: &ManualClock,
+    n: usize,
+) -> Vec<(&'static str, &'static [u8])> {
+    let files = plans();
+    for (name, bytes) in &files {
+        drop_into_outbox(fed.plan.home(0), name, bytes).unwrap();
+    }
+    let kept = drive(clock, || kept_for(fed, SERVICE) == n).await;
+    assert!(kept, "kept {} of {n}", kept_for(fed, SERVICE));
+    files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mailbox_restarted_with_envelopes_in_it_loses_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut fed, clock) = federation(dir.path()).await;
+    let files = deposit(&fed, &clock, plans().len()).await;
+    // Stopped at once, as a killed process would be, and started from its folder.
+    fed.restart_directory_node(0).await.unwrap();
+    assert_eq!(kept_for(&fed, SERVICE), files.len());
+    fed.start_node(1).await.unwrap();
+    let all = drive(&clock, || {
+        inbox(&fed, 1).len() == files.len() && fed.node(0).queued() == 0
+    })
+    .await;
+    assert!(
+        all,
+        "inbox {}, queued {}",
+        inbox(&fed, 1).len(),
+        fed.node(0).queued()
+    );
+    for (name, bytes) in &files {
+        assert_eq!(inbox(&fed, 1).get(*name).map(Vec::as_slice), Some(*bytes));
+    }
+    assert_eq!(
+        read_log(&fed.plan.home(1).receipts()).unwrap().len(),
+        files.len()
+    );
+    assert_eq!(
+        read_log(&fed.plan.home(0).receipts()).unwrap().len(),
+        files.len()
+    );
+    fed.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_not_taken_before_the_time_limit_is_reported_to_its_sender_with_a_statement() {
+    let dir = tempfile::tempdir().unwrap();
+    let ttl = MailboxConfig {
+        ttl_secs: 3600,
+        ..Default::default()
+    };
+    let (fed, clock) = federation_with(dir.path(), Some(ttl), false).await;
+    let files = deposit(&fed, &clock, plans().len()).await;
+    // An hour passes with the service office off: every envelope is dropped, its sender told.
+    clock.advance(Duration::from_secs(3600));
+    let reported = drive(&clock, || {
+        fed.node(0).queued() == 0 && kept_for(&fed, SERVICE) == 0
+    })
+    .await;
+    assert!(
+        reported,
+        "queued {}, kept {}",
+        fed.node(0).queued(),
+        kept_for(&fed, SERVICE)
+    );
+    let cm = fed.plan.home(0);
+    for (name, _) in &files {
+        assert!(cm.rejected().join(name).exists(), "{name} in rejected/");
+        let report =
+            std::fs::read_to_string(cm.rejected().join(format!("{name}.error.txt"))).unwrap();
+        assert!(report.contains("MAILBOX_EXPIRED"), "{report}");
+        assert!(
+            report.contains("保管期限") && report.contains("time limit"),
+            "{report}"
+        );
+    }
+    let statements = std::fs::read_to_string(cm.statements()).unwrap();
+    let reasons: Vec<KeptStatement> = statements
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(reasons.len(), files.len());
+    assert!(reasons.iter().all(|k| k.reason == "expired"));
+    assert!(
+        read_log(&cm.receipts()).unwrap().is_empty(),
+        "nothing was delivered"
+    );
+    let status = fed.node(0).status().await;
+    assert!(
+        status.last_errors.iter().any(|e| e.contains("rejected/")),
+        "{:?}",
+        status.last_errors
+    );
+    fed.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_members_use_a_mailbox_each_office_drains_only_its_own_and_quotas_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let quota = MailboxConfig {
+        max_files: 2,
+        ..Default::default()
+    };
+    let (mut fed, clock) = federation_with(dir.path(), Some(quota), true).await;
+    let files = deposit(&fed, &clock, 2).await;
+    // More is refused while the box is full: it stays at its quota.
+    drive_until(
+        &clock,
+        Duration::from_millis(250),
+        Duration::from_secs(2),
+        || false,
+    )
+    .await;
+    assert_eq!(kept_for(&fed, SERVICE), 2, "the quota holds");
+    assert_eq!(fed.node(0).queued(), files.len());
+
+    let dn = &fed.plan.directory_nodes[0];
+    let dn_peer: libp2p::PeerId = dn.multiaddr.rsplit('/').next().unwrap().parse().unwrap();
+    let dn_addr: libp2p::Multiaddr = dn.addr.parse().unwrap();
+    // The third office, a member, asks to drain: it gets its own (empty) box, never another's.
+    let third = fed.plan.home(2).load_keys().unwrap()[0].identity.clone();
+    let drained = ask_drain(&third, dn_peer, dn_addr.clone()).await;
+    assert_eq!(drained, Ok(0), "the third office's own box is empty");
+    assert_eq!(
+        kept_for(&fed, SERVICE),
+        2,
+        "nothing of another office moved"
+    );
+    // A key that is no member's cannot even connect.
+    let stranger = ed25519_dalek::SigningKey::from_bytes(&[42; 32]);
+    assert!(ask_drain(&stranger, dn_peer, dn_addr).await.is_err());
+
+    // The service office starts: everything arrives, exactly once, as the box empties.
+    fed.start_node(1).await.unwrap();
+    let all = drive(&clock, || {
+        inbox(&fed, 1).len() == files.len() && fed.node(0).queued() == 0
+    })
+    .await;
+    assert!(
+        all,
+        "inbox {}, queued {}",
+        inbox(&fed, 1).len(),
+        fed.node(0).queued()
+    );
+    assert_eq!(
+        read_log(&fed.plan.home(1).receipts()).unwrap().len(),
+        files.len()
+    );
+    assert_eq!(
+        read_log(&fed.plan.home(0).receipts()).unwrap().len(),
+        files.len()
+    );
+    fed.shutdown().await;
+}
+
+/// Connects with `key` to the directory node and asks for its mail: how many envelopes came,
+/// or why it could not ask.
+async fn ask_drain(
+    key: &ed25519_dalek::SigningKey,
+    dn: libp2p::PeerId,
+    addr: libp2p::Multiaddr,
+) -> Result<usize, String> {
+    let listen: Vec<libp2p::Multiaddr> = vec!["/memory/0".parse().unwrap()];
+    let net = net::start(
+        key,
+        &listen,
+        Arc::new(|_: &libp2p::PeerId| true),
+        &net::NetConfig::office().on(&listen),
+    )
+    .map_err(|e| e.to_string())?;
+    net.add_address(dn, addr).await;
+    let mut s = net
+        .open(dn, MAILBOX, Duration::from_secs(5))
+        .await
+        .map_err(|e| e.to_string())?;
+    frames::write(&mut s, Kind::Request, br#"{"op":"drain"}"#)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut frame = Vec::new();
+    let mut n = 0;
+    loop {
+        match frames::read(
+            &mut s,
+            &mut frame,
+            Duration::from_secs(5),
+            &[Kind::Header, Kind::Chunk, Kind::End, Kind::NotFound],
+        )
+        .await
+        {
+            Ok(Some(Kind::Header)) => n += 1,
+            Ok(Some(Kind::Chunk)) => {}
+            Ok(Some(Kind::NotFound)) => return Err(String::from_utf8_lossy(&frame).into()),
+            Ok(_) => break,
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    net.shutdown().await;
+    Ok(n)
 }

@@ -158,6 +158,8 @@ pub struct StartOptions {
     pub office_clock_offsets: Vec<(usize, i64)>,
     /// Directory nodes whose clock is set wrong: (directory node index, milliseconds ahead).
     pub directory_clock_offsets: Vec<(usize, i64)>,
+    /// The directory nodes' mailbox limits (`None`: the defaults).
+    pub mailbox: Option<crate::mailbox::MailboxConfig>,
 }
 
 impl StartOptions {
@@ -185,6 +187,7 @@ impl Default for StartOptions {
             off: Vec::new(),
             office_clock_offsets: Vec::new(),
             directory_clock_offsets: Vec::new(),
+            mailbox: None,
         }
     }
 }
@@ -500,13 +503,21 @@ impl Federation {
         })
     }
 
+    /// Directory node `i`'s configuration for a run with `options`.
+    fn directory_config(&self, i: usize, options: &StartOptions) -> anyhow::Result<ServeConfig> {
+        let mut cfg = self.serve_config(i)?;
+        cfg.clock = options.clock_of(i, true);
+        if let Some(m) = &options.mailbox {
+            cfg.mailbox = Some(m.clone());
+        }
+        Ok(cfg)
+    }
+
     /// Starts every directory node and office node in this process.
     pub async fn start(&self, options: StartOptions) -> anyhow::Result<RunningFederation> {
         let mut directory_nodes = Vec::new();
         for i in 0..self.directory_nodes.len() {
-            let mut cfg = self.serve_config(i)?;
-            cfg.clock = options.clock_of(i, true);
-            directory_nodes.push(dirserve::start(cfg).await?);
+            directory_nodes.push(dirserve::start(self.directory_config(i, &options)?).await?);
         }
         let stores: Vec<Option<Arc<MemStore>>> = self
             .offices
@@ -585,6 +596,17 @@ impl RunningFederation {
         self.nodes[i]
             .as_ref()
             .expect("the office's node is running")
+    }
+
+    /// Stops directory node `i` at once, as a killed process would stop (what it wrote is
+    /// on disk), and starts it again from its folder.
+    pub async fn restart_directory_node(&mut self, i: usize) -> anyhow::Result<()> {
+        let old = self.directory_nodes.remove(i);
+        old.net.shutdown().await;
+        old.stop();
+        let new = dirserve::start(self.plan.directory_config(i, &self.options)?).await?;
+        self.directory_nodes.insert(i, new);
+        Ok(())
     }
 
     /// Switches office `i`'s node off cleanly (as at the end of a working day).

@@ -298,8 +298,39 @@ impl Mailbox {
         Ok(n)
     }
 
+    /// Tells the recipient office's node, if it can be reached at once, that mail is waiting.
+    fn notify(&self, net: &Net, to: &OfficeNumber) {
+        let now = self.now_ms() / 1000;
+        let peers: Vec<PeerId> = {
+            let view = self.view.read().unwrap_or_else(|p| p.into_inner());
+            view.lookup(to)
+                .ok()
+                .flatten()
+                .map(|e| {
+                    e.identity_keys_at(now)
+                        .iter()
+                        .filter_map(|k| crate::net::peer_id_of(&k.to_bytes()))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        for peer in peers {
+            let net = net.clone();
+            tokio::spawn(async move {
+                if let Ok(mut s) = net
+                    .open(peer, crate::net::MAIL_NOTIFY, Duration::from_secs(5))
+                    .await
+                {
+                    let _ = s.close().await;
+                }
+            });
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
     async fn deposit(
         &self,
+        net: &Net,
         peer: &PeerId,
         from: OfficeNumber,
         to: &str,
@@ -321,13 +352,13 @@ impl Mailbox {
         };
         let peer_key = key_of(peer).context("peer key")?;
         let mut frame = Vec::new();
+        let mut stored = 0;
         loop {
-            let Some(kind) =
-                frames::read(s, &mut frame, timeout, &[Kind::Header, Kind::End]).await?
-            else {
-                return Ok(());
-            };
-            if kind == Kind::End {
+            let kind = frames::read(s, &mut frame, timeout, &[Kind::Header, Kind::End]).await?;
+            if kind != Some(Kind::Header) {
+                if stored > 0 {
+                    self.notify(net, &to);
+                }
                 return Ok(());
             }
             let header = match EnvelopeHeader::parse(&frame) {
@@ -409,6 +440,7 @@ impl Mailbox {
                 tracing::info!(%from, %to, %id, "mailbox kept an envelope");
             }
             drop(_g);
+            stored += 1;
             frames::write(s, Kind::Stored, &id.0).await?;
             s.flush().await?;
         }
@@ -539,6 +571,7 @@ impl Mailbox {
 
     async fn handle(
         &self,
+        net: &Net,
         peer: PeerId,
         mut s: libp2p::Stream,
         timeout: Duration,
@@ -559,7 +592,8 @@ impl Mailbox {
         };
         match request {
             MailboxRequest::Deposit { to } => {
-                self.deposit(&peer, office, &to, &mut s, timeout).await?
+                self.deposit(net, &peer, office, &to, &mut s, timeout)
+                    .await?
             }
             MailboxRequest::Drain => return self.drain(&peer, office, s, timeout).await,
             MailboxRequest::Outcomes => self.outcomes(office, &mut s, timeout).await?,
@@ -590,9 +624,9 @@ pub async fn serve(mailbox: Arc<Mailbox>, net: Net, timeout: Duration) -> anyhow
         }
     });
     while let Some((peer, s)) = incoming.next().await {
-        let m = mailbox.clone();
+        let (m, net) = (mailbox.clone(), net.clone());
         tokio::spawn(async move {
-            if let Err(e) = m.handle(peer, s, timeout).await {
+            if let Err(e) = m.handle(&net, peer, s, timeout).await {
                 tracing::info!(%peer, "mailbox stream: {e:#}");
             }
         });

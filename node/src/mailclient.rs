@@ -24,6 +24,20 @@ use crate::state::{Shared, lock};
 /// Looks at the mailboxes at start, every `mailbox_poll_secs`, and when asked.
 pub(crate) async fn mail_loop(shared: Arc<Shared>) {
     let mut stop = shared.shutdown.clone();
+    // A directory node's "mail arrived" makes the next look now.
+    if let Ok(mut incoming) = shared.net.control.clone().accept(crate::net::MAIL_NOTIFY) {
+        let s = shared.clone();
+        shared.spawn(async move {
+            use futures::StreamExt;
+            while let Some((peer, _stream)) = incoming.next().await {
+                let from_node =
+                    crate::net::key_of(&peer).is_some_and(|k| s.dir().is_directory_node(&k));
+                if from_node {
+                    s.mail_now.notify_one();
+                }
+            }
+        });
+    }
     loop {
         if shared.stopping() {
             break;

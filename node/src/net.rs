@@ -30,6 +30,9 @@ pub const DIRECTORY: StreamProtocol =
     StreamProtocol::new(renkei_protocol::frames::DIRECTORY_PROTOCOL);
 /// The mailbox protocol (SPEC.md §7.6).
 pub const MAILBOX: StreamProtocol = StreamProtocol::new(renkei_protocol::frames::MAILBOX_PROTOCOL);
+/// A mailbox's "mail arrived" to an office (SPEC.md §7.6).
+pub const MAIL_NOTIFY: StreamProtocol =
+    StreamProtocol::new(renkei_protocol::frames::MAIL_NOTIFY_PROTOCOL);
 
 /// Decides which peers may connect. Shared with whoever updates the directory.
 pub type Membership = Arc<dyn Fn(&PeerId) -> bool + Send + Sync>;

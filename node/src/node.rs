@@ -257,6 +257,12 @@ pub async fn start_with(
         queue.next_seq = queue.next_seq.max(seq + 1);
         queue.items.insert(seq, item);
     }
+    let outcomes_at = queue
+        .items
+        .values()
+        .filter(|i| i.deposited_ms != 0)
+        .map(|i| i.mailbox.clone())
+        .collect();
     let (stop, shutdown) = watch::channel(false);
     let shared = Arc::new(Shared {
         home,
@@ -283,7 +289,12 @@ pub async fn start_with(
         tasks: CancellationToken::new(),
         restart: Notify::new(),
         restartable: AtomicBool::new(false),
-        mail: Mutex::new(Default::default()),
+        mail: Mutex::new(crate::state::MailState {
+            // Outcomes of earlier deposits are collected even if their files are answered
+            // directly first.
+            outcomes_at,
+            ..Default::default()
+        }),
         mail_now: Notify::new(),
     });
     crate::send::reconcile(&shared).await;

@@ -49,6 +49,12 @@ pub struct Status {
     /// This computer's clock against its directory nodes' and partners' (SPEC.md §7.5).
     #[serde(default)]
     pub clock: ClockStatus,
+    /// Of the queued files, those left in a partner's mailbox, waiting for its node.
+    #[serde(default)]
+    pub deposited: usize,
+    /// How the last file to or from each partner went: `direct` or `mailbox` (SPEC.md §7.6).
+    #[serde(default)]
+    pub routes: std::collections::BTreeMap<String, String>,
 }
 
 /// One region's freshness in the status.
@@ -88,7 +94,16 @@ pub async fn status(shared: &Arc<Shared>) -> Status {
             .collect();
         (f, d.entry_count())
     };
-    let queued = lock(&shared.queue).items.len();
+    let (queued, deposited) = {
+        let q = lock(&shared.queue);
+        let deposited = q.items.values().filter(|i| i.deposited_ms != 0).count();
+        (q.items.len(), deposited)
+    };
+    let routes = lock(&shared.mail)
+        .routes
+        .iter()
+        .map(|(p, r)| (p.clone(), r.to_string()))
+        .collect();
     let clock = crate::clock::status(shared);
     let s = lock(&shared.stats);
     Status {
@@ -114,6 +129,8 @@ pub async fn status(shared: &Arc<Shared>) -> Status {
         updated_at: now,
         running: !shared.stopping(),
         clock,
+        deposited,
+        routes,
     }
 }
 
@@ -177,7 +194,22 @@ pub fn show(home: &Path, json: bool) -> anyhow::Result<ExitCode> {
     }
     println!("entries     {}", s.directory_entries);
     println!("peers       {}", s.peers.len());
-    println!("queued      {}", s.queued);
+    if s.deposited > 0 {
+        println!(
+            "queued      {} （うち {} 件は相手先のメールボックスに預け中 / {} of them left in partners' mailboxes）",
+            s.queued, s.deposited, s.deposited
+        );
+    } else {
+        println!("queued      {}", s.queued);
+    }
+    for (partner, route) in &s.routes {
+        let ja = match route.as_str() {
+            "mailbox" => "メールボックス経由",
+            "relayed" => "中継経由",
+            _ => "直接",
+        };
+        println!("route       {partner} {ja} / {route}");
+    }
     println!("delivered   {}", s.delivered);
     println!("received    {}", s.received);
     // What still needs the clerk: the refused files in rejected/ (not their reports, not the

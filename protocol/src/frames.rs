@@ -15,6 +15,9 @@ pub const DIRECTORY_PROTOCOL: &str = "/renkei/directory/1";
 /// The mailbox protocol (SPEC.md §7.6).
 pub const MAILBOX_PROTOCOL: &str = "/renkei/mailbox/1";
 
+/// A mailbox tells a connected office that mail arrived for it (SPEC.md §7.6).
+pub const MAIL_NOTIFY_PROTOCOL: &str = "/renkei/mail-notify/1";
+
 /// Bytes before every frame's payload: the type and the length.
 pub const FRAME_HEAD_LEN: usize = 5;
 
