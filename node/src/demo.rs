@@ -1,6 +1,8 @@
 //! `renkei demo`: a whole month on loopback with no set-up. A trust anchor, one region, one
-//! directory node, a care-management office and three service offices; the care plans and
-//! vouchers go out, the actuals come back, and every file is checked against what was sent.
+//! directory node (also the region's mailbox), a care-management office and three service
+//! offices, one of them switched off at first; the care plans and vouchers go out — the off
+//! office's into its mailbox, sealed, collected when it starts — the actuals come back, and
+//! every file is checked against what was sent.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -34,14 +36,28 @@ pub fn drop_into_outbox(home: &Home, name: &str, bytes: &[u8]) -> anyhow::Result
     Ok(())
 }
 
-/// Sets up the demo federation in `dir` and starts it in this process on loopback.
+/// The demo's office that is switched off when the month's plans go out.
+pub const OFF_AT_FIRST: usize = 3;
+
+/// Sets up the demo federation in `dir` and starts it in this process on loopback, with
+/// office [`OFF_AT_FIRST`] off. Offices use the mailbox after 2 s without reaching a partner.
 pub async fn start_federation(dir: &Path) -> anyhow::Result<RunningFederation> {
-    let mut b =
-        Federation::builder(dir).region("13-tokyo", "東京都 ケアプラン連携協議会（デモ）", &[13]);
+    let mut b = Federation::builder(dir)
+        .region("13-tokyo", "東京都 ケアプラン連携協議会（デモ）", &[13])
+        .tune(|c| {
+            crate::federation::tune_for_loopback(c);
+            c.mailbox_after_secs = 2;
+            c.mailbox_poll_secs = 2;
+        });
     for (number, name, kind) in OFFICES {
         b = b.office(number, name, &[kind]);
     }
-    b.create()?.start(StartOptions::default()).await
+    b.create()?
+        .start(StartOptions {
+            off: vec![OFF_AT_FIRST],
+            ..Default::default()
+        })
+        .await
 }
 
 fn delivered(n: &NodeHandle) -> u64 {
@@ -83,9 +99,12 @@ pub async fn run(
     );
     println!("renkei demo in {}", dir.display());
     let t0 = Instant::now();
-    let fed = start_federation(&dir).await?;
+    let mut fed = start_federation(&dir).await?;
+    let running: Vec<usize> = (0..OFFICES.len()).filter(|i| *i != OFF_AT_FIRST).collect();
     let ready = wait_until(timeout, || {
-        (0..OFFICES.len()).all(|i| fed.node(i).directory_entries() == OFFICES.len())
+        running
+            .iter()
+            .all(|i| fed.node(*i).directory_entries() == OFFICES.len())
     })
     .await;
     anyhow::ensure!(ready, "the offices did not get the directory in time");
@@ -104,11 +123,66 @@ pub async fn run(
     for (name, bytes) in &outgoing {
         drop_into_outbox(fed.plan.home(0), name, bytes)?;
     }
-    let cm = fed.node(0);
-    let ok_out = wait_until(timeout, || delivered(cm) >= outgoing.len() as u64).await;
+    let off = OFFICES[OFF_AT_FIRST].0;
+    let to_off = outgoing
+        .iter()
+        .filter(|(n, _)| n.contains(&format!("_{off}_")))
+        .count();
+    // The running offices get theirs directly; the off office's wait in its mailbox, sealed.
+    let ok_direct = wait_until(timeout, || {
+        delivered(fed.node(0)) >= (outgoing.len() - to_off) as u64
+    })
+    .await;
+    let deposited = || async {
+        let s = fed.node(0).status().await;
+        s.deposited
+    };
+    let mut ok_deposit = false;
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if deposited().await >= to_off {
+            ok_deposit = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!(
+        "care plans: {} files from {CARE_MANAGER}: {} delivered directly and acknowledged, {to_off} for {off} (switched off) left sealed in the association's mailbox ({:.2} s)",
+        outgoing.len(),
+        outgoing.len() - to_off,
+        t1.elapsed().as_secs_f64()
+    );
+    // The off office starts: it takes its mail, and the care-management office gets the acks.
+    let t_on = Instant::now();
+    fed.start_node(OFF_AT_FIRST).await?;
+    let mailbox_empty = || {
+        fed.plan
+            .directory_nodes
+            .iter()
+            .all(|d| sealed_copies(&d.data.join("mailbox")) == 0)
+    };
+    let ok_out = ok_direct
+        && ok_deposit
+        && wait_until(timeout, || {
+            delivered(fed.node(0)) >= outgoing.len() as u64 && mailbox_empty()
+        })
+        .await;
     let out_secs = t1.elapsed().as_secs_f64();
     println!(
-        "care plans: {} files from {CARE_MANAGER} to 3 service offices, delivered and acknowledged in {out_secs:.2} s",
+        "{off} started: its {to_off} files taken from the mailbox, written to its inbox and acknowledged in {:.2} s",
+        t_on.elapsed().as_secs_f64()
+    );
+    // How each file travelled, as its recipient saw it.
+    let mut routes = std::collections::BTreeMap::new();
+    for (i, (number, _, _)) in OFFICES.iter().enumerate().skip(1) {
+        let s = fed.node(i).status().await;
+        routes.insert(
+            number.to_string(),
+            s.routes.get(CARE_MANAGER).cloned().unwrap_or_default(),
+        );
+    }
+    println!(
+        "care plans: all {} acknowledged in {out_secs:.2} s",
         outgoing.len()
     );
 
@@ -133,6 +207,7 @@ pub async fn run(
         (1..OFFICES.len()).all(|i| delivered(fed.node(i)) >= 1)
     })
     .await;
+    let back_routes = fed.node(0).status().await.routes;
     println!(
         "actuals: {} UPJSK files back to {CARE_MANAGER} in {:.2} s",
         actuals.len(),
@@ -142,12 +217,20 @@ pub async fn run(
     // Every file must be in its recipient's inbox, byte for byte, and nothing left queued.
     let mut intact = ok_out && ok_back;
     println!();
-    println!("{:<62} {:<12} {:>8}  result", "file", "to", "bytes");
+    println!(
+        "{:<62} {:<12} {:>8}  {:<8} result",
+        "file", "to", "bytes", "route"
+    );
     for (name, bytes) in outgoing.iter().chain(actuals.iter()) {
-        let to = FileName::parse(name)
-            .map_err(|e| anyhow::anyhow!("{e}"))?
-            .to
-            .office;
+        let parsed = FileName::parse(name).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let to = parsed.to.office;
+        let route = if to.as_str() == CARE_MANAGER {
+            back_routes.get(parsed.from.office.as_str())
+        } else {
+            routes.get(to.as_str())
+        }
+        .map(String::as_str)
+        .unwrap_or("-");
         let i = OFFICES
             .iter()
             .position(|o| o.0 == to.as_str())
@@ -156,7 +239,7 @@ pub async fn run(
         let same = got.as_deref() == Some(*bytes);
         intact &= same;
         println!(
-            "{name:<62} {to:<12} {:>8}  {}",
+            "{name:<62} {to:<12} {:>8}  {route:<8} {}",
             bytes.len(),
             if same {
                 "ok (identical, acked)"
@@ -178,6 +261,14 @@ pub async fn run(
                 "{}: {queued} still queued, {partial} partial files, {sealed} state files with sealed content",
                 n.shared.office
             );
+        }
+    }
+    // The mailbox dropped every envelope once it was acknowledged.
+    for d in &fed.plan.directory_nodes {
+        let left = sealed_copies(&d.data.join("mailbox"));
+        if left > 0 {
+            intact = false;
+            println!("directory node: {left} sealed envelopes still in its mailbox");
         }
     }
     println!();

@@ -641,6 +641,8 @@ pub(crate) async fn sync_directory(shared: &Arc<Shared>) -> bool {
                 expel_non_members(shared).await;
                 shared.rescan.notify_one();
                 shared.wake.notify_one();
+                // The mailboxes are known from the directory: look at them now.
+                shared.mail_now.notify_one();
                 return true;
             }
             // One line for the trouble, counting its repeats; gone once a sync succeeds.

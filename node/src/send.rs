@@ -228,6 +228,21 @@ pub(crate) async fn deliver(
     shared: &Arc<Shared>,
     partner: OfficeNumber,
 ) -> Result<(), DeliveryError> {
+    // A partner unreachable for `mailbox_after_secs` gets its files through its mailbox first
+    // (sealed for it; the mailbox cannot open them); direct delivery is still tried after.
+    let overdue = |now: u64| {
+        lock(&shared.mail)
+            .unreachable_since
+            .get(&partner)
+            .is_some_and(|since| {
+                now.saturating_sub(*since) / 1000 >= shared.config.mailbox_after_secs
+            })
+    };
+    let mut deposited = false;
+    let started = shared.env.now_ms();
+    if overdue(started) && has_undeposited(shared, partner) {
+        deposited = deposit(shared, partner).await;
+    }
     let direct = deliver_by(shared, partner, &Route::Direct).await;
     let now = shared.env.now_ms();
     match &direct {
@@ -240,18 +255,22 @@ pub(crate) async fn deliver(
         Err(e) if e.is_unreachable() => {}
         Err(_) => return direct,
     }
-    // Unreachable: once it has lasted `mailbox_after_secs`, the files go to the partner's
-    // mailbox (sealed for the partner; the mailbox cannot open them), and direct delivery
-    // is still tried with backoff.
-    let since = *lock(&shared.mail)
+    // Unreachable since this attempt began (a dial can take its whole timeout to fail).
+    lock(&shared.mail)
         .unreachable_since
         .entry(partner)
-        .or_insert(now);
-    let waited = now.saturating_sub(since) / 1000;
-    if waited < shared.config.mailbox_after_secs || !has_undeposited(shared, partner) {
-        return direct;
+        .or_insert(started);
+    if !deposited && overdue(now) && has_undeposited(shared, partner) {
+        deposited = deposit(shared, partner).await;
     }
-    let mut last = None;
+    if deposited {
+        return Err(DeliveryError::Deposited(partner));
+    }
+    direct
+}
+
+/// Leaves the partner's undeposited files with one of its mailboxes; whether one took them.
+async fn deposit(shared: &Arc<Shared>, partner: OfficeNumber) -> bool {
     for node in crate::mailbox::mailboxes_of(shared, &partner) {
         match deliver_by(shared, partner, &Route::Mailbox(node)).await {
             Ok(()) => {
@@ -259,18 +278,12 @@ pub(crate) async fn deliver(
                     .routes
                     .insert(partner.to_string(), "mailbox");
                 shared.mail_now.notify_one();
-                return Err(DeliveryError::Deposited(partner));
+                return true;
             }
-            Err(e) => last = Some(e),
+            Err(e) => tracing::info!(%partner, "a mailbox did not take the files: {e:#}"),
         }
     }
-    match last {
-        Some(e) => {
-            tracing::info!(%partner, "no mailbox took the files: {e:#}");
-            direct
-        }
-        None => direct,
-    }
+    false
 }
 
 /// Whether some of the partner's queued files are in no mailbox yet.

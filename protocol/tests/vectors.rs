@@ -436,7 +436,10 @@ fn statement_vector() {
     assert_eq!(parsed.to_bytes(), bytes);
     assert_eq!(parsed.reason, Reason::Acked);
     assert_eq!(parsed.deleted_at, v.num("deleted-at"));
-    assert_eq!(parsed.envelope_hash.as_slice(), v.hex("envelope-sha256").as_slice());
+    assert_eq!(
+        parsed.envelope_hash.as_slice(),
+        v.hex("envelope-sha256").as_slice()
+    );
     let public = v.array::<32>("node-ed25519-public");
     parsed.verify(&[public]).unwrap();
     assert_eq!(&bytes[..8], b"RENKEID\x01");
