@@ -206,6 +206,30 @@ async fn an_office_off_for_the_whole_send_gets_every_file_once_from_its_mailbox(
         assert_eq!(s.reason, Reason::Acked);
         assert!(sent.iter().any(|r| r.message_id == s.message_id.to_hex()));
     }
+    // `renkei receipts` verifies the statements against the directory nodes it lists; a
+    // statement edited afterwards fails.
+    let home = fed.plan.home(0);
+    let audit = renkei_node::receipts::audit(home).unwrap();
+    assert_eq!(audit.statements.len(), files.len());
+    assert!(
+        audit.statements.iter().all(|(_, why)| why.is_none()),
+        "{:?}",
+        audit.statements
+    );
+    assert_eq!(audit.exit_code(), 0);
+    let text = std::fs::read_to_string(home.statements()).unwrap();
+    std::fs::write(
+        home.statements(),
+        text.replacen("\"acked\"", "\"expired\"", 1),
+    )
+    .unwrap();
+    let audit = renkei_node::receipts::audit(home).unwrap();
+    assert_eq!(
+        audit.statements.iter().filter(|(_, w)| w.is_some()).count(),
+        1
+    );
+    assert_eq!(audit.exit_code(), 1);
+    std::fs::write(home.statements(), text).unwrap();
     // Nothing is left at the mailbox once the sender has taken its outcomes: no envelope, no
     // part of one, no outcome.
     let left = || files_under(&mailbox_dir(&fed));

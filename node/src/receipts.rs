@@ -463,6 +463,9 @@ pub struct Audit {
     pub keys: Vec<KeyCheck>,
     /// Directory files in the cache that did not verify (skipped).
     pub directory_problems: Vec<String>,
+    /// The mailboxes' deletion statements kept in `statements.jsonl`, each with what is wrong
+    /// with it (`None`: verified against a directory node the cached directory lists).
+    pub statements: Vec<(KeptStatement, Option<String>)>,
 }
 
 /// Verifies an office's receipt log: the chain and fields ([`read_log`]), then every ack's
@@ -470,20 +473,35 @@ pub struct Audit {
 /// Only a broken log is an error; a missing directory makes its receipts "not verifiable".
 pub fn audit(home: &Home) -> Result<Audit, ChainError> {
     let receipts = read_log(&home.receipts())?;
-    let (keys, directory_problems) = match home_directory(home) {
-        Ok((dir, own, problems, _scratch)) => (verify_keys(&receipts, &dir, &own), problems),
+    let kept = read_statements(home);
+    let (keys, directory_problems, statements) = match home_directory(home) {
+        Ok((dir, own, problems, _scratch)) => {
+            let nodes: Vec<[u8; 32]> = dir.directory_nodes().iter().map(|n| n.key).collect();
+            let statements = kept
+                .into_iter()
+                .map(|k| {
+                    let why = check_statement(&k, &nodes).err();
+                    (k, why)
+                })
+                .collect();
+            (verify_keys(&receipts, &dir, &own), problems, statements)
+        }
         Err(why) => (
             receipts
                 .iter()
                 .map(|_| KeyCheck::NoDirectory(why.clone()))
                 .collect(),
             Vec::new(),
+            kept.into_iter()
+                .map(|k| (k, Some(format!("no directory: {why}"))))
+                .collect(),
         ),
     };
     Ok(Audit {
         receipts,
         keys,
         directory_problems,
+        statements,
     })
 }
 
@@ -614,7 +632,8 @@ impl Audit {
     /// 0: everything verified; 1: a receipt fails; 3: none fails, but some could not be
     /// verified here.
     pub fn exit_code(&self) -> u8 {
-        if self.keys.iter().any(KeyCheck::fails) {
+        if self.keys.iter().any(KeyCheck::fails) || self.statements.iter().any(|(_, w)| w.is_some())
+        {
             1
         } else if self.keys.iter().all(KeyCheck::verified) {
             0
@@ -661,6 +680,25 @@ pub fn show(home: &Path, json: bool) -> anyhow::Result<ExitCode> {
             println!("{line}");
         }
         println!("{}", audit.summary());
+    }
+    // What the mailboxes signed they deleted (SPEC.md §7.6.4).
+    for (k, why) in &audit.statements {
+        let line = format!(
+            "statement {} to {} {} at {}: {}",
+            k.message_id,
+            k.recipient,
+            k.reason,
+            crate::env::jst(k.deleted_at.saturating_mul(1000)),
+            match why {
+                None => "削除証明は名簿の協会ノードの署名で確認済み / deletion statement verified (signed by a listed directory node)".to_string(),
+                Some(w) => format!("不合格 / FAIL: {w}"),
+            }
+        );
+        if json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
     }
     // The times are this computer's: say so when its clock is known to be off.
     if let Some(note) = crate::status::read(&home)
@@ -1295,4 +1333,37 @@ pub(crate) fn keep_statement(
         crate::files::sync_dir(&home.root)?;
     }
     Ok(())
+}
+
+/// The statements kept in `statements.jsonl` (a line that does not parse is kept as one that
+/// fails, with its text as the message id).
+fn read_statements(home: &Home) -> Vec<KeptStatement> {
+    std::fs::read_to_string(home.statements())
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|_| KeptStatement {
+                message_id: crate::files::shown(l).chars().take(40).collect(),
+                recipient: String::new(),
+                reason: String::new(),
+                deleted_at: 0,
+                statement: String::new(),
+            })
+        })
+        .collect()
+}
+
+/// A kept statement must parse, say what its line says, and be signed by one of `nodes`.
+fn check_statement(k: &KeptStatement, nodes: &[[u8; 32]]) -> Result<(), String> {
+    let bytes = hex::decode(&k.statement).map_err(|e| format!("not hex: {e}"))?;
+    let s = renkei_protocol::statement::Statement::parse(&bytes).map_err(|e| e.to_string())?;
+    if s.message_id.to_hex() != k.message_id
+        || s.recipient_office.as_str() != k.recipient
+        || s.reason.as_str() != k.reason
+        || s.deleted_at != k.deleted_at
+    {
+        return Err("the line says other than its signed statement".into());
+    }
+    s.verify(nodes).map_err(|e| e.to_string())
 }
