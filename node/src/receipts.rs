@@ -1240,6 +1240,7 @@ mod tests {
                 receipts: (1..=keys.len() as u64).map(r).collect(),
                 keys,
                 directory_problems: vec![],
+                statements: vec![],
             };
             let ok = audit(vec![KeyCheck::Listed { revoked_now: false }, KeyCheck::Own]);
             assert_eq!(ok.exit_code(), 0);
