@@ -164,6 +164,14 @@ impl Mailbox {
             crate::home::create_private_dir(&d)
                 .with_context(|| format!("mailbox folder {}", d.display()))?;
         }
+        // A deposit cut off by a crash leaves its temp file: nothing was answered for it.
+        for b in std::fs::read_dir(root.join("box"))?.flatten() {
+            for f in std::fs::read_dir(b.path())?.flatten() {
+                if f.file_name().to_string_lossy().ends_with(".tmp") {
+                    std::fs::remove_file(f.path())?;
+                }
+            }
+        }
         Ok(Arc::new(Mailbox {
             root,
             view,
@@ -337,15 +345,13 @@ impl Mailbox {
         s: &mut libp2p::Stream,
         timeout: Duration,
     ) -> anyhow::Result<()> {
-        let refuse = |r: Refusal| async move { r };
         let to = match OfficeNumber::parse(to) {
             Some(to) if self.serves(&to) => to,
             _ => {
-                let r = refuse(io_refusal(
+                let r = io_refusal(
                     MessageId([0; 16]),
                     "このメールボックスはその事業所の分を預かりません / this mailbox does not keep mail for that office",
-                ))
-                .await;
+                );
                 frames::write(s, Kind::Refuse, &r.to_bytes()).await?;
                 return Ok(());
             }
@@ -388,17 +394,21 @@ impl Mailbox {
             }
             let chunks = header.chunk_count();
             let size = frame.len() as u64 + header.plaintext_len + chunks * 16 + (chunks + 1) * 5;
-            let _g = self.lock.lock().await;
-            let kept = self.kept(&to);
-            let used: u64 = kept
-                .iter()
-                .map(|k| std::fs::metadata(&k.path).map(|m| m.len()).unwrap_or(0))
-                .sum();
-            let already = kept.iter().any(|k| k.sender == from && k.id == id);
-            if !already
-                && (kept.len() >= self.cfg.max_files
-                    || used.saturating_add(size) > self.cfg.max_bytes)
-            {
+            // The quota is checked before the bytes come, without holding the box while a
+            // slow sender sends them (two deposits at once may pass it by one envelope).
+            let full = {
+                let _g = self.lock.lock().await;
+                let kept = self.kept(&to);
+                let used: u64 = kept
+                    .iter()
+                    .map(|k| std::fs::metadata(&k.path).map(|m| m.len()).unwrap_or(0))
+                    .sum();
+                let already = kept.iter().any(|k| k.sender == from && k.id == id);
+                !already
+                    && (kept.len() >= self.cfg.max_files
+                        || used.saturating_add(size) > self.cfg.max_bytes)
+            };
+            if full {
                 let r = io_refusal(
                     id,
                     "相手先のメールボックスが満杯です。相手先のノードが起動すると空きます / the partner's mailbox is full; it empties when the partner's node starts",
@@ -432,6 +442,11 @@ impl Mailbox {
                 let _ = std::fs::remove_file(&tmp);
                 return Err(e);
             }
+            let _g = self.lock.lock().await;
+            let already = self
+                .kept(&to)
+                .iter()
+                .any(|k| k.sender == from && k.id == id);
             if already {
                 std::fs::remove_file(&tmp)?;
             } else {
@@ -466,12 +481,20 @@ impl Mailbox {
         let (mut reader, mut writer) = futures::AsyncReadExt::split(s);
         let files: Vec<Kept> = waiting.iter().map(|(k, _)| k.clone()).collect();
         let write = async {
+            let mut buf = vec![0u8; 1 << 20];
             for k in &files {
-                let bytes = tokio::fs::read(&k.path).await?;
+                use tokio::io::AsyncReadExt as _;
+                let mut f = tokio::fs::File::open(&k.path).await?;
                 // Marked before it goes out: if it expires later, its sender is told the
                 // recipient may hold it.
                 let _ = private_file(&k.fetched_marker()).await;
-                writer.write_all(&bytes).await?;
+                loop {
+                    let n = f.read(&mut buf).await?;
+                    if n == 0 {
+                        break;
+                    }
+                    writer.write_all(&buf[..n]).await?;
+                }
             }
             frames::write(&mut writer, Kind::End, &[]).await?;
             writer.flush().await?;
