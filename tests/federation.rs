@@ -667,3 +667,37 @@ async fn a_route_within_one_office_is_written_into_its_inbox_once_across_a_crash
         fed.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_that_fails_after_the_inbox_write_stops_the_node_and_no_file_comes_twice() {
+    let files: Vec<(String, &[u8])> = SAMPLES
+        .iter()
+        .filter(|(n, _)| n.contains(&format!("_{CARE_MANAGER}_43_1310000011_11_")))
+        .map(|(n, b)| (n.to_string(), *b))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let (mut fed, clock) = running_pair(dir.path(), &["43"]).await;
+    // The recipient's receipt log cannot be written once: its files are in the inbox already.
+    fed.node(1).env().faults.arm(FaultPoint::DiskFull, 0);
+    for (name, bytes) in &files {
+        drop_into_outbox(fed.plan.home(0), name, bytes).unwrap();
+    }
+    // The care software imports whatever appears, all the time.
+    let mut imported = BTreeMap::new();
+    let mut restarts = 0;
+    let end = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !(fed.node(0).queued() == 0 && receipts_so_far(&fed, 0).len() == files.len()) {
+        assert!(tokio::time::Instant::now() < end, "timed out");
+        import_all(&fed, 1, &mut imported);
+        if fed.node(1).crashed() {
+            restarts += 1;
+            fed.restart(1).await.unwrap();
+        }
+        clock.advance(Duration::from_millis(200));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    import_all(&fed, 1, &mut imported);
+    assert_eq!(restarts, 1, "the node stopped on the failed write");
+    assert_exactly_once(&fed, (0, 1), &files, &imported, "disk-full");
+    fed.shutdown().await;
+}

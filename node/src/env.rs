@@ -150,13 +150,15 @@ pub enum FaultPoint {
     DropConnection,
     /// The receiver refuses the next message as busy (refusal 14).
     RefuseBusy,
+    /// The next receipt append fails as a full disk would (the node itself runs on).
+    DiskFull,
     /// The node loses power now (not armed: [`Faults::crash_now`]).
     PowerCut,
 }
 
 impl FaultPoint {
     /// Every fault point.
-    pub const ALL: [FaultPoint; 9] = [
+    pub const ALL: [FaultPoint; 10] = [
         FaultPoint::CrashBeforeInboxWrite,
         FaultPoint::CrashAfterIntent,
         FaultPoint::CrashAfterInboxWrite,
@@ -165,6 +167,7 @@ impl FaultPoint {
         FaultPoint::CrashAfterSentReceipts,
         FaultPoint::DropConnection,
         FaultPoint::RefuseBusy,
+        FaultPoint::DiskFull,
         FaultPoint::PowerCut,
     ];
 
@@ -179,6 +182,7 @@ impl FaultPoint {
             FaultPoint::CrashAfterSentReceipts => "crash-after-sent-receipts",
             FaultPoint::DropConnection => "drop-connection",
             FaultPoint::RefuseBusy => "refuse-busy",
+            FaultPoint::DiskFull => "disk-full",
             FaultPoint::PowerCut => "power-cut",
         }
     }

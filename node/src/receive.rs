@@ -536,8 +536,17 @@ fn commit_batch(
                 .insert(p.partial.header.sender_office.to_string(), via);
         }
     }
+    if let Err(e) = &answers
+        && batch.iter().any(|p| p.verdict == Verdict::Accepted)
+        && shared.env.faults.alive().is_ok()
+    {
+        // Once an intent may be durable, a failure must not delete its partial file (an intent
+        // without one reads as "written"), nor let a resend be written again while the node
+        // runs on: the node stops, and its next start settles every intent (SPEC.md §7.3).
+        fail_stop(shared, e);
+    }
     if shared.env.faults.alive().is_err() {
-        // A crashed node leaves its files where they are, as a dead process would: recovery at
+        // A stopped node leaves its files where they are, as a dead process would: recovery at
         // start reads a partial file that is still there as "not in the inbox".
         for p in &mut batch {
             p.partial.committed = true;
@@ -552,6 +561,9 @@ fn commit(shared: &Arc<Shared>, batch: &mut Vec<Pending>) -> anyhow::Result<Vec<
     let mut answers = Vec::with_capacity(batch.len());
     if batch.iter().any(|p| p.verdict == Verdict::Accepted) {
         faults.crash_point(FaultPoint::CrashBeforeInboxWrite)?;
+        // The partial files' names are durable before any intent can be (sled also flushes
+        // by itself): "partial file gone" is then only ever a rename into the inbox.
+        sync_dir(&shared.home.partial())?;
         // The intent, before any rename: after a crash, an intent whose partial file is gone
         // means the file reached the inbox (the care software may have taken it since), and it
         // is finished from this record instead of being written again.
@@ -569,9 +581,6 @@ fn commit(shared: &Arc<Shared>, batch: &mut Vec<Pending>) -> anyhow::Result<Vec<
                 },
             )?;
         }
-        // The partial files' names are durable before the intent is: "partial file gone" is
-        // then only ever a rename into the inbox.
-        sync_dir(&shared.home.partial())?;
         store.flush()?;
         faults.crash_point(FaultPoint::CrashAfterIntent)?;
     }
@@ -716,8 +725,8 @@ pub(crate) fn recover_intents(
         let partial = home.partial_file(&sender, &id);
         match std::fs::symlink_metadata(&partial) {
             Ok(_) => {
-                std::fs::remove_file(&partial)
-                    .with_context(|| format!("removing {}", partial.display()))?;
+                // Only the intent goes here (flushed below); the partial file is deleted
+                // with the other leftovers after that, never before.
                 store.intent_remove(&sender, &id)?;
                 tracing::info!(file = %shown(&intent.file_name), from = %sender, "an interrupted receive was undone; the partner sends it again");
             }
@@ -775,4 +784,14 @@ pub(crate) fn recover_intents(
     }
     store.flush()?;
     Ok(added)
+}
+
+/// Stops the node after a failure that leaves an intent unsettled (a disk that cannot be
+/// written, a store that cannot be flushed): going on could write a resent file into the inbox
+/// a second time. `renkei run` ends its process; the next start settles the intents.
+pub(crate) fn fail_stop(shared: &Shared, e: &anyhow::Error) {
+    tracing::error!(
+        "受信したファイルの記録中にディスクまたは状態データベースへ書けませんでした。同じファイルを二度受信フォルダに置かないよう、ノードを停止します。ディスクの空きと権限を確認してから起動し直してください / could not record a received file on disk or in the state database; the node stops so that no file is put into the inbox twice: check free disk space and permissions, then start it again ({e:#})"
+    );
+    shared.env.faults.crash_now();
 }

@@ -995,6 +995,25 @@ fn deliver_local(shared: &Arc<Shared>, items: Vec<(u64, QueueItem)>) -> anyhow::
     if staged.is_empty() {
         return Ok(());
     }
+    // From the first intent on, a failure stops the node rather than leave an intent
+    // unsettled while it runs (SPEC.md §7.3): its next start settles them.
+    match commit_local(shared, staged) {
+        Ok(failed) => failed.map_or(Ok(()), Err),
+        Err(e) => {
+            if shared.env.faults.alive().is_ok() {
+                crate::receive::fail_stop(shared, &e);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// [`deliver_local`] from its intents on: renames, receipts, index. Returns the error of a
+/// file that could not be renamed (the others went on).
+fn commit_local(
+    shared: &Arc<Shared>,
+    staged: Vec<(u64, QueueItem, std::path::PathBuf)>,
+) -> anyhow::Result<Option<anyhow::Error>> {
     // The same intent as a partner's file (SPEC.md §7.3 step 6): recorded before the renames,
     // so a crash before the receipts never puts a file into the inbox twice.
     for (_, item, _) in &staged {
@@ -1046,7 +1065,7 @@ fn deliver_local(shared: &Arc<Shared>, items: Vec<(u64, QueueItem)>) -> anyhow::
     }
     let staged = renamed;
     if staged.is_empty() {
-        return failed.map_or(Ok(()), Err);
+        return Ok(failed);
     }
     sync_dir(&shared.home.inbox())?;
     shared
@@ -1090,7 +1109,7 @@ fn deliver_local(shared: &Arc<Shared>, items: Vec<(u64, QueueItem)>) -> anyhow::
         .map(|(seq, item, _)| (seq, item, Verdict::Accepted))
         .collect();
     complete_answered(shared, &done);
-    failed.map_or(Ok(()), Err)
+    Ok(failed)
 }
 
 /// What office staff can do about a refusal, in Japanese and English.

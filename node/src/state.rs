@@ -191,6 +191,9 @@ impl Shared {
         // same lock, so no append lands after it.
         let mut log = lock(&self.receipts);
         self.env.faults.alive()?;
+        if self.env.faults.hit(crate::env::FaultPoint::DiskFull) {
+            anyhow::bail!("writing receipts: injected fault: disk full");
+        }
         log.append(batch)
             .map_err(|e| anyhow::anyhow!("writing receipts: {e}"))?;
         Ok(())

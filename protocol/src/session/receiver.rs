@@ -267,6 +267,15 @@ impl ReceiverSession {
                 &reason,
             )));
         }
+        // Asked again under the claim: another stream (a mailbox drain beside a direct
+        // delivery, say) may have committed the message and released its claim in between.
+        if let Some(ack) = ctx
+            .stored_ack(&header.sender_office, &id)
+            .map_err(SessionError::Local)?
+        {
+            self.state = State::Skipping(header.chunk_count());
+            return Ok(RxAction::Repeat(ack));
+        }
         self.state = State::Receiving(Box::new(opener));
         Ok(RxAction::Begin(Box::new(header)))
     }
@@ -331,6 +340,8 @@ mod tests {
         keys: Vec<VerifyingKey>,
         stored: Option<Vec<u8>>,
         claimed: HashSet<(OfficeNumber, MessageId)>,
+        /// Set when the message is claimed: another stream committed it just before.
+        committed_meanwhile: Option<Vec<u8>>,
     }
 
     impl ReceiverContext for Ctx {
@@ -346,6 +357,9 @@ mod tests {
         }
         fn claim(&mut self, h: &EnvelopeHeader) -> Result<(), String> {
             if self.claimed.insert((h.sender_office, h.message_id)) {
+                if let Some(ack) = self.committed_meanwhile.take() {
+                    self.stored = Some(ack);
+                }
                 Ok(())
             } else {
                 Err("busy".into())
@@ -404,6 +418,7 @@ mod tests {
                 keys: vec![self.sender.verifying_key()],
                 stored: None,
                 claimed: HashSet::new(),
+                committed_meanwhile: None,
             }
         }
     }
@@ -462,6 +477,24 @@ mod tests {
         assert!(matches!(&actions[0], RxAction::Begin(h) if h.message_id == MessageId([1; 16])));
         assert!(matches!(&actions[1], RxAction::Complete(h) if h.plaintext_len == 150));
         assert_eq!(actions.len(), 2);
+    }
+
+    #[test]
+    fn a_message_committed_by_another_stream_just_before_the_claim_is_a_repeat() {
+        let fx = fixture();
+        let mut ctx = fx.ctx();
+        ctx.committed_meanwhile = Some(b"the other stream's ack".to_vec());
+        let (actions, written) = drive(
+            &mut fx.session(),
+            &mut ctx,
+            frames(&fx.envelope(1, &[b'x'; 150])),
+        );
+        assert!(written.is_empty(), "nothing is written a second time");
+        assert_eq!(
+            actions[0],
+            RxAction::Repeat(b"the other stream's ack".to_vec())
+        );
+        assert!(actions[1..].iter().all(|a| *a == RxAction::Nothing));
     }
 
     #[test]
