@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use renkei_node::demo::{CARE_MANAGER, drop_into_outbox};
-use renkei_node::env::{ManualClock, wall_clock_ms};
+use renkei_node::env::{FaultPoint, ManualClock, wall_clock_ms};
 use renkei_node::federation::{
     Federation, RunningFederation, StartOptions, StoreChoice, Transport, drive_until,
 };
@@ -35,7 +35,7 @@ fn plans() -> Vec<(&'static str, &'static [u8])> {
 /// The care-management office (0) and the service office (1), with its node off, in memory on
 /// a test clock; mailboxes are used after 5 s of unreachability.
 async fn federation(dir: &Path) -> (RunningFederation, ManualClock) {
-    federation_with(dir, None, false).await
+    federation_with(dir, None, false, 5).await
 }
 
 /// [`federation`] with the mailboxes' limits, and a third office (2, 通所介護, running).
@@ -43,6 +43,7 @@ async fn federation_with(
     dir: &Path,
     mailbox: Option<MailboxConfig>,
     third: bool,
+    poll_secs: u64,
 ) -> (RunningFederation, ManualClock) {
     let mut b = Federation::builder(dir)
         .transport(Transport::Memory)
@@ -52,9 +53,9 @@ async fn federation_with(
         b = b.office(THIRD, "あおぞらデイサービス", &["15"]);
     }
     let plan = b
-        .tune(|c| {
+        .tune(move |c| {
             c.mailbox_after_secs = 5;
-            c.mailbox_poll_secs = 5;
+            c.mailbox_poll_secs = poll_secs;
             c.retry_initial_ms = 500;
             c.retry_max_secs = 10;
         })
@@ -194,12 +195,17 @@ async fn an_office_off_for_the_whole_send_gets_every_file_once_from_its_mailbox(
     }
     let node_key = fed.directory_nodes[0].net.peer_id;
     let node_key = renkei_node::net::key_of(&node_key).unwrap();
-    let statements: Vec<KeptStatement> = std::fs::read_to_string(fed.plan.home(0).statements())
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(statements.len(), files.len());
+    let kept = || -> Vec<KeptStatement> {
+        std::fs::read_to_string(fed.plan.home(0).statements())
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    // The statements come with the outcomes, which the sender may collect after its acks.
+    let all = drive(&clock, || kept().len() == files.len()).await;
+    assert!(all, "{} statements", kept().len());
+    let statements = kept();
     for k in &statements {
         let s = Statement::parse(&hex::decode(&k.statement).unwrap()).unwrap();
         s.verify(&[node_key]).unwrap();
@@ -294,7 +300,7 @@ async fn a_file_not_taken_before_the_time_limit_is_reported_to_its_sender_with_a
         ttl_secs: 3600,
         ..Default::default()
     };
-    let (fed, clock) = federation_with(dir.path(), Some(ttl), false).await;
+    let (fed, clock) = federation_with(dir.path(), Some(ttl), false, 5).await;
     let files = deposit(&fed, &clock, plans().len()).await;
     // An hour passes with the service office off: every envelope is dropped, its sender told.
     clock.advance(Duration::from_secs(3600));
@@ -346,7 +352,7 @@ async fn only_members_use_a_mailbox_each_office_drains_only_its_own_and_quotas_h
         max_files: 2,
         ..Default::default()
     };
-    let (mut fed, clock) = federation_with(dir.path(), Some(quota), true).await;
+    let (mut fed, clock) = federation_with(dir.path(), Some(quota), true, 5).await;
     let files = deposit(&fed, &clock, 2).await;
     // More is refused while the box is full: it stays at its quota.
     drive_until(
@@ -441,4 +447,28 @@ async fn ask_drain(
     }
     net.shutdown().await;
     Ok(n)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_envelope_refused_for_now_does_not_hold_up_the_rest_of_the_box() {
+    let dir = tempfile::tempdir().unwrap();
+    // Offices look at their mailboxes only once an hour (and when they start).
+    let (mut fed, clock) = federation_with(dir.path(), None, false, 3600).await;
+    let files = deposit(&fed, &clock, plans().len()).await;
+    fed.stop_node(0).await;
+    // The service office refuses the first envelope of its first drain for now (busy).
+    fed.start_node(1).await.unwrap();
+    fed.node(1).env().faults.arm(FaultPoint::RefuseBusy, 0);
+    // Well inside the hour: the rest of the box, and then the refused one, still arrive.
+    let all = drive_until(
+        &clock,
+        Duration::from_millis(100),
+        Duration::from_secs(30),
+        || inbox(&fed, 1).len() == files.len(),
+    )
+    .await;
+    assert!(all, "inbox {} of {}", inbox(&fed, 1).len(), files.len());
+    let emptied = drive(&clock, || kept_for(&fed, SERVICE) == 0).await;
+    assert!(emptied, "kept {}", kept_for(&fed, SERVICE));
+    fed.shutdown().await;
 }

@@ -108,6 +108,24 @@ pub struct Mailbox {
     cfg: MailboxConfig,
     /// Deposits, drains and expiry change a box one at a time.
     lock: tokio::sync::Mutex<()>,
+    /// Bytes and files promised to deposits in progress, per recipient (counted in the quota).
+    reserved: std::sync::Mutex<std::collections::HashMap<OfficeNumber, (usize, u64)>>,
+    /// Envelopes a recipient refused for now (a retry refusal), and how often: they go last
+    /// in its next drains, and after [`DEFER_LIMIT`] refusals they are dropped as refused.
+    deferred: std::sync::Mutex<std::collections::HashMap<(OfficeNumber, MessageId), u32>>,
+    /// Offices whose drain is in progress: their envelopes do not expire meanwhile.
+    draining: std::sync::Mutex<std::collections::HashSet<OfficeNumber>>,
+}
+
+/// Retry refusals of one envelope by its recipient (on different drains) after which the
+/// mailbox gives it up as refused: its sender seals it again (to the recipient's current key).
+const DEFER_LIMIT: u32 = 3;
+
+/// The largest outcome a mailbox sends (an ack of 256 findings, a statement, JSON): 256 KiB.
+pub(crate) const MAX_OUTCOME: usize = 256 << 10;
+
+fn lock_std<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// One kept envelope.
@@ -166,7 +184,10 @@ impl Mailbox {
         }
         // A deposit cut off by a crash leaves its temp file: nothing was answered for it.
         for b in std::fs::read_dir(root.join("box"))?.flatten() {
-            for f in std::fs::read_dir(b.path())?.flatten() {
+            let Ok(files) = std::fs::read_dir(b.path()) else {
+                continue;
+            };
+            for f in files.flatten() {
                 if f.file_name().to_string_lossy().ends_with(".tmp") {
                     std::fs::remove_file(f.path())?;
                 }
@@ -179,6 +200,9 @@ impl Mailbox {
             key,
             cfg,
             lock: tokio::sync::Mutex::new(()),
+            reserved: Default::default(),
+            deferred: Default::default(),
+            draining: Default::default(),
         }))
     }
 
@@ -217,7 +241,11 @@ impl Mailbox {
         let mut out: Vec<Kept> = std::fs::read_dir(self.box_dir(office))
             .map(|rd| rd.flatten().filter_map(|e| Kept::parse(e.path())).collect())
             .unwrap_or_default();
-        out.sort_by_key(|k| (k.deposited_ms, k.path.clone()));
+        let deferred = lock_std(&self.deferred);
+        out.sort_by_key(|k| {
+            let d = deferred.get(&(*office, k.id)).copied().unwrap_or(0);
+            (d, k.deposited_ms, k.path.clone())
+        });
         out
     }
 
@@ -243,12 +271,11 @@ impl Mailbox {
         ack: Option<&Ack>,
         refusal: Option<&Refusal>,
     ) -> anyhow::Result<()> {
-        let bytes = std::fs::read(&kept.path)?;
         let statement = Statement::sign(
             kept.id,
             kept.sender,
             *recipient,
-            envelope_hash(&bytes)?,
+            envelope_hash(&kept.path)?,
             reason,
             self.now_ms() / 1000,
             &self.key,
@@ -273,6 +300,7 @@ impl Mailbox {
         std::fs::remove_file(&kept.path)?;
         let _ = std::fs::remove_file(kept.fetched_marker());
         sync_dir(&self.box_dir(recipient))?;
+        lock_std(&self.deferred).remove(&(*recipient, kept.id));
         tracing::info!(from = %kept.sender, to = %recipient, id = %kept.id, reason = reason.as_str(), "mailbox dropped an envelope");
         Ok(())
     }
@@ -285,6 +313,10 @@ impl Mailbox {
         let limit = self.cfg.ttl_secs.saturating_mul(1000);
         let mut n = 0;
         for office in self.boxes() {
+            // An envelope out in a drain now may be acknowledged in a moment.
+            if lock_std(&self.draining).contains(&office) {
+                continue;
+            }
             for k in self.kept(&office) {
                 if k.deposited_ms.saturating_add(limit) <= now {
                     self.settle(&office, &k, Reason::Expired, None, None)?;
@@ -393,7 +425,12 @@ impl Mailbox {
                 return Ok(());
             }
             let chunks = header.chunk_count();
-            let size = frame.len() as u64 + header.plaintext_len + chunks * 16 + (chunks + 1) * 5;
+            // What the envelope will take on disk, as the header claims it (checked against
+            // every chunk below): saturating, so a header claiming near u64::MAX bytes only
+            // ever looks too large.
+            let size = (frame.len() as u64)
+                .saturating_add(header.body_len())
+                .saturating_add(chunks.saturating_add(1).saturating_mul(5));
             // The quota is checked before the bytes come, without holding the box while a
             // slow sender sends them (two deposits at once may pass it by one envelope).
             let full = {
@@ -404,9 +441,17 @@ impl Mailbox {
                     .map(|k| std::fs::metadata(&k.path).map(|m| m.len()).unwrap_or(0))
                     .sum();
                 let already = kept.iter().any(|k| k.sender == from && k.id == id);
-                !already
-                    && (kept.len() >= self.cfg.max_files
-                        || used.saturating_add(size) > self.cfg.max_bytes)
+                let mut reserved = lock_std(&self.reserved);
+                let (rf, rb) = reserved.get(&to).copied().unwrap_or((0, 0));
+                let full = !already
+                    && (kept.len().saturating_add(rf) >= self.cfg.max_files
+                        || used.saturating_add(rb).saturating_add(size) > self.cfg.max_bytes);
+                if !full {
+                    // Promised to this deposit until it is kept or fails.
+                    let r = reserved.entry(to).or_insert((0, 0));
+                    *r = (r.0 + 1, r.1.saturating_add(size));
+                }
+                full
             };
             if full {
                 let r = io_refusal(
@@ -416,8 +461,17 @@ impl Mailbox {
                 frames::write(s, Kind::Refuse, &r.to_bytes()).await?;
                 return Ok(());
             }
+            let unreserve = || {
+                let mut reserved = lock_std(&self.reserved);
+                if let Some(r) = reserved.get_mut(&to) {
+                    *r = (r.0.saturating_sub(1), r.1.saturating_sub(size));
+                }
+            };
             let dir = self.box_dir(&to);
-            crate::home::create_private_dir(&dir)?;
+            if let Err(e) = crate::home::create_private_dir(&dir) {
+                unreserve();
+                return Err(e);
+            }
             let tmp = crate::files::temp_path(&dir);
             let written = async {
                 let mut f = private_file(&tmp).await?;
@@ -425,11 +479,19 @@ impl Mailbox {
                 let mut out = Vec::with_capacity(frame.len() + 5);
                 renkei_protocol::frames::encode_frame(Kind::Header, &frame, &mut out);
                 f.write_all(&out).await?;
-                for _ in 0..chunks {
+                for i in 0..chunks {
                     match frames::read(s, &mut frame, timeout, &[Kind::Chunk]).await? {
                         Some(Kind::Chunk) => {}
                         _ => anyhow::bail!("the envelope ended early"),
                     }
+                    // Every chunk exactly as long as the header says: what is kept is what the
+                    // quota counted.
+                    anyhow::ensure!(
+                        frame.len() == header.chunk_len(i),
+                        "chunk {i} of {} bytes where the header says {}",
+                        frame.len(),
+                        header.chunk_len(i)
+                    );
                     out.clear();
                     renkei_protocol::frames::encode_frame(Kind::Chunk, &frame, &mut out);
                     f.write_all(&out).await?;
@@ -440,9 +502,11 @@ impl Mailbox {
             .await;
             if let Err(e) = written {
                 let _ = std::fs::remove_file(&tmp);
+                unreserve();
                 return Err(e);
             }
             let _g = self.lock.lock().await;
+            unreserve();
             let already = self
                 .kept(&to)
                 .iter()
@@ -469,6 +533,37 @@ impl Mailbox {
         timeout: Duration,
     ) -> anyhow::Result<()> {
         let peer_key = VerifyingKey::from_bytes(&key_of(peer).context("peer key")?)?;
+        lock_std(&self.draining).insert(office);
+        let r = self.drain_box(peer_key, office, s, timeout).await;
+        lock_std(&self.draining).remove(&office);
+        r
+    }
+
+    async fn drain_box(
+        &self,
+        peer_key: VerifyingKey,
+        office: OfficeNumber,
+        s: libp2p::Stream,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        // An ack may be signed by any identity key the directory lists for the office (a
+        // repeat's stored ack by a key it has since rotated away from).
+        let now = self.now_ms() / 1000;
+        let mut office_keys: Vec<VerifyingKey> = {
+            let view = self.view.read().unwrap_or_else(|p| p.into_inner());
+            view.lookup(&office)
+                .ok()
+                .flatten()
+                .map(|e| {
+                    e.keys
+                        .iter()
+                        .filter(|k| k.valid_from <= now)
+                        .filter_map(|k| VerifyingKey::from_bytes(&k.identity).ok())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        office_keys.push(peer_key);
         let kept = self.kept(&office);
         // What each envelope's ack must name: its plaintext hash, from its header.
         let mut waiting = Vec::with_capacity(kept.len());
@@ -485,9 +580,14 @@ impl Mailbox {
             for k in &files {
                 use tokio::io::AsyncReadExt as _;
                 let mut f = tokio::fs::File::open(&k.path).await?;
-                // Marked before it goes out: if it expires later, its sender is told the
-                // recipient may hold it.
-                let _ = private_file(&k.fetched_marker()).await;
+                // Marked (durably) before it goes out: if it expires later, its sender is
+                // told the recipient may hold it.
+                if let Ok(m) = private_file(&k.fetched_marker()).await {
+                    let _ = m.sync_all().await;
+                    if let Some(d) = k.path.parent() {
+                        let _ = sync_dir(d);
+                    }
+                }
                 loop {
                     let n = f.read(&mut buf).await?;
                     if n == 0 {
@@ -525,7 +625,7 @@ impl Mailbox {
                         else {
                             anyhow::bail!("an ack for no envelope of this drain");
                         };
-                        ack.verify(&k.id, hash, &[peer_key])
+                        ack.verify(&k.id, hash, &office_keys)
                             .map_err(|e| anyhow!("ack: {e}"))?;
                         if ack.recipient_office != office {
                             anyhow::bail!("an ack from another office");
@@ -534,10 +634,20 @@ impl Mailbox {
                     }
                     _ => {
                         let r = Refusal::parse(&frame).map_err(|e| anyhow!("refusal: {e}"))?;
-                        if r.code.disposition() == Disposition::Permanent
-                            && let Some((k, _)) = waiting.iter().find(|(k, _)| k.id == r.message_id)
-                        {
-                            self.settle(&office, k, Reason::Refused, None, Some(&r))?;
+                        if let Some((k, _)) = waiting.iter().find(|(k, _)| k.id == r.message_id) {
+                            let times = {
+                                let mut d = lock_std(&self.deferred);
+                                let n = d.entry((office, k.id)).or_insert(0);
+                                *n += 1;
+                                *n
+                            };
+                            // Refused for good, or for now too often: given up, its sender
+                            // told (and it seals the file again for a retry refusal).
+                            if r.code.disposition() == Disposition::Permanent
+                                || times >= DEFER_LIMIT
+                            {
+                                self.settle(&office, k, Reason::Refused, None, Some(&r))?;
+                            }
                         }
                         // The office stops reading after a refusal: the rest wait.
                         break;
@@ -668,40 +778,39 @@ async fn private_file(path: &Path) -> std::io::Result<tokio::fs::File> {
 
 /// The envelope header at the start of a kept file.
 fn header_of(path: &Path) -> anyhow::Result<EnvelopeHeader> {
-    let bytes = std::fs::read(path)?;
-    let (kind, len) = renkei_protocol::frames::decode_head(
-        bytes
-            .get(..renkei_protocol::frames::FRAME_HEAD_LEN)
-            .context("short file")?
-            .try_into()?,
-    )?;
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut head = [0u8; renkei_protocol::frames::FRAME_HEAD_LEN];
+    f.read_exact(&mut head)?;
+    let (kind, len) = renkei_protocol::frames::decode_head(head)?;
     anyhow::ensure!(kind == Kind::Header, "not an envelope");
-    let body = bytes
-        .get(renkei_protocol::frames::FRAME_HEAD_LEN..renkei_protocol::frames::FRAME_HEAD_LEN + len)
-        .context("short file")?;
-    Ok(EnvelopeHeader::parse(body)?.0)
+    let mut body = vec![0u8; len];
+    f.read_exact(&mut body)?;
+    Ok(EnvelopeHeader::parse(&body)?.0)
 }
 
 /// SHA-256 of the envelope in a kept file: its header and sealed chunks, without the frame
-/// heads (SPEC.md §7.6.4).
-pub(crate) fn envelope_hash(framed: &[u8]) -> anyhow::Result<[u8; 32]> {
+/// heads (SPEC.md §7.6.4), read a frame at a time.
+pub(crate) fn envelope_hash(path: &Path) -> anyhow::Result<[u8; 32]> {
     use sha2::Digest;
+    use std::io::Read;
+    let mut f = std::io::BufReader::new(std::fs::File::open(path)?);
     let mut h = sha2::Sha256::new();
-    let mut at = 0;
-    let head = renkei_protocol::frames::FRAME_HEAD_LEN;
-    while at < framed.len() {
-        let (_, len) = renkei_protocol::frames::decode_head(
-            framed
-                .get(at..at + head)
-                .context("short file")?
-                .try_into()?,
-        )?;
-        h.update(
-            framed
-                .get(at + head..at + head + len)
-                .context("short file")?,
-        );
-        at += head + len;
+    let mut head = [0u8; renkei_protocol::frames::FRAME_HEAD_LEN];
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        match f.read_exact(&mut head) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(e) => return Err(e.into()),
+        }
+        let (_, mut len) = renkei_protocol::frames::decode_head(head)?;
+        while len > 0 {
+            let n = len.min(buf.len());
+            f.read_exact(&mut buf[..n])?;
+            h.update(&buf[..n]);
+            len -= n;
+        }
     }
     Ok(h.finalize().into())
 }

@@ -21,6 +21,17 @@ use crate::net::peer_id_of;
 use crate::send::open_mailbox;
 use crate::state::{Shared, lock};
 
+/// How long after its last deposit a mailbox is still asked for outcomes: a mailbox's
+/// default time limit and a day.
+const OUTCOMES_FOR_MS: u64 = 15 * 86_400_000;
+
+/// Outcomes taken from one mailbox in one look.
+const MAX_OUTCOMES: usize = 10_000;
+
+/// Drains of one mailbox in one look: a drain stops at an envelope the office refuses for
+/// now, which the mailbox then puts last, so the next drain goes past it.
+const DRAINS_PER_LOOK: usize = 3;
+
 /// Looks at the mailboxes at start, every `mailbox_poll_secs`, and when asked.
 pub(crate) async fn mail_loop(shared: Arc<Shared>) {
     let mut stop = shared.shutdown.clone();
@@ -64,28 +75,52 @@ async fn drain(shared: &Arc<Shared>) {
         let Some(peer) = peer_id_of(&node.key) else {
             continue;
         };
-        let s = match open_mailbox(shared, &node, shared.timeout()).await {
-            Ok(mut s) => {
-                let req = serde_json::to_vec(&MailboxRequest::Drain).unwrap_or_default();
-                if frames::write(&mut s, Kind::Request, &req).await.is_err() {
-                    continue;
-                }
-                s
+        // Again while it brings files (the first drain may have stopped at once, at an
+        // envelope refused for now, which the mailbox then puts last).
+        for round in 0..DRAINS_PER_LOOK {
+            let before = lock(&shared.stats).received;
+            if !drain_once(shared, &node, peer).await
+                || (round > 0 && lock(&shared.stats).received == before)
+            {
+                break;
             }
-            Err(e) => {
-                tracing::debug!(%peer, "mailbox unreachable: {e}");
-                continue;
+        }
+    }
+}
+
+/// One drain of one mailbox; whether it ran to its end.
+async fn drain_once(
+    shared: &Arc<Shared>,
+    node: &renkei_directory::NodeInfo,
+    peer: libp2p::PeerId,
+) -> bool {
+    let s = match open_mailbox(shared, node, shared.timeout()).await {
+        Ok(mut s) => {
+            let req = serde_json::to_vec(&MailboxRequest::Drain).unwrap_or_default();
+            if frames::write(&mut s, Kind::Request, &req).await.is_err() {
+                return false;
             }
-        };
-        match crate::receive::handle(shared, peer, s, true).await {
-            Ok(()) => shared.resolved("mailbox"),
-            Err(e) => shared.error_about(
+            s
+        }
+        Err(e) => {
+            tracing::debug!(%peer, "mailbox unreachable: {e}");
+            return false;
+        }
+    };
+    match crate::receive::handle(shared, peer, s, true).await {
+        Ok(()) => {
+            shared.resolved("mailbox");
+            true
+        }
+        Err(e) => {
+            shared.error_about(
                 Some("mailbox".into()),
                 format!(
                     "協会のメールボックスからの受け取りが途中で止まりました。自動で再試行します / taking this office's files from the association's mailbox stopped; it is tried again by itself: {}",
                     shown(&format!("{e:#}"))
                 ),
-            ),
+            );
+            false
         }
     }
 }
@@ -99,7 +134,7 @@ async fn collect(shared: &Arc<Shared>) {
         .filter(|i| i.deposited_ms != 0)
         .map(|i| i.mailbox.clone())
         .collect();
-    keys.extend(lock(&shared.mail).outcomes_at.iter().cloned());
+    keys.extend(lock(&shared.mail).outcomes_at.keys().cloned());
     if keys.is_empty() {
         return;
     }
@@ -112,15 +147,22 @@ async fn collect(shared: &Arc<Shared>) {
         .collect();
     for node in nodes {
         match collect_from(shared, &node).await {
-            // Nothing more to collect there once none of our files waits in it.
+            // Nothing more to collect there once none of our files waits in it and its
+            // envelopes' time limit has passed since our last deposit.
             Ok(0) => {
                 let key = hex::encode(node.key);
                 let waiting = lock(&shared.queue)
                     .items
                     .values()
                     .any(|i| i.deposited_ms != 0 && i.mailbox == key);
-                if !waiting {
-                    lock(&shared.mail).outcomes_at.remove(&key);
+                let now = shared.env.now_ms();
+                let mut mail = lock(&shared.mail);
+                let old = mail
+                    .outcomes_at
+                    .get(&key)
+                    .is_none_or(|at| now.saturating_sub(*at) > OUTCOMES_FOR_MS);
+                if !waiting && old {
+                    mail.outcomes_at.remove(&key);
                 }
             }
             Ok(_) => {}
@@ -148,7 +190,20 @@ async fn collect_from(
     while let Some(Kind::Blob) =
         frames::read(&mut s, &mut frame, timeout, &[Kind::Blob, Kind::End]).await?
     {
-        outcomes.push(serde_json::from_slice::<Outcome>(&frame).context("mailbox outcome")?);
+        // Bounded: a mailbox cannot make this node hold more than this at once; the rest
+        // waits for the next look. One that does not parse is skipped, not fatal.
+        anyhow::ensure!(
+            frame.len() <= crate::mailbox::MAX_OUTCOME,
+            "an outcome of {} bytes",
+            frame.len()
+        );
+        if outcomes.len() >= MAX_OUTCOMES {
+            continue;
+        }
+        match serde_json::from_slice::<Outcome>(&frame) {
+            Ok(o) => outcomes.push(o),
+            Err(e) => tracing::warn!("a mailbox outcome that does not parse: {e}"),
+        }
     }
     let n = outcomes.len();
     if n == 0 {
@@ -234,6 +289,10 @@ fn settle(shared: &Arc<Shared>, o: &Outcome, node_key: [u8; 32]) -> anyhow::Resu
                     vec![renkei_protocol::finding(ErrorCode::PartnerRefused, 0, 0)],
                     "相手先が拒否しました / The partner refused it",
                 );
+            } else {
+                // Refused for now, too often (a key the partner no longer holds, say): sealed
+                // again and deposited again, or delivered directly.
+                crate::send::undeposit(shared, seq)?;
             }
         }
         Reason::Expired => {

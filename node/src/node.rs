@@ -261,7 +261,7 @@ pub async fn start_with(
         .items
         .values()
         .filter(|i| i.deposited_ms != 0)
-        .map(|i| i.mailbox.clone())
+        .map(|i| (i.mailbox.clone(), i.deposited_ms))
         .collect();
     let (stop, shutdown) = watch::channel(false);
     let shared = Arc::new(Shared {

@@ -1309,9 +1309,16 @@ pub(crate) fn keep_statement(
     use std::io::Write;
     let path = home.statements();
     let encoded = hex::encode(s.to_bytes());
-    if std::fs::read_to_string(&path).is_ok_and(|t| t.contains(&encoded)) {
+    let held = std::fs::read_to_string(&path).unwrap_or_default();
+    if held.contains(&encoded) {
         return Ok(());
     }
+    // A line torn by a crash is closed first, so this one stands on its own.
+    let sep = if held.is_empty() || held.ends_with('\n') {
+        ""
+    } else {
+        "\n"
+    };
     let line = serde_json::to_string(&KeptStatement {
         message_id: s.message_id.to_hex(),
         recipient: s.recipient_office.to_string(),
@@ -1328,7 +1335,7 @@ pub(crate) fn keep_statement(
         opts.mode(0o600);
     }
     let mut f = opts.open(&path)?;
-    f.write_all(format!("{line}\n").as_bytes())?;
+    f.write_all(format!("{sep}{line}\n").as_bytes())?;
     f.sync_data()?;
     if created {
         crate::files::sync_dir(&home.root)?;

@@ -681,7 +681,9 @@ async fn deliver_once(
                     lock(&session).settled();
                     room.notify_one();
                     let s = shared.clone();
-                    let code = r.code;
+                    // A mailbox's refusal says nothing of the partner: the file is simply not
+                    // deposited (it goes directly, or to a mailbox later).
+                    let code = if mailbox { RefusalCode::Busy } else { r.code };
                     let item = fly.item.clone();
                     tokio::task::spawn_blocking(move || match code.disposition() {
                         Disposition::Permanent => fail_item(
@@ -778,8 +780,26 @@ fn mark_deposited(shared: &Shared, seq: u64, mailbox: &str) -> anyhow::Result<()
     };
     shared.store.queue_put(seq, &item)?;
     shared.store.flush()?;
-    lock(&shared.mail).outcomes_at.insert(mailbox.to_string());
+    lock(&shared.mail)
+        .outcomes_at
+        .insert(mailbox.to_string(), item.deposited_ms);
     tracing::info!(file = %shown(&item.file_name), to = %item.recipient, "left in the partner's mailbox");
+    Ok(())
+}
+
+/// A queued file a mailbox gave up (refused for now, too often): it is deposited again.
+pub(crate) fn undeposit(shared: &Shared, seq: u64) -> anyhow::Result<()> {
+    let item = {
+        let mut q = lock(&shared.queue);
+        let Some(item) = q.items.get_mut(&seq) else {
+            return Ok(());
+        };
+        item.deposited_ms = 0;
+        item.mailbox.clear();
+        item.clone()
+    };
+    shared.store.queue_put(seq, &item)?;
+    shared.store.flush()?;
     Ok(())
 }
 

@@ -138,8 +138,9 @@ pub(crate) struct MailState {
     /// How the last file to or from each partner went: `direct` or `mailbox`.
     pub(crate) routes: BTreeMap<String, &'static str>,
     /// Mailboxes (directory node keys, hex) that may hold outcomes of our deposits for us to
-    /// collect — also after the file was answered directly.
-    pub(crate) outcomes_at: std::collections::BTreeSet<String>,
+    /// collect — also after the file was answered directly (its recipient may drain the
+    /// envelope days later) — with the time of our last deposit there.
+    pub(crate) outcomes_at: BTreeMap<String, u64>,
 }
 
 impl std::fmt::Debug for Shared {
