@@ -377,8 +377,39 @@ pub struct InputFile {
 
 type UserKey = (String, String);
 
-/// 第7表: (サービス事業所コード, サービスコード) → 単位数.
-type Table7 = HashMap<(String, String), i64>;
+/// The 単位数 the 第7表 of a user's plan gives per item: (サービス事業所コード, サービスコード,
+/// TAISコード).
+#[derive(Debug, Default)]
+struct Table7 {
+    units: HashMap<(String, String, String), i64>,
+}
+
+impl Table7 {
+    /// A row's 単位数 per time: the 第7表's for its item, else the one figure it gives for the
+    /// row's office and code, else for its code: none where it gives several (two rentals of one
+    /// code at different prices).
+    fn lookup(&self, d: &RowData) -> Option<i64> {
+        let key = (d.office.clone(), d.code.clone(), d.tais.clone());
+        if let Some(u) = self.units.get(&key) {
+            return Some(*u);
+        }
+        let only = |same_office: bool| {
+            let mut found = None;
+            for ((office, code, _), u) in &self.units {
+                if *code != d.code || (same_office && *office != d.office) {
+                    continue;
+                }
+                match found {
+                    None => found = Some(*u),
+                    Some(f) if f == *u => {}
+                    Some(_) => return None,
+                }
+            }
+            found
+        };
+        only(true).or_else(|| only(false))
+    }
+}
 
 /// The compared content of a 第6表 row.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -392,6 +423,8 @@ struct RowData {
     count: u32,
     units: Option<i64>,
     line_code: String,
+    /// TAISコード (福祉用具; not compared, but used to find the item's units in the 第7表).
+    tais: String,
 }
 
 impl RowData {
@@ -439,6 +472,7 @@ struct Table6 {
     count: usize,
     code: usize,
     line_code: usize,
+    tais: usize,
     office: usize,
     office_name: usize,
 }
@@ -462,6 +496,7 @@ impl Table6 {
             count: p("サービス回数"),
             code: p("サービスコード"),
             line_code: p("明細判別コード"),
+            tais: p("TAISコード"),
             office: p("サービス事業者コード"),
             office_name: p("サービス事業所名"),
         }
@@ -597,6 +632,7 @@ impl Reconciler {
                 count: r.field(t.count).parse().unwrap_or(0),
                 units: r.field(t.units).parse().ok(),
                 line_code: r.field(t.line_code).to_string(),
+                tais: r.field(t.tais).to_string(),
             };
             used += 1;
             by_user
@@ -625,31 +661,48 @@ impl Reconciler {
 
     fn read_table7(&mut self, name: &FileName, file: usize, records: &[CheckedRecord]) -> u64 {
         let mut by_user: BTreeMap<UserKey, Table7> = BTreeMap::new();
+        let mut cached: Option<(String, [usize; 4])> = None;
         let mut used = 0;
         for r in records {
             if r.field(5) != self.month_text {
                 continue;
             }
-            let Some(v) = CsvVersion::parse(r.field(1)) else {
-                continue;
+            let version = r.field(1);
+            let [office, code_at, tais, units_at] = match &cached {
+                Some((v, p)) if v == version => *p,
+                _ => {
+                    let Some(v) = CsvVersion::parse(version) else {
+                        continue;
+                    };
+                    let p = |n| position(FileKind::UpSikyu, v, n);
+                    let at = [
+                        p("サービス事業所コード"),
+                        p("サービスコード"),
+                        p("TAISコード"),
+                        p("単位数"),
+                    ];
+                    cached = Some((version.to_string(), at));
+                    at
+                }
             };
-            let p = |n| position(FileKind::UpSikyu, v, n);
-            let code = r.field(p("サービスコード"));
+            let code = r.field(code_at);
             // Subtotal (`11AAAA`) and total (`999999`) rows carry no per-code units.
             if code.ends_with("AAAA") || code == "999999" {
                 continue;
             }
-            let Ok(units) = r.field(p("単位数")).parse::<i64>() else {
+            let Ok(units) = r.field(units_at).parse::<i64>() else {
                 continue;
             };
             used += 1;
             by_user
                 .entry((r.field(2).to_string(), r.field(3).to_string()))
                 .or_default()
+                .units
                 .insert(
                     (
-                        r.field(p("サービス事業所コード")).to_string(),
+                        r.field(office).to_string(),
                         code.to_string(),
+                        r.field(tais).to_string(),
                     ),
                     units,
                 );
@@ -763,7 +816,7 @@ impl Reconciler {
 
         let mut users_keys: BTreeSet<UserKey> = plans.keys().cloned().collect();
         users_keys.extend(actuals.keys().cloned());
-        let empty_units = HashMap::new();
+        let empty_units = Table7::default();
         let mut users = Vec::new();
         for user in users_keys {
             let (plan_rows, units) = plans
@@ -883,11 +936,11 @@ fn replay_plan(mut events: Vec<Event>, in_force: &mut [bool]) -> (Vec<Row>, Tabl
         }
     }
     // The 第7表 of the plan's send unit (all copies of it).
-    let mut table7 = HashMap::new();
+    let mut table7 = Table7::default();
     for (stamp, file, u) in units {
         if Some(stamp) == rows_stamp && !rows.is_empty() {
             in_force[file] = true;
-            table7.extend(u);
+            table7.units.extend(u.units);
         }
     }
     (rows, table7)
@@ -1103,19 +1156,6 @@ fn merged(rows: &[Row], idx: &[usize]) -> RowData {
     d
 }
 
-/// 単位数 per time of a row: its own, else the 第7表's for its office and code, else the 第7表's
-/// for its code at any office.
-fn units_of(d: &RowData, table7: &Table7) -> Option<i64> {
-    d.units
-        .or_else(|| table7.get(&(d.office.clone(), d.code.clone())).copied())
-        .or_else(|| {
-            table7
-                .iter()
-                .find(|((_, c), _)| *c == d.code)
-                .map(|(_, u)| *u)
-        })
-}
-
 fn changes_between(p: &RowData, a: &RowData) -> Vec<Change> {
     let mut c = Vec::new();
     if p.office != a.office {
@@ -1173,7 +1213,7 @@ fn compare_user(
         rows.iter()
             .map(|r| {
                 let mut r = r.clone();
-                r.data.units = units_of(&r.data, table7);
+                r.data.units = r.data.units.or_else(|| table7.lookup(&r.data));
                 r
             })
             .collect()
@@ -1367,4 +1407,85 @@ fn compare_user(
         };
     }
     offices.into_values().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fields_read_are_found_in_every_layout() {
+        for v in [
+            CsvVersion::V202208,
+            CsvVersion::V202407,
+            CsvVersion::V202504,
+        ] {
+            let t = Table6::of(v);
+            let found = [
+                t.units,
+                t.date,
+                t.mask,
+                t.start,
+                t.end,
+                t.count,
+                t.code,
+                t.line_code,
+                t.office,
+                t.office_name,
+            ];
+            assert!(found.iter().all(|p| *p > 0), "{v:?}");
+            assert_eq!((t.date, t.code), (10, 15));
+            // V3 has no TAIS code; V4 moves the office from 17 to 20.
+            assert_eq!(
+                (t.tais, t.office),
+                if v.is_v4() { (16, 20) } else { (0, 17) }
+            );
+            for name in ["サービス事業所コード", "サービスコード", "単位数"] {
+                assert!(position(FileKind::UpSikyu, v, name) > 0);
+            }
+            assert_eq!(position(FileKind::UpHosoku, v, "利用者氏名"), 6);
+        }
+    }
+
+    fn row(office: &str, code: &str, tais: &str) -> RowData {
+        RowData {
+            office: office.into(),
+            code: code.into(),
+            day: 1,
+            mask: String::new(),
+            start: "9999".into(),
+            end: "9999".into(),
+            count: 1,
+            units: None,
+            line_code: String::new(),
+            tais: tais.into(),
+        }
+    }
+
+    #[test]
+    fn the_seventh_table_gives_units_only_where_it_gives_one_figure() {
+        let mut t = Table7::default();
+        let mut put = |o: &str, c: &str, tais: &str, u| {
+            t.units.insert((o.into(), c.into(), tais.into()), u);
+        };
+        put("1310000031", "171004", "A", 150);
+        put("1310000031", "171004", "B", 50);
+        put("1310000011", "111111", "", 244);
+        assert_eq!(t.lookup(&row("1310000031", "171004", "A")), Some(150));
+        assert_eq!(t.lookup(&row("1310000031", "171004", "B")), Some(50));
+        // Which of the two? Not guessed.
+        assert_eq!(t.lookup(&row("1310000031", "171004", "")), None);
+        // Another office's row of the same code (a substitute): the code's one figure.
+        assert_eq!(t.lookup(&row("1310000012", "111111", "")), Some(244));
+        assert_eq!(t.lookup(&row("1310000011", "111211", "")), None);
+    }
+
+    #[test]
+    fn times_compare_in_minutes() {
+        assert_eq!(time_minutes("0930"), Some(570));
+        assert_eq!(time_minutes("9999"), None);
+        assert_eq!(time_minutes("12a4"), None);
+        let (a, b) = (row("1", "111111", ""), row("1", "111111", ""));
+        assert_eq!(start_distance(&a, &b), 0);
+    }
 }

@@ -92,10 +92,10 @@ fn field(out: &mut String, value: &str) {
     }
 }
 
-/// A code-like value (digits that Excel would turn into a number) as Excel text.
+/// A code (number, time, mask) as Excel text, so Excel neither drops its leading zeros nor
+/// turns it into a number.
 fn code(value: &str) -> String {
-    let digits = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());
-    if digits && (value.starts_with('0') || value.len() > 11) {
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
         format!("=\"{value}\"")
     } else {
         value.to_string()
@@ -247,7 +247,7 @@ mod tests {
     #[test]
     fn codes_keep_their_zeros_in_excel() {
         assert_eq!(code("0800"), "=\"0800\"");
-        assert_eq!(code("1310000011"), "1310000011");
+        assert_eq!(code("1310000011"), "=\"1310000011\"");
         assert_eq!(code("H000000521"), "H000000521");
         assert_eq!(
             code("1111111111111111111111111111111"),
