@@ -7,8 +7,9 @@
 //! plan with a few differences: every tenth visit ten minutes late, a cancelled day-service day
 //! for every seventh user, an extra visit for every eleventh.
 //!
-//! Two figures: the whole reconciliation from the files' bytes (CP932 decoding and the checker
-//! included), and the comparison alone (`finish`, the files already read).
+//! Figures: the whole reconciliation from the files' bytes (CP932 decoding and the checker
+//! included), the comparison alone (`finish`, the files already read), the reading alone, and
+//! for reference the checker alone over the same files.
 //!
 //! Run: `cargo bench -p renkei-protocol --bench reconcile`
 
@@ -16,8 +17,8 @@ use std::collections::BTreeMap;
 use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use renkei_protocol::YearMonth;
 use renkei_protocol::reconcile::Reconciler;
+use renkei_protocol::{YearMonth, check_bytes};
 
 const USERS: usize = 90;
 const CM: &str = "1310000001";
@@ -231,6 +232,17 @@ fn reconcile(c: &mut Criterion) {
             |r| black_box(r.finish()),
             BatchSize::LargeInput,
         )
+    });
+    g.bench_function("office_month_90_users/read_only", |b| {
+        b.iter(|| black_box(read(black_box(&files))))
+    });
+    // Reference: the checker alone over the same files, as a node checks them on arrival.
+    g.bench_function("reference/check_bytes_only", |b| {
+        b.iter(|| {
+            for (name, bytes) in &files {
+                black_box(check_bytes(name, black_box(bytes)));
+            }
+        })
     });
     g.finish();
 }

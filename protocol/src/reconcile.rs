@@ -596,6 +596,7 @@ impl Reconciler {
 
     fn read_table6(&mut self, name: &FileName, file: usize, records: &[CheckedRecord]) -> u64 {
         let mut by_user: BTreeMap<UserKey, Vec<Row>> = BTreeMap::new();
+        let mut current: Option<(UserKey, Vec<Row>)> = None;
         let mut cached: Option<(String, Table6)> = None;
         let mut used = 0;
         for r in records {
@@ -635,14 +636,28 @@ impl Reconciler {
                 tais: r.field(t.tais).to_string(),
             };
             used += 1;
-            by_user
-                .entry((r.field(2).to_string(), r.field(3).to_string()))
-                .or_default()
-                .push(Row {
-                    data,
-                    file,
-                    line: r.line(),
-                });
+            let row = Row {
+                data,
+                file,
+                line: r.line(),
+            };
+            // A file lists a user's rows together as a rule: the user's group is kept at hand.
+            match &mut current {
+                Some(((insurer, insured), rows))
+                    if insurer == r.field(2) && insured == r.field(3) =>
+                {
+                    rows.push(row)
+                }
+                _ => {
+                    if let Some((user, rows)) = current.take() {
+                        by_user.entry(user).or_default().extend(rows);
+                    }
+                    current = Some(((r.field(2).to_string(), r.field(3).to_string()), vec![row]));
+                }
+            }
+        }
+        if let Some((user, rows)) = current.take() {
+            by_user.entry(user).or_default().extend(rows);
         }
         for (user, rows) in by_user {
             let ev = self.event(name, file, EventKind::Rows(rows));
@@ -816,20 +831,19 @@ impl Reconciler {
 
         let mut users_keys: BTreeSet<UserKey> = plans.keys().cloned().collect();
         users_keys.extend(actuals.keys().cloned());
-        let empty_units = Table7::default();
         let mut users = Vec::new();
         for user in users_keys {
             let (plan_rows, units) = plans
-                .get(&user)
-                .map_or((&[][..], &empty_units), |(r, u)| (r.as_slice(), u));
-            let actual_rows = actuals.get(&user).map_or(&[][..], Vec::as_slice);
+                .remove(&user)
+                .unwrap_or_else(|| (Vec::new(), Table7::default()));
+            let actual_rows = actuals.remove(&user).unwrap_or_default();
             if plan_rows.is_empty() && actual_rows.is_empty() {
                 continue;
             }
             let offices = compare_user(
                 plan_rows,
                 actual_rows,
-                units,
+                &units,
                 &self.files,
                 &self.office_names,
             );
@@ -891,16 +905,18 @@ fn sort_events(events: &mut [Event]) {
 /// Rows of `b` added to `a` where `b` holds more copies of the same row: copies of one send
 /// unit sent to several offices hold the same plan, and each may hold only part of it.
 fn union_rows(a: &mut Vec<Row>, b: Vec<Row>) {
-    let mut have: HashMap<RowData, usize> = HashMap::new();
+    let mut have: HashMap<&RowData, usize> = HashMap::new();
     for r in a.iter() {
-        *have.entry(r.data.clone()).or_default() += 1;
+        *have.entry(&r.data).or_default() += 1;
     }
+    let mut more = Vec::new();
     for r in b {
         match have.get_mut(&r.data) {
             Some(n) if *n > 0 => *n -= 1,
-            _ => a.push(r),
+            _ => more.push(r),
         }
     }
+    a.extend(more);
 }
 
 /// The plan in force for one user, and the 第7表 units of its send unit.
@@ -1137,6 +1153,15 @@ impl<'a> Board<'a> {
     }
 }
 
+/// The rows of one side of a pairing as one: none, the row itself, or several merged.
+fn side_of<'a>(rows: &'a [Row], idx: &[usize]) -> Option<std::borrow::Cow<'a, RowData>> {
+    match idx {
+        [] => None,
+        [i] => Some(std::borrow::Cow::Borrowed(&rows[*i].data)),
+        many => Some(std::borrow::Cow::Owned(merged(rows, many))),
+    }
+}
+
 /// Several rows of one day, office and code as one: counts summed, the earliest start and the
 /// latest end, the units per time of the first.
 fn merged(rows: &[Row], idx: &[usize]) -> RowData {
@@ -1201,25 +1226,19 @@ fn view(d: &RowData, row: &Row, merged_rows: u32, files: &[InputFile]) -> RowVie
 
 /// Compares one user's plan and actual rows, office by office.
 fn compare_user(
-    plan_in: &[Row],
-    actual_in: &[Row],
+    mut plan: Vec<Row>,
+    mut actual: Vec<Row>,
     table7: &Table7,
     files: &[InputFile],
     office_names: &BTreeMap<String, String>,
 ) -> Vec<UserOffice> {
     // Units filled in from the 第7表 where the 第6表 leaves them empty, so both sides compare
     // the same figures.
-    let fill = |rows: &[Row]| -> Vec<Row> {
-        rows.iter()
-            .map(|r| {
-                let mut r = r.clone();
-                r.data.units = r.data.units.or_else(|| table7.lookup(&r.data));
-                r
-            })
-            .collect()
-    };
-    let plan = fill(plan_in);
-    let actual = fill(actual_in);
+    for r in plan.iter_mut().chain(actual.iter_mut()) {
+        if r.data.units.is_none() {
+            r.data.units = table7.lookup(&r.data);
+        }
+    }
     let mut b = Board::new(&plan, &actual);
     // Round 1: same office, code, day and 明細判別コード. Identical rows first, then rows split
     // differently over the day, then the nearest start time.
@@ -1322,17 +1341,33 @@ fn compare_user(
         }
     }
     for pairing in pairs {
-        let p = (!pairing.planned.is_empty()).then(|| merged(&plan, &pairing.planned));
-        let a = (!pairing.actual.is_empty()).then(|| merged(&actual, &pairing.actual));
-        let office = p
-            .as_ref()
-            .or(a.as_ref())
-            .map(|d| d.office.clone())
-            .unwrap_or_default();
-        let Some(o) = offices.get_mut(&office) else {
+        let p = side_of(&plan, &pairing.planned);
+        let a = side_of(&actual, &pairing.actual);
+        let Some(office) = p.as_deref().or(a.as_deref()).map(|d| d.office.as_str()) else {
             continue;
         };
-        let planned = p.as_ref().map(|d| {
+        let Some(o) = offices.get_mut(office) else {
+            continue;
+        };
+        let (kind, changes) = match (&p, &a) {
+            (Some(p), Some(a)) => {
+                // Rows split differently over a day are paired only when they agree merged.
+                let changes = if pairing.planned.len() == pairing.actual.len() {
+                    changes_between(p, a)
+                } else {
+                    Vec::new()
+                };
+                if changes.is_empty() {
+                    o.matched += pairing.planned.len().max(pairing.actual.len()) as u32;
+                    continue;
+                }
+                (DifferenceKind::Changed, changes)
+            }
+            (Some(_), None) => (DifferenceKind::NotPerformed, Vec::new()),
+            (None, Some(_)) => (DifferenceKind::NotPlanned, Vec::new()),
+            (None, None) => continue,
+        };
+        let planned = p.as_deref().map(|d| {
             view(
                 d,
                 &plan[pairing.planned[0]],
@@ -1340,7 +1375,7 @@ fn compare_user(
                 files,
             )
         });
-        let actual_view = a.as_ref().map(|d| {
+        let actual_view = a.as_deref().map(|d| {
             view(
                 d,
                 &actual[pairing.actual[0]],
@@ -1348,38 +1383,11 @@ fn compare_user(
                 files,
             )
         });
-        let diff = match (&p, &a) {
-            (Some(p), Some(a)) => {
-                let changes = if pairing.planned.len() != pairing.actual.len() {
-                    // Split differently but agreeing when merged (pair_split_days).
-                    Vec::new()
-                } else {
-                    changes_between(p, a)
-                };
-                if changes.is_empty() {
-                    o.matched += pairing.planned.len().max(pairing.actual.len()) as u32;
-                    continue;
-                }
-                Difference {
-                    kind: DifferenceKind::Changed,
-                    changes,
-                    planned,
-                    actual: actual_view,
-                }
-            }
-            (Some(_), None) => Difference {
-                kind: DifferenceKind::NotPerformed,
-                changes: Vec::new(),
-                planned,
-                actual: None,
-            },
-            (None, Some(_)) => Difference {
-                kind: DifferenceKind::NotPlanned,
-                changes: Vec::new(),
-                planned: None,
-                actual: actual_view,
-            },
-            (None, None) => continue,
+        let diff = Difference {
+            kind,
+            changes,
+            planned,
+            actual: actual_view,
         };
         o.differences.push(diff);
     }
