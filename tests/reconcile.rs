@@ -269,6 +269,25 @@ fn mistakes_exit_2_with_a_message_in_both_languages() {
             "Cannot read",
         ),
     ];
+    // A file under another name, and one that cannot be read (a FIFO is never opened).
+    std::fs::write(tmp.path().join("plan.csv"), "x").unwrap();
+    let fifo = tmp
+        .path()
+        .join("UPJSK_202610_1310000011_11_1310000001_43_20261102090000.CSV");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let cases = cases.into_iter().chain([
+        (
+            vec![tmp.path().join("plan.csv").display().to_string()],
+            "standard-spec",
+        ),
+        (vec![fifo.display().to_string()], "Cannot read"),
+    ]);
     for (args, says) in cases {
         let out = renkei().arg("reconcile").args(&args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stdout(&out));

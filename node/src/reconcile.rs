@@ -123,6 +123,13 @@ fn find_files(opts: &Options) -> anyhow::Result<Vec<Found>> {
             scan_folder(p, &mut found)?;
             continue;
         }
+        if std::fs::symlink_metadata(p).is_err() {
+            bail!(
+                "{} がありません。ファイルやフォルダの名前を確かめてください。/ {} does not exist: check the file or folder name.",
+                shown(&p.display().to_string()),
+                shown(&p.display().to_string())
+            );
+        }
         let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
         match FileName::parse(name) {
             Ok(parsed) => found.push(Found {
@@ -184,13 +191,13 @@ fn choose_month(opts: &Options, found: &[Found]) -> anyhow::Result<YearMonth> {
         .filter_map(|f| f.parsed.month)
         .filter(|m| !m.is_placeholder())
         .collect();
-    match months.len() {
-        1 => Ok(*months.first().expect("one month")),
-        0 => bail!(
+    match months.iter().collect::<Vec<_>>().as_slice() {
+        [month] => Ok(**month),
+        [] => bail!(
             "予定・実績ファイル（UPPLAN・UPJSK）が見つかりません。フォルダやファイルを確かめてください。/ No plan or actual files (UPPLAN, UPJSK) were found: check the folders and files given."
         ),
-        _ => {
-            let list: Vec<String> = months.iter().map(|m| m.to_string()).collect();
+        several => {
+            let list: Vec<String> = several.iter().map(|m| m.to_string()).collect();
             bail!(
                 "複数の対象年月のファイルがあります（{}）。--month YYYYMM で一つ選んでください。/ The files are of several months ({}): choose one with --month YYYYMM.",
                 list.join(", "),

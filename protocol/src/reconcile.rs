@@ -28,7 +28,8 @@
 //! What is left was planned but not performed, or performed but not planned.
 //!
 //! What it does not do: read files or folders, decide which month to look at, or print. The
-//! node does that (`renkei reconcile`); the result serializes for a status page.
+//! node does that (`renkei reconcile`). The result serializes (JSON for a status page) and
+//! renders as CSV bytes for Excel ([`Reconciliation::to_csv`]).
 //!
 //! ```
 //! use renkei_protocol::reconcile::{Reconciler, Taken};
