@@ -51,27 +51,7 @@ struct Found {
 
 /// Runs `renkei reconcile`.
 pub fn command(opts: Options) -> anyhow::Result<ExitCode> {
-    let found = find_files(&opts)?;
-    let month = choose_month(&opts, &found)?;
-    let mut r = Reconciler::new(month);
-    let mut wanted = 0;
-    for f in &found {
-        if !r.wants(&f.parsed) {
-            continue;
-        }
-        let bytes = read_file(&f.path)?;
-        r.add_file(&f.name, &bytes)
-            .with_context(|| format!("{}", f.path.display()))?;
-        if f.parsed.kind != FileKind::UpHosoku {
-            wanted += 1;
-        }
-    }
-    if wanted == 0 {
-        bail!(
-            "{month} の予定・実績ファイル（UPPLAN・UPJSK）が見つかりません。対象年月を確かめてください。介護ソフトが取り込んだファイルを inbox/ から移している場合は、そのフォルダも指定してください（renkei reconcile --home H --month {month} フォルダ）。/ No plan or actual files (UPPLAN, UPJSK) for {month} were found: check the month. If your care software moves imported files out of inbox/, name that folder too (renkei reconcile --home H --month {month} FOLDER)."
-        );
-    }
-    let result = r.finish();
+    let result = reconcile(opts.home.as_deref(), opts.month.as_deref(), &opts.paths)?;
     let lang = if opts.english { Lang::En } else { Lang::Ja };
     if let Some(out) = &opts.csv {
         let encoding = if opts.csv_utf8 {
@@ -101,16 +81,49 @@ pub fn command(opts: Options) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// Reconciles a month from an office's home (its `sent/` and `inbox/`) and the files and folders
+/// in `paths`: what `renkei reconcile` prints, and what a status page would show. `month`
+/// (`YYYYMM`) may be left out when the files hold one month only. An error (in Japanese and
+/// English, saying what to do) when there is nothing to read, the month is not clear or a file
+/// cannot be read.
+pub fn reconcile(
+    home: Option<&Path>,
+    month: Option<&str>,
+    paths: &[PathBuf],
+) -> anyhow::Result<Reconciliation> {
+    let found = find_files(home, paths)?;
+    let month = choose_month(month, &found)?;
+    let mut r = Reconciler::new(month);
+    let mut wanted = 0;
+    for f in &found {
+        if !r.wants(&f.parsed) {
+            continue;
+        }
+        let bytes = read_file(&f.path)?;
+        r.add_file(&f.name, &bytes)
+            .with_context(|| format!("{}", f.path.display()))?;
+        if f.parsed.kind != FileKind::UpHosoku {
+            wanted += 1;
+        }
+    }
+    if wanted == 0 {
+        bail!(
+            "{month} の予定・実績ファイル（UPPLAN・UPJSK）が見つかりません。対象年月を確かめてください。介護ソフトが取り込んだファイルを inbox/ から移している場合は、そのフォルダも指定してください（renkei reconcile --home H --month {month} フォルダ）。/ No plan or actual files (UPPLAN, UPJSK) for {month} were found: check the month. If your care software moves imported files out of inbox/, name that folder too (renkei reconcile --home H --month {month} FOLDER)."
+        );
+    }
+    Ok(r.finish())
+}
+
 /// The files of the home's `sent/` and `inbox/` and of the paths given, by name (a name seen
 /// twice is read once).
-fn find_files(opts: &Options) -> anyhow::Result<Vec<Found>> {
-    if opts.home.is_none() && opts.paths.is_empty() {
+fn find_files(home: Option<&Path>, paths: &[PathBuf]) -> anyhow::Result<Vec<Found>> {
+    if home.is_none() && paths.is_empty() {
         bail!(
             "読むファイルがありません。--home でホームフォルダを、または予定・実績のファイルかフォルダを指定してください（renkei reconcile --help）。/ Nothing to read: give the home folder with --home, or plan and actual files or folders (renkei reconcile --help)."
         );
     }
     let mut found = Vec::new();
-    if let Some(home) = &opts.home {
+    if let Some(home) = home {
         let home = Home::existing(home)?;
         for dir in [home.sent(), home.inbox()] {
             if dir.is_dir() {
@@ -118,7 +131,7 @@ fn find_files(opts: &Options) -> anyhow::Result<Vec<Found>> {
             }
         }
     }
-    for p in &opts.paths {
+    for p in paths {
         if p.is_dir() {
             scan_folder(p, &mut found)?;
             continue;
@@ -175,8 +188,8 @@ fn scan_folder(dir: &Path, found: &mut Vec<Found>) -> anyhow::Result<()> {
 }
 
 /// The month asked for, or the only month the plan and actual files hold.
-fn choose_month(opts: &Options, found: &[Found]) -> anyhow::Result<YearMonth> {
-    if let Some(m) = &opts.month {
+fn choose_month(month: Option<&str>, found: &[Found]) -> anyhow::Result<YearMonth> {
+    if let Some(m) = month {
         return YearMonth::parse(m, false).ok_or_else(|| {
             anyhow::anyhow!(
                 "--month {} は対象年月ではありません。YYYYMM の形で指定してください（例: 202610）。/ --month {} is not a month: write it as YYYYMM (e.g. 202610).",
