@@ -666,3 +666,21 @@ pub fn render(r: &Reconciliation, lang: Lang, all: bool) -> String {
     });
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_helpers() {
+        assert_eq!(thousands(17394), "17,394");
+        assert_eq!(thousands(-940), "-940");
+        assert_eq!(thousands(100), "100");
+        assert_eq!(mask_days("0000111111111111111111111111111"), "5-31");
+        assert_eq!(mask_days("1110001000000000000000000000000"), "1-3,7");
+        assert_eq!(width("一致 ok"), 7);
+        assert_eq!(pad("事業所", 8), "事業所  ");
+        assert_eq!(time("0930", Lang::Ja), "09:30");
+        assert_eq!(time("9999", Lang::En), "no time");
+    }
+}
