@@ -29,6 +29,35 @@ pub(crate) enum Cmd {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Compare a month's 予定 (UPPLAN) with its 実績 (UPJSK), user by user and office by office,
+    /// and mark every difference with ☆ (予定・実績の突合). Reads the home's sent/ and inbox/,
+    /// or the files and folders given (exit 0: all match, 1: differences found, 2: usage error or
+    /// a file that could not be read).
+    Reconcile {
+        /// The office's home folder: its sent/ and inbox/ are read.
+        #[arg(long)]
+        home: Option<PathBuf>,
+        /// 対象年月 YYYYMM (needed when the files hold several months), e.g. 202610.
+        #[arg(long)]
+        month: Option<String>,
+        /// Print JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Also write the result as CSV for Excel to this file (CP932 unless --utf8).
+        #[arg(long, value_name = "OUT")]
+        csv: Option<PathBuf>,
+        /// Write the CSV in UTF-8 with a byte-order mark instead of CP932.
+        #[arg(long, requires = "csv")]
+        utf8: bool,
+        /// Print (and write the CSV) in English instead of Japanese.
+        #[arg(long)]
+        english: bool,
+        /// List the matching users and offices and the replaced files too.
+        #[arg(long)]
+        all: bool,
+        /// Plan and actual files, or folders holding them (besides the home's).
+        paths: Vec<PathBuf>,
+    },
     /// Create an office's home folder: keys, renkei.toml and enrollment.json.
     Init {
         /// The home folder to create.

@@ -40,6 +40,7 @@ pub mod node;
 mod outbox;
 pub mod receipts;
 mod receive;
+pub mod reconcile;
 pub mod samples;
 mod send;
 mod state;

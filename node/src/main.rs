@@ -10,7 +10,7 @@ mod cli;
 use std::process::ExitCode;
 
 use clap::Parser;
-use renkei_node::{admin, demo, dirserve, dirsync, node, receipts, status};
+use renkei_node::{admin, demo, dirserve, dirsync, node, receipts, reconcile, status};
 
 use crate::cli::{Cli, Cmd, DirCmd};
 
@@ -36,6 +36,25 @@ fn main() -> ExitCode {
 fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
     match cmd {
         Cmd::Check { json, files } => renkei_node::check_files(json, &files),
+        Cmd::Reconcile {
+            home,
+            month,
+            json,
+            csv,
+            utf8,
+            english,
+            all,
+            paths,
+        } => reconcile::command(reconcile::Options {
+            home,
+            month,
+            json,
+            csv,
+            csv_utf8: utf8,
+            english,
+            all,
+            paths,
+        }),
         Cmd::Init {
             home,
             office,

@@ -93,6 +93,58 @@ pub fn check_bytes(name: &str, bytes: &[u8]) -> CheckReport {
     }
 }
 
+/// One record of a CSV file that passed every check of its own (its layout, its fields' formats
+/// and the cross-checks that name it), as read by the checker. Kept only when asked for
+/// ([`read_records`], [`Checker::keep_records`]), for tools that work on the records of valid
+/// files, such as the plan-versus-actual reconciliation.
+#[derive(Clone, Debug)]
+pub struct CheckedRecord {
+    line: u64,
+    fields: csv::StringRecord,
+}
+
+impl CheckedRecord {
+    /// Physical line (1-based) where the record starts.
+    pub fn line(&self) -> u64 {
+        self.line
+    }
+
+    /// Field `no` (1-based, as the layouts number them); `""` past the end.
+    pub fn field(&self, no: usize) -> &str {
+        no.checked_sub(1)
+            .and_then(|i| self.fields.get(i))
+            .unwrap_or("")
+    }
+
+    /// How many fields the record has.
+    pub fn len(&self) -> usize {
+        self.fields.len()
+    }
+
+    /// Whether the record has no fields (never, for a record that passed its checks).
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+}
+
+/// Checks one file held in memory, as [`check_bytes`] does, and also returns the records that
+/// passed their checks, in file order. A record with a finding of its own is left out (the
+/// report says why); a file whose text cannot be read as records (a wrong encoding, broken
+/// quoting) gives none.
+pub fn read_records(name: &str, bytes: &[u8]) -> (CheckReport, Vec<CheckedRecord>) {
+    let mut checker = Checker::with_retain_limit(name, usize::MAX);
+    if let Body::Text(pass) = &mut checker.body {
+        pass.keep_records = true;
+    }
+    checker.update(bytes);
+    let mut records = checker.into_records();
+    if records.pass.as_ref().is_some_and(|p| !p.done) {
+        // Unreachable with no retain limit; read again rather than lose the records.
+        records.update(bytes);
+    }
+    records.finish_with_records()
+}
+
 /// The part of a JPEG file the checker needs: its length, its first three and its last two
 /// bytes.
 #[derive(Clone, Copy, Debug)]
@@ -244,7 +296,16 @@ impl Checker {
     }
 
     /// Ends the file: the report, or a request to read the file again for its records.
-    pub fn finish(mut self) -> Checked {
+    pub fn finish(self) -> Checked {
+        let records = self.into_records();
+        match &records.pass {
+            Some(pass) if !pass.done => Checked::ReadAgain(Box::new(records)),
+            _ => Checked::Done(records.finish()),
+        }
+    }
+
+    /// Ends the text pass; the record pass has run when the text was kept.
+    fn into_records(mut self) -> RecordChecker {
         let records = match self.body {
             Body::Ignored => None,
             Body::Image(ends) => {
@@ -256,15 +317,11 @@ impl Checker {
             }
             Body::Text(pass) => pass.finish(&mut self.out),
         };
-        let records = RecordChecker {
+        RecordChecker {
             file: self.file,
             kind: self.kind,
             out: self.out,
             pass: records,
-        };
-        match &records.pass {
-            Some(pass) if !pass.done => Checked::ReadAgain(Box::new(records)),
-            _ => Checked::Done(records.finish()),
         }
     }
 }
@@ -309,20 +366,28 @@ impl RecordChecker {
     }
 
     /// The whole report.
-    pub fn finish(mut self) -> CheckReport {
+    pub fn finish(self) -> CheckReport {
+        self.finish_with_records().0
+    }
+
+    /// The whole report, and the records kept (when asked for, see [`read_records`]).
+    fn finish_with_records(mut self) -> (CheckReport, Vec<CheckedRecord>) {
         let mut records = 0;
+        let mut kept = Vec::new();
         if let Some(pass) = &mut self.pass {
             pass.finish(&mut self.out);
             records = pass.records;
+            kept = pass.kept.take().unwrap_or_default();
         }
         let errors = self.out.finish();
-        CheckReport {
+        let report = CheckReport {
             file: self.file,
             kind: self.kind.map(|k| k.prefix().to_string()),
             valid: errors.is_empty(),
             errors,
             records,
-        }
+        };
+        (report, kept)
     }
 }
 

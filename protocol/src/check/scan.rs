@@ -6,7 +6,7 @@
 //! file of usual size is read once; a larger one is read a second time, piece by piece, and
 //! memory stays bounded by the piece size and the longest record.
 
-use super::{FileState, Sink, check_record, messages};
+use super::{CheckedRecord, FileState, Sink, check_record, messages};
 use crate::check::ErrorCode;
 use crate::name::{FileKind, FileName};
 
@@ -152,6 +152,8 @@ pub(super) struct TextPass {
     quoting: Sink,
     retained: Option<String>,
     retain: usize,
+    /// Keep the records that pass their checks ([`super::CheckedRecord`]).
+    pub(super) keep_records: bool,
 }
 
 impl TextPass {
@@ -175,6 +177,7 @@ impl TextPass {
             quoting: Sink::new(),
             retained: Some(String::new()),
             retain,
+            keep_records: false,
         }
     }
 
@@ -460,7 +463,7 @@ impl TextPass {
         if !self.quotes_ok || out.full() {
             return None;
         }
-        let mut pass = RecordPass::new(self.kind, self.name);
+        let mut pass = RecordPass::new(self.kind, self.name, self.keep_records);
         if let Some(text) = self.retained.take() {
             pass.pending = text;
             pass.take_records(out, true);
@@ -487,12 +490,14 @@ pub(super) struct RecordPass {
     lines: LineBase,
     state: FileState,
     pub(super) records: u64,
+    /// The records that passed their checks, when asked for.
+    pub(super) kept: Option<Vec<CheckedRecord>>,
     /// The record pass ran on the kept text, or stopped early.
     pub(super) done: bool,
 }
 
 impl RecordPass {
-    fn new(kind: FileKind, name: Option<FileName>) -> RecordPass {
+    fn new(kind: FileKind, name: Option<FileName>, keep: bool) -> RecordPass {
         RecordPass {
             kind,
             name,
@@ -505,6 +510,7 @@ impl RecordPass {
             lines: LineBase::start(),
             state: FileState::default(),
             records: 0,
+            kept: keep.then(Vec::new),
             done: false,
         }
     }
@@ -649,6 +655,7 @@ impl RecordPass {
             let line = record
                 .position()
                 .map_or(self.records, |p| lines.record_at(p.byte() as usize));
+            let before = (out.findings.len(), out.full());
             check_record(
                 self.kind,
                 self.name.as_ref(),
@@ -657,6 +664,14 @@ impl RecordPass {
                 &mut self.state,
                 out,
             );
+            if let Some(kept) = &mut self.kept
+                && before == (out.findings.len(), out.full())
+            {
+                kept.push(CheckedRecord {
+                    line,
+                    fields: record.clone(),
+                });
+            }
             if out.full() {
                 self.done = true;
                 return;
