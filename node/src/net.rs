@@ -1,6 +1,11 @@
 //! The libp2p transport: TCP and QUIC (noise, yamux), or the in-memory transport for tests
-//! (same noise and yamux); identify, ping, raw streams, connection limits, and a gate that
-//! drops every connection from a peer that is not a directory member before any protocol runs.
+//! (same noise and yamux), each also through circuit relays; identify, ping, raw streams,
+//! connection limits, and a gate that drops every connection from a peer that is not a
+//! directory member before any protocol runs — relayed connections included.
+//!
+//! Directory nodes are circuit relays (relay v2) for members; an office learns whether it is
+//! reachable (AutoNAT), reserves a slot on its region's directory nodes while it is not known
+//! to be, and turns a relayed connection into a direct one when the routers allow (DCUtR).
 //! SPEC.md §7.4.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -13,14 +18,17 @@ use libp2p::Transport as _;
 use libp2p::core::Endpoint;
 use libp2p::core::transport::{MemoryTransport, PortUse};
 use libp2p::core::upgrade::Version;
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::{
     CloseConnection, ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, SwarmEvent,
     THandler, THandlerInEvent, THandlerOutEvent, ToSwarm, dummy,
 };
 use libp2p::{
-    Multiaddr, PeerId, StreamProtocol, connection_limits, identify, identity, noise, ping, tcp,
-    yamux,
+    Multiaddr, PeerId, StreamProtocol, autonat, connection_limits, dcutr, identify, identity,
+    noise, ping, relay, tcp, yamux,
 };
+use renkei_protocol::OfficeNumber;
 use tokio::sync::{mpsc, oneshot};
 
 /// The delivery protocol (SPEC.md §7).
@@ -54,6 +62,260 @@ pub fn directory_members(
             });
         office.is_some() || d.is_directory_node(&key)
     })
+}
+
+/// Where the relays are, as an office's directory says (SPEC.md §7.4).
+pub trait Relays: Send + Sync + std::fmt::Debug {
+    /// The relays this office reserves a slot on: one address of each directory node of its
+    /// own region, as `<address>/p2p/<node>`.
+    fn own(&self) -> Vec<Multiaddr>;
+    /// Where `peer` can be reached through relays: `<address>/p2p/<node>/p2p-circuit/p2p/<peer>`
+    /// for each address of each directory node of the peer's region (empty when the peer is
+    /// not an active office).
+    fn circuits_to(&self, peer: &PeerId) -> Vec<Multiaddr>;
+}
+
+/// Relays read from the verified directory as it is when asked: `office`'s own region's
+/// directory nodes (or `fallback`, the configured directory nodes, while the directory lists
+/// none for it), and each partner's region's.
+pub fn directory_relays(
+    view: Arc<RwLock<renkei_directory::Directory>>,
+    clock: Arc<dyn crate::env::Clock>,
+    office: OfficeNumber,
+    fallback: Vec<Multiaddr>,
+) -> Arc<dyn Relays> {
+    Arc::new(DirectoryRelays {
+        view,
+        clock,
+        office,
+        fallback,
+    })
+}
+
+struct DirectoryRelays {
+    view: Arc<RwLock<renkei_directory::Directory>>,
+    clock: Arc<dyn crate::env::Clock>,
+    office: OfficeNumber,
+    fallback: Vec<Multiaddr>,
+}
+
+impl std::fmt::Debug for DirectoryRelays {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirectoryRelays")
+            .field("office", &self.office)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A directory node's libp2p addresses that can carry a circuit, with `/p2p/<node>`.
+fn node_addresses(node: &renkei_directory::NodeInfo) -> Vec<Multiaddr> {
+    let Some(id) = peer_id_of(&node.key) else {
+        return Vec::new();
+    };
+    node.addresses
+        .iter()
+        .filter_map(|a| a.parse::<Multiaddr>().ok())
+        .filter_map(|mut a| {
+            if let Some(Protocol::P2p(p)) = a.iter().last() {
+                if p != id {
+                    return None;
+                }
+                a.pop();
+            }
+            let dialable = !is_relayed(&a)
+                && !a.iter().any(|p| matches!(p, Protocol::P2p(_)))
+                && !crate::admin::is_unspecified(&a.to_string());
+            dialable.then(|| a.with(Protocol::P2p(id)))
+        })
+        .collect()
+}
+
+impl Relays for DirectoryRelays {
+    fn own(&self) -> Vec<Multiaddr> {
+        let d = self.view.read().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<Multiaddr> = d
+            .regions()
+            .filter(|r| r.entries.contains(&self.office))
+            .flat_map(|r| r.nodes.iter())
+            .filter_map(|n| node_addresses(n).into_iter().next())
+            .collect();
+        out.dedup();
+        if out.is_empty() {
+            out = self.fallback.clone();
+        }
+        out
+    }
+
+    fn circuits_to(&self, peer: &PeerId) -> Vec<Multiaddr> {
+        let Some(key) = key_of(peer) else {
+            return Vec::new();
+        };
+        let now = self.clock.now_ms() / 1000;
+        let d = self.view.read().unwrap_or_else(|p| p.into_inner());
+        let mut out = Vec::new();
+        for r in d.regions() {
+            let listed = r.entries.with_key(&key).is_ok_and(|es| {
+                es.iter()
+                    .any(|e| e.is_active() && e.keys_at(now).any(|k| k.identity == key))
+            });
+            if !listed {
+                continue;
+            }
+            for n in &r.nodes {
+                for a in node_addresses(n) {
+                    let circuit = a.with(Protocol::P2pCircuit).with(Protocol::P2p(*peer));
+                    if !out.contains(&circuit) && out.len() < ADDRESSES_PER_PEER {
+                        out.push(circuit);
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Whether an address goes through a relay (has `/p2p-circuit`). A connection is relayed when
+/// the address it was dialled at, or accepted on, is.
+pub fn is_relayed(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
+}
+
+/// How a connection to a peer goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// Straight between the two computers (possibly through their routers' NAT).
+    Direct,
+    /// Through a directory node's relay.
+    Relayed,
+}
+
+impl Via {
+    /// `direct` or `relayed`, as the status shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Via::Direct => "direct",
+            Via::Relayed => "relayed",
+        }
+    }
+}
+
+/// Whether partners can dial this office directly (`reachability` in `renkei.toml`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reachability {
+    /// Found out by asking directory nodes to dial back (AutoNAT); relay slots are held
+    /// until they succeed.
+    #[default]
+    Auto,
+    /// Behind a router that forwards nothing: always hold relay slots.
+    Private,
+    /// Reachable at the directory entry's addresses (a forwarded port): hold no relay slots.
+    Public,
+}
+
+/// What a node knows of its own reachability.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Reach {
+    /// Not known yet (relay slots are held meanwhile).
+    #[default]
+    Unknown,
+    /// Partners cannot dial it: they come through relays.
+    Private,
+    /// Partners can dial it.
+    Public,
+}
+
+impl Reach {
+    /// `unknown`, `private` or `public`, as the status shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reach::Unknown => "unknown",
+            Reach::Private => "private",
+            Reach::Public => "public",
+        }
+    }
+}
+
+/// What a node's swarm says of its reachability (for the status).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetState {
+    /// As configured, or as AutoNAT found.
+    pub reach: Reach,
+    /// Relays holding a slot for us now.
+    pub reservations: usize,
+}
+
+/// A directory node's relay limits (`renkei directory serve --relay-…`). A reservation or a
+/// circuit over any of them is refused; a circuit is closed when it reaches its duration or
+/// byte limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelayLimits {
+    /// Offices holding a slot at once.
+    pub max_reservations: usize,
+    /// How long a slot lasts before the office renews it (it does so by itself).
+    pub reservation_duration: Duration,
+    /// Circuits open at once.
+    pub max_circuits: usize,
+    /// Circuits open at once from one office.
+    pub max_circuits_per_peer: usize,
+    /// How long one circuit may stay open.
+    pub max_circuit_duration: Duration,
+    /// Bytes one circuit may carry (both directions together).
+    pub max_circuit_bytes: u64,
+}
+
+impl Default for RelayLimits {
+    fn default() -> Self {
+        RelayLimits {
+            max_reservations: 8192,
+            reservation_duration: Duration::from_secs(3600),
+            max_circuits: 1024,
+            max_circuits_per_peer: 16,
+            max_circuit_duration: Duration::from_secs(30 * 60),
+            // Above the largest file an office sends by default (max_file_mb = 256) sealed:
+            // any one file fits in a fresh circuit.
+            max_circuit_bytes: 320 << 20,
+        }
+    }
+}
+
+impl RelayLimits {
+    /// The relay's configuration: these limits, and only members may reserve a slot or open
+    /// a circuit — checked again on each request, not only when the connection was made.
+    fn relay_config(&self, members: Membership) -> relay::Config {
+        let per_peer = |n: u32| std::num::NonZeroU32::new(n).unwrap_or(std::num::NonZeroU32::MIN);
+        let m = members.clone();
+        relay::Config {
+            max_reservations: self.max_reservations,
+            max_reservations_per_peer: 4,
+            reservation_duration: self.reservation_duration,
+            reservation_rate_limiters: vec![Box::new(
+                move |peer: PeerId, _: &Multiaddr, _: std::time::Instant| {
+                    let ok = m(&peer);
+                    if !ok {
+                        tracing::warn!(%peer, "relay: refused a slot to a peer that is not a member");
+                    }
+                    ok
+                },
+            )],
+            max_circuits: self.max_circuits,
+            max_circuits_per_peer: self.max_circuits_per_peer,
+            max_circuit_duration: self.max_circuit_duration,
+            max_circuit_bytes: self.max_circuit_bytes,
+            circuit_src_rate_limiters: vec![Box::new(
+                move |peer: PeerId, _: &Multiaddr, _: std::time::Instant| {
+                    let ok = members(&peer);
+                    if !ok {
+                        tracing::warn!(%peer, "relay: refused a circuit from a peer that is not a member");
+                    }
+                    ok
+                },
+            )],
+        }
+        // A slot renewed every few seconds, or a circuit storm from one office, is refused.
+        .reservation_rate_per_peer(per_peer(30), Duration::from_secs(60))
+        .circuit_src_per_peer(per_peer(240), Duration::from_secs(1))
+    }
 }
 
 /// Which transport a swarm runs on.
@@ -115,6 +377,10 @@ impl Limits {
 /// address to connect) before it is dropped.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a node that dialled a relayed connection waits for it to be made direct (DCUtR)
+/// before it uses the relayed one.
+pub const UPGRADE_WAIT: Duration = Duration::from_secs(3);
+
 /// How a node's swarm runs (SPEC.md §7.4).
 #[derive(Debug, Clone)]
 pub struct NetConfig {
@@ -126,6 +392,15 @@ pub struct NetConfig {
     pub handshake_timeout: Duration,
     /// Connection limits.
     pub limits: Limits,
+    /// Serve as a circuit relay for members, with these limits (directory nodes).
+    pub relay: Option<RelayLimits>,
+    /// Where relays are (offices): where to reserve slots, and where partners can be reached
+    /// through one. `None`: no relay is used (a directory node, or a test).
+    pub relays: Option<Arc<dyn Relays>>,
+    /// Whether partners can dial this node; decides whether it holds relay slots.
+    pub reachability: Reachability,
+    /// See [`UPGRADE_WAIT`]; zero: relayed connections are not made direct (no DCUtR).
+    pub upgrade_wait: Duration,
 }
 
 impl NetConfig {
@@ -136,15 +411,30 @@ impl NetConfig {
             idle_timeout: Duration::from_secs(60),
             handshake_timeout: HANDSHAKE_TIMEOUT,
             limits: Limits::OFFICE,
+            relay: None,
+            relays: None,
+            reachability: Reachability::Auto,
+            upgrade_wait: UPGRADE_WAIT,
         }
     }
 
-    /// A directory node on sockets.
+    /// A directory node on sockets: a relay with the default limits.
     pub fn directory_node() -> Self {
         NetConfig {
             idle_timeout: Duration::from_secs(30),
             limits: Limits::DIRECTORY_NODE,
+            relay: Some(RelayLimits::default()),
+            upgrade_wait: Duration::ZERO,
             ..Self::office()
+        }
+    }
+
+    /// The same, using `relays` as `reachability` says.
+    pub fn with_relays(self, relays: Arc<dyn Relays>, reachability: Reachability) -> Self {
+        NetConfig {
+            relays: Some(relays),
+            reachability,
+            ..self
         }
     }
 
@@ -274,6 +564,8 @@ pub struct Gate {
     close: VecDeque<PeerId>,
     waker: Option<std::task::Waker>,
     addresses: AddressBook,
+    /// Where peers can also be reached through relays (offices).
+    relays: Option<Arc<dyn Relays>>,
 }
 
 impl std::fmt::Debug for Gate {
@@ -283,14 +575,33 @@ impl std::fmt::Debug for Gate {
 }
 
 impl Gate {
-    fn new(members: Membership, pinned: Arc<RwLock<HashSet<PeerId>>>) -> Self {
+    fn new(
+        members: Membership,
+        pinned: Arc<RwLock<HashSet<PeerId>>>,
+        relays: Option<Arc<dyn Relays>>,
+    ) -> Self {
         Gate {
             members,
             pinned,
             close: VecDeque::new(),
             waker: None,
             addresses: AddressBook::default(),
+            relays,
         }
+    }
+
+    /// Where to dial `peer`: its directory addresses first, then through the relays of its
+    /// region.
+    fn dial_addresses(&self, peer: &PeerId) -> Vec<Multiaddr> {
+        let mut out = self.addresses.get(peer);
+        if let Some(r) = &self.relays {
+            for a in r.circuits_to(peer) {
+                if !out.contains(&a) {
+                    out.push(a);
+                }
+            }
+        }
+        out
     }
 
     fn admitted(&self, peer: &PeerId) -> bool {
@@ -340,12 +651,16 @@ impl NetworkBehaviour for Gate {
         &mut self,
         _: ConnectionId,
         peer: Option<PeerId>,
-        _: &[Multiaddr],
+        given: &[Multiaddr],
         _: Endpoint,
     ) -> Result<Vec<Multiaddr>, ConnectionDenied> {
         if let Some(peer) = peer {
             self.check(&peer)?;
-            return Ok(self.addresses.get(&peer));
+            // A dial that names its addresses (a hole punch, a relay, a dial-back) is made
+            // at those alone: ours would only delay it.
+            if given.is_empty() {
+                return Ok(self.dial_addresses(&peer));
+            }
         }
         Ok(vec![])
     }
@@ -405,6 +720,10 @@ pub(crate) struct Behaviour {
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     stream: libp2p_stream::Behaviour,
+    relay_client: relay::client::Behaviour,
+    relay: Toggle<relay::Behaviour>,
+    dcutr: Toggle<dcutr::Behaviour>,
+    autonat: Toggle<autonat::v1::Behaviour>,
 }
 
 /// Requests to the swarm task.
@@ -424,6 +743,12 @@ pub enum Command {
     ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
     /// Report the addresses we would dial a peer at.
     Addresses(PeerId, oneshot::Sender<Vec<Multiaddr>>),
+    /// Report how we are connected to a peer (`None`: not connected).
+    Via(PeerId, oneshot::Sender<Option<Via>>),
+    /// Report our reachability and relay slots.
+    State(oneshot::Sender<NetState>),
+    /// Drop every connection to peers that are no longer members (after a directory update).
+    ExpelNonMembers,
     /// Stop the swarm: every connection closes and the listeners go; answers once they have.
     Shutdown(Option<oneshot::Sender<()>>),
 }
@@ -521,10 +846,26 @@ impl Net {
         rx.await.unwrap_or_default()
     }
 
-    /// The addresses we would dial `peer` at (at most [`ADDRESSES_PER_PEER`]).
+    /// The addresses we would dial `peer` at: its directory addresses (at most
+    /// [`ADDRESSES_PER_PEER`]), then through relays.
     pub async fn addresses(&self, peer: PeerId) -> Vec<Multiaddr> {
         let (tx, rx) = oneshot::channel();
         self.command(Command::Addresses(peer, tx));
+        rx.await.unwrap_or_default()
+    }
+
+    /// How we are connected to `peer` now: direct when any connection is, relayed when all
+    /// go through a relay; `None` when not connected.
+    pub async fn via(&self, peer: PeerId) -> Option<Via> {
+        let (tx, rx) = oneshot::channel();
+        self.command(Command::Via(peer, tx));
+        rx.await.ok().flatten()
+    }
+
+    /// Our reachability and how many relays hold a slot for us.
+    pub async fn state(&self) -> NetState {
+        let (tx, rx) = oneshot::channel();
+        self.command(Command::State(tx));
         rx.await.unwrap_or_default()
     }
 }
@@ -548,6 +889,20 @@ pub fn key_of(peer: &PeerId) -> Option<[u8; 32]> {
     Some(pk.try_into_ed25519().ok()?.to_bytes())
 }
 
+/// AutoNAT (v1): an office asks its region's directory nodes to dial it back, and serves no
+/// one; a directory node serves members and asks no one.
+fn autonat_config(server: bool) -> autonat::v1::Config {
+    autonat::v1::Config {
+        // Soon after start: until the answer, the office holds relay slots anyway.
+        boot_delay: Duration::from_secs(2),
+        use_connected: false,
+        // Offices and directory nodes may share a private network (a prefecture's own).
+        only_global_ips: false,
+        throttle_clients_global_max: if server { 30 } else { 0 },
+        ..Default::default()
+    }
+}
+
 /// Starts the swarm on the current tokio runtime, listening on `listen`.
 pub fn start(
     secret: &ed25519_dalek::SigningKey,
@@ -556,20 +911,43 @@ pub fn start(
     cfg: &NetConfig,
 ) -> anyhow::Result<Net> {
     let pinned = Arc::new(RwLock::new(HashSet::new()));
+    let relay_limits = cfg.relay;
+    let hole_punching = !cfg.upgrade_wait.is_zero();
+    let asks_autonat = cfg.relays.is_some() && cfg.reachability == Reachability::Auto;
     let behaviour = {
-        let (pinned, limits) = (pinned.clone(), cfg.limits.connection_limits());
-        move |key: &identity::Keypair| Behaviour {
-            gate: Gate::new(members, pinned),
-            limits: connection_limits::Behaviour::new(limits),
-            // Peers are dialled only at their directory addresses: identify keeps no
-            // addresses peers tell about themselves, and tells none of ours.
-            identify: identify::Behaviour::new(
-                identify::Config::new("/renkei/1".into(), key.public())
-                    .with_cache_size(0)
-                    .with_hide_listen_addrs(true),
-            ),
-            ping: ping::Behaviour::default(),
-            stream: libp2p_stream::Behaviour::new(),
+        let (pinned, limits, relays) = (
+            pinned.clone(),
+            cfg.limits.connection_limits(),
+            cfg.relays.clone(),
+        );
+        move |key: &identity::Keypair, relay_client: relay::client::Behaviour| {
+            let me = key.public().to_peer_id();
+            let relay = relay_limits.map(|l| {
+                let mut r = relay::Behaviour::new(me, l.relay_config(members.clone()));
+                // Serve from the start: the node's listen addresses are its public ones.
+                r.set_status(Some(relay::Status::Enable));
+                r
+            });
+            let autonat = (asks_autonat || relay_limits.is_some())
+                .then(|| autonat::v1::Behaviour::new(me, autonat_config(relay_limits.is_some())));
+            Behaviour {
+                gate: Gate::new(members, pinned, relays),
+                limits: connection_limits::Behaviour::new(limits),
+                // Peers are dialled only at their directory addresses: identify keeps no
+                // addresses peers tell about themselves, and tells none of ours. It still
+                // tells each peer where we see it from, which hole punching needs.
+                identify: identify::Behaviour::new(
+                    identify::Config::new("/renkei/1".into(), key.public())
+                        .with_cache_size(0)
+                        .with_hide_listen_addrs(true),
+                ),
+                ping: ping::Behaviour::default(),
+                stream: libp2p_stream::Behaviour::new(),
+                relay_client,
+                relay: Toggle::from(relay),
+                dcutr: Toggle::from(hole_punching.then(|| dcutr::Behaviour::new(me))),
+                autonat: Toggle::from(autonat),
+            }
         }
     };
     let idle_timeout = cfg.idle_timeout;
@@ -591,6 +969,7 @@ pub fn start(
                 c.max_idle_timeout = 60_000;
                 c
             })
+            .with_relay_client(noise::Config::new, yamux::Config::default)?
             .with_behaviour(behaviour)?
             .with_swarm_config(swarm_config)
             .with_connection_timeout(cfg.handshake_timeout)
@@ -604,6 +983,7 @@ pub fn start(
                         .multiplex(yamux::Config::default()),
                 )
             })?
+            .with_relay_client(noise::Config::new, yamux::Config::default)?
             .with_behaviour(behaviour)?
             .with_swarm_config(swarm_config)
             .with_connection_timeout(cfg.handshake_timeout)
@@ -616,9 +996,30 @@ pub fn start(
     let control = swarm.behaviour().stream.new_control();
     let peer_id = *swarm.local_peer_id();
     let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut task = SwarmTask {
+        pinned,
+        relays: cfg.relays.clone(),
+        reachability: cfg.reachability,
+        reach: match cfg.reachability {
+            Reachability::Auto => Reach::Unknown,
+            Reachability::Private => Reach::Private,
+            Reachability::Public => Reach::Public,
+        },
+        relay_server: relay_limits.is_some(),
+        hole_punching,
+        upgrade_wait: cfg.upgrade_wait,
+        connecting: HashMap::new(),
+        upgrading: HashMap::new(),
+        upgrade_timers: futures::stream::FuturesUnordered::new(),
+        connections: HashMap::new(),
+        relayed_dialled: HashSet::new(),
+        relay_listeners: HashMap::new(),
+        relay_retry: HashMap::new(),
+        autonat_servers: HashSet::new(),
+    };
     tokio::spawn(async move {
-        let mut connecting: HashMap<PeerId, Vec<oneshot::Sender<Result<(), NetError>>>> =
-            HashMap::new();
+        let mut tick = tokio::time::interval(RELAY_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 cmd = rx.recv() => match cmd {
@@ -633,64 +1034,13 @@ pub fn start(
                         if let Some(d) = done { let _ = d.send(()); }
                         break;
                     }
-                    Some(Command::AddAddress(p, a, done)) => {
-                        swarm.behaviour_mut().gate.addresses.add(p, a);
-                        if let Some(d) = done { let _ = d.send(()); }
-                    }
-                    Some(Command::Pin(p)) => {
-                        if let Ok(mut s) = pinned.write() { s.insert(p); }
-                        swarm.behaviour_mut().limits.bypass_peer_id(&p);
-                    }
-                    Some(Command::Expel(p)) => swarm.behaviour_mut().gate.expel(p),
-                    Some(Command::Connect(p, done)) => {
-                        if swarm.is_connected(&p) {
-                            let _ = done.send(Ok(()));
-                        } else {
-                            let first = !connecting.contains_key(&p);
-                            let waiting = connecting.entry(p).or_default();
-                            // Callers that gave up are not kept (the dial is still running).
-                            waiting.retain(|d| !d.is_closed());
-                            waiting.push(done);
-                            if first {
-                                let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(p)
-                                    .condition(libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing)
-                                    .build();
-                                if let Err(e) = swarm.dial(opts) {
-                                    let e = NetError::Unreachable(e.to_string());
-                                    for d in connecting.remove(&p).unwrap_or_default() {
-                                        let _ = d.send(Err(e.clone()));
-                                    }
-                                }
-                            }
-                        }
-                    }
-                    Some(Command::Peers(tx)) => { let _ = tx.send(swarm.connected_peers().copied().collect()); }
-                    Some(Command::ListenAddrs(tx)) => { let _ = tx.send(swarm.listeners().cloned().collect()); }
-                    Some(Command::Addresses(p, tx)) => { let _ = tx.send(swarm.behaviour().gate.addresses.get(&p)); }
+                    Some(c) => task.on_command(&mut swarm, c),
                 },
-                ev = swarm.select_next_some() => match ev {
-                    SwarmEvent::NewListenAddr { address, .. } => tracing::info!(%address, "listening"),
-                    SwarmEvent::ConnectionEstablished { peer_id, .. } => {
-                        tracing::debug!(%peer_id, "connected");
-                        for d in connecting.remove(&peer_id).unwrap_or_default() {
-                            let _ = d.send(Ok(()));
-                        }
-                    }
-                    SwarmEvent::ConnectionClosed { peer_id, cause, endpoint, .. } => {
-                        tracing::debug!(%peer_id, ?cause, dialer = endpoint.is_dialer(), "connection closed");
-                    }
-                    SwarmEvent::IncomingConnectionError { error, .. } => tracing::debug!(%error, "incoming connection refused"),
-                    SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
-                        tracing::debug!(?peer_id, %error, "dial failed");
-                        if let Some(p) = peer_id {
-                            let e = NetError::Unreachable(error.to_string());
-                            for d in connecting.remove(&p).unwrap_or_default() {
-                                let _ = d.send(Err(e.clone()));
-                            }
-                        }
-                    }
-                    _ => {}
-                },
+                ev = swarm.select_next_some() => task.on_event(&mut swarm, ev),
+                Some(p) = task.upgrade_timers.next(), if !task.upgrade_timers.is_empty() => {
+                    task.upgrade_over(&swarm, p);
+                }
+                _ = tick.tick() => task.keep_relay_slots(&mut swarm),
             }
         }
     });
@@ -699,6 +1049,400 @@ pub fn start(
         control,
         commands: tx,
     })
+}
+
+/// How often an office looks at its relay slots (and retries one it lost, after a backoff).
+const RELAY_TICK: Duration = Duration::from_secs(2);
+/// The first wait before a lost or refused relay slot is asked for again; it doubles up to
+/// [`RELAY_RETRY_MAX`].
+const RELAY_RETRY_FIRST: Duration = Duration::from_secs(2);
+/// The longest wait before a relay slot is asked for again.
+const RELAY_RETRY_MAX: Duration = Duration::from_secs(120);
+
+type Waiter = oneshot::Sender<Result<(), NetError>>;
+
+/// The state of the swarm task besides the swarm.
+struct SwarmTask {
+    pinned: Arc<RwLock<HashSet<PeerId>>>,
+    relays: Option<Arc<dyn Relays>>,
+    reachability: Reachability,
+    reach: Reach,
+    relay_server: bool,
+    hole_punching: bool,
+    upgrade_wait: Duration,
+    /// Callers waiting for our dial to a peer.
+    connecting: HashMap<PeerId, Vec<Waiter>>,
+    /// Callers waiting while a relayed connection to a peer may be made direct.
+    upgrading: HashMap<PeerId, Vec<Waiter>>,
+    upgrade_timers: futures::stream::FuturesUnordered<futures::future::BoxFuture<'static, PeerId>>,
+    /// Each peer's connections, and whether each is relayed.
+    connections: HashMap<PeerId, HashMap<ConnectionId, bool>>,
+    /// Relayed connections we dialled (closed once a direct one replaces them).
+    relayed_dialled: HashSet<ConnectionId>,
+    /// Our `/p2p-circuit` listeners: the relay (`<addr>/p2p/<node>`), and whether it has
+    /// accepted our reservation.
+    relay_listeners: HashMap<libp2p::core::transport::ListenerId, (Multiaddr, bool)>,
+    /// Relays to ask again for a slot: not before when, and the wait after the next failure.
+    relay_retry: HashMap<Multiaddr, (std::time::Instant, Duration)>,
+    /// Directory nodes given to AutoNAT as servers.
+    autonat_servers: HashSet<PeerId>,
+}
+
+/// The PeerId an address ends in (`/p2p/<id>`).
+fn last_peer(a: &Multiaddr) -> Option<PeerId> {
+    match a.iter().last() {
+        Some(Protocol::P2p(p)) => Some(p),
+        _ => None,
+    }
+}
+
+impl SwarmTask {
+    fn answer(waiters: Option<Vec<Waiter>>, r: Result<(), NetError>) {
+        for d in waiters.unwrap_or_default() {
+            let _ = d.send(r.clone());
+        }
+    }
+
+    fn via(&self, peer: &PeerId) -> Option<Via> {
+        let c = self.connections.get(peer)?;
+        if c.is_empty() {
+            None
+        } else if c.values().any(|relayed| !relayed) {
+            Some(Via::Direct)
+        } else {
+            Some(Via::Relayed)
+        }
+    }
+
+    fn on_command(&mut self, swarm: &mut libp2p::Swarm<Behaviour>, c: Command) {
+        match c {
+            Command::Shutdown(_) => {}
+            Command::AddAddress(p, a, done) => {
+                swarm.behaviour_mut().gate.addresses.add(p, a);
+                if let Some(d) = done {
+                    let _ = d.send(());
+                }
+            }
+            Command::Pin(p) => {
+                if let Ok(mut s) = self.pinned.write() {
+                    s.insert(p);
+                }
+                swarm.behaviour_mut().limits.bypass_peer_id(&p);
+            }
+            Command::Expel(p) => swarm.behaviour_mut().gate.expel(p),
+            Command::ExpelNonMembers => {
+                let peers: Vec<PeerId> = swarm.connected_peers().copied().collect();
+                let gate = &mut swarm.behaviour_mut().gate;
+                for p in peers {
+                    if !gate.admitted(&p) {
+                        tracing::warn!(%p, "closing connections to a peer that left the directory");
+                        gate.expel(p);
+                    }
+                }
+            }
+            Command::Connect(p, done) => {
+                if let Some(waiting) = self.upgrading.get_mut(&p) {
+                    waiting.push(done);
+                } else if swarm.is_connected(&p) {
+                    let _ = done.send(Ok(()));
+                } else {
+                    let first = !self.connecting.contains_key(&p);
+                    let waiting = self.connecting.entry(p).or_default();
+                    // Callers that gave up are not kept (the dial is still running).
+                    waiting.retain(|d| !d.is_closed());
+                    waiting.push(done);
+                    if first {
+                        let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(p)
+                            .condition(
+                                libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing,
+                            )
+                            .build();
+                        if let Err(e) = swarm.dial(opts) {
+                            let e = NetError::Unreachable(e.to_string());
+                            Self::answer(self.connecting.remove(&p), Err(e));
+                        }
+                    }
+                }
+            }
+            Command::Peers(tx) => {
+                let _ = tx.send(swarm.connected_peers().copied().collect());
+            }
+            Command::ListenAddrs(tx) => {
+                let _ = tx.send(swarm.listeners().cloned().collect());
+            }
+            Command::Addresses(p, tx) => {
+                let _ = tx.send(swarm.behaviour().gate.dial_addresses(&p));
+            }
+            Command::Via(p, tx) => {
+                let _ = tx.send(self.via(&p));
+            }
+            Command::State(tx) => {
+                let _ = tx.send(NetState {
+                    reach: self.reach,
+                    reservations: self.relay_listeners.values().filter(|(_, ok)| *ok).count(),
+                });
+            }
+        }
+    }
+
+    fn on_event(&mut self, swarm: &mut libp2p::Swarm<Behaviour>, ev: SwarmEvent<BehaviourEvent>) {
+        match ev {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                if is_relayed(&address) {
+                    tracing::info!(%address, "reachable through a relay");
+                } else {
+                    tracing::info!(%address, "listening");
+                }
+                // A relay tells offices its addresses in each reservation: its own.
+                if self.relay_server && !is_relayed(&address) {
+                    swarm.add_external_address(address);
+                }
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                ..
+            } => {
+                let relayed = endpoint.is_relayed();
+                tracing::debug!(%peer_id, relayed, dialer = endpoint.is_dialer(), "connected");
+                let had_direct = self.via(&peer_id) == Some(Via::Direct);
+                self.connections
+                    .entry(peer_id)
+                    .or_default()
+                    .insert(connection_id, relayed);
+                if relayed && endpoint.is_dialer() {
+                    self.relayed_dialled.insert(connection_id);
+                }
+                if relayed && self.hole_punching && !had_direct {
+                    // Give hole punching a moment before the first stream goes the long way.
+                    let waiting = self.connecting.remove(&peer_id).unwrap_or_default();
+                    let first = !self.upgrading.contains_key(&peer_id);
+                    self.upgrading.entry(peer_id).or_default().extend(waiting);
+                    if first {
+                        let wait = self.upgrade_wait;
+                        self.upgrade_timers.push(Box::pin(async move {
+                            tokio::time::sleep(wait).await;
+                            peer_id
+                        }));
+                    }
+                    return;
+                }
+                if !relayed && self.upgrading.contains_key(&peer_id) {
+                    // The relayed connection we were about to use was made direct: drop it
+                    // before any stream can pick it.
+                    let ours: Vec<ConnectionId> = self.connections[&peer_id]
+                        .iter()
+                        .filter(|(id, r)| **r && self.relayed_dialled.contains(id))
+                        .map(|(id, _)| *id)
+                        .collect();
+                    for id in ours {
+                        swarm.close_connection(id);
+                        if let Some(c) = self.connections.get_mut(&peer_id) {
+                            c.remove(&id);
+                        }
+                    }
+                    tracing::info!(%peer_id, "relayed connection made direct");
+                }
+                Self::answer(self.connecting.remove(&peer_id), Ok(()));
+                Self::answer(self.upgrading.remove(&peer_id), Ok(()));
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                connection_id,
+                cause,
+                endpoint,
+                ..
+            } => {
+                tracing::debug!(%peer_id, ?cause, dialer = endpoint.is_dialer(), relayed = endpoint.is_relayed(), "connection closed");
+                self.relayed_dialled.remove(&connection_id);
+                if let Some(c) = self.connections.get_mut(&peer_id) {
+                    c.remove(&connection_id);
+                    if c.is_empty() {
+                        self.connections.remove(&peer_id);
+                        Self::answer(
+                            self.upgrading.remove(&peer_id),
+                            Err(NetError::Unreachable(
+                                "the relayed connection closed".into(),
+                            )),
+                        );
+                    }
+                }
+            }
+            SwarmEvent::IncomingConnectionError { error, .. } => {
+                tracing::debug!(%error, "incoming connection refused")
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                tracing::debug!(?peer_id, %error, "dial failed");
+                if let Some(p) = peer_id {
+                    let e = NetError::Unreachable(error.to_string());
+                    Self::answer(self.connecting.remove(&p), Err(e));
+                    // A direct dial beside a relayed connection: hole punching failed this
+                    // time (the other side may try again); the relayed connection is used.
+                    if swarm.is_connected(&p) {
+                        Self::answer(self.upgrading.remove(&p), Ok(()));
+                    }
+                }
+            }
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                reason,
+                ..
+            } => {
+                if let Some((relay, _)) = self.relay_listeners.remove(&listener_id) {
+                    let wait = self.retry_later(&relay);
+                    match reason {
+                        Ok(()) => {
+                            tracing::info!(%relay, "relay slot closed; asking again in {wait:?}")
+                        }
+                        Err(e) => {
+                            tracing::warn!(%relay, "relay slot lost or refused ({e}); asking again in {wait:?}")
+                        }
+                    }
+                }
+            }
+            SwarmEvent::Behaviour(b) => self.on_behaviour_event(swarm, b),
+            _ => {}
+        }
+    }
+
+    fn on_behaviour_event(&mut self, swarm: &mut libp2p::Swarm<Behaviour>, ev: BehaviourEvent) {
+        match ev {
+            BehaviourEvent::RelayClient(relay::client::Event::ReservationReqAccepted {
+                relay_peer_id,
+                renewal,
+                ..
+            }) => {
+                for (relay, ok) in self.relay_listeners.values_mut() {
+                    if last_peer(relay) == Some(relay_peer_id) {
+                        *ok = true;
+                        self.relay_retry.remove(relay);
+                    }
+                }
+                if !renewal {
+                    tracing::info!(relay = %relay_peer_id, "relay slot reserved");
+                }
+            }
+            BehaviourEvent::RelayClient(e) => tracing::debug!(?e, "relay client"),
+            BehaviourEvent::Relay(e) => match e {
+                relay::Event::ReservationReqDenied { src_peer_id, .. } => {
+                    tracing::info!(peer = %src_peer_id, "relay: refused a slot")
+                }
+                relay::Event::CircuitReqDenied {
+                    src_peer_id,
+                    dst_peer_id,
+                    status,
+                } => {
+                    tracing::info!(from = %src_peer_id, to = %dst_peer_id, ?status, "relay: refused a circuit")
+                }
+                e => tracing::debug!(?e, "relay"),
+            },
+            BehaviourEvent::Dcutr(dcutr::Event {
+                remote_peer_id,
+                result,
+            }) => match result {
+                Ok(_) => tracing::debug!(peer = %remote_peer_id, "hole punched"),
+                Err(e) => {
+                    tracing::debug!(peer = %remote_peer_id, "no direct connection: {e}");
+                    // The relayed connection it is, then.
+                    if swarm.is_connected(&remote_peer_id) {
+                        Self::answer(self.upgrading.remove(&remote_peer_id), Ok(()));
+                    }
+                }
+            },
+            BehaviourEvent::Autonat(autonat::v1::Event::StatusChanged { old, new }) => {
+                tracing::info!(?old, ?new, "reachability (AutoNAT)");
+                if self.reachability == Reachability::Auto {
+                    self.reach = match new {
+                        autonat::v1::NatStatus::Public(_) => Reach::Public,
+                        autonat::v1::NatStatus::Private => Reach::Private,
+                        autonat::v1::NatStatus::Unknown => Reach::Unknown,
+                    };
+                    self.keep_relay_slots(swarm);
+                }
+            }
+            BehaviourEvent::Autonat(e) => tracing::debug!(?e, "autonat"),
+            _ => {}
+        }
+    }
+
+    /// The wait for an upgrade of `peer`'s relayed connection is over: its callers use the
+    /// relayed connection.
+    fn upgrade_over(&mut self, swarm: &libp2p::Swarm<Behaviour>, peer: PeerId) {
+        let r = if swarm.is_connected(&peer) {
+            Ok(())
+        } else {
+            Err(NetError::Unreachable(
+                "the relayed connection closed".into(),
+            ))
+        };
+        Self::answer(self.upgrading.remove(&peer), r);
+    }
+
+    /// Notes a failed relay slot; returns the wait before it is asked for again.
+    fn retry_later(&mut self, relay: &Multiaddr) -> Duration {
+        let now = std::time::Instant::now();
+        let e = self
+            .relay_retry
+            .entry(relay.clone())
+            .or_insert((now, RELAY_RETRY_FIRST / 2));
+        e.1 = (e.1 * 2).min(RELAY_RETRY_MAX);
+        e.0 = now + e.1;
+        e.1
+    }
+
+    /// Holds a slot on each of our region's relays while we are not known to be reachable,
+    /// and none once we are.
+    fn keep_relay_slots(&mut self, swarm: &mut libp2p::Swarm<Behaviour>) {
+        let Some(relays) = self.relays.clone() else {
+            return;
+        };
+        let own = relays.own();
+        if let Some(autonat) = swarm.behaviour_mut().autonat.as_mut() {
+            for a in &own {
+                if let Some(p) = last_peer(a)
+                    && self.autonat_servers.insert(p)
+                {
+                    autonat.add_server(p, Some(a.clone()));
+                }
+            }
+        }
+        let wanted = if self.reach == Reach::Public {
+            Vec::new()
+        } else {
+            own
+        };
+        let stale: Vec<_> = self
+            .relay_listeners
+            .iter()
+            .filter(|(_, (a, _))| !wanted.contains(a))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stale {
+            self.relay_listeners.remove(&id);
+            swarm.remove_listener(id);
+        }
+        let now = std::time::Instant::now();
+        for relay in wanted {
+            if self.relay_listeners.values().any(|(a, _)| *a == relay)
+                || self
+                    .relay_retry
+                    .get(&relay)
+                    .is_some_and(|(at, _)| *at > now)
+            {
+                continue;
+            }
+            match swarm.listen_on(relay.clone().with(Protocol::P2pCircuit)) {
+                Ok(id) => {
+                    self.relay_listeners.insert(id, (relay, false));
+                }
+                Err(e) => {
+                    let wait = self.retry_later(&relay);
+                    tracing::warn!(%relay, "cannot ask for a relay slot ({e}); again in {wait:?}");
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1027,6 +1771,169 @@ mod tests {
         net.command(Command::Expel(peer(3)));
         poll_for(Duration::from_secs(5), "the addresses to go", || async {
             net.addresses(peer(3)).await.is_empty().then_some(())
+        })
+        .await;
+    }
+
+    /// Relays for tests: one relay, reached at `at`.
+    #[derive(Debug)]
+    struct OneRelay {
+        at: Multiaddr,
+    }
+
+    impl Relays for OneRelay {
+        fn own(&self) -> Vec<Multiaddr> {
+            vec![self.at.clone()]
+        }
+        fn circuits_to(&self, peer: &PeerId) -> Vec<Multiaddr> {
+            vec![
+                self.at
+                    .clone()
+                    .with(Protocol::P2pCircuit)
+                    .with(Protocol::P2p(*peer)),
+            ]
+        }
+    }
+
+    /// A membership that a test changes as it goes.
+    fn members_of(set: &Arc<RwLock<HashSet<PeerId>>>) -> Membership {
+        let set = set.clone();
+        Arc::new(move |p: &PeerId| set.read().unwrap().contains(p))
+    }
+
+    fn set_of(peers: &[PeerId]) -> Arc<RwLock<HashSet<PeerId>>> {
+        Arc::new(RwLock::new(peers.iter().copied().collect()))
+    }
+
+    /// A directory node's relay on the memory transport with `limits`.
+    async fn relay_node(n: u8, members: Membership, limits: RelayLimits) -> (Net, Multiaddr) {
+        let cfg = NetConfig {
+            relay: Some(limits),
+            ..NetConfig::directory_node().in_memory()
+        };
+        let net = start(&secret(n), &["/memory/0".parse().unwrap()], members, &cfg).unwrap();
+        let at = listen_addr(&net).await.with(Protocol::P2p(net.peer_id));
+        (net, at)
+    }
+
+    /// An office on the memory transport that listens nowhere itself, using the relay at `at`.
+    fn office_behind(n: u8, members: Membership, at: &Multiaddr, reach: Reachability) -> Net {
+        let cfg = NetConfig::office()
+            .in_memory()
+            .with_relays(Arc::new(OneRelay { at: at.clone() }), reach);
+        start(&secret(n), &[], members, &cfg).unwrap()
+    }
+
+    async fn reserved(net: &Net) {
+        poll_for(Duration::from_secs(10), "a relay slot", || async {
+            (net.state().await.reservations == 1).then_some(())
+        })
+        .await;
+    }
+
+    /// Two offices that listen nowhere reach each other through a directory node's relay;
+    /// the relay serves members only, and the office at the end of a circuit admits only its
+    /// own members over it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn offices_reach_each_other_through_a_relay_and_only_members_do() {
+        let (a, b, x, y) = (peer(2), peer(3), peer(4), peer(5));
+        // The relay counts a, b and x as members; b counts a and y (and the relay).
+        let (relay, at) =
+            relay_node(1, members_of(&set_of(&[a, b, x])), RelayLimits::default()).await;
+        let b_members = set_of(&[relay.peer_id, a, y]);
+        let nb = office_behind(3, members_of(&b_members), &at, Reachability::Private);
+        echo(&nb);
+        let na = office_behind(2, admit_all(), &at, Reachability::Private);
+        let public = office_behind(6, admit_all(), &at, Reachability::Public);
+        reserved(&nb).await;
+        reserved(&na).await;
+        assert_eq!(nb.state().await.reach, Reach::Private);
+        assert!(
+            nb.listen_addrs().await.iter().any(is_relayed),
+            "b listens at its relay address"
+        );
+
+        assert_eq!(round_trip(&na, b).await, Ok(true));
+        assert_eq!(na.via(b).await, Some(Via::Relayed));
+        assert_eq!(nb.via(a).await, Some(Via::Relayed));
+
+        // x: a member for the relay, not for b (say, b has seen its revocation): b refuses.
+        let nx = office_behind(4, admit_all(), &at, Reachability::Private);
+        assert_ne!(round_trip(&nx, b).await, Ok(true));
+        assert_eq!(nb.via(x).await, None);
+        // y: a member for b, not for the relay: the relay refuses it.
+        let ny = office_behind(5, admit_all(), &at, Reachability::Private);
+        assert_ne!(round_trip(&ny, b).await, Ok(true));
+        assert_eq!(ny.state().await.reservations, 0, "no slot for a non-member");
+        assert_eq!(nb.via(y).await, None);
+        assert!(!relay.peers().await.contains(&y));
+        // An office that says it is reachable holds no slot.
+        assert_eq!(public.state().await.reservations, 0);
+        assert!(!public.listen_addrs().await.iter().any(is_relayed));
+    }
+
+    /// Membership is asked again for each circuit: an office that stopped being a member
+    /// after it connected to the relay opens no new circuit, and once the relay expels the
+    /// peers that left, it is disconnected.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_relay_asks_membership_for_each_circuit() {
+        let (a, b, c) = (peer(2), peer(3), peer(4));
+        let relay_members = set_of(&[a, b, c]);
+        let (relay, at) = relay_node(1, members_of(&relay_members), RelayLimits::default()).await;
+        let nb = office_behind(3, admit_all(), &at, Reachability::Private);
+        let nc = office_behind(4, admit_all(), &at, Reachability::Private);
+        echo(&nb);
+        echo(&nc);
+        let na = office_behind(2, admit_all(), &at, Reachability::Private);
+        reserved(&nb).await;
+        reserved(&nc).await;
+        assert_eq!(round_trip(&na, b).await, Ok(true));
+        // a leaves the directory while connected to the relay.
+        relay_members.write().unwrap().remove(&a);
+        assert!(relay.peers().await.contains(&a));
+        assert_ne!(round_trip(&na, c).await, Ok(true));
+        assert_eq!(nc.via(a).await, None);
+        relay.command(Command::ExpelNonMembers);
+        poll_for(Duration::from_secs(5), "a to be disconnected", || async {
+            (!relay.peers().await.contains(&a)).then_some(())
+        })
+        .await;
+    }
+
+    /// A circuit carries at most `max_circuit_bytes`, and lasts at most
+    /// `max_circuit_duration`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn relay_circuits_are_bounded_in_bytes_and_time() {
+        let (a, b) = (peer(2), peer(3));
+        let limits = RelayLimits {
+            max_circuit_bytes: 64 << 10,
+            max_circuit_duration: Duration::from_secs(2),
+            ..RelayLimits::default()
+        };
+        let (_relay, at) = relay_node(1, members_of(&set_of(&[a, b])), limits).await;
+        let nb = office_behind(3, admit_all(), &at, Reachability::Private);
+        echo(&nb);
+        let na = office_behind(2, admit_all(), &at, Reachability::Private);
+        reserved(&nb).await;
+        assert_eq!(round_trip(&na, b).await, Ok(true));
+        // 1 MiB does not get through a circuit of 64 KiB.
+        let mut s = na.open(b, DELIVER, Duration::from_secs(5)).await.unwrap();
+        let big = async {
+            let chunk = vec![7u8; 16 << 10];
+            let mut back = vec![0u8; 16 << 10];
+            for _ in 0..64 {
+                s.write_all(&chunk).await?;
+                s.flush().await?;
+                s.read_exact(&mut back).await?;
+            }
+            Ok::<_, std::io::Error>(())
+        };
+        let r = tokio::time::timeout(Duration::from_secs(10), big).await;
+        assert!(!matches!(r, Ok(Ok(()))), "1 MiB went through: {r:?}");
+        // A new circuit carries a little, and is closed when its time is up.
+        assert_eq!(round_trip(&na, b).await, Ok(true));
+        poll_for(Duration::from_secs(6), "the circuit to close", || async {
+            na.via(b).await.is_none().then_some(())
         })
         .await;
     }
