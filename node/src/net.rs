@@ -438,8 +438,8 @@ impl NetConfig {
         }
     }
 
-    /// The transport the listen addresses call for: memory for `/memory/…` addresses,
-    /// sockets otherwise.
+    /// The transport the addresses (ours, our directory nodes') call for: memory for
+    /// `/memory/…` addresses, sockets otherwise.
     pub fn on(self, listen: &[Multiaddr]) -> Self {
         let memory = listen.iter().any(|a| {
             a.iter()
