@@ -1015,7 +1015,7 @@ pub fn start(
         relayed_dialled: HashSet::new(),
         relay_listeners: HashMap::new(),
         relay_retry: HashMap::new(),
-        autonat_servers: HashSet::new(),
+        known_relays: HashSet::new(),
     };
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(RELAY_TICK);
@@ -1084,8 +1084,8 @@ struct SwarmTask {
     relay_listeners: HashMap<libp2p::core::transport::ListenerId, (Multiaddr, bool)>,
     /// Relays to ask again for a slot: not before when, and the wait after the next failure.
     relay_retry: HashMap<Multiaddr, (std::time::Instant, Duration)>,
-    /// Directory nodes given to AutoNAT as servers.
-    autonat_servers: HashSet<PeerId>,
+    /// Relays seen so far: pinned, and given to AutoNAT as servers.
+    known_relays: HashSet<PeerId>,
 }
 
 /// The PeerId an address ends in (`/p2p/<id>`).
@@ -1398,11 +1398,20 @@ impl SwarmTask {
             return;
         };
         let own = relays.own();
-        if let Some(autonat) = swarm.behaviour_mut().autonat.as_mut() {
-            for a in &own {
-                if let Some(p) = last_peer(a)
-                    && self.autonat_servers.insert(p)
-                {
+        for a in &own {
+            let Some(p) = last_peer(a) else {
+                continue;
+            };
+            if self.known_relays.insert(p) {
+                // Our relays are directory nodes: admitted before the directory is loaded
+                // (at first start only the configured ones are known), and asked whether we
+                // are reachable.
+                if let Ok(mut s) = self.pinned.write() {
+                    s.insert(p);
+                }
+                let b = swarm.behaviour_mut();
+                b.limits.bypass_peer_id(&p);
+                if let Some(autonat) = b.autonat.as_mut() {
                     autonat.add_server(p, Some(a.clone()));
                 }
             }
