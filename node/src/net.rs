@@ -1881,6 +1881,19 @@ mod tests {
         assert!(!public.listen_addrs().await.iter().any(is_relayed));
     }
 
+    /// At an office's first start its directory is empty, so its gate admits no one: its
+    /// relays (the configured directory nodes) are admitted all the same, and it holds a slot
+    /// at once. (Defect: the gate refused the office's own dial to its relay until the
+    /// directory arrived.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_office_reserves_its_relay_slot_before_it_has_a_directory() {
+        let b = peer(3);
+        let (_relay, at) = relay_node(1, members_of(&set_of(&[b])), RelayLimits::default()).await;
+        let nobody: Membership = Arc::new(|_: &PeerId| false);
+        let nb = office_behind(3, nobody, &at, Reachability::Private);
+        reserved(&nb).await;
+    }
+
     /// Membership is asked again for each circuit: an office that stopped being a member
     /// after it connected to the relay opens no new circuit, and once the relay expels the
     /// peers that left, it is disconnected.
