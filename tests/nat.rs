@@ -32,7 +32,8 @@ use renkei_protocol::{FileKind, OfficeNumber, ServiceKind};
 const SERVICE: &str = "1310000011";
 
 /// Two offices whose nodes listen nowhere (their directory entries name addresses nobody
-/// listens on) deliver through their directory node's relay; each says so in its status.
+/// listens on) deliver through their directory node's relay; each says so in its status. A
+/// revoked office loses its relay slot.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offices_that_listen_nowhere_deliver_through_their_directory_node() {
     let dir = tempfile::tempdir().unwrap();
@@ -102,6 +103,15 @@ async fn offices_that_listen_nowhere_deliver_through_their_directory_node() {
         "{:?}",
         recipient.listening
     );
+    // Revoked, the recipient loses its relay slot: the directory node drops its connection
+    // when it rereads its folder, and refuses it from then on.
+    fed.plan.revoke(1).unwrap();
+    poll(
+        Duration::from_secs(20),
+        "the revoked office's slot to go",
+        || async { status(1).await.relay_slots == 0 },
+    )
+    .await;
     fed.shutdown().await;
 }
 

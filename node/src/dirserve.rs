@@ -229,9 +229,20 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<DirectoryNode> {
                         },
                     }
                 }
-                *view.write().unwrap_or_else(|p| p.into_inner()) = d;
-                // A revoked office loses its relay slot and its circuits with its connection.
-                net.command(net::Command::ExpelNonMembers);
+                let versions = |d: &Directory| -> Vec<(u64, [u8; 32])> {
+                    d.regions().map(|r| (r.seq, r.digest)).collect()
+                };
+                let changed = {
+                    let mut v = view.write().unwrap_or_else(|p| p.into_inner());
+                    let changed = versions(&v) != versions(&d);
+                    *v = d;
+                    changed
+                };
+                if changed {
+                    // A revoked office loses its relay slot and its circuits with its
+                    // connection.
+                    net.command(net::Command::ExpelNonMembers);
+                }
                 tokio::time::sleep(every).await;
             }
         }

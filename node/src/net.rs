@@ -1784,6 +1784,43 @@ mod tests {
         .await;
     }
 
+    #[test]
+    fn circuits_go_through_a_directory_nodes_dialable_addresses() {
+        let node = secret(1).verifying_key().to_bytes();
+        let id = peer(1);
+        let info = renkei_directory::NodeInfo {
+            key: node,
+            addresses: vec![
+                "/ip4/198.51.100.10/tcp/4710".into(),
+                "/ip4/0.0.0.0/tcp/4710".into(),
+                format!("/ip4/198.51.100.11/tcp/4710/p2p/{}", peer(2)),
+                "not an address".into(),
+                format!("/ip4/198.51.100.10/udp/4710/quic-v1/p2p/{id}"),
+                format!("/ip4/198.51.100.12/tcp/1/p2p/{}/p2p-circuit", peer(2)),
+            ],
+            http: None,
+        };
+        let got: Vec<String> = node_addresses(&info)
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        assert_eq!(
+            got,
+            [
+                format!("/ip4/198.51.100.10/tcp/4710/p2p/{id}"),
+                format!("/ip4/198.51.100.10/udp/4710/quic-v1/p2p/{id}"),
+            ]
+        );
+        let cfg: crate::home::Config =
+            toml::from_str("office = \"1310000001\"\nreachability = \"private\"\n").unwrap();
+        assert_eq!(cfg.reachability, Reachability::Private);
+        assert_eq!(
+            crate::home::Config::default().reachability,
+            Reachability::Auto
+        );
+        assert!(toml::from_str::<crate::home::Config>("reachability = \"maybe\"\n").is_err());
+    }
+
     /// Relays for tests: one relay, reached at `at`.
     #[derive(Debug)]
     struct OneRelay {
