@@ -594,14 +594,20 @@ impl Gate {
     /// region.
     fn dial_addresses(&self, peer: &PeerId) -> Vec<Multiaddr> {
         let mut out = self.addresses.get(peer);
-        if let Some(r) = &self.relays {
-            for a in r.circuits_to(peer) {
-                if !out.contains(&a) {
-                    out.push(a);
-                }
+        for a in self.circuits_to(peer) {
+            if !out.contains(&a) {
+                out.push(a);
             }
         }
         out
+    }
+
+    /// Where `peer` can be reached through relays.
+    fn circuits_to(&self, peer: &PeerId) -> Vec<Multiaddr> {
+        self.relays
+            .as_ref()
+            .map(|r| r.circuits_to(peer))
+            .unwrap_or_default()
     }
 
     fn admitted(&self, peer: &PeerId) -> bool {
@@ -1009,6 +1015,7 @@ pub fn start(
         hole_punching,
         upgrade_wait: cfg.upgrade_wait,
         connecting: HashMap::new(),
+        dials: HashMap::new(),
         upgrading: HashMap::new(),
         upgrade_timers: futures::stream::FuturesUnordered::new(),
         connections: HashMap::new(),
@@ -1072,6 +1079,8 @@ struct SwarmTask {
     upgrade_wait: Duration,
     /// Callers waiting for our dial to a peer.
     connecting: HashMap<PeerId, Vec<Waiter>>,
+    /// Our dials for them: to which peer, and whether through relays.
+    dials: HashMap<ConnectionId, (PeerId, bool)>,
     /// Callers waiting while a relayed connection to a peer may be made direct.
     upgrading: HashMap<PeerId, Vec<Waiter>>,
     upgrade_timers: futures::stream::FuturesUnordered<futures::future::BoxFuture<'static, PeerId>>,
@@ -1152,15 +1161,7 @@ impl SwarmTask {
                     waiting.retain(|d| !d.is_closed());
                     waiting.push(done);
                     if first {
-                        let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(p)
-                            .condition(
-                                libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing,
-                            )
-                            .build();
-                        if let Err(e) = swarm.dial(opts) {
-                            let e = NetError::Unreachable(e.to_string());
-                            Self::answer(self.connecting.remove(&p), Err(e));
-                        }
+                        self.dial(swarm, p, false);
                     }
                 }
             }
@@ -1206,6 +1207,7 @@ impl SwarmTask {
             } => {
                 let relayed = endpoint.is_relayed();
                 tracing::debug!(%peer_id, relayed, dialer = endpoint.is_dialer(), "connected");
+                self.dials.remove(&connection_id);
                 let had_direct = self.via(&peer_id) == Some(Via::Direct);
                 self.connections
                     .entry(peer_id)
@@ -1272,11 +1274,19 @@ impl SwarmTask {
             SwarmEvent::IncomingConnectionError { error, .. } => {
                 tracing::debug!(%error, "incoming connection refused")
             }
-            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+            SwarmEvent::OutgoingConnectionError {
+                peer_id,
+                connection_id,
+                error,
+            } => {
                 tracing::debug!(?peer_id, %error, "dial failed");
-                if let Some(p) = peer_id {
+                if let Some((p, relayed)) = self.dials.remove(&connection_id) {
                     let e = NetError::Unreachable(error.to_string());
-                    Self::answer(self.connecting.remove(&p), Err(e));
+                    if relayed || !self.dial(swarm, p, true) {
+                        Self::answer(self.connecting.remove(&p), Err(e));
+                    }
+                }
+                if let Some(p) = peer_id {
                     // A direct dial beside a relayed connection: hole punching failed this
                     // time (the other side may try again); the relayed connection is used.
                     if swarm.is_connected(&p) {
@@ -1363,6 +1373,54 @@ impl SwarmTask {
             }
             BehaviourEvent::Autonat(e) => tracing::debug!(?e, "autonat"),
             _ => {}
+        }
+    }
+
+    /// Dials `peer` for our callers: at its directory addresses, or (`after_direct`, or when
+    /// it has none) through relays. Two dials, not one: libp2p starts every address's handshake
+    /// timer when the dial starts, so relays tried after a directory address that does not
+    /// answer would time out unheard. Returns whether a dial started (when not, and when
+    /// `relayed` was not asked for, the callers have been answered).
+    fn dial(
+        &mut self,
+        swarm: &mut libp2p::Swarm<Behaviour>,
+        p: PeerId,
+        after_direct: bool,
+    ) -> bool {
+        use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+        let gate = &swarm.behaviour().gate;
+        let direct = if after_direct {
+            Vec::new()
+        } else {
+            gate.addresses.get(&p)
+        };
+        let (addresses, relayed) = if direct.is_empty() {
+            (gate.circuits_to(&p), true)
+        } else {
+            (direct, false)
+        };
+        // After the directory addresses failed, with no relay to try: done. (A first dial
+        // with no address at all is left to the swarm, which refuses it at once.)
+        if after_direct && addresses.is_empty() {
+            return false;
+        }
+        let opts = DialOpts::peer_id(p)
+            .condition(PeerCondition::DisconnectedAndNotDialing)
+            .addresses(addresses)
+            .build();
+        let id = opts.connection_id();
+        match swarm.dial(opts) {
+            Ok(()) => {
+                self.dials.insert(id, (p, relayed));
+                true
+            }
+            Err(e) => {
+                Self::answer(
+                    self.connecting.remove(&p),
+                    Err(NetError::Unreachable(e.to_string())),
+                );
+                false
+            }
         }
     }
 
@@ -1916,6 +1974,44 @@ mod tests {
         // An office that says it is reachable holds no slot.
         assert_eq!(public.state().await.reservations, 0);
         assert!(!public.listen_addrs().await.iter().any(is_relayed));
+    }
+
+    /// A partner whose directory address does not answer (a SYN into a router's void, say) is
+    /// still reached through its relay. (Defect: libp2p starts every address's handshake
+    /// timer when a dial starts, so the relay addresses dialled after the silent one timed out
+    /// unheard, at every attempt.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_silent_directory_address_does_not_starve_the_relay() {
+        let (a, b) = (peer(2), peer(3));
+        let cfg = NetConfig::directory_node();
+        let relay = start(
+            &secret(1),
+            &["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+            members_of(&set_of(&[a, b])),
+            &cfg,
+        )
+        .unwrap();
+        let at = listen_addr(&relay).await.with(Protocol::P2p(relay.peer_id));
+        let office = |n: u8| {
+            let cfg = NetConfig {
+                handshake_timeout: Duration::from_secs(1),
+                ..NetConfig::office()
+                    .with_relays(Arc::new(OneRelay { at: at.clone() }), Reachability::Private)
+            };
+            start(&secret(n), &[], admit_all(), &cfg).unwrap()
+        };
+        let nb = office(3);
+        echo(&nb);
+        reserved(&nb).await;
+        let na = office(2);
+        // b's directory entry names an address that accepts and then says nothing.
+        let mute = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = mute.local_addr().unwrap().port();
+        na.add_address(b, format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap())
+            .await;
+        assert_eq!(round_trip(&na, b).await, Ok(true));
+        assert_eq!(na.via(b).await, Some(Via::Relayed));
+        drop(mute);
     }
 
     /// At an office's first start its directory is empty, so its gate admits no one: its
