@@ -1479,10 +1479,15 @@ impl SwarmTask {
         } else {
             own
         };
+        // A slot still being asked for is given up only once granted: libp2p-relay 0.22
+        // panics when the answer to a request whose listener is gone arrives. (A renewal
+        // answered just as its slot is given up would meet the same; a slot is renewed once
+        // an hour, and given up only when the office turns out reachable or the region's
+        // directory nodes change.)
         let stale: Vec<_> = self
             .relay_listeners
             .iter()
-            .filter(|(_, (a, _))| !wanted.contains(a))
+            .filter(|(_, (a, granted))| *granted && !wanted.contains(a))
             .map(|(id, _)| *id)
             .collect();
         for id in stale {
@@ -2012,6 +2017,101 @@ mod tests {
         assert_eq!(round_trip(&na, b).await, Ok(true));
         assert_eq!(na.via(b).await, Some(Via::Relayed));
         drop(mute);
+    }
+
+    /// Relays for tests that a test changes as it goes.
+    #[derive(Debug)]
+    struct SwitchedRelays {
+        own: Arc<RwLock<Vec<Multiaddr>>>,
+    }
+
+    impl Relays for SwitchedRelays {
+        fn own(&self) -> Vec<Multiaddr> {
+            self.own.read().unwrap().clone()
+        }
+        fn circuits_to(&self, _: &PeerId) -> Vec<Multiaddr> {
+            Vec::new()
+        }
+    }
+
+    /// An office that stops wanting a relay slot while its request is still unanswered keeps
+    /// its network. (Defect: the slot was given up at once, and libp2p-relay 0.22 panics —
+    /// taking the whole swarm task with it — when the answer to a request whose listener is
+    /// gone arrives.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_relay_slot_given_up_while_asked_for_does_not_stop_the_network() {
+        // A relay this test polls by hand, so it can leave the office's request unanswered.
+        let mut relay: Swarm<relay::Behaviour> =
+            libp2p::SwarmBuilder::with_existing_identity(keypair(&secret(1)))
+                .with_tokio()
+                .with_other_transport(|key| {
+                    Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                        MemoryTransport::default()
+                            .upgrade(Version::V1)
+                            .authenticate(noise::Config::new(key)?)
+                            .multiplex(yamux::Config::default()),
+                    )
+                })
+                .unwrap()
+                .with_behaviour(|key| {
+                    relay::Behaviour::new(key.public().to_peer_id(), relay::Config::default())
+                })
+                .unwrap()
+                .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+                .build();
+        relay.listen_on("/memory/0".parse().unwrap()).unwrap();
+        let at = loop {
+            if let SwarmEvent::NewListenAddr { address, .. } = relay.select_next_some().await {
+                relay.add_external_address(address.clone());
+                break address.with(Protocol::P2p(*relay.local_peer_id()));
+            }
+        };
+        let own = Arc::new(RwLock::new(vec![at]));
+        let cfg = NetConfig::office().in_memory().with_relays(
+            Arc::new(SwitchedRelays { own: own.clone() }),
+            Reachability::Private,
+        );
+        let office = start(&secret(2), &[], admit_all(), &cfg).unwrap();
+        // Connected; the reservation request then waits while the relay is not polled.
+        loop {
+            if let SwarmEvent::ConnectionEstablished { .. } = relay.select_next_some().await {
+                break;
+            }
+        }
+        own.write().unwrap().clear();
+        // The office looks at its slots every RELAY_TICK.
+        tokio::time::sleep(RELAY_TICK + Duration::from_millis(500)).await;
+        let answered = async {
+            loop {
+                if let SwarmEvent::Behaviour(relay::Event::ReservationReqAccepted { .. }) =
+                    relay.select_next_some().await
+                {
+                    break;
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), answered)
+            .await
+            .expect("the relay answered");
+        // Keep the relay polled while the office takes the answer, then gives the slot up.
+        let check = async {
+            poll_for(
+                Duration::from_secs(10),
+                "the slot to be given up",
+                || async {
+                    let alive = !office.peers().await.is_empty();
+                    assert!(alive, "the office's network stopped");
+                    (office.state().await.reservations == 0
+                        && !office.listen_addrs().await.iter().any(is_relayed))
+                    .then_some(())
+                },
+            )
+            .await
+        };
+        tokio::select! {
+            () = check => {}
+            _ = async { loop { relay.select_next_some().await; } } => {}
+        }
     }
 
     /// At an office's first start its directory is empty, so its gate admits no one: its
