@@ -491,7 +491,7 @@ pub fn init_command(home: PathBuf, setup: &OfficeSetup) -> anyhow::Result<ExitCo
     );
     if req.addresses.is_empty() {
         eprintln!(
-            "注意: 相手先が接続できるアドレスが名簿に載りません。外部から届くアドレスを --advertise で指定して init し直してください / warning: the directory will list no address partners can dial; init again with --advertise and an address reachable from outside"
+            "注意: 名簿にこの事業所のアドレスは載りません。ルーターの内側の事業所はこのままで構いません（相手先からは協会の名簿サーバーの中継で届きます）。外から直接届くアドレス（転送設定のあるポート）がある場合だけ --advertise で指定してください / note: the directory lists no address for this office. Behind a router that is fine: partners reach it through the association's directory nodes (relay). Give --advertise only for an address reachable from outside (a forwarded port)"
         );
     }
     println!(

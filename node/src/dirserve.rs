@@ -52,6 +52,9 @@ pub struct ServeConfig {
     pub clock: Clock,
     /// Its mailbox for the offices of its regions (SPEC.md §7.6); `None`: no mailbox.
     pub mailbox: Option<crate::mailbox::MailboxConfig>,
+    /// Its circuit relay for member offices, with these limits (SPEC.md §7.4); `None`: no
+    /// relay.
+    pub relay: Option<net::RelayLimits>,
 }
 
 /// The clock a directory node runs on.
@@ -127,7 +130,10 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<DirectoryNode> {
         &cfg.identity,
         &cfg.listen,
         members,
-        &net::NetConfig::directory_node().on(&cfg.listen),
+        &net::NetConfig {
+            relay: cfg.relay,
+            ..net::NetConfig::directory_node().on(&cfg.listen)
+        },
     )?;
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn({
@@ -183,7 +189,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<DirectoryNode> {
             .timeout(Duration::from_secs(30))
             .pool_idle_timeout(Duration::from_secs(5))
             .build()?;
-        let (identity, clock) = (cfg.identity.clone(), clock.clone());
+        let (identity, clock, net) = (cfg.identity.clone(), clock.clone(), net.clone());
         let mirrors = cfg.mirrors.clone();
         let every = Duration::from_secs(cfg.refresh_secs.max(1));
         async move {
@@ -223,7 +229,20 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<DirectoryNode> {
                         },
                     }
                 }
-                *view.write().unwrap_or_else(|p| p.into_inner()) = d;
+                let versions = |d: &Directory| -> Vec<(u64, [u8; 32])> {
+                    d.regions().map(|r| (r.seq, r.digest)).collect()
+                };
+                let changed = {
+                    let mut v = view.write().unwrap_or_else(|p| p.into_inner());
+                    let changed = versions(&v) != versions(&d);
+                    *v = d;
+                    changed
+                };
+                if changed {
+                    // A revoked office loses its relay slot and its circuits with its
+                    // connection.
+                    net.command(net::Command::ExpelNonMembers);
+                }
                 tokio::time::sleep(every).await;
             }
         }
@@ -273,6 +292,23 @@ pub struct ServeOptions {
     /// MiB the mailbox keeps for one office at most.
     #[arg(long, default_value_t = 2048)]
     pub mailbox_max_mb: u64,
+    /// Relay no circuits (by default a directory node relays between member offices that
+    /// cannot dial each other; SPEC.md §7.4).
+    #[arg(long)]
+    pub no_relay: bool,
+    /// Offices holding a relay slot at once, at most.
+    #[arg(long, default_value_t = net::RelayLimits::default().max_reservations)]
+    pub relay_max_reservations: usize,
+    /// Relayed circuits open at once, at most.
+    #[arg(long, default_value_t = net::RelayLimits::default().max_circuits)]
+    pub relay_max_circuits: usize,
+    /// Seconds one relayed circuit may stay open.
+    #[arg(long, default_value_t = net::RelayLimits::default().max_circuit_duration.as_secs())]
+    pub relay_max_circuit_secs: u64,
+    /// MiB one relayed circuit may carry (both directions); keep it above the federation's
+    /// largest file (`max_file_mb`, 256 by default), or such a file is never relayed.
+    #[arg(long, default_value_t = net::RelayLimits::default().max_circuit_bytes >> 20)]
+    pub relay_max_circuit_mb: u64,
 }
 
 /// `renkei directory serve`: runs a directory node in the foreground until Ctrl-C, after
@@ -291,6 +327,11 @@ pub fn serve_command(opts: ServeOptions) -> anyhow::Result<ExitCode> {
         mailbox_ttl_days,
         mailbox_max_files,
         mailbox_max_mb,
+        no_relay,
+        relay_max_reservations,
+        relay_max_circuits,
+        relay_max_circuit_secs,
+        relay_max_circuit_mb,
     } = opts;
     let anchor = dirsync::read_anchor(&anchor)?;
     let identity = crate::admin::read_secret(&identity)?;
@@ -317,6 +358,15 @@ pub fn serve_command(opts: ServeOptions) -> anyhow::Result<ExitCode> {
                 ttl_secs: mailbox_ttl_days.saturating_mul(86400),
                 max_files: mailbox_max_files,
                 max_bytes: mailbox_max_mb.saturating_mul(1 << 20),
+            }),
+            relay: (!no_relay).then(|| net::RelayLimits {
+                max_reservations: relay_max_reservations,
+                max_circuits: relay_max_circuits,
+                max_circuit_duration: Duration::from_secs(
+                    relay_max_circuit_secs.clamp(1, u64::from(u32::MAX)),
+                ),
+                max_circuit_bytes: relay_max_circuit_mb.saturating_mul(1 << 20),
+                ..Default::default()
             }),
         })
         .await?;

@@ -500,6 +500,7 @@ impl Federation {
             http_options: Default::default(),
             clock: Arc::new(SystemClock),
             mailbox: Some(Default::default()),
+            relay: Some(Default::default()),
         })
     }
 

@@ -77,6 +77,11 @@ pub struct Config {
     /// Seconds between looks at the mailboxes: for this office's own mail, and for what became
     /// of files it left in partners' mailboxes.
     pub mailbox_poll_secs: u64,
+    /// Whether partners can dial this office (SPEC.md §7.4): `auto` (the default) asks the
+    /// directory nodes to dial back and holds a relay slot on its region's directory nodes
+    /// until they succeed; `private` always holds one (behind a router that forwards
+    /// nothing); `public` never does (a forwarded port, listed with `--advertise`).
+    pub reachability: crate::net::Reachability,
 }
 
 impl Default for Config {
@@ -106,6 +111,7 @@ impl Default for Config {
             switch_keys: true,
             mailbox_after_secs: 120,
             mailbox_poll_secs: 60,
+            reachability: crate::net::Reachability::Auto,
         }
     }
 }

@@ -226,11 +226,24 @@ pub async fn start_with(
             sent_ids.insert(ack.message_id, ack.verdict);
         }
     }
+    let dir_nodes: Vec<Multiaddr> = config
+        .directory_nodes
+        .iter()
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let relays = net::directory_relays(
+        directory.clone(),
+        env.clock.clone(),
+        office,
+        dir_nodes.clone(),
+    );
     let net = net::start(
         &identity,
         &listen,
         members,
-        &net::NetConfig::office().on(&listen),
+        &net::NetConfig::office()
+            .on(&[listen.as_slice(), &dir_nodes].concat())
+            .with_relays(relays, config.reachability),
     )?;
 
     // The receipt log is fsynced before the received index is flushed: after a crash in

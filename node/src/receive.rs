@@ -205,7 +205,11 @@ pub(crate) async fn handle(
                 let s = shared.clone();
                 let n = batch.len();
                 let t0 = std::time::Instant::now();
-                let via = if from_mailbox { "mailbox" } else { "direct" };
+                let via = if from_mailbox {
+                    "mailbox"
+                } else {
+                    shared.net.via(peer).await.map_or("direct", |v| v.as_str())
+                };
                 let acks = tokio::task::spawn_blocking(move || commit_batch(&s, batch, via))
                     .await
                     .map_err(|e| anyhow!("commit task: {e}"))??;

@@ -247,9 +247,12 @@ pub(crate) async fn deliver(
     let now = shared.env.now_ms();
     match &direct {
         Ok(()) => {
+            let via = crate::status::route_to(shared, &partner).await;
             let mut m = lock(&shared.mail);
             m.unreachable_since.remove(&partner);
-            m.routes.insert(partner.to_string(), "direct");
+            if let Some(via) = via {
+                m.routes.insert(partner.to_string(), via);
+            }
             return direct;
         }
         Err(e) if e.is_unreachable() => {}

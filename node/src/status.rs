@@ -1,6 +1,7 @@
 //! A node's status, built from its shared state: written to `H/state/status.json` for `renkei
 //! status`, and the same function serves anything else that asks a running node.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -52,9 +53,16 @@ pub struct Status {
     /// Of the queued files, those left in a partner's mailbox, waiting for its node.
     #[serde(default)]
     pub deposited: usize,
-    /// How the last file to or from each partner went: `direct` or `mailbox` (SPEC.md §7.6).
+    /// Whether partners can dial this office: `public`, `private` (they come through its
+    /// region's directory nodes' relays) or `unknown` (being found out; relayed meanwhile).
     #[serde(default)]
-    pub routes: std::collections::BTreeMap<String, String>,
+    pub reachability: String,
+    /// Relays holding a slot for this office now.
+    #[serde(default)]
+    pub relay_slots: usize,
+    /// How the last file to or from each partner went: `direct`, `relayed` or `mailbox`.
+    #[serde(default)]
+    pub routes: BTreeMap<String, String>,
 }
 
 /// One region's freshness in the status.
@@ -99,12 +107,13 @@ pub async fn status(shared: &Arc<Shared>) -> Status {
         let deposited = q.items.values().filter(|i| i.deposited_ms != 0).count();
         (q.items.len(), deposited)
     };
+    let clock = crate::clock::status(shared);
+    let net = shared.net.state().await;
     let routes = lock(&shared.mail)
         .routes
         .iter()
-        .map(|(p, r)| (p.clone(), r.to_string()))
+        .map(|(k, v)| (k.clone(), v.to_string()))
         .collect();
-    let clock = crate::clock::status(shared);
     let s = lock(&shared.stats);
     Status {
         office: shared.office.to_string(),
@@ -130,8 +139,33 @@ pub async fn status(shared: &Arc<Shared>) -> Status {
         running: !shared.stopping(),
         clock,
         deposited,
+        reachability: net.reach.as_str().into(),
+        relay_slots: net.reservations,
         routes,
     }
+}
+
+/// How the files just delivered to `partner` went: `relayed` when the connection to its node
+/// goes through a relay, `direct` when not (SPEC.md §7.4); `None` when not connected to it
+/// (nothing was sent).
+pub(crate) async fn route_to(
+    shared: &Shared,
+    partner: &renkei_protocol::OfficeNumber,
+) -> Option<&'static str> {
+    let now = shared.env.now_secs();
+    let peers: Vec<libp2p::PeerId> = match shared.dir().lookup(partner) {
+        Ok(Some(e)) => e
+            .keys_at(now)
+            .filter_map(|k| crate::net::peer_id_of(&k.identity))
+            .collect(),
+        _ => Vec::new(),
+    };
+    for p in peers {
+        if let Some(via) = shared.net.via(p).await {
+            return Some(via.as_str());
+        }
+    }
+    None
 }
 
 /// Writes the status file.
@@ -192,6 +226,25 @@ pub fn show(home: &Path, json: bool) -> anyhow::Result<ExitCode> {
             );
         }
     }
+    match (s.reachability.as_str(), s.relay_slots) {
+        ("public", _) => println!("reachable   直接届きます / partners dial this office directly"),
+        (_, 0) if !s.reachability.is_empty() => println!(
+            "reachable   中継枠をまだ取得できていません。相手先からは届きません。名簿サーバーへの接続を確認してください（自動で再試行します）/ no relay slot yet: partners cannot reach this office; check the connection to the directory nodes (renkei retries by itself)"
+        ),
+        (_, n) if n > 0 => println!(
+            "reachable   ルーターの内側です。名簿サーバー {n} 台の中継で届きます（設定は不要です）/ behind a router: partners reach this office through {n} directory node relay(s) (nothing to set up)"
+        ),
+        _ => {}
+    }
+    for (partner, route) in &s.routes {
+        let ja = match route.as_str() {
+            "direct" => "直接",
+            "relayed" => "中継経由",
+            "mailbox" => "メールボックス経由",
+            _ => "",
+        };
+        println!("route       {partner} {ja} / {route}");
+    }
     println!("entries     {}", s.directory_entries);
     println!("peers       {}", s.peers.len());
     if s.deposited > 0 {
@@ -201,14 +254,6 @@ pub fn show(home: &Path, json: bool) -> anyhow::Result<ExitCode> {
         );
     } else {
         println!("queued      {}", s.queued);
-    }
-    for (partner, route) in &s.routes {
-        let ja = match route.as_str() {
-            "mailbox" => "メールボックス経由",
-            "relayed" => "中継経由",
-            _ => "直接",
-        };
-        println!("route       {partner} {ja} / {route}");
     }
     println!("delivered   {}", s.delivered);
     println!("received    {}", s.received);
