@@ -9,9 +9,7 @@ use futures::AsyncWriteExt;
 use renkei_node::demo::{CARE_MANAGER, OFFICES, drop_into_outbox};
 use renkei_node::env::{FaultPoint, ManualClock, wall_clock_ms};
 use renkei_node::federation::wait_until;
-use renkei_node::federation::{
-    Federation, RunningFederation, StartOptions, StoreChoice, Transport,
-};
+use renkei_node::federation::{Federation, RunningFederation, StartOptions, Transport};
 use renkei_node::frames::{self, Kind};
 use renkei_node::net::{self, DELIVER};
 use renkei_node::receipts::{Receipt, read_log};
@@ -94,16 +92,8 @@ async fn the_demo_month_in_memory_with_crashes_is_delivered_exactly_once() {
             c.listen
         );
     }
-    // The test clock starts now (keys and snapshots are dated by the wall clock) and moves
-    // only when the test moves it.
-    let clock = ManualClock::new(wall_clock_ms());
-    let mut fed = plan
-        .start(StartOptions {
-            clock: Arc::new(clock.clone()),
-            seed: Some(20261031),
-            store: StoreChoice::Memory,
-            ..Default::default()
-        })
+    let (mut fed, clock) = plan
+        .start_on_test_clock(20261031, Default::default())
         .await
         .unwrap();
     drive(
@@ -522,14 +512,8 @@ async fn running_pair(dir: &std::path::Path, kinds: &[&str]) -> (RunningFederati
         .office("1310000011", "さくら訪問介護ステーション", &["11"])
         .create()
         .unwrap();
-    let clock = ManualClock::new(wall_clock_ms());
-    let mut fed = plan
-        .start(StartOptions {
-            clock: Arc::new(clock.clone()),
-            seed: Some(14),
-            store: StoreChoice::Memory,
-            ..Default::default()
-        })
+    let (mut fed, clock) = plan
+        .start_on_test_clock(14, Default::default())
         .await
         .unwrap();
     drive(

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use renkei_node::demo::{CARE_MANAGER, drop_into_outbox};
-use renkei_node::env::{FaultPoint, ManualClock, wall_clock_ms};
+use renkei_node::env::{FaultPoint, ManualClock};
 use renkei_node::federation::{
-    Federation, RunningFederation, StartOptions, StoreChoice, Transport, drive_until,
+    Federation, RunningFederation, StartOptions, Transport, drive_until,
 };
 use renkei_node::frames::{self, Kind};
 use renkei_node::mailbox::MailboxConfig;
@@ -61,16 +61,15 @@ async fn federation_with(
         })
         .create()
         .unwrap();
-    let clock = ManualClock::new(wall_clock_ms());
-    let fed = plan
-        .start(StartOptions {
-            clock: Arc::new(clock.clone()),
-            seed: Some(9),
-            store: StoreChoice::Memory,
-            off: vec![1],
-            mailbox,
-            ..Default::default()
-        })
+    let (fed, clock) = plan
+        .start_on_test_clock(
+            9,
+            StartOptions {
+                off: vec![1],
+                mailbox,
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     let n = fed.plan.offices.len();
@@ -268,28 +267,7 @@ async fn a_mailbox_restarted_with_envelopes_in_it_loses_none() {
     // Stopped at once, as a killed process would be, and started from its folder.
     fed.restart_directory_node(0).await.unwrap();
     assert_eq!(kept_for(&fed, SERVICE), files.len());
-    fed.start_node(1).await.unwrap();
-    let all = drive(&clock, || {
-        inbox(&fed, 1).len() == files.len() && fed.node(0).queued() == 0
-    })
-    .await;
-    assert!(
-        all,
-        "inbox {}, queued {}",
-        inbox(&fed, 1).len(),
-        fed.node(0).queued()
-    );
-    for (name, bytes) in &files {
-        assert_eq!(inbox(&fed, 1).get(*name).map(Vec::as_slice), Some(*bytes));
-    }
-    assert_eq!(
-        read_log(&fed.plan.home(1).receipts()).unwrap().len(),
-        files.len()
-    );
-    assert_eq!(
-        read_log(&fed.plan.home(0).receipts()).unwrap().len(),
-        files.len()
-    );
+    start_and_take_everything_once(&mut fed, &clock, &files).await;
     fed.shutdown().await;
 }
 
@@ -382,25 +360,7 @@ async fn only_members_use_a_mailbox_each_office_drains_only_its_own_and_quotas_h
     assert!(ask_drain(&stranger, dn_peer, dn_addr).await.is_err());
 
     // The service office starts: everything arrives, exactly once, as the box empties.
-    fed.start_node(1).await.unwrap();
-    let all = drive(&clock, || {
-        inbox(&fed, 1).len() == files.len() && fed.node(0).queued() == 0
-    })
-    .await;
-    assert!(
-        all,
-        "inbox {}, queued {}",
-        inbox(&fed, 1).len(),
-        fed.node(0).queued()
-    );
-    assert_eq!(
-        read_log(&fed.plan.home(1).receipts()).unwrap().len(),
-        files.len()
-    );
-    assert_eq!(
-        read_log(&fed.plan.home(0).receipts()).unwrap().len(),
-        files.len()
-    );
+    start_and_take_everything_once(&mut fed, &clock, &files).await;
     fed.shutdown().await;
 }
 
@@ -471,4 +431,31 @@ async fn an_envelope_refused_for_now_does_not_hold_up_the_rest_of_the_box() {
     let emptied = drive(&clock, || kept_for(&fed, SERVICE) == 0).await;
     assert!(emptied, "kept {}", kept_for(&fed, SERVICE));
     fed.shutdown().await;
+}
+
+/// The service office starts: every file arrives in its inbox, byte for byte, once, and the
+/// sender holds one receipt per file.
+async fn start_and_take_everything_once(
+    fed: &mut RunningFederation,
+    clock: &ManualClock,
+    files: &[(&str, &[u8])],
+) {
+    fed.start_node(1).await.unwrap();
+    let all = drive(clock, || {
+        inbox(fed, 1).len() == files.len() && fed.node(0).queued() == 0
+    })
+    .await;
+    assert!(
+        all,
+        "inbox {}, queued {}",
+        inbox(fed, 1).len(),
+        fed.node(0).queued()
+    );
+    for (name, bytes) in files {
+        assert_eq!(inbox(fed, 1).get(*name).map(Vec::as_slice), Some(*bytes));
+    }
+    for i in [0, 1] {
+        let n = read_log(&fed.plan.home(i).receipts()).unwrap().len();
+        assert_eq!(n, files.len(), "office {i}: one receipt per file");
+    }
 }

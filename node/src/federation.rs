@@ -514,6 +514,26 @@ impl Federation {
         Ok(cfg)
     }
 
+    /// Starts it in this process with memory stores on a test clock that begins now (keys and
+    /// snapshots are dated by the wall clock) and moves only when it is moved; `seed` makes
+    /// every node's randomness repeatable. `options` gives the rest (offices off, limits …).
+    pub async fn start_on_test_clock(
+        &self,
+        seed: u64,
+        options: StartOptions,
+    ) -> anyhow::Result<(RunningFederation, crate::env::ManualClock)> {
+        let clock = crate::env::ManualClock::new(crate::env::wall_clock_ms());
+        let fed = self
+            .start(StartOptions {
+                clock: Arc::new(clock.clone()),
+                seed: Some(seed),
+                store: StoreChoice::Memory,
+                ..options
+            })
+            .await?;
+        Ok((fed, clock))
+    }
+
     /// Starts every directory node and office node in this process.
     pub async fn start(&self, options: StartOptions) -> anyhow::Result<RunningFederation> {
         let mut directory_nodes = Vec::new();
