@@ -115,6 +115,8 @@ pub struct Mailbox {
     deferred: std::sync::Mutex<std::collections::HashMap<(OfficeNumber, MessageId), u32>>,
     /// Offices whose drain is in progress: their envelopes do not expire meanwhile.
     draining: std::sync::Mutex<std::collections::HashSet<OfficeNumber>>,
+    /// Each office's turn to drain.
+    drains: std::sync::Mutex<std::collections::HashMap<OfficeNumber, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// Retry refusals of one envelope by its recipient (on different drains) after which the
@@ -203,6 +205,7 @@ impl Mailbox {
             reserved: Default::default(),
             deferred: Default::default(),
             draining: Default::default(),
+            drains: Default::default(),
         }))
     }
 
@@ -271,6 +274,12 @@ impl Mailbox {
         ack: Option<&Ack>,
         refusal: Option<&Refusal>,
     ) -> anyhow::Result<()> {
+        // Settled already (answered on another drain, or expired): only a stray mark can be
+        // left.
+        if !kept.path.exists() {
+            let _ = std::fs::remove_file(kept.fetched_marker());
+            return Ok(());
+        }
         let statement = Statement::sign(
             kept.id,
             kept.sender,
@@ -316,6 +325,18 @@ impl Mailbox {
             // An envelope out in a drain now may be acknowledged in a moment.
             if lock_std(&self.draining).contains(&office) {
                 continue;
+            }
+            // Marks whose envelope is gone (a drain marked it as it was settled) go too.
+            if let Ok(rd) = std::fs::read_dir(self.box_dir(&office)) {
+                for f in rd.flatten() {
+                    let p = f.path();
+                    let name = p.to_string_lossy();
+                    if let Some(env) = name.strip_suffix(".fetched")
+                        && !Path::new(env).exists()
+                    {
+                        let _ = std::fs::remove_file(&p);
+                    }
+                }
             }
             for k in self.kept(&office) {
                 if k.deposited_ms.saturating_add(limit) <= now {
@@ -533,6 +554,10 @@ impl Mailbox {
         timeout: Duration,
     ) -> anyhow::Result<()> {
         let peer_key = VerifyingKey::from_bytes(&key_of(peer).context("peer key")?)?;
+        // One drain of an office at a time: a second waits until the first has settled what
+        // it was answered, so it never sends those envelopes again.
+        let turn = lock_std(&self.drains).entry(office).or_default().clone();
+        let _turn = turn.lock().await;
         lock_std(&self.draining).insert(office);
         let r = self.drain_box(peer_key, office, s, timeout).await;
         lock_std(&self.draining).remove(&office);
@@ -579,7 +604,10 @@ impl Mailbox {
             let mut buf = vec![0u8; 1 << 20];
             for k in &files {
                 use tokio::io::AsyncReadExt as _;
-                let mut f = tokio::fs::File::open(&k.path).await?;
+                // Gone meanwhile (expired or answered): nothing to send, nothing to mark.
+                let Ok(mut f) = tokio::fs::File::open(&k.path).await else {
+                    continue;
+                };
                 // Marked (durably) before it goes out: if it expires later, its sender is
                 // told the recipient may hold it.
                 if let Ok(m) = private_file(&k.fetched_marker()).await {
