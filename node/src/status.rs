@@ -228,6 +228,9 @@ pub fn show(home: &Path, json: bool) -> anyhow::Result<ExitCode> {
     }
     match (s.reachability.as_str(), s.relay_slots) {
         ("public", _) => println!("reachable   直接届きます / partners dial this office directly"),
+        ("unknown", 0) => println!(
+            "reachable   確認中です（名簿サーバーに問い合わせ、中継枠を求めています）/ being found out (asking the directory nodes, and for a relay slot)"
+        ),
         (_, 0) if !s.reachability.is_empty() => println!(
             "reachable   中継枠をまだ取得できていません。相手先からは届きません。名簿サーバーへの接続を確認してください（自動で再試行します）/ no relay slot yet: partners cannot reach this office; check the connection to the directory nodes (renkei retries by itself)"
         ),
