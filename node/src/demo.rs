@@ -185,6 +185,17 @@ pub async fn run(
         "care plans: all {} acknowledged in {out_secs:.2} s",
         outgoing.len()
     );
+    // The mailbox's signed statements that it deleted those envelopes reach the sender too.
+    let statements = || {
+        std::fs::read_to_string(fed.plan.home(0).statements())
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    let ok_statements = wait_until(timeout, || statements() >= to_off).await;
+    println!(
+        "{CARE_MANAGER} holds {} signed deletion statements from the mailbox (statements.jsonl; `renkei receipts` verifies them)",
+        statements()
+    );
 
     // The service offices send the actuals back.
     let t2 = Instant::now();
@@ -215,7 +226,7 @@ pub async fn run(
     );
 
     // Every file must be in its recipient's inbox, byte for byte, and nothing left queued.
-    let mut intact = ok_out && ok_back;
+    let mut intact = ok_out && ok_back && ok_statements;
     println!();
     println!(
         "{:<62} {:<12} {:>8}  {:<8} result",
