@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::DirectoryError;
 use crate::enroll::{EnrollmentRequest, RotationRequest};
-use crate::entry::{Entry, NodeInfo, OfficeKey, Status};
+use crate::entry::{Entry, MAX_MAILBOXES, NodeInfo, OfficeKey, Status};
 use crate::snapshot::{Delta, Snapshot, entries_digest};
 use crate::trust::RegionCert;
 
@@ -85,6 +85,12 @@ impl RegionWorkspace {
         {
             return Err(WorkspaceError::AlreadyEnrolled(req.office));
         }
+        // Re-enrolling keeps the mailboxes the operator named.
+        let mailboxes = self
+            .entries
+            .get(&req.office)
+            .map(|e| e.mailboxes.clone())
+            .unwrap_or_default();
         self.entries.insert(
             req.office,
             Entry {
@@ -101,6 +107,7 @@ impl RegionWorkspace {
                 }],
                 addresses: req.addresses.clone(),
                 status: Status::Active,
+                mailboxes,
             },
         );
         Ok(())
@@ -154,6 +161,38 @@ impl RegionWorkspace {
             .get_mut(office)
             .ok_or(WorkspaceError::NotFound(*office))?;
         e.addresses = addresses;
+        Ok(())
+    }
+
+    /// Names the directory nodes that keep an office's mail (by their keys, in the order senders
+    /// try them); an empty list means its region's directory nodes again. At most
+    /// [`MAX_MAILBOXES`], each once. A node need not be this region's: an office near a region
+    /// border may use a neighbour's. Naming any makes the next publish a format 2 file, which
+    /// nodes older than format 2 cannot read (SPEC.md §6.3).
+    pub fn set_mailboxes(
+        &mut self,
+        office: &OfficeNumber,
+        mailboxes: Vec<[u8; 32]>,
+    ) -> Result<(), WorkspaceError> {
+        if mailboxes.len() > MAX_MAILBOXES {
+            return Err(WorkspaceError::Invalid(DirectoryError::Malformed(
+                "more than 4 mailbox nodes",
+            )));
+        }
+        if mailboxes
+            .iter()
+            .enumerate()
+            .any(|(i, m)| mailboxes[..i].contains(m))
+        {
+            return Err(WorkspaceError::Invalid(DirectoryError::Malformed(
+                "a mailbox node named twice",
+            )));
+        }
+        let e = self
+            .entries
+            .get_mut(office)
+            .ok_or(WorkspaceError::NotFound(*office))?;
+        e.mailboxes = mailboxes;
         Ok(())
     }
 

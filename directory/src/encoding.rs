@@ -13,6 +13,9 @@ pub(crate) const TYPE_DELTA: u8 = b'D';
 pub(crate) const TYPE_ENROLL: u8 = b'Q';
 pub(crate) const TYPE_ROTATE: u8 = b'K';
 pub(crate) const VERSION: u8 = 1;
+/// Snapshots and deltas come in two formats: 1, and 2 whose entries may name mailbox nodes.
+pub(crate) const FORMAT_1: u8 = 1;
+pub(crate) const FORMAT_2: u8 = 2;
 
 /// Serde helpers: 32- and 64-byte keys and signatures as lower-case hex in JSON.
 pub mod hexbytes {
@@ -31,6 +34,32 @@ pub mod hexbytes {
         let mut out = [0u8; N];
         hex::decode_to_slice(&s, &mut out).map_err(serde::de::Error::custom)?;
         Ok(out)
+    }
+}
+
+/// Serde helpers: a list of 32-byte keys as a list of lower-case hex strings in JSON.
+pub mod hexlist {
+    use serde::{Deserialize, Deserializer, Serializer, ser::SerializeSeq};
+
+    /// Serializes as a list of hex strings.
+    pub fn serialize<S: Serializer>(keys: &[[u8; 32]], s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(keys.len()))?;
+        for k in keys {
+            seq.serialize_element(&hex::encode(k))?;
+        }
+        seq.end()
+    }
+
+    /// Deserializes from a list of hex strings.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<[u8; 32]>, D::Error> {
+        let list = Vec::<String>::deserialize(d)?;
+        list.iter()
+            .map(|s| {
+                let mut out = [0u8; 32];
+                hex::decode_to_slice(s, &mut out).map_err(serde::de::Error::custom)?;
+                Ok(out)
+            })
+            .collect()
     }
 }
 

@@ -7,7 +7,7 @@ use renkei_protocol::{OfficeNumber, ServiceKind};
 use serde::{Deserialize, Serialize};
 
 use crate::DirectoryError;
-use crate::encoding::hexbytes;
+use crate::encoding::{FORMAT_1, FORMAT_2, hexbytes, hexlist};
 
 /// Longest office name in an entry, in UTF-8 bytes.
 pub const MAX_NAME_BYTES: usize = 1000;
@@ -17,6 +17,8 @@ pub const MAX_KINDS: usize = 50;
 pub const MAX_ADDRESSES: usize = 16;
 /// Longest address, in bytes.
 pub const MAX_ADDRESS_BYTES: usize = 512;
+/// Most mailbox nodes an entry names.
+pub const MAX_MAILBOXES: usize = 4;
 
 /// One key pair generation of an office: its Ed25519 identity key (also its libp2p PeerId and
 /// the key that signs its envelopes and acks) and its X25519 encryption key, with the window in
@@ -67,6 +69,11 @@ pub struct Entry {
     pub addresses: Vec<String>,
     /// Active or revoked.
     pub status: Status,
+    /// The directory nodes that keep mail for the office while it is off (their Ed25519 keys),
+    /// in the order senders try them. Empty: its region's directory nodes. Only directory files
+    /// of format 2 can name them; a format 1 entry reads as empty (SPEC.md §6.3).
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "hexlist")]
+    pub mailboxes: Vec<[u8; 32]>,
 }
 
 impl Entry {
@@ -98,7 +105,26 @@ impl Entry {
         self.keys_at(now).max_by_key(|k| k.valid_from)
     }
 
-    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+    /// The lowest directory file format that can carry the entry: 2 when it names mailboxes.
+    pub fn format(&self) -> u8 {
+        if self.mailboxes.is_empty() {
+            FORMAT_1
+        } else {
+            FORMAT_2
+        }
+    }
+
+    /// Encodes the entry in directory file format `format` (1 or 2). Format 1 cannot carry
+    /// named mailboxes: callers choose the format with [`Entry::format`].
+    pub(crate) fn encode(&self, out: &mut Vec<u8>, format: u8) {
+        self.encode_format_1(out);
+        if format >= FORMAT_2 {
+            self.encode_mailboxes(out);
+        }
+    }
+
+    /// The part of the encoding both formats share.
+    pub(crate) fn encode_format_1(&self, out: &mut Vec<u8>) {
         out.put(self.office.as_bytes());
         out.put_u16(self.name.len() as u16);
         out.put(self.name.as_bytes());
@@ -124,12 +150,21 @@ impl Entry {
         });
     }
 
+    /// What format 2 adds after the status: a `u8` count, then 32 bytes per node key.
+    pub(crate) fn encode_mailboxes(&self, out: &mut Vec<u8>) {
+        out.put_u8(self.mailboxes.len() as u8);
+        for m in &self.mailboxes {
+            out.put(m);
+        }
+    }
+
     /// Reads one entry (SPEC.md §6.3). Refused as malformed: an office that is not 10 digits, a
     /// name or an address that is not UTF-8, a kind that is not two of `0`–`9`, `A`–`Z`, a
     /// status other than 0 or 1. Nothing else is checked here: not the addresses' syntax (a
     /// node skips one it cannot dial), not the keys (one that is not a valid key never verifies
     /// a signature), not the limits the authority keeps to (§6.7).
-    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Entry, DirectoryError> {
+    /// Format 2 adds the mailbox nodes after the status.
+    pub(crate) fn decode(r: &mut Reader<'_>, format: u8) -> Result<Entry, DirectoryError> {
         let office = office(r.bytes(10)?)?;
         let name = text(r)?;
         let n = r.u8()?;
@@ -160,6 +195,12 @@ impl Entry {
             1 => Status::Revoked,
             _ => return Err(DirectoryError::Malformed("status")),
         };
+        let mut mailboxes = Vec::new();
+        if format >= FORMAT_2 {
+            for _ in 0..r.u8()? {
+                mailboxes.push(r.array()?);
+            }
+        }
         Ok(Entry {
             office,
             name,
@@ -167,6 +208,7 @@ impl Entry {
             keys,
             addresses,
             status,
+            mailboxes,
         })
     }
 }

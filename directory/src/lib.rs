@@ -33,10 +33,11 @@ mod trust;
 mod view;
 
 pub use authority::{RegionWorkspace, WorkspaceError};
-pub use encoding::hexbytes;
+pub use encoding::{hexbytes, hexlist};
 pub use enroll::{ENROLL_FORMAT, EnrollmentRequest, RotationRequest};
 pub use entry::{
-    Entry, MAX_ADDRESS_BYTES, MAX_ADDRESSES, MAX_KINDS, MAX_NAME_BYTES, NodeInfo, OfficeKey, Status,
+    Entry, MAX_ADDRESS_BYTES, MAX_ADDRESSES, MAX_KINDS, MAX_MAILBOXES, MAX_NAME_BYTES, NodeInfo,
+    OfficeKey, Status,
 };
 pub use snapshot::{Delta, Snapshot, SnapshotHeader, entries_digest, file_id};
 pub use table::EntryTable;

@@ -6,26 +6,83 @@ use renkei_protocol::OfficeNumber;
 use renkei_protocol::wire::{Put, Reader, sha256};
 
 use crate::DirectoryError;
-use crate::encoding::{MAGIC, TYPE_DELTA, TYPE_SNAPSHOT, VERSION};
+use crate::encoding::{FORMAT_1, FORMAT_2, MAGIC, TYPE_DELTA, TYPE_SNAPSHOT};
 use crate::entry::{Entry, NodeInfo, office};
 use crate::trust::RegionCert;
 
-/// The SHA-256 over the encodings of `entries` in office-number order.
+/// The entries digest of `entries` (given in office-number order): SHA-256 over their
+/// encodings in format 1, or in format 2 when any of them names mailbox nodes (SPEC.md §6.4).
+/// It depends on the entries only, never on the format of the file that carried them, so a
+/// delta of either format applies to a base of either format.
 pub fn entries_digest<'a>(entries: impl IntoIterator<Item = &'a Entry>) -> [u8; 32] {
-    use sha2::Digest;
-    let mut h = sha2::Sha256::new();
+    let mut h = EntriesHasher::default();
     let mut buf = Vec::with_capacity(256);
     for e in entries {
-        buf.clear();
-        e.encode(&mut buf);
-        h.update(&buf);
+        h.push(e, &mut buf);
     }
-    h.finalize().into()
+    h.finish()
+}
+
+/// Hashes entries one by one in both formats at once, since whether format 2 is needed is
+/// known only at the end; the other hash is thrown away.
+#[derive(Default)]
+pub(crate) struct EntriesHasher {
+    format_1: sha2::Sha256,
+    format_2: sha2::Sha256,
+    names_mailboxes: bool,
+}
+
+impl EntriesHasher {
+    /// Hashes `e`, leaving its format 2 encoding in `buf`.
+    pub(crate) fn push(&mut self, e: &Entry, buf: &mut Vec<u8>) {
+        use sha2::Digest;
+        buf.clear();
+        e.encode_format_1(buf);
+        self.format_1.update(&buf[..]);
+        e.encode_mailboxes(buf);
+        self.format_2.update(&buf[..]);
+        self.names_mailboxes |= !e.mailboxes.is_empty();
+    }
+
+    /// Whether an entry pushed so far names mailboxes.
+    pub(crate) fn names_mailboxes(&self) -> bool {
+        self.names_mailboxes
+    }
+
+    pub(crate) fn finish(self) -> [u8; 32] {
+        use sha2::Digest;
+        if self.names_mailboxes {
+            self.format_2.finalize().into()
+        } else {
+            self.format_1.finalize().into()
+        }
+    }
+}
+
+/// The format a file carrying `entries` is written in: the lowest that carries them all.
+fn format_for<'a>(entries: impl IntoIterator<Item = &'a Entry>) -> u8 {
+    entries
+        .into_iter()
+        .map(Entry::format)
+        .max()
+        .unwrap_or(FORMAT_1)
+}
+
+/// Refuses a file of format 2 none of whose entries needed it: each content has one encoding.
+pub(crate) fn check_format_needed(format: u8, names_mailboxes: bool) -> Result<(), DirectoryError> {
+    if format == FORMAT_2 && !names_mailboxes {
+        return Err(DirectoryError::Malformed(
+            "format 2 file whose entries name no mailboxes",
+        ));
+    }
+    Ok(())
 }
 
 /// The signed part of a snapshot: everything but the entries, which it commits to by digest.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SnapshotHeader {
+    /// The file's format: 1, or 2 when an entry names mailbox nodes.
+    pub format: u8,
     /// The region's certificate.
     pub cert: RegionCert,
     /// Strictly increasing per region.
@@ -49,7 +106,7 @@ impl SnapshotHeader {
         let mut out = Vec::with_capacity(512);
         out.put(MAGIC);
         out.put_u8(TYPE_SNAPSHOT);
-        out.put_u8(VERSION);
+        out.put_u8(self.format);
         self.cert.encode(&mut out);
         out.put_u64(self.seq);
         out.put_u64(self.issued_at);
@@ -90,7 +147,9 @@ impl Snapshot {
         nodes: &[NodeInfo],
         entries: &[Entry],
     ) -> Vec<u8> {
+        let format = format_for(entries);
         let mut header = SnapshotHeader {
+            format,
             cert: cert.clone(),
             seq,
             issued_at,
@@ -105,7 +164,7 @@ impl Snapshot {
         let mut out = signed;
         out.put(&header.signature);
         for e in entries {
-            e.encode(&mut out);
+            e.encode(&mut out, format);
         }
         out
     }
@@ -117,11 +176,15 @@ impl Snapshot {
         let cap = (header.entry_count as usize).min(r.rest().len() / 100);
         let mut entries = Vec::with_capacity(cap);
         for _ in 0..header.entry_count {
-            entries.push(Entry::decode(&mut r)?);
+            entries.push(Entry::decode(&mut r, header.format)?);
         }
         if !r.rest().is_empty() {
             return Err(DirectoryError::Malformed("trailing bytes"));
         }
+        check_format_needed(
+            header.format,
+            entries.iter().any(|e| !e.mailboxes.is_empty()),
+        )?;
         Ok(Snapshot { header, entries })
     }
 
@@ -129,7 +192,7 @@ impl Snapshot {
     pub(crate) fn parse_header(
         bytes: &[u8],
     ) -> Result<(SnapshotHeader, Reader<'_>), DirectoryError> {
-        let mut r = open_reader(bytes, TYPE_SNAPSHOT)?;
+        let (format, mut r) = open_reader(bytes, TYPE_SNAPSHOT)?;
         let cert = RegionCert::decode(&mut r)?;
         let seq = r.u64()?;
         let issued_at = r.u64()?;
@@ -139,6 +202,7 @@ impl Snapshot {
         let entries_digest = r.array()?;
         let signature = r.array()?;
         let header = SnapshotHeader {
+            format,
             cert,
             seq,
             issued_at,
@@ -163,16 +227,20 @@ impl Snapshot {
     }
 }
 
-/// A reader past the magic, type and version of a directory file of type `kind`.
-fn open_reader(bytes: &[u8], kind: u8) -> Result<Reader<'_>, DirectoryError> {
+/// The format of a directory file of type `kind` (1 or 2), and a reader past its magic, type
+/// and format bytes.
+fn open_reader(bytes: &[u8], kind: u8) -> Result<(u8, Reader<'_>), DirectoryError> {
     if !bytes.starts_with(MAGIC) {
         return Err(DirectoryError::UnknownFormat);
     }
     let mut r = Reader::new(bytes);
-    if r.bytes(6)? != MAGIC || r.u8()? != kind || r.u8()? != VERSION {
+    if r.bytes(6)? != MAGIC || r.u8()? != kind {
         return Err(DirectoryError::UnknownFormat);
     }
-    Ok(r)
+    match r.u8()? {
+        f @ (FORMAT_1 | FORMAT_2) => Ok((f, r)),
+        _ => Err(DirectoryError::UnknownFormat),
+    }
 }
 
 /// Checks a region key's signature (snapshot headers and deltas).
@@ -233,11 +301,18 @@ pub struct Delta {
 }
 
 impl Delta {
+    /// The delta's format: 2 when an upsert names mailbox nodes, else 1. Its result digest is
+    /// [`entries_digest`] of the whole result, whatever the delta's own format.
+    pub fn format(&self) -> u8 {
+        format_for(&self.upserts)
+    }
+
     fn signed_bytes(&self) -> Vec<u8> {
+        let format = self.format();
         let mut out = Vec::with_capacity(1024);
         out.put(MAGIC);
         out.put_u8(TYPE_DELTA);
-        out.put_u8(VERSION);
+        out.put_u8(format);
         self.cert.encode(&mut out);
         out.put_u64(self.from_seq);
         out.put_u64(self.to_seq);
@@ -251,7 +326,7 @@ impl Delta {
         out.put(&self.result_digest);
         out.put_u32(self.upserts.len() as u32);
         for e in &self.upserts {
-            e.encode(&mut out);
+            e.encode(&mut out, format);
         }
         out.put_u32(self.removals.len() as u32);
         for o in &self.removals {
@@ -270,7 +345,7 @@ impl Delta {
 
     /// Parses a `.delta` file without verifying it.
     pub fn parse(bytes: &[u8]) -> Result<Delta, DirectoryError> {
-        let mut r = open_reader(bytes, TYPE_DELTA)?;
+        let (format, mut r) = open_reader(bytes, TYPE_DELTA)?;
         let cert = RegionCert::decode(&mut r)?;
         let from_seq = r.u64()?;
         let to_seq = r.u64()?;
@@ -282,8 +357,9 @@ impl Delta {
         let n = r.u32()?;
         let mut upserts = Vec::with_capacity((n as usize).min(r.rest().len() / 100));
         for _ in 0..n {
-            upserts.push(Entry::decode(&mut r)?);
+            upserts.push(Entry::decode(&mut r, format)?);
         }
+        check_format_needed(format, upserts.iter().any(|e| !e.mailboxes.is_empty()))?;
         let n = r.u32()?;
         let mut removals = Vec::with_capacity((n as usize).min(r.rest().len() / 10));
         for _ in 0..n {
@@ -316,4 +392,92 @@ impl Delta {
 /// The hash identifying a snapshot or delta file, for logs.
 pub fn file_id(bytes: &[u8]) -> String {
     hex::encode(&sha256(bytes)[..8])
+}
+
+#[cfg(test)]
+mod tests {
+    use renkei_protocol::ServiceKind;
+
+    use super::*;
+    use crate::entry::{OfficeKey, Status};
+
+    /// A file may say format 2 only when an entry needs it: the same content has one encoding.
+    #[test]
+    fn format_2_without_a_named_mailbox_is_malformed() {
+        let root = SigningKey::from_bytes(&[1; 32]);
+        let region = SigningKey::from_bytes(&[2; 32]);
+        let cert = RegionCert::issue(
+            &root,
+            "13-tokyo",
+            "東京",
+            region.verifying_key().to_bytes(),
+            vec![13],
+            0,
+            u64::MAX,
+        );
+        let entry = Entry {
+            office: OfficeNumber::parse("1310000001").unwrap(),
+            name: "事業所".into(),
+            kinds: vec![ServiceKind::parse("43").unwrap()],
+            keys: vec![OfficeKey {
+                identity: [3; 32],
+                encryption: [4; 32],
+                valid_from: 0,
+                valid_until: u64::MAX,
+            }],
+            addresses: vec![],
+            status: Status::Active,
+            mailboxes: vec![],
+        };
+        // Written by hand as format 2, signed properly: every field right but the need.
+        let mut header = SnapshotHeader {
+            format: FORMAT_2,
+            cert: cert.clone(),
+            seq: 1,
+            issued_at: 10,
+            expires_at: 20,
+            nodes: vec![],
+            entry_count: 1,
+            entries_digest: entries_digest([&entry]),
+            signature: [0; 64],
+        };
+        let mut file = header.signed_bytes();
+        header.signature = region.sign(&file).to_bytes();
+        file.put(&header.signature);
+        entry.encode(&mut file, FORMAT_2);
+        let malformed = Err(DirectoryError::Malformed(
+            "format 2 file whose entries name no mailboxes",
+        ));
+        assert_eq!(Snapshot::parse(&file).map(|_| ()), malformed);
+        let anchor = crate::Anchor::from_json(&format!(
+            r#"{{"format":"renkei-anchor/1","federation":"t","roots":["{}"]}}"#,
+            hex::encode(root.verifying_key().to_bytes())
+        ))
+        .unwrap();
+        let mut dir = crate::Directory::new(anchor);
+        assert_eq!(dir.apply_snapshot(&file).map(|_| ()), malformed);
+        // The same content as format 1 is accepted.
+        let good = Snapshot::build(&cert, &region, 1, 10, 20, &[], &[entry.clone()]);
+        assert_eq!(good[7], FORMAT_1);
+        dir.apply_snapshot(&good).unwrap();
+
+        // A delta likewise.
+        let delta = Delta {
+            cert,
+            from_seq: 1,
+            to_seq: 2,
+            issued_at: 11,
+            expires_at: 21,
+            nodes: vec![],
+            base_digest: entries_digest([&entry]),
+            result_digest: entries_digest([&entry]),
+            upserts: vec![entry],
+            removals: vec![],
+            signature: [0; 64],
+        };
+        let mut file = delta.clone().sign(&region);
+        assert_eq!(file[7], FORMAT_1);
+        file[7] = FORMAT_2;
+        assert!(Delta::parse(&file).is_err());
+    }
 }

@@ -11,13 +11,13 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::DirectoryError;
+use crate::encoding::FORMAT_2;
+use crate::entry::Entry;
+use crate::snapshot::EntriesHasher;
+use crate::trust::RegionCert;
 use renkei_protocol::OfficeNumber;
 use renkei_protocol::wire::Reader;
-use sha2::Digest;
-
-use crate::DirectoryError;
-use crate::entry::Entry;
-use crate::trust::RegionCert;
 
 /// A region's verified entries, in ascending office-number order. Cloning is cheap (shared).
 #[derive(Clone)]
@@ -118,7 +118,7 @@ impl EntryTable {
             Bytes::Memory(b) => {
                 let mut r = Reader::new(&b[..self.encoded_len()]);
                 for _ in 0..self.len() {
-                    f(Entry::decode(&mut r)?)?;
+                    f(Entry::decode(&mut r, FORMAT_2)?)?;
                 }
             }
             Bytes::File(file) => {
@@ -136,7 +136,7 @@ impl EntryTable {
                         window_start = start;
                     }
                     let bytes = &window[start - window_start..end - window_start];
-                    f(Entry::decode(&mut Reader::new(bytes))?)?;
+                    f(Entry::decode(&mut Reader::new(bytes), FORMAT_2)?)?;
                     start = end;
                 }
             }
@@ -147,7 +147,7 @@ impl EntryTable {
     fn entry(&self, i: usize) -> Result<Entry, DirectoryError> {
         let start = if i == 0 { 0 } else { self.0.ends[i - 1] } as usize;
         let end = self.0.ends[i] as usize;
-        let decode = |b: &[u8]| Entry::decode(&mut Reader::new(b));
+        let decode = |b: &[u8]| Entry::decode(&mut Reader::new(b), FORMAT_2);
         match &self.0.bytes {
             Bytes::Memory(b) => decode(&b[start..end]),
             Bytes::File(file) => {
@@ -215,7 +215,7 @@ pub(crate) struct TableBuilder<'c> {
     revoked: usize,
     sink: Sink,
     written: u64,
-    hasher: sha2::Sha256,
+    hasher: EntriesHasher,
     buf: Vec<u8>,
     /// The first entry out of order or out of the region's scope. Kept rather than returned
     /// at once, so the caller decides which check speaks first (the digest, usually).
@@ -225,6 +225,8 @@ pub(crate) struct TableBuilder<'c> {
 /// What [`TableBuilder::finish`] returns.
 pub(crate) struct Built {
     pub table: EntryTable,
+    /// Whether an entry names mailbox nodes (so its file had to be of format 2).
+    pub names_mailboxes: bool,
     pub digest: [u8; 32],
     pub problem: Option<DirectoryError>,
 }
@@ -254,7 +256,7 @@ impl<'c> TableBuilder<'c> {
             revoked: 0,
             sink,
             written: 0,
-            hasher: sha2::Sha256::new(),
+            hasher: EntriesHasher::default(),
             buf: Vec::with_capacity(256),
             problem: None,
         })
@@ -274,9 +276,8 @@ impl<'c> TableBuilder<'c> {
                 });
             }
         }
-        self.buf.clear();
-        e.encode(&mut self.buf);
-        self.hasher.update(&self.buf);
+        // The table keeps every entry in format 2, whatever the file's format.
+        self.hasher.push(e, &mut self.buf);
         match &mut self.sink {
             Sink::Memory(v) => v.extend_from_slice(&self.buf),
             Sink::File(w) => w.write_all(&self.buf).map_err(storage)?,
@@ -318,7 +319,8 @@ impl<'c> TableBuilder<'c> {
                 revoked: self.revoked,
                 bytes,
             })),
-            digest: self.hasher.finalize().into(),
+            names_mailboxes: self.hasher.names_mailboxes(),
+            digest: self.hasher.finish(),
             problem: self.problem,
         })
     }
@@ -345,6 +347,7 @@ mod tests {
             }],
             addresses: vec!["/ip4/127.0.0.1/tcp/4001".into()],
             status,
+            mailboxes: Vec::new(),
         }
     }
 

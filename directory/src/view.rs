@@ -7,7 +7,7 @@ use renkei_protocol::OfficeNumber;
 
 use crate::DirectoryError;
 use crate::entry::{Entry, NodeInfo};
-use crate::snapshot::{Delta, Snapshot};
+use crate::snapshot::{Delta, Snapshot, check_format_needed};
 use crate::table::{EntryTable, TableBuilder};
 use crate::trust::{Anchor, RegionCert};
 
@@ -135,7 +135,7 @@ impl Directory {
         let expect = (h.entry_count as usize).min(rest / 100);
         let mut table = TableBuilder::new(&h.cert, self.spill.as_deref(), expect, rest)?;
         for _ in 0..h.entry_count {
-            table.push(&Entry::decode(&mut r)?)?;
+            table.push(&Entry::decode(&mut r, h.format)?)?;
         }
         if !r.rest().is_empty() {
             return Err(DirectoryError::Malformed("trailing bytes"));
@@ -143,6 +143,7 @@ impl Directory {
         let key = h.cert.verify(&self.anchor, h.issued_at)?;
         h.verify_signature(&key)?;
         let built = table.finish()?;
+        check_format_needed(h.format, built.names_mailboxes)?;
         if built.digest != h.entries_digest {
             return Err(DirectoryError::DigestMismatch);
         }

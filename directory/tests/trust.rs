@@ -130,6 +130,7 @@ fn entry(number: &str, name: &str, seed: u8) -> Entry {
         }],
         addresses: vec![],
         status: Status::Active,
+        mailboxes: Vec::new(),
     }
 }
 
@@ -1212,9 +1213,9 @@ fn garbage_is_malformed_or_unknown_format() {
         dir.apply_delta(&snaps[0]),
         Err(DirectoryError::UnknownFormat)
     );
-    let mut v2 = snaps[0].clone();
-    v2[7] = 2;
-    assert_eq!(dir.apply_snapshot(&v2), Err(DirectoryError::UnknownFormat));
+    let mut v3 = snaps[0].clone();
+    v3[7] = 3;
+    assert_eq!(dir.apply_snapshot(&v3), Err(DirectoryError::UnknownFormat));
     let s = &snaps[0];
     assert_eq!(dir.apply_snapshot(&s[..s.len() - 1]), truncated);
     assert_eq!(dir.apply_delta(&deltas[0][..200]), truncated);
@@ -1382,4 +1383,82 @@ fn identity_key_listed_by_two_offices_stays_resolvable() {
         .unwrap();
     assert_eq!(e.office, office("1310000001"));
     assert!(admitted(&dir, 20, T0));
+}
+
+/// SPEC.md §6.3/§6.4: naming mailboxes makes the next files format 2; a later delta that names
+/// none is format 1 again even while the result still names some (its digest follows the
+/// result, not the file); clearing them brings the digest back to format 1. Deltas applied one
+/// by one reach every snapshot's state, and the workspace keeps the names across a JSON save.
+#[test]
+fn mailbox_names_move_the_format_both_ways() {
+    let (a, mut ws) = tokyo_workspace();
+    let node = identity(40);
+    let mut snaps = vec![ws.publish(&a.key, T0).1];
+    let mut deltas = Vec::new();
+    let mut publish = |ws: &mut RegionWorkspace, now, snaps: &mut Vec<Vec<u8>>| {
+        let (_, s, d) = ws.publish(&a.key, now);
+        snaps.push(s);
+        deltas.push(d.unwrap());
+    };
+    ws.set_mailboxes(&office("1310000001"), vec![node]).unwrap();
+    publish(&mut ws, T0 + HOUR, &mut snaps);
+    ws.set_addresses(
+        &office("1310000002"),
+        vec!["/ip4/198.51.100.2/tcp/4001".into()],
+    )
+    .unwrap();
+    publish(&mut ws, T0 + 2 * HOUR, &mut snaps);
+    ws.set_mailboxes(&office("1310000001"), vec![]).unwrap();
+    publish(&mut ws, T0 + 3 * HOUR, &mut snaps);
+    let format = |f: &[u8]| f[7];
+    assert_eq!(
+        snaps.iter().map(|s| format(s)).collect::<Vec<_>>(),
+        [1, 2, 2, 1]
+    );
+    assert_eq!(
+        deltas.iter().map(|d| format(d)).collect::<Vec<_>>(),
+        [2, 1, 1]
+    );
+
+    let mut dir = Directory::new(anchor());
+    dir.apply_snapshot(&snaps[0]).unwrap();
+    for (i, d) in deltas.iter().enumerate() {
+        dir.apply_delta(d).unwrap();
+        let mut direct = Directory::new(anchor());
+        direct.apply_snapshot(&snaps[i + 1]).unwrap();
+        let (x, y) = (
+            dir.region("13-tokyo").unwrap(),
+            direct.region("13-tokyo").unwrap(),
+        );
+        assert_eq!((x.seq, x.digest), (y.seq, y.digest));
+        assert_eq!(x.entries.entries(), y.entries.entries());
+        let named = dir
+            .lookup(&office("1310000001"))
+            .unwrap()
+            .unwrap()
+            .mailboxes;
+        assert_eq!(named, if i < 2 { vec![node] } else { vec![] });
+    }
+
+    // Limits the workspace keeps: four at most, none twice, a listed office only.
+    assert!(
+        ws.set_mailboxes(&office("1310000001"), vec![node; 2])
+            .is_err()
+    );
+    let five: Vec<[u8; 32]> = (50..55).map(identity).collect();
+    assert!(ws.set_mailboxes(&office("1310000001"), five).is_err());
+    assert_eq!(
+        ws.set_mailboxes(&office("1310000099"), vec![node]),
+        Err(WorkspaceError::NotFound(office("1310000099")))
+    );
+    ws.set_mailboxes(&office("1310000002"), vec![node]).unwrap();
+    let json = serde_json::to_string(&ws).unwrap();
+    let back: RegionWorkspace = serde_json::from_str(&json).unwrap();
+    assert_eq!(back.entries[&office("1310000002")].mailboxes, [node]);
+    // An entry naming none is written as before, so older workspaces read unchanged.
+    assert!(
+        !serde_json::to_string(&back.entries[&office("1310000001")])
+            .unwrap()
+            .contains("mailboxes")
+    );
 }

@@ -91,6 +91,7 @@ fn entry(status: Status) -> Entry {
         }],
         addresses: vec![OFFICE_ADDRESS.into()],
         status,
+        mailboxes: Vec::new(),
     }
 }
 
@@ -392,6 +393,7 @@ fn aozora(rotated: bool) -> Entry {
             "/ip4/127.0.0.1/udp/4702/quic-v1".into(),
         ],
         status: Status::Active,
+        mailboxes: Vec::new(),
     }
 }
 
@@ -404,6 +406,7 @@ fn yokohama() -> Entry {
         keys: vec![key_pair(0x19, 0x1a, KEY_FROM, KEY_UNTIL)],
         addresses: vec![],
         status: Status::Revoked,
+        mailboxes: Vec::new(),
     }
 }
 
@@ -416,6 +419,7 @@ fn kawasaki() -> Entry {
         keys: vec![key_pair(0x1b, 0x1c, DELTA_ISSUED_AT, KEY_UNTIL)],
         addresses: vec!["/ip4/127.0.0.1/tcp/4703".into()],
         status: Status::Active,
+        mailboxes: Vec::new(),
     }
 }
 
@@ -648,4 +652,118 @@ fn several_entries_vectors_match_spec() {
         region.entries.entries().unwrap(),
         [aozora(true), yokohama(), kawasaki()]
     );
+}
+
+/// 1310000021 after its rotation, naming the vector's directory node as its mailbox.
+fn aozora_with_mailbox() -> Entry {
+    Entry {
+        mailboxes: vec![public(&NODE_ED25519)],
+        ..aozora(true)
+    }
+}
+
+/// An entry's format 2 bytes: those of format 1 and the mailbox list (a count, then the keys).
+fn encoded_2(e: &Entry) -> Vec<u8> {
+    if e.mailboxes.is_empty() {
+        let mut out = encoded(e);
+        out.push(0);
+        out
+    } else {
+        // A one-entry snapshot naming a mailbox is of format 2 already.
+        encoded(e)
+    }
+}
+
+/// SPEC.md §6.3/§6.4 format 2: a delta naming a mailbox, applied to the format 1 snapshot
+/// directory-snapshot-2, and the snapshot of the result.
+#[test]
+fn format_2_vectors_match_spec() {
+    let text = spec::spec_text();
+    let region_key = SigningKey::from_bytes(&REGION_KEY);
+    let base = kanto_entries();
+    let result = vec![aozora_with_mailbox(), yokohama(), kawasaki()];
+    let removal = OfficeNumber::parse(OFFICE).unwrap();
+    let upserts = vec![aozora_with_mailbox(), kawasaki()];
+    let delta = Delta {
+        cert: kanto_cert(),
+        from_seq: SEQ,
+        to_seq: SEQ + 1,
+        issued_at: DELTA_ISSUED_AT,
+        expires_at: DELTA_EXPIRES_AT,
+        nodes: vec![node()],
+        base_digest: entries_digest(&base),
+        result_digest: entries_digest(&result),
+        upserts: upserts.clone(),
+        removals: vec![removal],
+        signature: [0; 64],
+    }
+    .sign(&region_key);
+    let snapshot = Snapshot::build(
+        &kanto_cert(),
+        &region_key,
+        SEQ + 1,
+        DELTA_ISSUED_AT,
+        DELTA_EXPIRES_AT,
+        &[node()],
+        &result,
+    );
+    let mut dv = Vector::new("directory-delta-4");
+    dv.put_hex("mailbox", &public(&NODE_ED25519))
+        .put_hex("result-digest", &entries_digest(&result));
+    for e in &upserts {
+        dv.put_hex("upsert", &encoded_2(e));
+    }
+    dv.put("removal", removal).put_hex("delta", &delta);
+    let mut sv = Vector::new("directory-snapshot-4");
+    for e in &result {
+        sv.put_hex("entry", &encoded_2(e));
+    }
+    sv.put_hex("entries-digest", &entries_digest(&result))
+        .put_hex("snapshot", &snapshot);
+    let d4 = spec::check(&text, &dv);
+    let s4 = spec::check(&text, &sv);
+    let s2 = spec::check(
+        &text,
+        &kanto_snapshot_vector("directory-snapshot-2", &kanto_entries(), true),
+    );
+
+    // By hand: both files say format 2; an entry's format 2 bytes are its format 1 bytes and
+    // the mailbox list; the digest is SHA-256 over every entry's format 2 bytes, also those
+    // carried over from the format 1 base.
+    assert_eq!(d4.hex("delta")[..8], *b"RENKEID\x02");
+    assert_eq!(s4.hex("snapshot")[..8], *b"RENKEIS\x02");
+    let entries: Vec<Vec<u8>> = s4
+        .all("entry")
+        .iter()
+        .map(|h| hex::decode(h).unwrap())
+        .collect();
+    let mut named = encoded(&aozora(true));
+    named.push(1);
+    named.extend(d4.hex("mailbox"));
+    assert_eq!(entries[0], named);
+    let yokohama_1 = hex::decode(&s2.all("entry")[2]).unwrap();
+    assert_eq!(entries[1], [yokohama_1.as_slice(), &[0]].concat());
+    assert_eq!(
+        sha256(&entries.concat()).as_slice(),
+        s4.hex("entries-digest").as_slice()
+    );
+    assert_eq!(d4.hex("result-digest"), s4.hex("entries-digest"));
+    assert!(s4.hex("snapshot").ends_with(&entries.concat()));
+
+    // Through the crate: the delta on the format 1 base and the snapshot give one state, and
+    // the entry reads back with its mailbox.
+    let anchor = || Directory::new(Anchor::from_json(&anchor_json()).unwrap());
+    let mut by_delta = anchor();
+    by_delta.apply_snapshot(&s2.hex("snapshot")).unwrap();
+    by_delta.apply_delta(&d4.hex("delta")).unwrap();
+    let mut by_snapshot = anchor();
+    by_snapshot.apply_snapshot(&s4.hex("snapshot")).unwrap();
+    for dir in [&by_delta, &by_snapshot] {
+        let region = dir.region(KANTO).unwrap();
+        assert_eq!(
+            region.digest.as_slice(),
+            s4.hex("entries-digest").as_slice()
+        );
+        assert_eq!(region.entries.entries().unwrap(), result);
+    }
 }

@@ -1207,6 +1207,7 @@ fn national_startup(dir: &Path, runs: usize) -> anyhow::Result<String> {
         }],
         addresses: c.listen.clone(),
         status: Status::Active,
+        mailboxes: Vec::new(),
     };
 
     // 300,000 offices over 47 regions in proportion to population (as directory/benches).

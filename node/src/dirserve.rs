@@ -715,6 +715,7 @@ mod tests {
             }],
             addresses: vec!["/ip4/192.0.2.1/tcp/4700".into()],
             status,
+            mailboxes: Vec::new(),
         }
     }
 

@@ -736,6 +736,7 @@ pub(crate) mod tests {
             }],
             addresses: vec![],
             status: Status::Active,
+            mailboxes: Vec::new(),
         }
     }
 

@@ -1052,6 +1052,7 @@ mod tests {
                 }],
                 addresses: vec![],
                 status,
+                mailboxes: Vec::new(),
             }
         }
 

@@ -113,6 +113,7 @@ pub(crate) fn office_entry(rng: &mut ChaCha20Rng, number: OfficeNumber, t0: u64)
         } else {
             Status::Active
         },
+        mailboxes: Vec::new(),
     }
 }
 
