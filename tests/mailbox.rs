@@ -459,3 +459,71 @@ async fn start_and_take_everything_once(
         assert_eq!(n, files.len(), "office {i}: one receipt per file");
     }
 }
+
+/// Envelopes directory node `node`'s mailbox keeps for `office`.
+fn kept_at(fed: &RunningFederation, node: usize, office: &str) -> usize {
+    let folder = fed.plan.directory_nodes[node].data.join("mailbox");
+    files_under(&folder.join("box").join(office))
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "env"))
+        .count()
+}
+
+/// SPEC.md §6.3: an office whose entry names its mailbox node gets its mail there and only
+/// there; the region's other directory node neither takes its envelopes (it refuses them: it
+/// is not the office's mailbox) nor is asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_office_names_its_mailbox_node_and_its_mail_goes_there_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = Federation::builder(dir.path())
+        .transport(Transport::Memory)
+        .directory_nodes(2)
+        .office(CARE_MANAGER, "ひかり居宅介護支援事業所", &["43"])
+        .office(SERVICE, "さくら訪問介護ステーション", &["11"])
+        .tune(|c| {
+            c.mailbox_after_secs = 5;
+            c.mailbox_poll_secs = 5;
+            c.retry_initial_ms = 500;
+            c.retry_max_secs = 10;
+        })
+        .create()
+        .unwrap();
+    // The service office names the second node; the region's files are format 2 from now on,
+    // and both nodes serve them.
+    plan.set_mailboxes(1, &[1]).unwrap();
+    plan.mirror_files().unwrap();
+    let (mut fed, clock) = plan
+        .start_on_test_clock(
+            11,
+            StartOptions {
+                off: vec![1],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let held = drive(&clock, || fed.node(0).directory_entries() == 2).await;
+    assert!(held, "the care-management office holds the directory");
+    let files = plans();
+    for (name, bytes) in &files {
+        drop_into_outbox(fed.plan.home(0), name, bytes).unwrap();
+    }
+    let deposited = drive(&clock, || kept_at(&fed, 1, SERVICE) == files.len()).await;
+    assert!(
+        deposited,
+        "node 1 keeps {}, node 0 keeps {}",
+        kept_at(&fed, 1, SERVICE),
+        kept_at(&fed, 0, SERVICE)
+    );
+    assert_eq!(kept_at(&fed, 0, SERVICE), 0, "the unnamed node took mail");
+    fed.start_node(1).await.unwrap();
+    let drained = drive(&clock, || {
+        inbox(&fed, 1).len() == files.len() && kept_at(&fed, 1, SERVICE) == 0
+    })
+    .await;
+    assert!(drained, "inbox {:?}", inbox(&fed, 1).keys());
+    let acked = drive(&clock, || fed.node(0).queued() == 0).await;
+    assert!(acked, "queued {}", fed.node(0).queued());
+    assert_eq!(kept_at(&fed, 0, SERVICE), 0);
+    fed.shutdown().await;
+}

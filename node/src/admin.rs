@@ -593,6 +593,46 @@ pub fn rotate_command(region: &Path, request: &Path) -> anyhow::Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
+/// `renkei directory set-mailboxes`: names the directory nodes that keep an office's mail
+/// (keys as typed, hex); none named means its region's directory nodes. A node the region
+/// does not list is accepted with a warning: it may be a neighbouring region's.
+pub fn set_mailboxes_command(
+    region: &Path,
+    office: &str,
+    nodes: &[String],
+) -> anyhow::Result<ExitCode> {
+    let office = OfficeNumber::parse(office).context("--office must be 10 digits")?;
+    let mut keys = Vec::with_capacity(nodes.len());
+    for n in nodes {
+        let mut k = [0u8; 32];
+        hex::decode_to_slice(n, &mut k)
+            .with_context(|| format!("--node {n}: a node key is 64 hex digits"))?;
+        keys.push(k);
+    }
+    let mut ws = load_workspace(region)?;
+    for k in &keys {
+        if !ws.nodes.iter().any(|n| &n.key == k) {
+            eprintln!(
+                "note: {} is not one of this region's directory nodes; offices find it only if \
+                 a region they hold lists it",
+                hex::encode(k)
+            );
+        }
+    }
+    ws.set_mailboxes(&office, keys)?;
+    save_workspace(region, &ws)?;
+    if nodes.is_empty() {
+        println!("{office} uses its region's directory nodes as mailboxes; publish to announce it");
+    } else {
+        println!(
+            "{office} names {} mailbox node(s); publish to announce it (the region's files become \
+             format 2, which renkei before format 2 cannot read)",
+            nodes.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `renkei directory add-node` ([`add_node`]), with the node's key as typed (hex).
 pub fn add_node_command(
     region: &Path,

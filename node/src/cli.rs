@@ -199,6 +199,19 @@ pub(crate) enum DirCmd {
         /// The rotation.json file.
         request: PathBuf,
     },
+    /// Name the directory nodes that keep an office's mail while it is off (effective from the
+    /// next publish). With no --node, the office uses its region's directory nodes again.
+    SetMailboxes {
+        /// The region folder.
+        #[arg(long)]
+        region: PathBuf,
+        /// 事業所番号.
+        #[arg(long)]
+        office: String,
+        /// A mailbox node's public key (hex), in the order senders try them (repeat, at most 4).
+        #[arg(long = "node")]
+        nodes: Vec<String>,
+    },
     /// List a directory node in the region's snapshots.
     AddNode {
         /// The region folder.

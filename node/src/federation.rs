@@ -478,6 +478,47 @@ impl Federation {
         self.publish()
     }
 
+    /// Names directory nodes `nodes` (by index) as office `i`'s mailboxes and publishes; an
+    /// empty list means its region's directory nodes again (SPEC.md §6.3).
+    pub fn set_mailboxes(&self, i: usize, nodes: &[usize]) -> anyhow::Result<()> {
+        let o = &self.offices[i];
+        let mut keys = Vec::new();
+        for &n in nodes {
+            let key = admin::read_secret(&self.directory_nodes[n].key_file)?;
+            keys.push(key.verifying_key().to_bytes());
+        }
+        for r in &self.regions {
+            let mut ws = admin::load_workspace(&r.folder)?;
+            if ws.entries.contains_key(&o.number) {
+                ws.set_mailboxes(&o.number, keys.clone())?;
+                admin::save_workspace(&r.folder, &ws)?;
+            }
+        }
+        self.publish()
+    }
+
+    /// Copies every region's published files to every directory node's folder: what HTTP
+    /// mirroring does between nodes, for federations without HTTP (the memory transport).
+    pub fn mirror_files(&self) -> anyhow::Result<()> {
+        for r in &self.regions {
+            for e in std::fs::read_dir(&r.published)? {
+                let p = e?.path();
+                let ext = p.extension().and_then(|e| e.to_str());
+                if !matches!(ext, Some("snapshot" | "delta")) {
+                    continue;
+                }
+                for n in &self.directory_nodes {
+                    if n.data != r.published {
+                        std::fs::create_dir_all(&n.data)?;
+                        let to = n.data.join(p.file_name().unwrap_or_default());
+                        write_atomic(&to, &std::fs::read(&p)?, false)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The serve configuration of directory node `i`.
     pub fn serve_config(&self, i: usize) -> anyhow::Result<ServeConfig> {
         let n = &self.directory_nodes[i];

@@ -231,12 +231,16 @@ impl Mailbox {
             .map(|e| e.office)
     }
 
-    /// Whether this node keeps mail for `office`: its region lists this node.
+    /// Whether this node keeps mail for `office`: its entry names this node, or names none
+    /// and its region lists this node (SPEC.md §6.3).
     fn serves(&self, office: &OfficeNumber) -> bool {
         let me = self.key.verifying_key().to_bytes();
         let view = self.view.read().unwrap_or_else(|p| p.into_inner());
-        view.regions()
-            .any(|r| r.entries.contains(office) && r.nodes.iter().any(|n| n.key == me))
+        view.regions().any(|r| match r.entries.get(office) {
+            Ok(Some(e)) if e.mailboxes.is_empty() => r.nodes.iter().any(|n| n.key == me),
+            Ok(Some(e)) => e.mailboxes.contains(&me),
+            _ => false,
+        })
     }
 
     /// The envelopes kept for `office`, oldest first.
@@ -843,15 +847,33 @@ pub(crate) fn envelope_hash(path: &Path) -> anyhow::Result<[u8; 32]> {
     Ok(h.finalize().into())
 }
 
-/// The mailboxes that keep mail for `office`: the directory nodes of its region.
+/// The mailboxes that keep mail for `office` (SPEC.md §6.3): the nodes its entry names, in
+/// its order, found among the directory nodes of the regions this node holds; when it names
+/// none, or none of those named can be found, the directory nodes of its region.
 pub(crate) fn mailboxes_of(
     shared: &crate::state::Shared,
     office: &OfficeNumber,
 ) -> Vec<renkei_directory::NodeInfo> {
-    shared
-        .dir()
-        .regions()
-        .filter(|r| r.entries.contains(office))
-        .flat_map(|r| r.nodes.iter().cloned())
-        .collect()
+    let dir = shared.dir();
+    let Some(region) = dir.regions().find(|r| r.entries.contains(office)) else {
+        return Vec::new();
+    };
+    let named = match region.entries.get(office) {
+        Ok(Some(e)) => e.mailboxes,
+        _ => Vec::new(),
+    };
+    let found: Vec<renkei_directory::NodeInfo> = named
+        .iter()
+        .filter_map(|k| {
+            dir.directory_nodes()
+                .into_iter()
+                .find(|n| &n.key == k)
+                .cloned()
+        })
+        .collect();
+    if found.is_empty() {
+        region.nodes.clone()
+    } else {
+        found
+    }
 }

@@ -106,6 +106,11 @@ fn directory(cmd: DirCmd) -> anyhow::Result<ExitCode> {
         DirCmd::Approve { region, requests } => admin::approve_command(&region, &requests),
         DirCmd::Revoke { region, office } => admin::revoke_command(&region, &office),
         DirCmd::Rotate { region, request } => admin::rotate_command(&region, &request),
+        DirCmd::SetMailboxes {
+            region,
+            office,
+            nodes,
+        } => admin::set_mailboxes_command(&region, &office, &nodes),
         DirCmd::AddNode {
             region,
             key,
