@@ -527,3 +527,112 @@ async fn an_office_names_its_mailbox_node_and_its_mail_goes_there_only() {
     assert_eq!(kept_at(&fed, 0, SERVICE), 0);
     fed.shutdown().await;
 }
+
+/// Outcomes directory node `node` keeps for sender `office`, and how many carry a statement.
+fn outcomes_at(fed: &RunningFederation, node: usize, office: &str) -> (usize, usize) {
+    let folder = fed.plan.directory_nodes[node]
+        .data
+        .join("mailbox")
+        .join("out")
+        .join(office);
+    let all: Vec<serde_json::Value> = files_under(&folder)
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .filter_map(|p| serde_json::from_slice(&std::fs::read(p).ok()?).ok())
+        .collect();
+    let signed = all.iter().filter(|o| !o["statement"].is_null()).count();
+    (all.len(), signed)
+}
+
+/// SPEC.md §7.6.2: the recipient hands its acks to the sender's own mailbox when the files
+/// came from another; the sender, back after the recipient took them and with the recipient's
+/// mailbox gone, still gets every ack there and moves its files to sent/ exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_reach_the_senders_own_mailbox_when_the_recipients_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = Federation::builder(dir.path())
+        .transport(Transport::Memory)
+        .directory_nodes(2)
+        .office(CARE_MANAGER, "ひかり居宅介護支援事業所", &["43"])
+        .office(SERVICE, "さくら訪問介護ステーション", &["11"])
+        .tune(|c| {
+            c.mailbox_after_secs = 5;
+            c.mailbox_poll_secs = 5;
+            c.retry_initial_ms = 500;
+            c.retry_max_secs = 10;
+        })
+        .create()
+        .unwrap();
+    // Each office names a mailbox of its own: the sender node 0, the recipient node 1.
+    plan.set_mailboxes(0, &[0]).unwrap();
+    plan.set_mailboxes(1, &[1]).unwrap();
+    plan.mirror_files().unwrap();
+    let (mut fed, clock) = plan
+        .start_on_test_clock(
+            12,
+            StartOptions {
+                off: vec![1],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let held = drive(&clock, || fed.node(0).directory_entries() == 2).await;
+    assert!(held, "the care-management office holds the directory");
+    let files = plans();
+    for (name, bytes) in &files {
+        drop_into_outbox(fed.plan.home(0), name, bytes).unwrap();
+    }
+    let deposited = drive(&clock, || kept_at(&fed, 1, SERVICE) == files.len()).await;
+    assert!(deposited, "node 1 keeps {}", kept_at(&fed, 1, SERVICE));
+    fed.stop_node(0).await;
+    fed.start_node(1).await.unwrap();
+    // The recipient takes them from node 1 and leaves its acks at node 0 for the sender;
+    // node 1 keeps its own outcomes (with statements) too.
+    let handed = drive(&clock, || {
+        inbox(&fed, 1).len() == files.len()
+            && outcomes_at(&fed, 0, CARE_MANAGER) == (files.len(), 0)
+            && outcomes_at(&fed, 1, CARE_MANAGER) == (files.len(), files.len())
+    })
+    .await;
+    assert!(
+        handed,
+        "inbox {}, at node 0 {:?}, at node 1 {:?}",
+        inbox(&fed, 1).len(),
+        outcomes_at(&fed, 0, CARE_MANAGER),
+        outcomes_at(&fed, 1, CARE_MANAGER)
+    );
+    // Node 1 goes away, and the recipient's node too: only node 0 can tell the sender.
+    fed.stop_node(1).await;
+    fed.stop_directory_node(1).await;
+    fed.start_node(0).await.unwrap();
+    let done = drive(&clock, || {
+        fed.node(0).queued() == 0
+            && read_log(&fed.plan.home(0).receipts()).is_ok_and(|r| r.len() == files.len())
+    })
+    .await;
+    assert!(done, "queued {}", fed.node(0).queued());
+    for (name, _) in &files {
+        assert!(fed.plan.home(0).sent().join(name).exists(), "{name}");
+    }
+    let collected = drive(&clock, || outcomes_at(&fed, 0, CARE_MANAGER).0 == 0).await;
+    assert!(
+        collected,
+        "node 0 still keeps {:?}",
+        outcomes_at(&fed, 0, CARE_MANAGER)
+    );
+    // Node 1 back: the sender still collects its deletion statements from it.
+    fed.restart_directory_node(1).await.unwrap();
+    let statements = drive(&clock, || {
+        std::fs::read_to_string(fed.plan.home(0).statements())
+            .is_ok_and(|t| t.lines().count() == files.len())
+            && outcomes_at(&fed, 1, CARE_MANAGER) == (0, 0)
+    })
+    .await;
+    assert!(
+        statements,
+        "statements not all collected from node 1: it keeps {:?}",
+        outcomes_at(&fed, 1, CARE_MANAGER)
+    );
+    fed.shutdown().await;
+}

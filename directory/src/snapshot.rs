@@ -457,7 +457,7 @@ mod tests {
         let mut dir = crate::Directory::new(anchor);
         assert_eq!(dir.apply_snapshot(&file).map(|_| ()), malformed);
         // The same content as format 1 is accepted.
-        let good = Snapshot::build(&cert, &region, 1, 10, 20, &[], &[entry.clone()]);
+        let good = Snapshot::build(&cert, &region, 1, 10, 20, &[], std::slice::from_ref(&entry));
         assert_eq!(good[7], FORMAT_1);
         dir.apply_snapshot(&good).unwrap();
 

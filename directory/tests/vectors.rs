@@ -741,7 +741,7 @@ fn format_2_vectors_match_spec() {
     named.push(1);
     named.extend(d4.hex("mailbox"));
     assert_eq!(entries[0], named);
-    let yokohama_1 = hex::decode(&s2.all("entry")[2]).unwrap();
+    let yokohama_1 = hex::decode(s2.all("entry")[2]).unwrap();
     assert_eq!(entries[1], [yokohama_1.as_slice(), &[0]].concat());
     assert_eq!(
         sha256(&entries.concat()).as_slice(),

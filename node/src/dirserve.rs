@@ -103,8 +103,13 @@ pub struct DirectoryNode {
 
 impl DirectoryNode {
     /// Stops it.
-    pub fn stop(self) {
-        for t in self.tasks {
+    pub fn stop(mut self) {
+        self.stop_in_place();
+    }
+
+    /// Stops it, leaving the (dead) handle where it is.
+    pub fn stop_in_place(&mut self) {
+        for t in self.tasks.drain(..) {
             t.abort();
         }
     }

@@ -671,6 +671,14 @@ impl RunningFederation {
         Ok(())
     }
 
+    /// Stops directory node `i` at once (as a killed process: what it wrote stays on disk);
+    /// [`RunningFederation::restart_directory_node`] starts it again.
+    pub async fn stop_directory_node(&mut self, i: usize) {
+        let n = &mut self.directory_nodes[i];
+        n.net.shutdown().await;
+        n.stop_in_place();
+    }
+
     /// Switches office `i`'s node off cleanly (as at the end of a working day).
     pub async fn stop_node(&mut self, i: usize) {
         if let Some(n) = self.nodes[i].take() {

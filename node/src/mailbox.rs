@@ -66,6 +66,12 @@ pub(crate) enum MailboxRequest {
     Drain,
     /// The sender office collects what became of its deposits.
     Outcomes,
+    /// A recipient office hands in acks (`Blob` frames, then `End`) for `to`, a sender whose
+    /// mailbox this node is, when it took the files from another mailbox (SPEC.md §7.6.1).
+    PostAcks {
+        /// The sender office the acks are for.
+        to: String,
+    },
     /// The sender has kept these outcomes (message ids, hex): they may go.
     Forget {
         /// Message ids.
@@ -92,8 +98,10 @@ pub struct Outcome {
     /// The envelope went out in a drain before it expired (the recipient may hold the file).
     #[serde(default)]
     pub fetched: bool,
-    /// The signed deletion statement, hex.
-    pub statement: String,
+    /// The signed deletion statement, hex; none on an ack the recipient handed to the
+    /// sender's own mailbox, which held no envelope.
+    #[serde(default)]
+    pub statement: Option<String>,
     /// Unix ms when it was written (for the time limit).
     pub at_ms: u64,
 }
@@ -122,6 +130,9 @@ pub struct Mailbox {
 /// Retry refusals of one envelope by its recipient (on different drains) after which the
 /// mailbox gives it up as refused: its sender seals it again (to the recipient's current key).
 const DEFER_LIMIT: u32 = 3;
+
+/// Acks one stream may hand in for a sender's own mailbox.
+const MAX_POSTED_ACKS: usize = 10_000;
 
 /// The largest outcome a mailbox sends (an ack of 256 findings, a statement, JSON): 256 KiB.
 pub(crate) const MAX_OUTCOME: usize = 256 << 10;
@@ -300,7 +311,7 @@ impl Mailbox {
             refusal_code: refusal.map(|r| r.code.to_u16()),
             refusal_reason: refusal.map(|r| r.reason.clone()),
             fetched: kept.fetched_marker().exists(),
-            statement: hex::encode(statement.to_bytes()),
+            statement: Some(hex::encode(statement.to_bytes())),
             at_ms: self.now_ms(),
         };
         let out = self.out_dir(&kept.sender);
@@ -700,6 +711,98 @@ impl Mailbox {
         }
     }
 
+    /// Keeps the acks a recipient office `from` hands in for `to`, as outcomes `to` collects
+    /// (SPEC.md §7.6.1): each must be `from`'s, signed by a key the directory lists for it, and
+    /// about a message from `to`; an outcome kept already for the message (this node held
+    /// the envelope) is left as it is. Answered `End` once all are durable.
+    async fn post_acks(
+        &self,
+        peer: &PeerId,
+        from: OfficeNumber,
+        to: &str,
+        s: &mut libp2p::Stream,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let to = match OfficeNumber::parse(to) {
+            Some(to) if self.serves(&to) => to,
+            _ => {
+                let r = io_refusal(
+                    MessageId([0; 16]),
+                    "このメールボックスはその事業所の分を預かりません / this mailbox does not keep mail for that office",
+                );
+                frames::write(s, Kind::Refuse, &r.to_bytes()).await?;
+                return Ok(());
+            }
+        };
+        let now = self.now_ms() / 1000;
+        let mut keys: Vec<VerifyingKey> = {
+            let view = self.view.read().unwrap_or_else(|p| p.into_inner());
+            view.lookup(&from)
+                .ok()
+                .flatten()
+                .map(|e| {
+                    e.keys
+                        .iter()
+                        .filter(|k| k.valid_from <= now)
+                        .filter_map(|k| VerifyingKey::from_bytes(&k.identity).ok())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        keys.push(VerifyingKey::from_bytes(
+            &key_of(peer).context("peer key")?,
+        )?);
+        let mut acks = Vec::new();
+        let mut frame = Vec::new();
+        while let Some(Kind::Blob) =
+            frames::read(s, &mut frame, timeout, &[Kind::Blob, Kind::End]).await?
+        {
+            anyhow::ensure!(acks.len() < MAX_POSTED_ACKS, "too many acks in one stream");
+            let ack = Ack::parse(&frame).map_err(|e| anyhow!("ack: {e}"))?;
+            ack.verify_signature(&keys)
+                .map_err(|e| anyhow!("ack: {e}"))?;
+            anyhow::ensure!(
+                ack.recipient_office == from && ack.sender_office == to,
+                "an ack about other offices"
+            );
+            acks.push(ack);
+        }
+        let _g = self.lock.lock().await;
+        let out = self.out_dir(&to);
+        let held = std::fs::read_dir(&out).map(|rd| rd.count()).unwrap_or(0);
+        if held + acks.len() > self.cfg.max_files {
+            let r = io_refusal(
+                MessageId([0; 16]),
+                "メールボックスが満杯です / the mailbox is full",
+            );
+            frames::write(s, Kind::Refuse, &r.to_bytes()).await?;
+            return Ok(());
+        }
+        crate::home::create_private_dir(&out)?;
+        for ack in &acks {
+            let path = out.join(format!("{}-{from}.json", ack.message_id));
+            if path.exists() {
+                continue;
+            }
+            let outcome = Outcome {
+                message_id: ack.message_id.to_hex(),
+                recipient: from.to_string(),
+                ack: Some(hex::encode(ack.to_bytes())),
+                refusal_code: None,
+                refusal_reason: None,
+                fetched: false,
+                statement: None,
+                at_ms: self.now_ms(),
+            };
+            write_atomic(&path, &serde_json::to_vec(&outcome)?, true)?;
+        }
+        sync_dir(&out)?;
+        frames::write(s, Kind::End, &[]).await?;
+        s.flush().await?;
+        tracing::info!(%from, %to, n = acks.len(), "mailbox kept acks for their sender");
+        Ok(())
+    }
+
     async fn outcomes(
         &self,
         office: OfficeNumber,
@@ -762,6 +865,9 @@ impl Mailbox {
             }
             MailboxRequest::Drain => return self.drain(&peer, office, s, timeout).await,
             MailboxRequest::Outcomes => self.outcomes(office, &mut s, timeout).await?,
+            MailboxRequest::PostAcks { to } => {
+                self.post_acks(&peer, office, &to, &mut s, timeout).await?
+            }
             MailboxRequest::Forget { .. } => {}
         }
         let _ = s.close().await;

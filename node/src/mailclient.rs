@@ -108,8 +108,9 @@ async fn drain_once(
         }
     };
     match crate::receive::handle(shared, peer, s, true).await {
-        Ok(()) => {
+        Ok(acks) => {
             shared.resolved("mailbox");
+            post_acks(shared, node.key, acks).await;
             true
         }
         Err(e) => {
@@ -125,6 +126,60 @@ async fn drain_once(
     }
 }
 
+/// Hands the acks of one drain of mailbox `drained` to each sender's own mailbox, when that
+/// is another node (SPEC.md §7.6.2): a sender that is off then finds them where it looks
+/// anyway, even if the mailbox that held its files is out of its reach. Best effort — the
+/// drained mailbox keeps every outcome with its statement too, and a sender retrying directly
+/// gets the stored ack — so a failure is logged, not retried.
+async fn post_acks(shared: &Arc<Shared>, drained: [u8; 32], acks: Vec<Vec<u8>>) {
+    let mut by_sender: std::collections::BTreeMap<renkei_protocol::OfficeNumber, Vec<Vec<u8>>> =
+        Default::default();
+    for a in acks {
+        if let Ok(ack) = Ack::parse(&a) {
+            by_sender.entry(ack.sender_office).or_default().push(a);
+        }
+    }
+    for (sender, acks) in by_sender {
+        let boxes = mailboxes_of(shared, &sender);
+        if boxes.iter().any(|n| n.key == drained) {
+            continue;
+        }
+        for node in boxes {
+            match post_to(shared, &node, &sender, &acks).await {
+                Ok(()) => {
+                    tracing::info!(%sender, n = acks.len(), "acks left in the sender's own mailbox");
+                    break;
+                }
+                Err(e) => tracing::debug!(%sender, "acks not left in a mailbox: {e:#}"),
+            }
+        }
+    }
+}
+
+async fn post_to(
+    shared: &Arc<Shared>,
+    node: &renkei_directory::NodeInfo,
+    sender: &renkei_protocol::OfficeNumber,
+    acks: &[Vec<u8>],
+) -> anyhow::Result<()> {
+    let timeout = shared.timeout();
+    let mut s = open_mailbox(shared, node, timeout).await?;
+    let req = MailboxRequest::PostAcks {
+        to: sender.to_string(),
+    };
+    frames::write(&mut s, Kind::Request, &serde_json::to_vec(&req)?).await?;
+    for a in acks {
+        frames::write(&mut s, Kind::Blob, a).await?;
+    }
+    frames::write(&mut s, Kind::End, &[]).await?;
+    s.flush().await?;
+    let mut frame = Vec::new();
+    let answer = frames::read(&mut s, &mut frame, timeout, &[Kind::End, Kind::Refuse]).await?;
+    let _ = s.close().await;
+    anyhow::ensure!(answer == Some(Kind::End), "the mailbox did not keep them");
+    Ok(())
+}
+
 /// Collects the outcomes of this office's deposits from the mailboxes that keep them.
 async fn collect(shared: &Arc<Shared>) {
     // Where our files wait, and where outcomes may wait for us (after a direct answer, say).
@@ -135,6 +190,12 @@ async fn collect(shared: &Arc<Shared>) {
         .map(|i| i.mailbox.clone())
         .collect();
     keys.extend(lock(&shared.mail).outcomes_at.keys().cloned());
+    // And this office's own mailboxes, where recipients leave acks for it.
+    keys.extend(
+        mailboxes_of(shared, &shared.office)
+            .iter()
+            .map(|n| hex::encode(n.key)),
+    );
     if keys.is_empty() {
         return;
     }
@@ -240,7 +301,10 @@ async fn collect_from(
 /// its answer says — delivered (ack verified as if it came directly), refused, or expired.
 fn settle(shared: &Arc<Shared>, o: &Outcome, node_key: [u8; 32]) -> anyhow::Result<()> {
     let id = MessageId::from_hex(&o.message_id).context("message id")?;
-    let statement = Statement::parse(&hex::decode(&o.statement)?)?;
+    let Some(statement) = &o.statement else {
+        return settle_posted_ack(shared, id, o);
+    };
+    let statement = Statement::parse(&hex::decode(statement)?)?;
     statement.verify(&[node_key])?;
     anyhow::ensure!(
         statement.message_id == id && statement.sender_office == shared.office,
@@ -262,23 +326,7 @@ fn settle(shared: &Arc<Shared>, o: &Outcome, node_key: [u8; 32]) -> anyhow::Resu
     );
     let partner = statement.recipient_office;
     match statement.reason {
-        Reason::Acked => {
-            let ack = Ack::parse(&hex::decode(o.ack.as_deref().context("no ack")?)?)
-                .map_err(|e| anyhow!("ack: {e}"))?;
-            let keys = shared
-                .dir()
-                .lookup(&partner)?
-                .map(|e| e.identity_keys_at(ack.received_at))
-                .unwrap_or_default();
-            ack.verify(&id, &item.hash(), &keys)
-                .map_err(|e| anyhow!("ack: {e}"))?;
-            anyhow::ensure!(
-                ack.sender_office == shared.office && ack.recipient_office == partner,
-                "the ack names other offices"
-            );
-            crate::send::commit_outcome(shared, partner, seq, item, ack)?;
-            shared.resolved(&format!("delivery:{partner}"));
-        }
+        Reason::Acked => take_ack(shared, id, o, partner, seq, item)?,
         Reason::Refused => {
             let code = RefusalCode::from_u16(o.refusal_code.unwrap_or(0));
             if code.disposition() == Disposition::Permanent {
@@ -319,4 +367,57 @@ fn settle(shared: &Arc<Shared>, o: &Outcome, node_key: [u8; 32]) -> anyhow::Resu
         }
     }
     Ok(())
+}
+
+/// An ack from an outcome, verified exactly as one that came directly (§5.3), committed.
+fn take_ack(
+    shared: &Arc<Shared>,
+    id: MessageId,
+    o: &Outcome,
+    partner: renkei_protocol::OfficeNumber,
+    seq: u64,
+    item: crate::store::QueueItem,
+) -> anyhow::Result<()> {
+    let ack = Ack::parse(&hex::decode(o.ack.as_deref().context("no ack")?)?)
+        .map_err(|e| anyhow!("ack: {e}"))?;
+    let keys = shared
+        .dir()
+        .lookup(&partner)?
+        .map(|e| e.identity_keys_at(ack.received_at))
+        .unwrap_or_default();
+    ack.verify(&id, &item.hash(), &keys)
+        .map_err(|e| anyhow!("ack: {e}"))?;
+    anyhow::ensure!(
+        ack.sender_office == shared.office && ack.recipient_office == partner,
+        "the ack names other offices"
+    );
+    crate::send::commit_outcome(shared, partner, seq, item, ack)?;
+    shared.resolved(&format!("delivery:{partner}"));
+    Ok(())
+}
+
+/// An ack a recipient left in this office's own mailbox (no statement: that mailbox held no
+/// envelope). The file completes; the mailbox that held its envelope is still asked for its
+/// deletion statement for as long as after any deposit.
+fn settle_posted_ack(shared: &Arc<Shared>, id: MessageId, o: &Outcome) -> anyhow::Result<()> {
+    let found = lock(&shared.queue)
+        .items
+        .iter()
+        .find(|(_, i)| i.id() == id)
+        .map(|(s, i)| (*s, i.clone()));
+    let Some((seq, item)) = found else {
+        return Ok(());
+    };
+    let partner = renkei_protocol::OfficeNumber::parse(&o.recipient).context("recipient")?;
+    anyhow::ensure!(
+        item.recipient == partner.as_str(),
+        "the ack is from another recipient"
+    );
+    if item.deposited_ms != 0 {
+        lock(&shared.mail)
+            .outcomes_at
+            .entry(item.mailbox.clone())
+            .or_insert(item.deposited_ms);
+    }
+    take_ack(shared, id, o, partner, seq, item)
 }

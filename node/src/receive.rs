@@ -103,7 +103,7 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>) {
                         Some(e) => (format!("receive:{}", e.office), e.office.to_string()),
                         None => (format!("receive:{peer}"), peer.to_string()),
                     };
-                    match handle(&s, peer, stream, false).await {
+                    match handle(&s, peer, stream, false).await.map(|_| ()) {
                         // A later stream from the partner that ends well clears earlier breaks.
                         Ok(()) => s.resolved(&topic),
                         Err(e) => s.error_about(Some(topic), format!("{who} からの受信が途中で止まりました。相手先が自動で送り直します。続く場合は相手先に連絡してください / receiving from {who} stopped; the partner sends again by itself — if this lasts, contact the partner: {}", shown(&format!("{e:#}")))),
@@ -166,8 +166,10 @@ pub(crate) async fn handle(
     peer: PeerId,
     stream: libp2p::Stream,
     from_mailbox: bool,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<Vec<u8>>> {
     let (mut reader, mut writer) = stream.split();
+    // The acks written on a drain, for their senders' own mailboxes (SPEC.md §7.6.2).
+    let mut written_acks = Vec::new();
     let (answer_tx, mut answer_rx) = mpsc::unbounded_channel::<(Kind, Vec<u8>)>();
     let (check_tx, mut check_rx) = mpsc::unbounded_channel::<Checking>();
     // Answers go out as they are ready: stored acks for repeats and refusals from the reader,
@@ -178,8 +180,14 @@ pub(crate) async fn handle(
             // A sender that stops reading does not hold this stream for ever.
             tokio::time::timeout(timeout, async {
                 frames::write(&mut writer, kind, &payload).await?;
+                if from_mailbox && kind == Kind::Ack {
+                    written_acks.push(payload);
+                }
                 while let Ok((kind, payload)) = answer_rx.try_recv() {
                     frames::write(&mut writer, kind, &payload).await?;
+                    if from_mailbox && kind == Kind::Ack {
+                        written_acks.push(payload);
+                    }
                 }
                 writer.flush().await?;
                 anyhow::Ok(())
@@ -236,7 +244,8 @@ pub(crate) async fn handle(
         r
     };
     // The first to fail ends the stream (a failed commit must not go on reading).
-    tokio::try_join!(write, commit, read).map(|_| ())
+    tokio::try_join!(write, commit, read)?;
+    Ok(written_acks)
 }
 
 async fn read_messages(
