@@ -421,3 +421,74 @@ fn status_and_receipts_refuse_a_folder_that_is_not_a_home() {
         );
     }
 }
+
+/// `renkei directory set-mailboxes`: names an office's mailbox nodes, refuses what the
+/// directory could not carry, and the next publish is a format 2 file (SPEC.md §6.3).
+#[test]
+fn set_mailboxes_names_nodes_and_makes_the_next_publish_format_2() {
+    let fed = federation(&[("1310000001", "43", true)]);
+    let node = hex::encode(
+        renkei_node::admin::read_secret(&fed.dn_key)
+            .unwrap()
+            .verifying_key()
+            .to_bytes(),
+    );
+    let set = |office: &str, nodes: &[&str]| {
+        let mut c = renkei();
+        c.args(["directory", "set-mailboxes", "--office", office])
+            .arg("--region")
+            .arg(&fed.region);
+        for n in nodes {
+            c.args(["--node", n]);
+        }
+        c.output().unwrap()
+    };
+    let refused = |out: std::process::Output, says: &str| {
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{err}");
+    };
+    refused(set("1310000001", &["zz"]), "64 hex digits");
+    refused(set("1310000099", &[&node]), "not in this region");
+    let others: Vec<String> = (1..=5u8).map(|i| hex::encode([i; 32])).collect();
+    let five: Vec<&str> = others.iter().map(String::as_str).collect();
+    refused(set("1310000001", &five), "more than 4");
+    run_ok(
+        renkei()
+            .args([
+                "directory",
+                "set-mailboxes",
+                "--office",
+                "1310000001",
+                "--node",
+                &node,
+            ])
+            .arg("--region")
+            .arg(&fed.region),
+    );
+    let publish = || {
+        let out = run_ok(
+            renkei()
+                .args(["directory", "publish", "--region"])
+                .arg(&fed.region)
+                .arg("--out")
+                .arg(&fed.published),
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        let snapshot = text
+            .split_whitespace()
+            .find(|w| w.ends_with(".snapshot"))
+            .expect("publish names the snapshot")
+            .to_string();
+        std::fs::read(snapshot).unwrap()
+    };
+    assert_eq!(publish()[7], 2);
+    // No --node: the region's nodes again, and format 1.
+    run_ok(
+        renkei()
+            .args(["directory", "set-mailboxes", "--office", "1310000001"])
+            .arg("--region")
+            .arg(&fed.region),
+    );
+    assert_eq!(publish()[7], 1);
+}
