@@ -708,7 +708,7 @@ fn format_2_vectors_match_spec() {
         &result,
     );
     let mut dv = Vector::new("directory-delta-4");
-    dv.put_hex("mailbox", &public(&NODE_ED25519))
+    dv.put_hex("mailbox-key", &public(&NODE_ED25519))
         .put_hex("result-digest", &entries_digest(&result));
     for e in &upserts {
         dv.put_hex("upsert", &encoded_2(e));
@@ -739,7 +739,7 @@ fn format_2_vectors_match_spec() {
         .collect();
     let mut named = encoded(&aozora(true));
     named.push(1);
-    named.extend(d4.hex("mailbox"));
+    named.extend(d4.hex("mailbox-key"));
     assert_eq!(entries[0], named);
     let yokohama_1 = hex::decode(s2.all("entry")[2]).unwrap();
     assert_eq!(entries[1], [yokohama_1.as_slice(), &[0]].concat());
