@@ -164,7 +164,9 @@ pub async fn run(
     let ok_out = ok_direct
         && ok_deposit
         && wait_until(timeout, || {
-            delivered(fed.node(0)) >= outgoing.len() as u64 && mailbox_empty()
+            delivered(fed.node(0)) >= outgoing.len() as u64
+                && fed.node(0).queued() == 0
+                && mailbox_empty()
         })
         .await;
     let out_secs = t1.elapsed().as_secs_f64();
@@ -215,7 +217,8 @@ pub async fn run(
         drop_into_outbox(fed.plan.home(i), name, bytes)?;
     }
     let ok_back = wait_until(timeout, || {
-        (1..OFFICES.len()).all(|i| delivered(fed.node(i)) >= 1)
+        // Acknowledged and taken off the queue (the count moves a moment before the queue).
+        (1..OFFICES.len()).all(|i| delivered(fed.node(i)) >= 1 && fed.node(i).queued() == 0)
     })
     .await;
     let back_routes = fed.node(0).status().await.routes;
