@@ -816,3 +816,57 @@ fn names_with_control_characters_are_shown_escaped() {
         "{text}"
     );
 }
+
+/// Issue 9: the real mailbox, SIGKILLed with envelopes in it and started again, loses none —
+/// the recipient, off until then, gets every file once and the mailbox ends empty.
+#[test]
+fn a_mailbox_node_killed_with_envelopes_in_it_loses_none() {
+    let fed = pair();
+    for i in [CM, SVC] {
+        let home = fed.home(i);
+        let mut c = home.config().unwrap();
+        c.mailbox_after_secs = 1;
+        c.mailbox_poll_secs = 1;
+        home.write_config(&c).unwrap();
+    }
+    let envelopes = || {
+        std::fs::read_dir(fed.published.join("mailbox").join("box").join("1310000011"))
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "env"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let mut dn = fed.directory_node();
+    let mut cm = fed.node(CM);
+    fed.wait_directory(CM, 1);
+    let files: Vec<(String, Vec<u8>)> = (1..=5)
+        .map(|n| {
+            let bytes = valid_file(FileKind::UpPlan, 5, &format!("預け{n}"));
+            (fed.drop(FileKind::UpPlan, CM, SVC, n, &bytes), bytes)
+        })
+        .collect();
+    wait_for(
+        Duration::from_secs(60),
+        "5 envelopes in the mailbox",
+        || envelopes() == files.len(),
+    );
+    dn.kill();
+    cm.terminate();
+    let _dn = fed.directory_node();
+    let _svc = fed.node(SVC);
+    wait_for(Duration::from_secs(60), "every file in the inbox", || {
+        files
+            .iter()
+            .all(|(name, _)| fed.home(SVC).inbox().join(name).exists())
+            && envelopes() == 0
+    });
+    for (name, bytes) in &files {
+        assert_eq!(
+            &std::fs::read(fed.home(SVC).inbox().join(name)).unwrap(),
+            bytes
+        );
+    }
+    assert_eq!(count(&fed.home(SVC).inbox()), files.len(), "each file once");
+}
