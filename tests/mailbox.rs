@@ -88,7 +88,7 @@ async fn drive(clock: &ManualClock, f: impl FnMut() -> bool) -> bool {
     .await
 }
 
-/// The files under a folder, recursively.
+/// The regular files under a folder, recursively.
 fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     if let Ok(rd) = std::fs::read_dir(dir) {
@@ -96,7 +96,7 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
             let p = e.path();
             if p.is_dir() {
                 out.extend(files_under(&p));
-            } else {
+            } else if p.is_file() {
                 out.push(p);
             }
         }
@@ -633,6 +633,54 @@ async fn acks_reach_the_senders_own_mailbox_when_the_recipients_is_gone() {
         statements,
         "statements not all collected from node 1: it keeps {:?}",
         outcomes_at(&fed, 1, CARE_MANAGER)
+    );
+    fed.shutdown().await;
+}
+
+/// Something an operator (or a faulty backup tool) left in the mailbox's folders that is not a
+/// regular file — a FIFO named like an envelope or an outcome — blocks neither a drain nor the
+/// outcomes nor the sweeper.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_in_the_mailbox_folders_blocks_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut fed, clock) = federation(dir.path()).await;
+    let files = plans();
+    for (name, bytes) in &files {
+        drop_into_outbox(fed.plan.home(0), name, bytes).unwrap();
+    }
+    let deposited = drive(&clock, || kept_for(&fed, SERVICE) == files.len()).await;
+    assert!(deposited, "kept {}", kept_for(&fed, SERVICE));
+    let fifo = |p: PathBuf| {
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        let ok = std::process::Command::new("mkfifo")
+            .arg(&p)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mkfifo {}", p.display());
+    };
+    let box_dir = mailbox_dir(&fed).join("box").join(SERVICE);
+    fifo(box_dir.join(format!("1-{CARE_MANAGER}-{}.env", "ab".repeat(16))));
+    fifo(
+        mailbox_dir(&fed)
+            .join("out")
+            .join(CARE_MANAGER)
+            .join(format!("{}-{SERVICE}.json", "cd".repeat(16))),
+    );
+    fed.start_node(1).await.unwrap();
+    // Drained, acknowledged and collected past the FIFOs, with the sweeper's minute passing.
+    let done = drive(&clock, || {
+        inbox(&fed, 1).len() == files.len()
+            && kept_for(&fed, SERVICE) == 0
+            && fed.node(0).queued() == 0
+    })
+    .await;
+    assert!(
+        done,
+        "inbox {}, kept {}, queued {}",
+        inbox(&fed, 1).len(),
+        kept_for(&fed, SERVICE),
+        fed.node(0).queued()
     );
     fed.shutdown().await;
 }

@@ -141,6 +141,19 @@ fn lock_std<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The regular files in `dir` (not following links): anything else someone put there — a
+/// FIFO, a device, a link — is never opened, so it cannot block a drain or the sweeper.
+fn regular_files(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// One kept envelope.
 #[derive(Debug, Clone)]
 struct Kept {
@@ -256,9 +269,10 @@ impl Mailbox {
 
     /// The envelopes kept for `office`, oldest first.
     fn kept(&self, office: &OfficeNumber) -> Vec<Kept> {
-        let mut out: Vec<Kept> = std::fs::read_dir(self.box_dir(office))
-            .map(|rd| rd.flatten().filter_map(|e| Kept::parse(e.path())).collect())
-            .unwrap_or_default();
+        let mut out: Vec<Kept> = regular_files(&self.box_dir(office))
+            .into_iter()
+            .filter_map(Kept::parse)
+            .collect();
         let deferred = lock_std(&self.deferred);
         out.sort_by_key(|k| {
             let d = deferred.get(&(*office, k.id)).copied().unwrap_or(0);
@@ -361,13 +375,13 @@ impl Mailbox {
             }
         }
         for dir in std::fs::read_dir(self.root.join("out"))?.flatten() {
-            for f in std::fs::read_dir(dir.path())?.flatten() {
-                let old = std::fs::read(f.path())
+            for f in regular_files(&dir.path()) {
+                let old = std::fs::read(&f)
                     .ok()
                     .and_then(|b| serde_json::from_slice::<Outcome>(&b).ok())
                     .is_none_or(|o| o.at_ms.saturating_add(limit) <= now);
                 if old {
-                    std::fs::remove_file(f.path())?;
+                    std::fs::remove_file(&f)?;
                 }
             }
         }
@@ -810,9 +824,7 @@ impl Mailbox {
         timeout: Duration,
     ) -> anyhow::Result<()> {
         let dir = self.out_dir(&office);
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .map(|rd| rd.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default();
+        let mut files = regular_files(&dir);
         files.sort();
         for f in &files {
             if let Ok(b) = tokio::fs::read(f).await {
