@@ -15,7 +15,11 @@ use crate::trust::RegionCert;
 /// It depends on the entries only, never on the format of the file that carried them, so a
 /// delta of either format applies to a base of either format.
 pub fn entries_digest<'a>(entries: impl IntoIterator<Item = &'a Entry>) -> [u8; 32] {
+    let entries: Vec<&Entry> = entries.into_iter().collect();
     let mut h = EntriesHasher::default();
+    if entries.iter().any(|e| !e.mailboxes.is_empty()) {
+        h.switch_to_format_2(&[]);
+    }
     let mut buf = Vec::with_capacity(256);
     for e in entries {
         h.push(e, &mut buf);
@@ -23,39 +27,49 @@ pub fn entries_digest<'a>(entries: impl IntoIterator<Item = &'a Entry>) -> [u8; 
     h.finish()
 }
 
-/// Hashes entries one by one in both formats at once, since whether format 2 is needed is
-/// known only at the end; the other hash is thrown away.
+/// Hashes entries one by one in format 1 until one names mailboxes; from then on in format 2,
+/// after the caller has handed it the format 2 bytes of every earlier entry
+/// ([`EntriesHasher::switch_to_format_2`]). So a region naming none (nearly all) is hashed
+/// once, as before format 2.
 #[derive(Default)]
 pub(crate) struct EntriesHasher {
-    format_1: sha2::Sha256,
-    format_2: sha2::Sha256,
-    names_mailboxes: bool,
+    hash: sha2::Sha256,
+    format_2: bool,
 }
 
 impl EntriesHasher {
-    /// Hashes `e`, leaving its format 2 encoding in `buf`.
+    /// Hashes `e`, leaving its format 2 encoding in `buf`. Before the first entry that names
+    /// mailboxes, the caller switches to format 2.
     pub(crate) fn push(&mut self, e: &Entry, buf: &mut Vec<u8>) {
         use sha2::Digest;
+        debug_assert!(self.format_2 || e.mailboxes.is_empty());
         buf.clear();
         e.encode_format_1(buf);
-        self.format_1.update(&buf[..]);
+        if !self.format_2 {
+            self.hash.update(&buf[..]);
+        }
         e.encode_mailboxes(buf);
-        self.format_2.update(&buf[..]);
-        self.names_mailboxes |= !e.mailboxes.is_empty();
+        if self.format_2 {
+            self.hash.update(&buf[..]);
+        }
     }
 
-    /// Whether an entry pushed so far names mailboxes.
+    /// Whether the entries are hashed in format 2.
     pub(crate) fn names_mailboxes(&self) -> bool {
-        self.names_mailboxes
+        self.format_2
+    }
+
+    /// Starts again in format 2, given the format 2 bytes of every entry pushed so far.
+    pub(crate) fn switch_to_format_2(&mut self, earlier: &[u8]) {
+        use sha2::Digest;
+        self.hash = sha2::Sha256::new();
+        self.hash.update(earlier);
+        self.format_2 = true;
     }
 
     pub(crate) fn finish(self) -> [u8; 32] {
         use sha2::Digest;
-        if self.names_mailboxes {
-            self.format_2.finalize().into()
-        } else {
-            self.format_1.finalize().into()
-        }
+        self.hash.finalize().into()
     }
 }
 

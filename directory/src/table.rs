@@ -276,6 +276,12 @@ impl<'c> TableBuilder<'c> {
                 });
             }
         }
+        // The first entry naming mailboxes turns the digest to format 2: the entries before it
+        // are hashed again from what the table kept of them (format 2 bytes).
+        if !e.mailboxes.is_empty() && !self.hasher.names_mailboxes() {
+            let earlier = self.written_bytes()?;
+            self.hasher.switch_to_format_2(&earlier);
+        }
         // The table keeps every entry in format 2, whatever the file's format.
         self.hasher.push(e, &mut self.buf);
         match &mut self.sink {
@@ -295,6 +301,19 @@ impl<'c> TableBuilder<'c> {
             self.revoked += 1;
         }
         Ok(())
+    }
+
+    /// Every byte written so far.
+    fn written_bytes(&mut self) -> Result<Vec<u8>, DirectoryError> {
+        match &mut self.sink {
+            Sink::Memory(v) => Ok(v.clone()),
+            Sink::File(w) => {
+                w.flush().map_err(storage)?;
+                let mut b = vec![0; self.written as usize];
+                read_at(w.get_ref(), &mut b, 0).map_err(storage)?;
+                Ok(b)
+            }
+        }
     }
 
     /// The table, the digest of its entries, and the first order or scope problem.
@@ -330,6 +349,8 @@ impl<'c> TableBuilder<'c> {
 mod tests {
     use ed25519_dalek::SigningKey;
     use renkei_protocol::ServiceKind;
+
+    use sha2::Digest;
 
     use super::*;
     use crate::entry::{OfficeKey, Status};
@@ -415,6 +436,41 @@ mod tests {
         let t = build(Some(scratch.path()), &entries).table;
         assert!(t.encoded_len() > 2 << 20);
         assert_eq!(t.entries().unwrap(), entries);
+    }
+
+    /// An entry naming mailboxes after others turns the digest to format 2 over all of them,
+    /// the earlier ones hashed again from what the table kept (in memory and in a file).
+    #[test]
+    fn a_named_mailbox_midway_turns_the_whole_digest_to_format_2() {
+        let mut entries: Vec<Entry> = (1..=4)
+            .map(|n| entry(n, [n as u8; 32], Status::Active))
+            .collect();
+        entries[2].mailboxes = vec![[9; 32]];
+        let mut format_2 = Vec::new();
+        for e in &entries {
+            e.encode(&mut format_2, crate::encoding::FORMAT_2);
+        }
+        let expected: [u8; 32] = sha2::Sha256::digest(&format_2).into();
+        assert_eq!(crate::entries_digest(&entries), expected);
+        let scratch = tempfile::tempdir().unwrap();
+        for spill in [None, Some(scratch.path())] {
+            let built = build(spill, &entries);
+            assert!(built.names_mailboxes);
+            assert_eq!(built.digest, expected);
+            assert_eq!(built.table.entries().unwrap(), entries);
+        }
+        // Without it, format 1 throughout.
+        entries[2].mailboxes.clear();
+        let mut format_1 = Vec::new();
+        for e in &entries {
+            e.encode(&mut format_1, crate::encoding::FORMAT_1);
+        }
+        let built = build(None, &entries);
+        assert!(!built.names_mailboxes);
+        assert_eq!(
+            built.digest,
+            <[u8; 32]>::from(sha2::Sha256::digest(&format_1))
+        );
     }
 
     #[test]
