@@ -460,6 +460,54 @@ async fn start_and_take_everything_once(
     }
 }
 
+/// The care-management office (0) and the service office (1, off) with two directory nodes,
+/// both serving the region; `named` gives (office, node) mailbox names. The first office has
+/// dropped its plans for the second.
+async fn two_nodes_sending(
+    dir: &Path,
+    named: &[(usize, usize)],
+    seed: u64,
+) -> (
+    RunningFederation,
+    ManualClock,
+    Vec<(&'static str, &'static [u8])>,
+) {
+    let plan = Federation::builder(dir)
+        .transport(Transport::Memory)
+        .directory_nodes(2)
+        .office(CARE_MANAGER, "ひかり居宅介護支援事業所", &["43"])
+        .office(SERVICE, "さくら訪問介護ステーション", &["11"])
+        .tune(|c| {
+            c.mailbox_after_secs = 5;
+            c.mailbox_poll_secs = 5;
+            c.retry_initial_ms = 500;
+            c.retry_max_secs = 10;
+        })
+        .create()
+        .unwrap();
+    for &(office, node) in named {
+        plan.set_mailboxes(office, &[node]).unwrap();
+    }
+    plan.mirror_files().unwrap();
+    let (fed, clock) = plan
+        .start_on_test_clock(
+            seed,
+            StartOptions {
+                off: vec![1],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let held = drive(&clock, || fed.node(0).directory_entries() == 2).await;
+    assert!(held, "the care-management office holds the directory");
+    let files = plans();
+    for (name, bytes) in &files {
+        drop_into_outbox(fed.plan.home(0), name, bytes).unwrap();
+    }
+    (fed, clock, files)
+}
+
 /// Envelopes directory node `node`'s mailbox keeps for `office`.
 fn kept_at(fed: &RunningFederation, node: usize, office: &str) -> usize {
     let folder = fed.plan.directory_nodes[node].data.join("mailbox");
@@ -475,39 +523,8 @@ fn kept_at(fed: &RunningFederation, node: usize, office: &str) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_office_names_its_mailbox_node_and_its_mail_goes_there_only() {
     let dir = tempfile::tempdir().unwrap();
-    let plan = Federation::builder(dir.path())
-        .transport(Transport::Memory)
-        .directory_nodes(2)
-        .office(CARE_MANAGER, "ひかり居宅介護支援事業所", &["43"])
-        .office(SERVICE, "さくら訪問介護ステーション", &["11"])
-        .tune(|c| {
-            c.mailbox_after_secs = 5;
-            c.mailbox_poll_secs = 5;
-            c.retry_initial_ms = 500;
-            c.retry_max_secs = 10;
-        })
-        .create()
-        .unwrap();
-    // The service office names the second node; the region's files are format 2 from now on,
-    // and both nodes serve them.
-    plan.set_mailboxes(1, &[1]).unwrap();
-    plan.mirror_files().unwrap();
-    let (mut fed, clock) = plan
-        .start_on_test_clock(
-            11,
-            StartOptions {
-                off: vec![1],
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    let held = drive(&clock, || fed.node(0).directory_entries() == 2).await;
-    assert!(held, "the care-management office holds the directory");
-    let files = plans();
-    for (name, bytes) in &files {
-        drop_into_outbox(fed.plan.home(0), name, bytes).unwrap();
-    }
+    // The service office names the second node; the region's files are format 2 from now on.
+    let (mut fed, clock, files) = two_nodes_sending(dir.path(), &[(1, 1)], 11).await;
     let deposited = drive(&clock, || kept_at(&fed, 1, SERVICE) == files.len()).await;
     assert!(
         deposited,
@@ -550,39 +567,8 @@ fn outcomes_at(fed: &RunningFederation, node: usize, office: &str) -> (usize, us
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acks_reach_the_senders_own_mailbox_when_the_recipients_is_gone() {
     let dir = tempfile::tempdir().unwrap();
-    let plan = Federation::builder(dir.path())
-        .transport(Transport::Memory)
-        .directory_nodes(2)
-        .office(CARE_MANAGER, "ひかり居宅介護支援事業所", &["43"])
-        .office(SERVICE, "さくら訪問介護ステーション", &["11"])
-        .tune(|c| {
-            c.mailbox_after_secs = 5;
-            c.mailbox_poll_secs = 5;
-            c.retry_initial_ms = 500;
-            c.retry_max_secs = 10;
-        })
-        .create()
-        .unwrap();
     // Each office names a mailbox of its own: the sender node 0, the recipient node 1.
-    plan.set_mailboxes(0, &[0]).unwrap();
-    plan.set_mailboxes(1, &[1]).unwrap();
-    plan.mirror_files().unwrap();
-    let (mut fed, clock) = plan
-        .start_on_test_clock(
-            12,
-            StartOptions {
-                off: vec![1],
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    let held = drive(&clock, || fed.node(0).directory_entries() == 2).await;
-    assert!(held, "the care-management office holds the directory");
-    let files = plans();
-    for (name, bytes) in &files {
-        drop_into_outbox(fed.plan.home(0), name, bytes).unwrap();
-    }
+    let (mut fed, clock, files) = two_nodes_sending(dir.path(), &[(0, 0), (1, 1)], 12).await;
     let deposited = drive(&clock, || kept_at(&fed, 1, SERVICE) == files.len()).await;
     assert!(deposited, "node 1 keeps {}", kept_at(&fed, 1, SERVICE));
     fed.stop_node(0).await;

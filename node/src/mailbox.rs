@@ -267,6 +267,26 @@ impl Mailbox {
         })
     }
 
+    /// The office `to` names, when this node is its mailbox; else it refuses the stream
+    /// (`Refuse` 14, message id zero) and says none.
+    async fn served(
+        &self,
+        to: &str,
+        s: &mut libp2p::Stream,
+    ) -> anyhow::Result<Option<OfficeNumber>> {
+        match OfficeNumber::parse(to) {
+            Some(to) if self.serves(&to) => Ok(Some(to)),
+            _ => {
+                let r = io_refusal(
+                    MessageId([0; 16]),
+                    "このメールボックスはその事業所の分を預かりません / this mailbox does not keep mail for that office",
+                );
+                frames::write(s, Kind::Refuse, &r.to_bytes()).await?;
+                Ok(None)
+            }
+        }
+    }
+
     /// The envelopes kept for `office`, oldest first.
     fn kept(&self, office: &OfficeNumber) -> Vec<Kept> {
         let mut out: Vec<Kept> = regular_files(&self.box_dir(office))
@@ -427,16 +447,8 @@ impl Mailbox {
         s: &mut libp2p::Stream,
         timeout: Duration,
     ) -> anyhow::Result<()> {
-        let to = match OfficeNumber::parse(to) {
-            Some(to) if self.serves(&to) => to,
-            _ => {
-                let r = io_refusal(
-                    MessageId([0; 16]),
-                    "このメールボックスはその事業所の分を預かりません / this mailbox does not keep mail for that office",
-                );
-                frames::write(s, Kind::Refuse, &r.to_bytes()).await?;
-                return Ok(());
-            }
+        let Some(to) = self.served(to, s).await? else {
+            return Ok(());
         };
         let peer_key = key_of(peer).context("peer key")?;
         let mut frame = Vec::new();
@@ -737,16 +749,8 @@ impl Mailbox {
         s: &mut libp2p::Stream,
         timeout: Duration,
     ) -> anyhow::Result<()> {
-        let to = match OfficeNumber::parse(to) {
-            Some(to) if self.serves(&to) => to,
-            _ => {
-                let r = io_refusal(
-                    MessageId([0; 16]),
-                    "このメールボックスはその事業所の分を預かりません / this mailbox does not keep mail for that office",
-                );
-                frames::write(s, Kind::Refuse, &r.to_bytes()).await?;
-                return Ok(());
-            }
+        let Some(to) = self.served(to, s).await? else {
+            return Ok(());
         };
         let now = self.now_ms() / 1000;
         let mut keys: Vec<VerifyingKey> = {

@@ -311,11 +311,7 @@ fn settle(shared: &Arc<Shared>, o: &Outcome, node_key: [u8; 32]) -> anyhow::Resu
         "the statement is about another message"
     );
     crate::receipts::keep_statement(&shared.home, &statement)?;
-    let found = lock(&shared.queue)
-        .items
-        .iter()
-        .find(|(_, i)| i.id() == id)
-        .map(|(s, i)| (*s, i.clone()));
+    let found = queued_message(shared, id);
     // Delivered directly meanwhile (or completed before a crash): only the statement is new.
     let Some((seq, item)) = found else {
         return Ok(());
@@ -400,11 +396,7 @@ fn take_ack(
 /// envelope). The file completes; the mailbox that held its envelope is still asked for its
 /// deletion statement for as long as after any deposit.
 fn settle_posted_ack(shared: &Arc<Shared>, id: MessageId, o: &Outcome) -> anyhow::Result<()> {
-    let found = lock(&shared.queue)
-        .items
-        .iter()
-        .find(|(_, i)| i.id() == id)
-        .map(|(s, i)| (*s, i.clone()));
+    let found = queued_message(shared, id);
     let Some((seq, item)) = found else {
         return Ok(());
     };
@@ -420,4 +412,13 @@ fn settle_posted_ack(shared: &Arc<Shared>, id: MessageId, o: &Outcome) -> anyhow
             .or_insert(item.deposited_ms);
     }
     take_ack(shared, id, o, partner, seq, item)
+}
+
+/// The queued file with message `id`, if it is still queued.
+fn queued_message(shared: &Shared, id: MessageId) -> Option<(u64, crate::store::QueueItem)> {
+    lock(&shared.queue)
+        .items
+        .iter()
+        .find(|(_, i)| i.id() == id)
+        .map(|(s, i)| (*s, i.clone()))
 }
