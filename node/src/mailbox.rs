@@ -267,6 +267,28 @@ impl Mailbox {
         })
     }
 
+    /// The keys an ack of `office` may be signed by: any identity key the directory lists for
+    /// it that has started (a repeat's stored ack by a key it has since rotated away from), and
+    /// the connection's.
+    fn ack_keys(&self, office: &OfficeNumber, connection: VerifyingKey) -> Vec<VerifyingKey> {
+        let now = self.now_ms() / 1000;
+        let view = self.view.read().unwrap_or_else(|p| p.into_inner());
+        let mut keys: Vec<VerifyingKey> = view
+            .lookup(office)
+            .ok()
+            .flatten()
+            .map(|e| {
+                e.keys
+                    .iter()
+                    .filter(|k| k.valid_from <= now)
+                    .filter_map(|k| VerifyingKey::from_bytes(&k.identity).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        keys.push(connection);
+        keys
+    }
+
     /// The office `to` names, when this node is its mailbox; else it refuses the stream
     /// (`Refuse` 14, message id zero) and says none.
     async fn served(
@@ -612,24 +634,7 @@ impl Mailbox {
         s: libp2p::Stream,
         timeout: Duration,
     ) -> anyhow::Result<()> {
-        // An ack may be signed by any identity key the directory lists for the office (a
-        // repeat's stored ack by a key it has since rotated away from).
-        let now = self.now_ms() / 1000;
-        let mut office_keys: Vec<VerifyingKey> = {
-            let view = self.view.read().unwrap_or_else(|p| p.into_inner());
-            view.lookup(&office)
-                .ok()
-                .flatten()
-                .map(|e| {
-                    e.keys
-                        .iter()
-                        .filter(|k| k.valid_from <= now)
-                        .filter_map(|k| VerifyingKey::from_bytes(&k.identity).ok())
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        office_keys.push(peer_key);
+        let office_keys = self.ack_keys(&office, peer_key);
         let kept = self.kept(&office);
         // What each envelope's ack must name: its plaintext hash, from its header.
         let mut waiting = Vec::with_capacity(kept.len());
@@ -752,24 +757,10 @@ impl Mailbox {
         let Some(to) = self.served(to, s).await? else {
             return Ok(());
         };
-        let now = self.now_ms() / 1000;
-        let mut keys: Vec<VerifyingKey> = {
-            let view = self.view.read().unwrap_or_else(|p| p.into_inner());
-            view.lookup(&from)
-                .ok()
-                .flatten()
-                .map(|e| {
-                    e.keys
-                        .iter()
-                        .filter(|k| k.valid_from <= now)
-                        .filter_map(|k| VerifyingKey::from_bytes(&k.identity).ok())
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        keys.push(VerifyingKey::from_bytes(
-            &key_of(peer).context("peer key")?,
-        )?);
+        let keys = self.ack_keys(
+            &from,
+            VerifyingKey::from_bytes(&key_of(peer).context("peer key")?)?,
+        );
         let mut acks = Vec::new();
         let mut frame = Vec::new();
         while let Some(Kind::Blob) =
