@@ -552,6 +552,7 @@ impl Federation {
             nodes: Vec::new(),
             stores,
             starts: vec![0; self.offices.len()],
+            directory_down: Vec::new(),
         };
         for i in 0..self.offices.len() {
             running.nodes.push(None);
@@ -575,6 +576,8 @@ pub struct RunningFederation {
     pub nodes: Vec<Option<NodeHandle>>,
     stores: Vec<Option<Arc<MemStore>>>,
     starts: Vec<u64>,
+    /// Directory nodes stopped by [`RunningFederation::stop_directory_node`], by index.
+    directory_down: Vec<usize>,
 }
 
 impl RunningFederation {
@@ -628,6 +631,51 @@ impl RunningFederation {
         let new = dirserve::start(self.plan.directory_config(i, &self.options)?).await?;
         self.directory_nodes.insert(i, new);
         Ok(())
+    }
+
+    /// Where directory node `i` sits in [`RunningFederation::directory_nodes`] while some
+    /// are stopped.
+    fn directory_slot(&self, i: usize) -> usize {
+        i - self.directory_down.iter().filter(|d| **d < i).count()
+    }
+
+    /// Stops directory node `i` at once (an outage; what it wrote stays on disk) until
+    /// [`RunningFederation::start_directory_node`]. No-op when it is stopped already.
+    pub async fn stop_directory_node(&mut self, i: usize) {
+        if self.directory_down.contains(&i) || i >= self.plan.directory_nodes.len() {
+            return;
+        }
+        let old = self.directory_nodes.remove(self.directory_slot(i));
+        old.net.shutdown().await;
+        old.stop();
+        self.directory_down.push(i);
+    }
+
+    /// Starts directory node `i` again from its folder after
+    /// [`RunningFederation::stop_directory_node`].
+    pub async fn start_directory_node(&mut self, i: usize) -> anyhow::Result<()> {
+        let Some(pos) = self.directory_down.iter().position(|d| *d == i) else {
+            return Ok(());
+        };
+        self.directory_down.remove(pos);
+        let new = dirserve::start(self.plan.directory_config(i, &self.options)?).await?;
+        let slot = self.directory_slot(i);
+        self.directory_nodes.insert(slot, new);
+        Ok(())
+    }
+
+    /// Sets office `i`'s computer clock `ms` ahead of the run's clock (negative: behind) from
+    /// its next start.
+    pub fn set_office_clock_offset(&mut self, i: usize, ms: i64) {
+        self.options.office_clock_offsets.retain(|(j, _)| *j != i);
+        if ms != 0 {
+            self.options.office_clock_offsets.push((i, ms));
+        }
+    }
+
+    /// Office `i`'s memory store (when the run keeps stores in memory).
+    pub fn store(&self, i: usize) -> Option<&Arc<MemStore>> {
+        self.stores[i].as_ref()
     }
 
     /// Switches office `i`'s node off cleanly (as at the end of a working day).
