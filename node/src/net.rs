@@ -969,12 +969,17 @@ async fn memory_link<C>(
     let libp2p::core::ConnectedPoint::Dialer { address, .. } = &endpoint else {
         return Ok(conn);
     };
+    // Dialled as `/memory/<n>/p2p/<peer>`: the rule is the listener's, `/memory/<n>`.
+    let mut listener = address.clone();
+    if matches!(listener.iter().last(), Some(Protocol::P2p(_))) {
+        listener.pop();
+    }
     let rule = link_rules()
         .read()
         .unwrap_or_else(|p| p.into_inner())
-        .get(address)
+        .get(&listener)
         .cloned();
-    match rule.map(|r| r.dial(&me, address)) {
+    match rule.map(|r| r.dial(&me, &listener)) {
         None | Some(LinkVerdict::Open) => Ok(conn),
         Some(LinkVerdict::Lost) => Err(std::io::Error::new(
             std::io::ErrorKind::ConnectionRefused,

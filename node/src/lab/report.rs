@@ -175,6 +175,8 @@ pub struct RunInfo {
     pub folder: Option<String>,
     /// The renkei version that ran it.
     pub version: String,
+    /// Moves of the virtual clock.
+    pub steps: u64,
 }
 
 /// The report of a run.
@@ -227,6 +229,8 @@ pub struct Report {
     pub delivered_per_hour: Vec<u64>,
     /// Drop-to-ack latencies by bucket (upper bounds, `≤1m` … `>7d`).
     pub latency_buckets: BTreeMap<String, u64>,
+    /// Files not delivered, with what became of them (at most 200, by name).
+    pub undelivered: BTreeMap<String, FileOutcome>,
     /// The time series (at most 1,500 points).
     pub series: Vec<Sample>,
     /// Not reproducible: how the run went on this machine.
@@ -434,6 +438,8 @@ pub(crate) fn build(
             during.iter().filter(|r| r.path == Some("mailbox")).count() as u64,
         );
         if !f.hit.is_empty() {
+            // A fault of a moment (revocation, rotation, crash) touches files to the end.
+            let end = f.end_ms.unwrap_or(u64::MAX);
             let hit: BTreeSet<usize> = f.hit.iter().copied().collect();
             let touching: Vec<&FileRecord> = records
                 .iter()
@@ -510,6 +516,12 @@ pub(crate) fn build(
         },
         delivered_per_hour,
         latency_buckets,
+        undelivered: records
+            .iter()
+            .filter(|r| r.outcome != FileOutcome::Delivered)
+            .map(|r| (r.name.clone(), r.outcome))
+            .take(200)
+            .collect(),
         series,
         run: RunInfo {
             version: env!("CARGO_PKG_VERSION").into(),

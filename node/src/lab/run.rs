@@ -158,6 +158,7 @@ struct Lab<'a> {
     /// Files whose envelopes were in a mailbox when it was lost: (file name, fault index).
     in_lost_mailbox: BTreeMap<String, usize>,
     mailbox_keys: Vec<String>,
+    steps: u64,
 }
 
 /// Runs `s` and returns its report.
@@ -335,6 +336,7 @@ async fn run_in(s: &Scenario, dir: &Path) -> anyhow::Result<Report> {
         mailbox_bytes: 0,
         in_lost_mailbox: BTreeMap::new(),
         mailbox_keys,
+        steps: 0,
     };
     lab.schedule()?;
     let result = lab.drive().await;
@@ -507,10 +509,33 @@ impl Lab<'_> {
             }
             Fault::Latency { ms, .. } => lock(&self.links.state).latency_ms = ms,
             Fault::Partition { cut_nodes, .. } => {
+                let side: BTreeSet<usize> = hit.into_iter().collect();
+                let cut: BTreeSet<usize> = cut_nodes.into_iter().collect();
+                // Connections across the cut break now; new ones fail until it heals.
+                let (mine, theirs): (Vec<PeerId>, Vec<PeerId>) = {
+                    let st = lock(&self.links.state);
+                    let mut mine = Vec::new();
+                    let mut theirs = Vec::new();
+                    for (p, n) in &st.peers {
+                        match *n {
+                            Node::Office(i) if side.contains(&i) => mine.push(*p),
+                            Node::Office(_) => theirs.push(*p),
+                            Node::Directory(d) if cut.contains(&d) => mine.push(*p),
+                            Node::Directory(_) => {}
+                        }
+                    }
+                    (mine, theirs)
+                };
+                for n in self.fed.nodes.iter().flatten() {
+                    let me = n.shared.net.peer_id;
+                    let other = if mine.contains(&me) { &theirs } else { &mine };
+                    for p in other {
+                        n.shared.net.command(crate::net::Command::Expel(*p));
+                    }
+                }
                 let mut st = lock(&self.links.state);
                 self.faults[f].mark("dials_cut_before", st.cut);
-                st.partitions
-                    .insert(f, (hit.into_iter().collect(), cut_nodes.into_iter().collect()));
+                st.partitions.insert(f, (side, cut));
             }
             Fault::Revoke { .. } => {
                 for i in hit {
@@ -524,7 +549,7 @@ impl Lab<'_> {
                     .unwrap_or(3_600_000);
                 for i in hit {
                     let home = self.fed.plan.home(i).clone();
-                    let req = crate::admin::rotate_keys(&home, 0)?;
+                    let req = rotate_keys_now(&home, self.clock.now_ms() / 1000)?;
                     let region = self.pop.offices[i].region;
                     crate::admin::rotate(&self.fed.plan.regions[region].folder, &req)?;
                     for k in home.load_keys()? {
@@ -740,6 +765,7 @@ impl Lab<'_> {
                 next_event.min(now + max_step.max(min_step) * 24)
             };
             self.advance(target.max(now + 1) - now).await;
+            self.steps += 1;
         }
         Ok(())
     }
@@ -756,6 +782,7 @@ impl Lab<'_> {
             offsets,
             samples,
             in_lost_mailbox,
+            steps,
             ..
         } = self;
         for i in 0..fed.nodes.len() {
@@ -763,7 +790,7 @@ impl Lab<'_> {
         }
         let plan = fed.plan.clone();
         fed.shutdown().await;
-        super::report::build(
+        let mut report = super::report::build(
             s,
             &pop,
             &drops,
@@ -773,8 +800,39 @@ impl Lab<'_> {
             &offsets,
             samples,
             &in_lost_mailbox,
-        )
+        )?;
+        report.run.steps = steps;
+        Ok(report)
     }
+}
+
+/// `renkei rotate-keys --starts-in-hours 0` on the virtual clock: a new key generation for the
+/// office (the current one kept as `.1`) and its rotation request, starting at `now_secs`.
+/// (`admin::rotate_keys` dates it by the wall clock, which is the run's first moment here:
+/// the overlap of the old key would be over before the rotation is published.)
+fn rotate_keys_now(
+    home: &crate::home::Home,
+    now_secs: u64,
+) -> anyhow::Result<renkei_directory::RotationRequest> {
+    let config = home.config()?;
+    let office = renkei_protocol::OfficeNumber::parse(&config.office).context("office number")?;
+    let old = home.load_keys()?.remove(0);
+    let new = crate::home::KeyPair {
+        identity: crate::admin::generate_signing_key(),
+        encryption: x25519_dalek::StaticSecret::from(
+            crate::admin::generate_signing_key().to_bytes(),
+        ),
+    };
+    let req = renkei_directory::RotationRequest::new(
+        office,
+        &old.identity,
+        &new.identity,
+        x25519_dalek::PublicKey::from(&new.encryption).to_bytes(),
+        now_secs,
+        now_secs + 10 * 365 * 86400,
+    );
+    home.write_new_keys(&new)?;
+    Ok(req)
 }
 
 /// (envelope files, bytes) under a folder.
