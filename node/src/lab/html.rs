@@ -25,18 +25,22 @@ fn shade(r: &Report, span_ms: f64) -> String {
     let plot = W - LEFT - 10.0;
     for (i, f) in r.faults.iter().enumerate() {
         let x0 = LEFT + plot * (f.at_ms as f64 / span_ms).min(1.0);
-        let x1 = LEFT
-            + plot
-                * (f.end_ms.unwrap_or(f.at_ms + 1_800_000) as f64 / span_ms)
-                    .min(1.0);
+        let x1 = LEFT + plot * (f.end_ms.unwrap_or(f.at_ms + 1_800_000) as f64 / span_ms).min(1.0);
         let _ = write!(
             out,
             r##"<rect x="{x0:.1}" y="6" width="{:.1}" height="{:.1}" fill="{}" opacity="0.25"><title>{}</title></rect>"##,
             (x1 - x0).max(2.0),
             H - BOTTOM - 6.0,
             ["#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02"][i % 5],
-            esc(&format!("{} ({:.2} d – {})", f.kind, f.at_ms as f64 / 86_400_000.0,
-                f.end_ms.map_or("moment".into(), |e| format!("{:.2} d", e as f64 / 86_400_000.0))))
+            esc(&format!(
+                "{} ({:.2} d – {})",
+                f.kind,
+                f.at_ms as f64 / 86_400_000.0,
+                f.end_ms.map_or("moment".into(), |e| format!(
+                    "{:.2} d",
+                    e as f64 / 86_400_000.0
+                ))
+            ))
         );
     }
     out
@@ -100,7 +104,10 @@ fn line_chart(r: &Report, title: &str, y_label: &str, points: &[(u64, f64)]) -> 
         let x = LEFT + plot * (*t as f64 / span).min(1.0);
         let y = base - (base - 10.0) * v / y_max;
         if i == 0 {
-            let _ = write!(path, "M{LEFT:.1},{base:.1} L{x:.1},{base:.1} L{x:.1},{y:.1}");
+            let _ = write!(
+                path,
+                "M{LEFT:.1},{base:.1} L{x:.1},{base:.1} L{x:.1},{y:.1}"
+            );
         } else {
             let _ = write!(path, " L{x:.1},{last_y:.1} L{x:.1},{y:.1}");
         }
@@ -119,7 +126,13 @@ fn line_chart(r: &Report, title: &str, y_label: &str, points: &[(u64, f64)]) -> 
 /// Bars of deliveries per hour.
 fn deliveries_chart(r: &Report) -> String {
     let span = f64::from(r.scale.virtual_days) * 86_400_000.0;
-    let max = r.delivered_per_hour.iter().copied().max().unwrap_or(0).max(1) as f64;
+    let max = r
+        .delivered_per_hour
+        .iter()
+        .copied()
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
     let plot = W - LEFT - 10.0;
     let base = H - BOTTOM;
     let bar = plot / r.delivered_per_hour.len().max(1) as f64;
@@ -148,7 +161,13 @@ fn deliveries_chart(r: &Report) -> String {
 
 /// Bars of the latency buckets.
 fn latency_chart(r: &Report) -> String {
-    let max = r.latency_buckets.values().copied().max().unwrap_or(0).max(1) as f64;
+    let max = r
+        .latency_buckets
+        .values()
+        .copied()
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
     let plot = W - LEFT - 10.0;
     let base = H - BOTTOM;
     let bar = plot / BUCKETS.len() as f64;
@@ -205,8 +224,14 @@ pub fn render(r: &Report) -> String {
         ("p50 drop→ack", dur(r.p50_ms)),
         ("p99 drop→ack", dur(r.p99_ms)),
         ("max drop→ack", dur(r.max_ms)),
-        ("peak queue depth / 最大待ち行列", r.peak_queue_depth.to_string()),
-        ("peak mailbox bytes / メールボックス最大量", r.peak_mailbox_bytes.to_string()),
+        (
+            "peak queue depth / 最大待ち行列",
+            r.peak_queue_depth.to_string(),
+        ),
+        (
+            "peak mailbox bytes / メールボックス最大量",
+            r.peak_mailbox_bytes.to_string(),
+        ),
     ] {
         figures.push_str(&row(k, v));
     }

@@ -27,7 +27,9 @@ use std::process::ExitCode;
 pub use html::render as render_html;
 pub use report::{Counts, FaultReport, FileOutcome, Report, RunInfo, Sample, Scale};
 pub use run::{RunOptions, run};
-pub use scenario::{Fault, FederationSpec, OfficeConfig, Offices, Role, Scenario, ScenarioError, Workload};
+pub use scenario::{
+    Fault, FederationSpec, OfficeConfig, Offices, Role, Scenario, ScenarioError, Workload,
+};
 
 /// `renkei lab run`: runs a scenario, writes its report (and HTML), and prints a summary.
 /// Exit 0 when nothing was lost or duplicated and no content is left behind, 1 otherwise.
@@ -64,7 +66,11 @@ pub fn run_command(
     }
     println!(
         "{}: seed {} · {} offices · sent {} delivered {} duplicates {} lost {} rejected {} expired {} pending {} · residual {} bytes · p50 {} ms p99 {} ms max {} ms · {:.1} s",
-        if r.scenario.is_empty() { scenario.display().to_string() } else { r.scenario.clone() },
+        if r.scenario.is_empty() {
+            scenario.display().to_string()
+        } else {
+            r.scenario.clone()
+        },
         r.seed,
         r.scale.offices,
         r.sent,
@@ -80,9 +86,11 @@ pub fn run_command(
         r.max_ms,
         r.run.wall_secs
     );
-    Ok(if r.lost == 0 && r.duplicates == 0 && r.residual_bytes == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(
+        if r.lost == 0 && r.duplicates == 0 && r.residual_bytes == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        },
+    )
 }

@@ -294,6 +294,9 @@ fn offset_at(offsets: &[(u64, i64)], own_ms: u64) -> i64 {
         .map_or(0, |(_, o)| *o)
 }
 
+/// A sent receipt as the report needs it: (message id, accepted, ack verified at ms).
+type SentReceipt = (String, bool, u64);
+
 /// Builds the report from what the offices and directory nodes hold after the run.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn build(
@@ -308,12 +311,16 @@ pub(crate) fn build(
     in_lost_mailbox: &BTreeMap<String, usize>,
 ) -> anyhow::Result<Report> {
     // Receipts: sent ones by (sender, file), received ones by (recipient, file).
-    let mut sent: HashMap<(usize, String), Vec<(String, bool, u64)>> = HashMap::new();
+    let mut sent: HashMap<(usize, String), Vec<SentReceipt>> = HashMap::new();
     let mut received: HashMap<(usize, String), u64> = HashMap::new();
     let mut via_mailbox: HashMap<usize, BTreeSet<String>> = HashMap::new();
     for (i, o) in plan.offices.iter().enumerate() {
         let log = read_log(&o.home.receipts()).map_err(|e| {
-            anyhow::anyhow!("office {} ({}): receipts: {e}", pop.offices[i].name, o.number)
+            anyhow::anyhow!(
+                "office {} ({}): receipts: {e}",
+                pop.offices[i].name,
+                o.number
+            )
         })?;
         for r in log {
             if r.direction == "sent" {
@@ -359,10 +366,9 @@ pub(crate) fn build(
         } else if receipts.is_some() {
             (FileOutcome::Rejected, None, None)
         } else if home.rejected().join(&d.name).exists() {
-            let report = std::fs::read_to_string(
-                home.rejected().join(crate::outbox::report_name(&d.name)),
-            )
-            .unwrap_or_default();
+            let report =
+                std::fs::read_to_string(home.rejected().join(crate::outbox::report_name(&d.name)))
+                    .unwrap_or_default();
             if report.contains("MAILBOX_EXPIRED") {
                 (FileOutcome::Expired, None, None)
             } else {
@@ -392,8 +398,9 @@ pub(crate) fn build(
         .collect();
     lat.sort_unstable();
     let n_of = |o: FileOutcome| records.iter().filter(|r| r.outcome == o).count() as u64;
-    let mut by_path: BTreeMap<String, u64> =
-        ["direct", "relayed", "mailbox"].map(|p| (p.to_string(), 0)).into();
+    let mut by_path: BTreeMap<String, u64> = ["direct", "relayed", "mailbox"]
+        .map(|p| (p.to_string(), 0))
+        .into();
     for r in &records {
         if let Some(p) = r.path {
             *by_path.entry(p.into()).or_default() += 1;
@@ -472,9 +479,11 @@ pub(crate) fn build(
                 .filter(|r| in_lost_mailbox.get(&r.name) == Some(&fi))
                 .collect();
             let of = |o: FileOutcome| affected.iter().filter(|r| r.outcome == o).count() as u64;
-            f.effects.insert("resent".into(), of(FileOutcome::Delivered));
+            f.effects
+                .insert("resent".into(), of(FileOutcome::Delivered));
             f.effects.insert("expired".into(), of(FileOutcome::Expired));
-            f.effects.insert("rejected".into(), of(FileOutcome::Rejected));
+            f.effects
+                .insert("rejected".into(), of(FileOutcome::Rejected));
             f.effects.insert("pending".into(), of(FileOutcome::Pending));
             f.effects.insert("lost".into(), of(FileOutcome::Lost));
         }

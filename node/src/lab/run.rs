@@ -182,7 +182,9 @@ pub fn run(s: &Scenario, opts: &RunOptions) -> anyhow::Result<Report> {
         None => {
             let shm = Path::new("/dev/shm");
             let t = if shm.is_dir() {
-                tempfile::Builder::new().prefix("renkei-lab-").tempdir_in(shm)
+                tempfile::Builder::new()
+                    .prefix("renkei-lab-")
+                    .tempdir_in(shm)
             } else {
                 tempfile::Builder::new().prefix("renkei-lab-").tempdir()
             }
@@ -278,7 +280,9 @@ async fn run_in(s: &Scenario, dir: &Path) -> anyhow::Result<Report> {
     let mut mailbox_keys = Vec::new();
     for (d, n) in plan.directory_nodes.iter().enumerate() {
         addrs.insert(n.addr.parse::<Multiaddr>()?, Node::Directory(d));
-        let key = crate::admin::read_secret(&n.key_file)?.verifying_key().to_bytes();
+        let key = crate::admin::read_secret(&n.key_file)?
+            .verifying_key()
+            .to_bytes();
         mailbox_keys.push(hex::encode(key));
         if let Some(p) = crate::net::peer_id_of(&key) {
             peers.insert(p, Node::Directory(d));
@@ -397,7 +401,8 @@ impl Lab<'_> {
                     .collect(),
                 _ => Vec::new(),
             };
-            self.faults.push(FaultReport::new(i, f, at, end, &hit, &self.pop));
+            self.faults
+                .push(FaultReport::new(i, f, at, end, &hit, &self.pop));
             self.hit.push(hit);
             self.push(at, Event::Start(i));
             if let Some(end) = end {
@@ -477,7 +482,10 @@ impl Lab<'_> {
                 restart_after,
                 ..
             } => {
-                let after = restart_after.as_deref().and_then(parse_duration).unwrap_or(0);
+                let after = restart_after
+                    .as_deref()
+                    .and_then(parse_duration)
+                    .unwrap_or(0);
                 for i in hit {
                     match point.as_deref().and_then(FaultPoint::parse) {
                         Some(p) => {
@@ -653,9 +661,10 @@ impl Lab<'_> {
                 }
                 self.faults[f].count("crashes", 1);
                 let after = match &self.s.faults[f] {
-                    Fault::Crash { restart_after, .. } => {
-                        restart_after.as_deref().and_then(parse_duration).unwrap_or(0)
-                    }
+                    Fault::Crash { restart_after, .. } => restart_after
+                        .as_deref()
+                        .and_then(parse_duration)
+                        .unwrap_or(0),
                     _ => 0,
                 };
                 self.push(now + after, Event::Restart(i, f));
@@ -747,9 +756,17 @@ impl Lab<'_> {
             }
             let (queued, delivered) = self.totals();
             let sig = (queued, delivered, self.mailbox_bytes);
-            step = if sig != last { min_step } else { (step * 2).min(max_step) };
+            step = if sig != last {
+                min_step
+            } else {
+                (step * 2).min(max_step)
+            };
             last = sig;
-            let next_event = self.events.first_key_value().map_or(end, |(k, _)| k.0).min(end);
+            let next_event = self
+                .events
+                .first_key_value()
+                .map_or(end, |(k, _)| k.0)
+                .min(end);
             // Files on their way, in a mailbox, or an office still without its directory.
             let busy = queued > 0
                 || self.mailbox_bytes > 0
@@ -854,4 +871,3 @@ pub(crate) fn sealed_under(dir: &Path) -> (u64, u64) {
     }
     n
 }
-

@@ -113,9 +113,11 @@ fn default_plans_day() -> u32 {
     2
 }
 fn default_plan_kinds() -> Vec<String> {
-    ["UPHOSOKU", "UP1KYO", "UP2KYO", "UP3KYO", "UPPLAN", "UPSIKYU"]
-        .map(String::from)
-        .to_vec()
+    [
+        "UPHOSOKU", "UP1KYO", "UP2KYO", "UP3KYO", "UPPLAN", "UPSIKYU",
+    ]
+    .map(String::from)
+    .to_vec()
 }
 fn default_actuals_day() -> u32 {
     37
@@ -486,6 +488,8 @@ impl Scenario {
         Ok(s)
     }
 
+    // One arm per fault kind, each with its own message, reads better than guards.
+    #[allow(clippy::collapsible_match)]
     fn check(&self) -> Result<(), (String, String)> {
         let f = &self.federation;
         if f.care_management == 0 || f.service == 0 {
@@ -550,8 +554,14 @@ impl Scenario {
         ] {
             if day > self.days {
                 return Err(bad(
-                    format!("workload.{key} = {day} は days = {} を超えています", self.days),
-                    format!("workload.{key} = {day} is after the last day (days = {})", self.days),
+                    format!(
+                        "workload.{key} = {day} は days = {} を超えています",
+                        self.days
+                    ),
+                    format!(
+                        "workload.{key} = {day} is after the last day (days = {})",
+                        self.days
+                    ),
                 ));
             }
         }
@@ -603,16 +613,29 @@ impl Scenario {
                 && parse_duration(d).is_none_or(|d| d == 0)
             {
                 return Err(bad(
-                    format!("{n} 番目の故障（{kind}）の for = \"{d}\" が読めません。\"8h\"、\"3d\"、\"90m\" のように書いてください"),
-                    format!("fault {n} ({kind}): for = \"{d}\" is not a duration: write it like \"8h\", \"3d\" or \"90m\""),
+                    format!(
+                        "{n} 番目の故障（{kind}）の for = \"{d}\" が読めません。\"8h\"、\"3d\"、\"90m\" のように書いてください"
+                    ),
+                    format!(
+                        "fault {n} ({kind}): for = \"{d}\" is not a duration: write it like \"8h\", \"3d\" or \"90m\""
+                    ),
                 ));
             }
-            if let Fault::Crash { restart_after: Some(d), .. } | Fault::RotateKeys { restart_after: Some(d), .. } = fault
+            if let Fault::Crash {
+                restart_after: Some(d),
+                ..
+            }
+            | Fault::RotateKeys {
+                restart_after: Some(d),
+                ..
+            } = fault
                 && parse_duration(d).is_none()
             {
                 return Err(bad(
                     format!("{n} 番目の故障（{kind}）の restart_after = \"{d}\" が読めません"),
-                    format!("fault {n} ({kind}): restart_after = \"{d}\" is not a duration (\"10m\", \"2h\")"),
+                    format!(
+                        "fault {n} ({kind}): restart_after = \"{d}\" is not a duration (\"10m\", \"2h\")"
+                    ),
                 ));
             }
             if let Some(o) = fault.offices() {
@@ -621,44 +644,82 @@ impl Scenario {
             match fault {
                 Fault::Crash { point: Some(p), .. } => {
                     if crate::env::FaultPoint::parse(p).is_none() {
-                        let all: Vec<&str> =
-                            crate::env::FaultPoint::ALL.iter().map(|p| p.name()).collect();
+                        let all: Vec<&str> = crate::env::FaultPoint::ALL
+                            .iter()
+                            .map(|p| p.name())
+                            .collect();
                         return Err(bad(
-                            format!("{n} 番目の故障（crash）の point = \"{p}\" は知らない故障点です。使えるのは {} です", all.join(", ")),
-                            format!("fault {n} (crash): point = \"{p}\" is not a fault point: one of {}", all.join(", ")),
+                            format!(
+                                "{n} 番目の故障（crash）の point = \"{p}\" は知らない故障点です。使えるのは {} です",
+                                all.join(", ")
+                            ),
+                            format!(
+                                "fault {n} (crash): point = \"{p}\" is not a fault point: one of {}",
+                                all.join(", ")
+                            ),
                         ));
                     }
                 }
                 Fault::DirectoryOutage { node, .. } | Fault::MailboxLost { node, .. } => {
                     if *node >= self.federation.directory_nodes {
                         return Err(bad(
-                            format!("{n} 番目の故障（{kind}）の node = {node} はありません（ディレクトリノードは 0〜{}）", self.federation.directory_nodes - 1),
-                            format!("fault {n} ({kind}): there is no directory node {node} (they are 0 to {})", self.federation.directory_nodes - 1),
+                            format!(
+                                "{n} 番目の故障（{kind}）の node = {node} はありません（ディレクトリノードは 0〜{}）",
+                                self.federation.directory_nodes - 1
+                            ),
+                            format!(
+                                "fault {n} ({kind}): there is no directory node {node} (they are 0 to {})",
+                                self.federation.directory_nodes - 1
+                            ),
                         ));
                     }
                 }
                 Fault::Partition { cut_nodes, .. } => {
-                    if let Some(node) = cut_nodes.iter().find(|c| **c >= self.federation.directory_nodes) {
+                    if let Some(node) = cut_nodes
+                        .iter()
+                        .find(|c| **c >= self.federation.directory_nodes)
+                    {
                         return Err(bad(
-                            format!("{n} 番目の故障（partition）の cut_nodes の {node} はありません"),
-                            format!("fault {n} (partition): cut_nodes names directory node {node}, which does not exist"),
+                            format!(
+                                "{n} 番目の故障（partition）の cut_nodes の {node} はありません"
+                            ),
+                            format!(
+                                "fault {n} (partition): cut_nodes names directory node {node}, which does not exist"
+                            ),
                         ));
                     }
                 }
                 Fault::LinkLoss { rate, .. } => {
                     if !(0.0..1.0).contains(rate) {
                         return Err(bad(
-                            format!("{n} 番目の故障（link-loss）の rate は 0 以上 1 未満の割合です"),
-                            format!("fault {n} (link-loss): rate is a share from 0 up to (not including) 1"),
+                            format!(
+                                "{n} 番目の故障（link-loss）の rate は 0 以上 1 未満の割合です"
+                            ),
+                            format!(
+                                "fault {n} (link-loss): rate is a share from 0 up to (not including) 1"
+                            ),
                         ));
                     }
                 }
-                Fault::ClockSkew { office, minutes, .. } => {
-                    self.check_offices(n, kind, &Offices { offices: vec![office.clone()], ..Default::default() })?;
+                Fault::ClockSkew {
+                    office, minutes, ..
+                } => {
+                    self.check_offices(
+                        n,
+                        kind,
+                        &Offices {
+                            offices: vec![office.clone()],
+                            ..Default::default()
+                        },
+                    )?;
                     if minutes.unsigned_abs() > 60 * 24 * 30 {
                         return Err(bad(
-                            format!("{n} 番目の故障（clock-skew）の minutes は ±30日以内にしてください"),
-                            format!("fault {n} (clock-skew): minutes must be within 30 days either way"),
+                            format!(
+                                "{n} 番目の故障（clock-skew）の minutes は ±30日以内にしてください"
+                            ),
+                            format!(
+                                "fault {n} (clock-skew): minutes must be within 30 days either way"
+                            ),
                         ));
                     }
                 }
@@ -671,8 +732,12 @@ impl Scenario {
     fn check_offices(&self, n: usize, kind: &str, o: &Offices) -> Result<(), (String, String)> {
         if o.offices.is_empty() && o.share <= 0.0 {
             return Err(bad(
-                format!("{n} 番目の故障（{kind}）の対象がありません。offices = [\"cm0\"] か share = 0.3 を書いてください"),
-                format!("fault {n} ({kind}) hits no office: give offices = [\"cm0\"] or share = 0.3"),
+                format!(
+                    "{n} 番目の故障（{kind}）の対象がありません。offices = [\"cm0\"] か share = 0.3 を書いてください"
+                ),
+                format!(
+                    "fault {n} ({kind}) hits no office: give offices = [\"cm0\"] or share = 0.3"
+                ),
             ));
         }
         if !(0.0..=1.0).contains(&o.share) {
@@ -689,8 +754,16 @@ impl Scenario {
             };
             if !ok {
                 return Err(bad(
-                    format!("{n} 番目の故障（{kind}）の事業所 \"{name}\" はありません（cm0〜cm{}、sv0〜sv{}）", self.federation.care_management - 1, self.federation.service - 1),
-                    format!("fault {n} ({kind}): there is no office \"{name}\" (cm0 to cm{}, sv0 to sv{})", self.federation.care_management - 1, self.federation.service - 1),
+                    format!(
+                        "{n} 番目の故障（{kind}）の事業所 \"{name}\" はありません（cm0〜cm{}、sv0〜sv{}）",
+                        self.federation.care_management - 1,
+                        self.federation.service - 1
+                    ),
+                    format!(
+                        "fault {n} ({kind}): there is no office \"{name}\" (cm0 to cm{}, sv0 to sv{})",
+                        self.federation.care_management - 1,
+                        self.federation.service - 1
+                    ),
                 ));
             }
         }
@@ -707,7 +780,10 @@ mod tests {
     #[test]
     fn times_and_durations_read_as_written() {
         assert_eq!(parse_at("day 1 00:00"), Some(0));
-        assert_eq!(parse_at("day 2 09:30"), Some((86400 + 9 * 3600 + 30 * 60) * 1000));
+        assert_eq!(
+            parse_at("day 2 09:30"),
+            Some((86400 + 9 * 3600 + 30 * 60) * 1000)
+        );
         assert_eq!(parse_at("day 3"), Some(2 * 86_400_000));
         assert_eq!(parse_at("day 0 10:00"), None);
         assert_eq!(parse_at("day 1 24:00"), None);
@@ -736,23 +812,33 @@ mod tests {
                 "meteor",
             ),
             (
-                format!("{MIN}[[fault]]\nkind = \"office-off\"\nat = \"tomorrow\"\nfor = \"1d\"\nshare = 0.3\n"),
+                format!(
+                    "{MIN}[[fault]]\nkind = \"office-off\"\nat = \"tomorrow\"\nfor = \"1d\"\nshare = 0.3\n"
+                ),
                 "tomorrow",
             ),
             (
-                format!("{MIN}[[fault]]\nkind = \"office-off\"\nat = \"day 2 00:00\"\nfor = \"1d\"\noffices = [\"cm9\"]\n"),
+                format!(
+                    "{MIN}[[fault]]\nkind = \"office-off\"\nat = \"day 2 00:00\"\nfor = \"1d\"\noffices = [\"cm9\"]\n"
+                ),
                 "cm9",
             ),
             (
-                format!("{MIN}[[fault]]\nkind = \"directory-outage\"\nat = \"day 2 00:00\"\nfor = \"1d\"\nnode = 3\n"),
+                format!(
+                    "{MIN}[[fault]]\nkind = \"directory-outage\"\nat = \"day 2 00:00\"\nfor = \"1d\"\nnode = 3\n"
+                ),
                 "node 3",
             ),
             (
-                format!("{MIN}[[fault]]\nkind = \"crash\"\nat = \"day 2 00:00\"\noffices = [\"cm0\"]\npoint = \"explode\"\n"),
+                format!(
+                    "{MIN}[[fault]]\nkind = \"crash\"\nat = \"day 2 00:00\"\noffices = [\"cm0\"]\npoint = \"explode\"\n"
+                ),
                 "explode",
             ),
             (
-                format!("{MIN}[[fault]]\nkind = \"link-loss\"\nat = \"day 2 00:00\"\nfor = \"1d\"\nrate = 1.5\n"),
+                format!(
+                    "{MIN}[[fault]]\nkind = \"link-loss\"\nat = \"day 2 00:00\"\nfor = \"1d\"\nrate = 1.5\n"
+                ),
                 "rate",
             ),
             (
@@ -766,7 +852,10 @@ mod tests {
         ] {
             let e = Scenario::parse(&text, "x.toml").unwrap_err().to_string();
             assert!(e.contains(says), "{e}");
-            assert!(e.contains("シナリオ x.toml") && e.contains("/ scenario x.toml"), "{e}");
+            assert!(
+                e.contains("シナリオ x.toml") && e.contains("/ scenario x.toml"),
+                "{e}"
+            );
         }
     }
 }

@@ -21,7 +21,9 @@ const SAMPLE_SERVICES: [(&[u8; 10], &str); 3] = [
 ];
 
 /// Kinds a scenario may send at month end.
-pub(crate) const PLAN_KINDS: [&str; 6] = ["UPHOSOKU", "UP1KYO", "UP2KYO", "UP3KYO", "UPPLAN", "UPSIKYU"];
+pub(crate) const PLAN_KINDS: [&str; 6] = [
+    "UPHOSOKU", "UP1KYO", "UP2KYO", "UP3KYO", "UPPLAN", "UPSIKYU",
+];
 
 /// The service kinds given to service offices, in turn.
 pub(crate) const SERVICE_KINDS: [&str; 3] = ["11", "15", "17"];
@@ -137,7 +139,7 @@ pub(crate) fn stamp(ms: u64) -> String {
     let mut y = 2026;
     let mut m = 9;
     let len = |y: u64, m: u64| match m {
-        2 if y % 4 == 0 => 29,
+        2 if y.is_multiple_of(4) => 29,
         2 => 28,
         4 | 6 | 9 | 11 => 30,
         _ => 31,
@@ -210,7 +212,10 @@ fn repeat_users(bytes: &[u8], copies: usize) -> Vec<u8> {
 /// The sample file of `kind` between the sample offices (`month` in the name: `202610`, or
 /// `000000` for the UPHOSOKU without a month), to or from the sample service office of
 /// service kind `service_kind`.
-fn template(prefix: &str, service_kind: &str) -> Option<(&'static str, &'static [u8], &'static [u8; 10])> {
+fn template(
+    prefix: &str,
+    service_kind: &str,
+) -> Option<(&'static str, &'static [u8], &'static [u8; 10])> {
     let (sv, _) = SAMPLE_SERVICES.iter().find(|(_, k)| *k == service_kind)?;
     let sv_s = std::str::from_utf8(*sv).ok()?;
     SAMPLES
@@ -300,7 +305,8 @@ pub(crate) fn month(s: &Scenario, pop: &Population) -> Vec<Drop> {
                     let f: Vec<&[u8]> = first.split(|b| *b == b',').collect();
                     if f.len() > 2 {
                         let row = [f[0], f[1], f[2], b"202610"].join(&b","[..]);
-                        let name = name_of(sample, c, sv, at + 60_000).replacen("UPPLAN_", "DLTPLAN_", 1);
+                        let name =
+                            name_of(sample, c, sv, at + 60_000).replacen("UPPLAN_", "DLTPLAN_", 1);
                         out.push(Drop {
                             at_ms: at + 60_000,
                             from: cm,
@@ -328,7 +334,10 @@ pub(crate) fn month(s: &Scenario, pop: &Population) -> Vec<Drop> {
             for cm in cms {
                 let c = &pop.offices[cm];
                 if let Some((sample, bytes, from_sv)) = template("UPJSK_", s_office.kind) {
-                    let b = repeat_users(&renumber(bytes, &c.number, from_sv, &s_office.number), copies);
+                    let b = repeat_users(
+                        &renumber(bytes, &c.number, from_sv, &s_office.number),
+                        copies,
+                    );
                     out.push(Drop {
                         at_ms: at,
                         from: sv,
@@ -381,6 +390,11 @@ mod tests {
         assert_eq!(names.len(), files.len(), "names are unique");
         // The same seed, the same month.
         let again = month(&s, &Population::of(&s));
-        assert!(files.iter().zip(&again).all(|(a, b)| a.name == b.name && a.bytes == b.bytes));
+        assert!(
+            files
+                .iter()
+                .zip(&again)
+                .all(|(a, b)| a.name == b.name && a.bytes == b.bytes)
+        );
     }
 }
