@@ -608,7 +608,7 @@ async fn acks_reach_the_senders_own_mailbox_when_the_recipients_is_gone() {
         outcomes_at(&fed, 0, CARE_MANAGER)
     );
     // Node 1 back: the sender still collects its deletion statements from it.
-    fed.restart_directory_node(1).await.unwrap();
+    fed.start_directory_node(1).await.unwrap();
     let statements = drive(&clock, || {
         std::fs::read_to_string(fed.plan.home(0).statements())
             .is_ok_and(|t| t.lines().count() == files.len())

@@ -139,6 +139,32 @@ pub(crate) enum Cmd {
     /// Directory operations for associations (regions) and directory nodes.
     #[command(subcommand)]
     Directory(DirCmd),
+    /// The resilience lab for researchers: a region's month under scripted faults, run by the
+    /// production node code in one process on a virtual clock (README: "For researchers").
+    #[command(subcommand)]
+    Lab(LabCmd),
+}
+
+#[derive(Subcommand)]
+pub(crate) enum LabCmd {
+    /// Run a scenario and write its report (exit 0: nothing lost or duplicated and nothing
+    /// left behind, 1: some were, 2: the scenario or a file could not be used).
+    Run {
+        /// The scenario file (TOML; examples in examples/lab/).
+        scenario: PathBuf,
+        /// Where to write the report (JSON).
+        #[arg(long)]
+        report: PathBuf,
+        /// Also write the report as an HTML page with charts.
+        #[arg(long)]
+        html: Option<PathBuf>,
+        /// Run with this seed instead of the scenario's.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Build the federation in this (empty) folder and keep it, to look at afterwards.
+        #[arg(long)]
+        keep: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]

@@ -103,13 +103,8 @@ pub struct DirectoryNode {
 
 impl DirectoryNode {
     /// Stops it.
-    pub fn stop(mut self) {
-        self.stop_in_place();
-    }
-
-    /// Stops it, leaving the (dead) handle where it is.
-    pub fn stop_in_place(&mut self) {
-        for t in self.tasks.drain(..) {
+    pub fn stop(self) {
+        for t in self.tasks {
             t.abort();
         }
     }

@@ -593,6 +593,7 @@ impl Federation {
             nodes: Vec::new(),
             stores,
             starts: vec![0; self.offices.len()],
+            directory_down: Vec::new(),
         };
         for i in 0..self.offices.len() {
             running.nodes.push(None);
@@ -616,6 +617,8 @@ pub struct RunningFederation {
     pub nodes: Vec<Option<NodeHandle>>,
     stores: Vec<Option<Arc<MemStore>>>,
     starts: Vec<u64>,
+    /// Directory nodes stopped by [`RunningFederation::stop_directory_node`], by index.
+    directory_down: Vec<usize>,
 }
 
 impl RunningFederation {
@@ -663,20 +666,61 @@ impl RunningFederation {
     /// Stops directory node `i` at once, as a killed process would stop (what it wrote is
     /// on disk), and starts it again from its folder.
     pub async fn restart_directory_node(&mut self, i: usize) -> anyhow::Result<()> {
-        let old = self.directory_nodes.remove(i);
+        if self.directory_down.contains(&i) {
+            return self.start_directory_node(i).await;
+        }
+        let slot = self.directory_slot(i);
+        let old = self.directory_nodes.remove(slot);
         old.net.shutdown().await;
         old.stop();
         let new = dirserve::start(self.plan.directory_config(i, &self.options)?).await?;
-        self.directory_nodes.insert(i, new);
+        self.directory_nodes.insert(slot, new);
         Ok(())
     }
 
-    /// Stops directory node `i` at once (as a killed process: what it wrote stays on disk);
-    /// [`RunningFederation::restart_directory_node`] starts it again.
+    /// Where directory node `i` sits in [`RunningFederation::directory_nodes`] while some
+    /// are stopped.
+    fn directory_slot(&self, i: usize) -> usize {
+        i - self.directory_down.iter().filter(|d| **d < i).count()
+    }
+
+    /// Stops directory node `i` at once (an outage; what it wrote stays on disk) until
+    /// [`RunningFederation::start_directory_node`]. No-op when it is stopped already.
     pub async fn stop_directory_node(&mut self, i: usize) {
-        let n = &mut self.directory_nodes[i];
-        n.net.shutdown().await;
-        n.stop_in_place();
+        if self.directory_down.contains(&i) || i >= self.plan.directory_nodes.len() {
+            return;
+        }
+        let old = self.directory_nodes.remove(self.directory_slot(i));
+        old.net.shutdown().await;
+        old.stop();
+        self.directory_down.push(i);
+    }
+
+    /// Starts directory node `i` again from its folder after
+    /// [`RunningFederation::stop_directory_node`].
+    pub async fn start_directory_node(&mut self, i: usize) -> anyhow::Result<()> {
+        let Some(pos) = self.directory_down.iter().position(|d| *d == i) else {
+            return Ok(());
+        };
+        self.directory_down.remove(pos);
+        let new = dirserve::start(self.plan.directory_config(i, &self.options)?).await?;
+        let slot = self.directory_slot(i);
+        self.directory_nodes.insert(slot, new);
+        Ok(())
+    }
+
+    /// Sets office `i`'s computer clock `ms` ahead of the run's clock (negative: behind) from
+    /// its next start.
+    pub fn set_office_clock_offset(&mut self, i: usize, ms: i64) {
+        self.options.office_clock_offsets.retain(|(j, _)| *j != i);
+        if ms != 0 {
+            self.options.office_clock_offsets.push((i, ms));
+        }
+    }
+
+    /// Office `i`'s memory store (when the run keeps stores in memory).
+    pub fn store(&self, i: usize) -> Option<&Arc<MemStore>> {
+        self.stores[i].as_ref()
     }
 
     /// Switches office `i`'s node off cleanly (as at the end of a working day).

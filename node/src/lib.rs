@@ -33,6 +33,7 @@ pub mod federation;
 pub mod files;
 pub mod frames;
 pub mod home;
+pub mod lab;
 pub mod mailbox;
 mod mailclient;
 pub mod net;

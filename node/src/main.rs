@@ -12,19 +12,25 @@ use std::process::ExitCode;
 use clap::Parser;
 use renkei_node::{admin, demo, dirserve, dirsync, node, receipts, reconcile, status};
 
-use crate::cli::{Cli, Cmd, DirCmd};
+use crate::cli::{Cli, Cmd, DirCmd, LabCmd};
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The lab's thousands of nodes meet its faults on purpose: only errors by default.
+    let default_log = match cli.cmd {
+        Cmd::Lab(_) => "error",
+        _ => "renkei_node=info,warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("RENKEI_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("renkei_node=info,warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_log)),
         )
         .with_writer(std::io::stderr)
         // Colours only on a terminal: a service manager's log file gets plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    match run(Cli::parse().cmd) {
+    match run(cli.cmd) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("renkei: {e:#}");
@@ -89,6 +95,13 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             timeout,
         } => demo::run_command(dir, exit_after_delivery, timeout),
         Cmd::Directory(d) => directory(d),
+        Cmd::Lab(LabCmd::Run {
+            scenario,
+            report,
+            html,
+            seed,
+            keep,
+        }) => renkei_node::lab::run_command(scenario, report, html, seed, keep),
     }
 }
 

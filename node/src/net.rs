@@ -912,6 +912,86 @@ fn autonat_config(server: bool) -> autonat::v1::Config {
     }
 }
 
+/// What becomes of a connection on the in-memory transport (the lab's network faults).
+pub enum LinkVerdict {
+    /// It goes through now.
+    Open,
+    /// It fails, as a dial across a partition or over a lossy link does.
+    Lost,
+    /// It goes through once this completes (latency on the link's set-up).
+    After(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>),
+}
+
+impl std::fmt::Debug for LinkVerdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LinkVerdict::Open => "Open",
+            LinkVerdict::Lost => "Lost",
+            LinkVerdict::After(_) => "After(..)",
+        })
+    }
+}
+
+/// Decides the fate of connections on the in-memory transport: the lab's partitions, loss
+/// and latency. Never consulted on sockets.
+pub trait MemoryLinks: Send + Sync {
+    /// A connection dialled by `from` to the listener at `to`.
+    fn dial(&self, from: &PeerId, to: &Multiaddr) -> LinkVerdict;
+}
+
+/// The link rules of in-memory listeners, by address (`/memory/<n>` is unique in a process,
+/// so runs in one process do not see each other's rules).
+type LinkRules = HashMap<Multiaddr, Arc<dyn MemoryLinks>>;
+
+fn link_rules() -> &'static RwLock<LinkRules> {
+    static RULES: std::sync::OnceLock<RwLock<LinkRules>> = std::sync::OnceLock::new();
+    RULES.get_or_init(Default::default)
+}
+
+/// Puts dials to the in-memory listeners at `addrs` under `links` (the lab); `None` takes
+/// the rules away again.
+pub fn set_memory_links(addrs: &[Multiaddr], links: Option<Arc<dyn MemoryLinks>>) {
+    let mut rules = link_rules().write().unwrap_or_else(|p| p.into_inner());
+    for a in addrs {
+        match &links {
+            Some(l) => rules.insert(a.clone(), l.clone()),
+            None => rules.remove(a),
+        };
+    }
+}
+
+/// The in-memory transport's hook: a dialled connection meets its link's rule.
+async fn memory_link<C>(
+    me: PeerId,
+    conn: C,
+    endpoint: libp2p::core::ConnectedPoint,
+) -> Result<C, std::io::Error> {
+    let libp2p::core::ConnectedPoint::Dialer { address, .. } = &endpoint else {
+        return Ok(conn);
+    };
+    // Dialled as `/memory/<n>/p2p/<peer>`: the rule is the listener's, `/memory/<n>`.
+    let mut listener = address.clone();
+    if matches!(listener.iter().last(), Some(Protocol::P2p(_))) {
+        listener.pop();
+    }
+    let rule = link_rules()
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&listener)
+        .cloned();
+    match rule.map(|r| r.dial(&me, &listener)) {
+        None | Some(LinkVerdict::Open) => Ok(conn),
+        Some(LinkVerdict::Lost) => Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "link lost (lab)",
+        )),
+        Some(LinkVerdict::After(wait)) => {
+            wait.await;
+            Ok(conn)
+        }
+    }
+}
+
 /// Starts the swarm on the current tokio runtime, listening on `listen`.
 pub fn start(
     secret: &ed25519_dalek::SigningKey,
@@ -985,8 +1065,10 @@ pub fn start(
             .build(),
         Transport::Memory => builder
             .with_other_transport(|key| {
+                let me = key.public().to_peer_id();
                 Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
                     MemoryTransport::default()
+                        .and_then(move |conn, endpoint| memory_link(me, conn, endpoint))
                         .upgrade(Version::V1)
                         .authenticate(noise::Config::new(key)?)
                         .multiplex(yamux::Config::default()),
