@@ -33,6 +33,8 @@ pub mod federation;
 pub mod files;
 pub mod frames;
 pub mod home;
+pub mod imported;
+pub mod inbox;
 pub mod mailbox;
 mod mailclient;
 pub mod net;
@@ -46,6 +48,7 @@ mod send;
 mod state;
 pub mod status;
 pub mod store;
+pub mod web;
 
 pub use outbox::{check_files, check_path, report_name};
 
