@@ -175,3 +175,82 @@ fn files_name(p: &Path) -> String {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::samples::SAMPLES;
+
+    fn sample(prefix: &str) -> (&'static str, &'static [u8]) {
+        *SAMPLES
+            .iter()
+            .find(|(n, _)| n.starts_with(prefix) && n.contains("_1310000011_11_"))
+            .unwrap()
+    }
+
+    fn find<'a>(list: &'a [ReceivedFile], name: &str) -> &'a ReceivedFile {
+        list.iter().find(|f| f.file_name == name).unwrap()
+    }
+
+    #[test]
+    fn a_newer_file_for_the_same_users_supersedes_and_a_deletion_file_deletes() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::new(dir.path());
+        std::fs::create_dir_all(home.imported_folder()).unwrap();
+        let (plan, bytes) = sample("UPPLAN_");
+        let (table7, table7_bytes) = sample("UPSIKYU_");
+        std::fs::write(home.inbox().join(plan), bytes).unwrap();
+        std::fs::write(home.inbox().join(table7), table7_bytes).unwrap();
+        let files = list(&home, &[], &ImportedBook::default());
+        assert!(files.iter().all(|f| f.superseded_by.is_none() && f.deleted_by.is_none()));
+
+        // The same plan again, changed mid-month: a later send unit. The older one lies in
+        // imported/ (the care software took it): it is superseded there too.
+        let newer = plan.replace("20260928103000", "20261003090000");
+        std::fs::write(home.inbox().join(&newer), bytes).unwrap();
+        std::fs::rename(home.inbox().join(plan), home.imported_folder().join(plan)).unwrap();
+        let files = list(&home, &[], &ImportedBook::default());
+        assert_eq!(find(&files, plan).superseded_by.as_deref(), Some(newer.as_str()));
+        assert!(find(&files, plan).in_imported_folder);
+        assert_eq!(find(&files, &newer).superseded_by, None);
+        // Another kind of the same send unit is not replaced by a plan.
+        assert_eq!(find(&files, table7).superseded_by, None);
+
+        // A plan for fewer users does not replace the whole earlier plan.
+        let users = users_of(&newer, &home.inbox().join(&newer));
+        assert!(users.len() >= 1);
+
+        // A DLTPLAN for every user of the plan deletes both copies.
+        let dlt = "DLTPLAN_202610_1310000001_43_1310000011_11_20261010090000.CSV";
+        let rows: String = users
+            .iter()
+            .map(|(insurer, insured)| format!("202407,{insurer},{insured},202610\r\n"))
+            .collect();
+        std::fs::write(home.inbox().join(dlt), rows).unwrap();
+        assert_eq!(users_of(dlt, &home.inbox().join(dlt)), users);
+        let files = list(&home, &[], &ImportedBook::default());
+        assert_eq!(find(&files, plan).deleted_by.as_deref(), Some(dlt));
+        assert_eq!(find(&files, &newer).deleted_by.as_deref(), Some(dlt));
+        assert_eq!(find(&files, table7).deleted_by, None);
+        // Nothing was removed.
+        assert_eq!(files.len(), 4);
+        assert!(home.imported_folder().join(plan).is_file());
+    }
+
+    #[test]
+    fn a_newer_plan_for_other_users_replaces_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::new(dir.path());
+        std::fs::create_dir_all(home.inbox()).unwrap();
+        let (plan, bytes) = sample("UPPLAN_");
+        std::fs::write(home.inbox().join(plan), bytes).unwrap();
+        let users = users_of(plan, &home.inbox().join(plan));
+        // A deletion for a user not in the plan.
+        let dlt = "DLTPLAN_202610_1310000001_43_1310000011_11_20261010090000.CSV";
+        std::fs::write(home.inbox().join(dlt), "202407,131016,9999999999,202610\r\n").unwrap();
+        assert!(!users.contains(&("131016".into(), "9999999999".into())));
+        let files = list(&home, &[], &ImportedBook::default());
+        assert_eq!(find(&files, plan).deleted_by, None);
+        assert_eq!(find(&files, plan).superseded_by, None);
+    }
+}
