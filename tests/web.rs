@@ -151,6 +151,16 @@ async fn every_route_answers_as_the_openapi_document_says() {
     )
     .unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
+    // The schema checker below finds a wrong answer (so its silence means something).
+    let mut wrong = Vec::new();
+    validate(
+        &doc,
+        &serde_json::json!({"$ref": "#/components/schemas/Synced"}),
+        &serde_json::json!({"changed": "yes", "extra": 1}),
+        "$",
+        &mut wrong,
+    );
+    assert_eq!(wrong.len(), 3, "{wrong:?}");
     assert_eq!(
         doc,
         serde_json::to_value(renkei_node::web::openapi()).unwrap()

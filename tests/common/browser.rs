@@ -174,15 +174,20 @@ impl Browser {
         }
     }
 
-    /// Clicks the element a CSS selector finds.
+    /// Clicks the element a CSS selector finds (found again if the page redrew it meanwhile).
     pub(crate) async fn click(&self, css: &str) {
-        self.client
-            .find(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("no element {css}: {e}"))
-            .click()
-            .await
-            .unwrap_or_else(|e| panic!("cannot click {css}: {e}"));
+        let mut last = String::new();
+        for _ in 0..20 {
+            match self.client.find(Locator::Css(css)).await {
+                Ok(e) => match e.click().await {
+                    Ok(()) => return,
+                    Err(err) => last = err.to_string(),
+                },
+                Err(err) => last = err.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("cannot click {css}: {last}");
     }
 
     /// Ends the session.

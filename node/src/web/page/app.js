@@ -142,12 +142,24 @@ function showLogin() {
   $("receipt-view").hidden = true;
 }
 
+// Redraws only what changed: a table redrawn every poll would take the keyboard focus away
+// from the button a clerk has tabbed to.
+function changed(node, data) {
+  const key = lang + JSON.stringify(data);
+  if (node.dataset.key === key) return false;
+  node.dataset.key = key;
+  return true;
+}
+
 function fill(tbody, rows) {
   tbody.replaceChildren(...rows);
 }
 
 function drawHealth(h) {
   const s = h.status;
+  const stable = Object.assign({}, h, { status: Object.assign({}, s, { updated_at: 0, clock: s.clock && s.clock.warning }) });
+  const fresh = Date.now() / 1000 - s.updated_at < 30;
+  if (!changed($("health"), [stable, fresh])) return;
   $("office-title").textContent = s.office + " " + h.office_name;
   const age = Date.now() / 1000 - s.updated_at;
   const running = s.running && age < 30;
@@ -179,6 +191,7 @@ function drawHealth(h) {
 }
 
 function drawQueue(q) {
+  if (!changed($("queue"), q)) return;
   $("queue-empty").hidden = q.length > 0;
   fill($("queue-table").tBodies[0], q.map((i) => el("tr", { "data-name": i.file_name },
     el("td", { class: "file", text: i.file_name }),
@@ -202,6 +215,7 @@ async function markImported(name, button) {
 }
 
 function drawReceived(list) {
+  if (!changed($("received"), list)) return;
   $("received-empty").hidden = list.length > 0;
   fill($("received-table").tBodies[0], list.map((f) => {
     const state = [];
@@ -223,6 +237,7 @@ function drawReceived(list) {
 }
 
 function drawRefused(list) {
+  if (!changed($("refused"), list)) return;
   $("refused-empty").hidden = list.length > 0;
   $("refused-list").replaceChildren(...list.map((r) => el("li", {},
     el("strong", { text: t(r.direction) + ": " }), el("span", { class: "file", text: r.file_name }),
@@ -233,6 +248,7 @@ function drawRefused(list) {
 }
 
 function drawReceipts(list) {
+  if (!changed($("receipts-table"), list)) return;
   fill($("receipts-table").tBodies[0], list.map((r) => el("tr", { "data-name": r.file_name, "data-seq": String(r.seq) },
     el("td", { text: String(r.seq) }),
     el("td", { text: r.direction === "sent" ? t("sent") : t("received-dir") }),
