@@ -421,3 +421,54 @@ async fn the_page_and_api_listen_on_loopback_only() {
     }
     fed.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_moved_to_imported_reaches_its_sender_once_the_sender_is_back() {
+    use renkei_node::imported::ImportedBook;
+    let dir = tempfile::tempdir().unwrap();
+    let mut fed = two_offices(dir.path()).await;
+    let (plan, bytes) = SAMPLES
+        .iter()
+        .find(|(n, _)| n.starts_with("UPPLAN_") && n.contains("_1310000011_11_"))
+        .unwrap();
+    renkei_node::demo::drop_into_outbox(fed.plan.home(0), plan, bytes).unwrap();
+    let svc_home = fed.plan.home(1).clone();
+    let cm_home = fed.plan.home(0).clone();
+    assert!(
+        wait_until(WAIT, || svc_home.inbox().join(plan).is_file()
+            && fed.node(0).delivered() == 1)
+        .await
+    );
+    // The sender is switched off; the care software at the recipient takes the file.
+    fed.stop_node(0).await;
+    std::fs::rename(
+        svc_home.inbox().join(plan),
+        svc_home.imported_folder().join(plan),
+    )
+    .unwrap();
+    assert!(
+        wait_until(WAIT, || ImportedBook::read(&svc_home).made.len() == 1).await,
+        "the recipient signs and keeps its statement"
+    );
+    assert!(ImportedBook::read(&svc_home).delivered.is_empty());
+    assert_eq!(ImportedBook::read(&cm_home).received.len(), 0);
+    // The sender comes back: the statement reaches it and is kept on both sides.
+    fed.start_node(0).await.unwrap();
+    assert!(
+        wait_until(WAIT, || ImportedBook::read(&cm_home).received.len() == 1
+            && ImportedBook::read(&svc_home).delivered.len() == 1)
+        .await,
+        "the statement reaches the sender after it started again"
+    );
+    fed.shutdown().await;
+    // `renkei receipts` at the sender shows the file imported, the statement verified.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_renkei"))
+        .args(["receipts", "--home"])
+        .arg(&cm_home.root)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(" imported 20"), "{text}");
+    assert!(text.contains("imported statement verified"), "{text}");
+    assert_eq!(out.status.code(), Some(0), "{text}");
+}

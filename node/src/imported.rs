@@ -233,7 +233,10 @@ pub(crate) async fn send_loop(shared: Arc<Shared>) {
                 Err(e) => tracing::warn!("imported: {e}"),
             }
         }
-        let due = last_send.is_none_or(|t: tokio::time::Instant| t.elapsed() >= RESEND);
+        // Every minute, or sooner when deliveries are retried sooner (a federation on one
+        // machine).
+        let resend = Duration::from_secs(shared.config.retry_max_secs.clamp(1, 60));
+        let due = last_send.is_none_or(|t: tokio::time::Instant| t.elapsed() >= resend);
         let pending = lock(&shared.imported).pending();
         if due || pending.iter().any(|k| !tried.contains(&k.message_id)) {
             for k in pending {
@@ -286,9 +289,6 @@ pub(crate) async fn send_loop(shared: Arc<Shared>) {
         }
     }
 }
-
-/// How often a statement not yet kept by its sender is sent again.
-const RESEND: Duration = Duration::from_secs(60);
 
 /// Regular files in `inbox/imported/`.
 fn moved_to_imported(home: &Home) -> Vec<String> {
