@@ -148,7 +148,8 @@ async fn staff_see_a_delivery_live_switch_language_print_a_receipt_and_mark_it_i
         WAIT,
     )
     .await;
-    b.screenshot("07-sender-receipt-with-imported-statement").await;
+    b.screenshot("07-sender-receipt-with-imported-statement")
+        .await;
     // The page at 200% zoom still shows its content without a horizontal scroll of the page.
     b.click("#back").await;
     b.js("document.body.style.zoom = '2'; return true;").await;

@@ -6,7 +6,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use renkei_node::federation::{Federation, RunningFederation, StartOptions, tune_for_loopback, wait_until};
+use renkei_node::federation::{
+    Federation, RunningFederation, StartOptions, tune_for_loopback, wait_until,
+};
 use renkei_node::samples::SAMPLES;
 use serde_json::Value;
 
@@ -39,7 +41,9 @@ async fn two_offices(dir: &std::path::Path) -> RunningFederation {
         .await
         .unwrap();
     assert!(
-        wait_until(WAIT, || (0..2).all(|i| fed.node(i).directory_entries() == 2)).await,
+        wait_until(WAIT, || (0..2)
+            .all(|i| fed.node(i).directory_entries() == 2))
+        .await,
         "the offices got the directory"
     );
     fed
@@ -299,8 +303,12 @@ async fn an_invalid_upload_returns_the_findings_and_queues_nothing() {
     assert_eq!(v["valid"], false);
     let errors = v["errors"].as_array().unwrap();
     assert!(!errors.is_empty(), "{v}");
-    assert!(errors.iter().all(|e| e["message_ja"].as_str().is_some_and(|m| !m.is_empty())
-        && e["message_en"].as_str().is_some_and(|m| !m.is_empty())));
+    assert!(
+        errors
+            .iter()
+            .all(|e| e["message_ja"].as_str().is_some_and(|m| !m.is_empty())
+                && e["message_en"].as_str().is_some_and(|m| !m.is_empty()))
+    );
     // Nothing queued, nothing left in the outbox or rejected/.
     let queue: Value = serde_json::from_slice(
         &http
@@ -347,6 +355,13 @@ async fn an_invalid_upload_returns_the_findings_and_queues_nothing() {
             .any(|e| e["code"] == "RECIPIENT_UNKNOWN"),
         "{v}"
     );
+    // The token file is the office user's only.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(fed.plan.home(0).api_token())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "{mode:o}");
     // A wrong token is refused like none.
     let res = http
         .get(format!("{}/api/v1/status", cm.base))

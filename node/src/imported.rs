@@ -179,7 +179,9 @@ pub(crate) fn mark(shared: &Arc<Shared>, file_name: &str) -> Result<KeptImported
         OfficeNumber::parse(&r.partner),
         hex::decode(&r.sha256),
     ) else {
-        return Err(MarkError::NotReceived(crate::files::shown(file_name).into_owned()));
+        return Err(MarkError::NotReceived(
+            crate::files::shown(file_name).into_owned(),
+        ));
     };
     let hash: [u8; 32] = hash
         .try_into()
@@ -200,7 +202,11 @@ pub(crate) fn mark(shared: &Arc<Shared>, file_name: &str) -> Result<KeptImported
         statement: hex::encode(st.to_bytes()),
         reason: String::new(),
     };
-    shared.env.faults.alive().map_err(|e| MarkError::Io(e.into()))?;
+    shared
+        .env
+        .faults
+        .alive()
+        .map_err(|e| MarkError::Io(e.into()))?;
     append(&shared.home, &k).map_err(MarkError::Io)?;
     book.add(k.clone());
     drop(book);
@@ -424,7 +430,9 @@ fn take(
         (peer_office, keys)
     };
     if peer_office != Some(st.recipient_office) {
-        return Err(refuse("the statement's recipient is not the connected office"));
+        return Err(refuse(
+            "the statement's recipient is not the connected office",
+        ));
     }
     st.verify(&keys).map_err(|e| refuse(&e.to_string()))?;
     let receipts = read_log(&shared.home.receipts()).map_err(|e| refuse(&e.to_string()))?;
@@ -454,7 +462,11 @@ fn take(
         statement: hex::encode(bytes),
         reason: String::new(),
     };
-    shared.env.faults.alive().map_err(|e| refuse(&e.to_string()))?;
+    shared
+        .env
+        .faults
+        .alive()
+        .map_err(|e| refuse(&e.to_string()))?;
     append(&shared.home, &k).map_err(|e| refuse(&format!("{e:#}")))?;
     tracing::info!(file = %crate::files::shown(&k.file_name), partner = %k.partner, "the partner imported our file");
     book.add(k);

@@ -485,7 +485,8 @@ pub fn audit(home: &Home) -> Result<Audit, ChainError> {
         .chain(book.received.values())
         .cloned()
         .collect();
-    kept_imported.sort_by(|a, b| (a.imported_at, &a.message_id).cmp(&(b.imported_at, &b.message_id)));
+    kept_imported
+        .sort_by(|a, b| (a.imported_at, &a.message_id).cmp(&(b.imported_at, &b.message_id)));
     let mut imported = Vec::new();
     let (keys, directory_problems, statements) = match home_directory(home) {
         Ok((dir, own, problems, _scratch)) => {
@@ -523,14 +524,14 @@ pub fn audit(home: &Home) -> Result<Audit, ChainError> {
                 .map(|k| (k, Some(format!("no directory: {why}"))))
                 .collect();
             (
-            receipts
-                .iter()
-                .map(|_| KeyCheck::NoDirectory(why.clone()))
-                .collect(),
-            Vec::new(),
-            kept.into_iter()
-                .map(|k| (k, Some(format!("no directory: {why}"))))
-                .collect(),
+                receipts
+                    .iter()
+                    .map(|_| KeyCheck::NoDirectory(why.clone()))
+                    .collect(),
+                Vec::new(),
+                kept.into_iter()
+                    .map(|k| (k, Some(format!("no directory: {why}"))))
+                    .collect(),
             )
         }
     };
@@ -757,7 +758,11 @@ pub fn show(home: &Path, json: bool) -> anyhow::Result<ExitCode> {
             k.role,
             k.message_id,
             shown(&k.file_name),
-            if k.role == "made" { "us" } else { k.partner.as_str() },
+            if k.role == "made" {
+                "us"
+            } else {
+                k.partner.as_str()
+            },
             crate::env::jst(k.imported_at.saturating_mul(1000)),
             match why {
                 None => "取込済みの証明は署名を確認済み / imported statement verified".to_string(),

@@ -30,9 +30,9 @@ pub use name::{
 pub mod ack;
 pub mod envelope;
 pub mod frames;
+pub mod imported;
 pub mod reconcile;
 pub mod session;
-pub mod imported;
 pub mod statement;
 pub mod wire;
 

@@ -469,7 +469,10 @@ fn imported_vector() {
     );
     let mut v = Vector::new("imported-statement");
     v.put_hex("recipient-ed25519-secret", &RECIPIENT_ED25519)
-        .put_hex("recipient-ed25519-public", &ed25519_public(&RECIPIENT_ED25519))
+        .put_hex(
+            "recipient-ed25519-public",
+            &ed25519_public(&RECIPIENT_ED25519),
+        )
         .put_hex("message-id", &MESSAGE_ID)
         .put("sender-office", SENDER_OFFICE)
         .put("recipient-office", RECIPIENT_OFFICE)

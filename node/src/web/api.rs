@@ -94,7 +94,9 @@ impl Problem {
         Problem::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "INTERNAL",
-            &format!("このパソコンでエラーが起きました。ディスクの空きと権限を確認してください: {e}"),
+            &format!(
+                "このパソコンでエラーが起きました。ディスクの空きと権限を確認してください: {e}"
+            ),
             &format!("an error on this computer; check free disk space and permissions: {e}"),
         )
     }
@@ -102,8 +104,7 @@ impl Problem {
 
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
-        let status =
-            StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         (status, Json(self)).into_response()
     }
 }
@@ -388,8 +389,35 @@ fn plain_name(name: &str) -> Answer<()> {
     }
 }
 
-fn read_receipts(api: &Api) -> Answer<Vec<Receipt>> {
-    read_log(&api.shared.home.receipts()).map_err(Problem::internal)
+/// A verified receipt log and the length and modification time of the file it was read from.
+#[derive(Debug)]
+pub(crate) struct CachedLog {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    receipts: Arc<Vec<Receipt>>,
+}
+
+fn read_receipts(api: &Api) -> Answer<Arc<Vec<Receipt>>> {
+    let path = api.shared.home.receipts();
+    let meta = std::fs::metadata(&path).ok();
+    let (len, modified) = (
+        meta.as_ref().map_or(0, |m| m.len()),
+        meta.and_then(|m| m.modified().ok()),
+    );
+    let mut cache = lock(&api.receipts);
+    if let Some(c) = cache.as_ref()
+        && c.len == len
+        && c.modified == modified
+    {
+        return Ok(c.receipts.clone());
+    }
+    let receipts = Arc::new(read_log(&path).map_err(Problem::internal)?);
+    *cache = Some(CachedLog {
+        len,
+        modified,
+        receipts: receipts.clone(),
+    });
+    Ok(receipts)
 }
 
 /// The month a receipt is filed under: its file's 対象年月, else the receipt's month (JST).
@@ -641,7 +669,11 @@ enum Upload {
 
 /// Writes the upload under a hidden name in the outbox (the scan skips it), checks it as the
 /// scan would, and either renames it into place (the scan then takes it) or removes it.
-fn take_upload(shared: &Arc<crate::state::Shared>, name: &str, body: &[u8]) -> Result<String, Upload> {
+fn take_upload(
+    shared: &Arc<crate::state::Shared>,
+    name: &str,
+    body: &[u8],
+) -> Result<String, Upload> {
     let outbox = shared.home.outbox();
     let exists = std::fs::symlink_metadata(outbox.join(name)).is_ok()
         || lock(&shared.queue).names.contains(name);
@@ -670,9 +702,7 @@ fn take_upload(shared: &Arc<crate::state::Shared>, name: &str, body: &[u8]) -> R
         if let Ok(n) = FileName::parse(name) {
             let ready = shared.dir().regions().next().is_some();
             // No directory yet: the file waits in the outbox as a dropped one would.
-            if let Some(more) =
-                crate::outbox::route_findings(shared, name, &n, &findings, ready)
-            {
+            if let Some(more) = crate::outbox::route_findings(shared, name, &n, &findings, ready) {
                 findings.extend(more);
             }
         }
@@ -733,11 +763,7 @@ async fn get_received_file(State(api): State<Api>, Path(name): Path<String>) -> 
         .await
         .unwrap_or_else(|e| Err(e.to_string()))
         {
-            return (
-                [(header::CONTENT_TYPE, "application/octet-stream")],
-                bytes,
-            )
-                .into_response();
+            return ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response();
         }
     }
     Problem::new(
@@ -757,7 +783,10 @@ async fn get_received_file(State(api): State<Api>, Path(name): Path<String>) -> 
     responses((status = 200, description = "The signed statement", body = ImportedView),
               (status = 404, description = "No accepted received file of that name", body = Problem),
               (status = 401, description = "No or wrong token", body = Problem)))]
-async fn post_imported(State(api): State<Api>, Path(name): Path<String>) -> Answer<Json<ImportedView>> {
+async fn post_imported(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+) -> Answer<Json<ImportedView>> {
     plain_name(&name)?;
     let shared = api.shared.clone();
     let k = blocking(move || {
@@ -798,8 +827,7 @@ async fn get_receipts(
         .filter(|r| given(&f.month).is_none_or(|m| month_of(r) == m.replace('-', "")))
         .filter(|r| {
             given(&f.kind).is_none_or(|k| {
-                FileName::parse(&r.file_name)
-                    .is_ok_and(|n| n.kind.prefix().eq_ignore_ascii_case(k))
+                FileName::parse(&r.file_name).is_ok_and(|n| n.kind.prefix().eq_ignore_ascii_case(k))
             })
         })
         .map(|r| receipt_view(&api, r, &book))
@@ -920,7 +948,7 @@ async fn get_rejected(State(api): State<Api>) -> Answer<Json<Vec<RefusedFile>>> 
                 report: String::new(),
             });
         }
-        out.sort_by(|a, b| b.at_ms.cmp(&a.at_ms));
+        out.sort_by_key(|r| std::cmp::Reverse(r.at_ms));
         Ok(Json(out))
     })
     .await

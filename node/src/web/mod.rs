@@ -41,11 +41,7 @@ pub(crate) struct Bound {
 
 /// Binds the page and API on 127.0.0.1 at `ui_port` (`None` when it is 0), making the API
 /// token first if there is none.
-pub(crate) async fn bind(
-    home: &Home,
-    config: &Config,
-    env: &Env,
-) -> anyhow::Result<Option<Bound>> {
+pub(crate) async fn bind(home: &Home, config: &Config, env: &Env) -> anyhow::Result<Option<Bound>> {
     if config.ui_port == 0 {
         return Ok(None);
     }
@@ -109,6 +105,10 @@ pub(crate) async fn serve(shared: Arc<Shared>, bound: Bound) {
 pub(crate) struct Api {
     pub(crate) shared: Arc<Shared>,
     token: Arc<str>,
+    /// The receipt log as last read and verified, with the length and time it had then: the
+    /// page asks every two seconds, and a log of many thousand receipts is read again only
+    /// when it has grown.
+    pub(crate) receipts: Arc<std::sync::Mutex<Option<api::CachedLog>>>,
 }
 
 /// The page, the API and the document, with the token and host checks.
@@ -119,11 +119,15 @@ fn router(shared: Arc<Shared>, token: String, addr: SocketAddr) -> Router {
     let state = Api {
         shared,
         token: token.into(),
+        receipts: Default::default(),
     };
     let (api, doc) = api::routes().split_for_parts();
     let doc = Arc::new(doc);
     let api = api
-        .layer(axum::middleware::from_fn_with_state(state.clone(), require_token))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_token,
+        ))
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .with_state(state);
     let hosts: Arc<[String]> = [
@@ -144,10 +148,12 @@ fn router(shared: Arc<Shared>, token: String, addr: SocketAddr) -> Router {
         )
         .merge(api)
         .fallback(not_found)
-        .layer(axum::middleware::from_fn(move |req: Request, next: Next| {
-            let hosts = hosts.clone();
-            async move { check_host(&hosts, req, next).await }
-        }))
+        .layer(axum::middleware::from_fn(
+            move |req: Request, next: Next| {
+                let hosts = hosts.clone();
+                async move { check_host(&hosts, req, next).await }
+            },
+        ))
 }
 
 /// The OpenAPI document of the API (what `/api/v1/openapi.json` serves).
@@ -183,7 +189,10 @@ async fn check_host(hosts: &[String], req: Request, next: Next) -> Response {
             "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'",
         ),
     );
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     res
 }
 
@@ -249,5 +258,9 @@ async fn page_js() -> Response {
 }
 
 async fn page_css() -> Response {
-    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE_CSS).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        STYLE_CSS,
+    )
+        .into_response()
 }
