@@ -456,6 +456,7 @@ async fn a_file_moved_to_imported_reaches_its_sender_once_the_sender_is_back() {
     );
     // The sender is switched off; the care software at the recipient takes the file.
     fed.stop_node(0).await;
+    std::fs::create_dir_all(svc_home.imported_folder()).unwrap();
     std::fs::rename(
         svc_home.inbox().join(plan),
         svc_home.imported_folder().join(plan),

@@ -218,7 +218,9 @@ impl Home {
     pub fn imported(&self) -> PathBuf {
         self.root.join("imported.jsonl")
     }
-    /// `H/inbox/imported`: files moved here count as imported by the care software.
+    /// `H/inbox/imported`: files moved here count as imported by the care software. Not made
+    /// by the node (care software reading `inbox/` sees no new folder there): the office or its
+    /// software makes it to use it.
     pub fn imported_folder(&self) -> PathBuf {
         self.inbox().join("imported")
     }
@@ -240,7 +242,6 @@ impl Home {
         for d in [
             self.outbox(),
             self.inbox(),
-            self.imported_folder(),
             self.partial(),
             self.sent(),
             self.rejected(),

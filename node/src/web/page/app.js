@@ -37,7 +37,7 @@ const T = {
     "receipt-no": "受領記録番号", "receipt-hash": "受領記録のハッシュ", "message-id": "メッセージID",
     "delivered-to-sender": "送信元に届け済み", "not-yet-delivered": "送信元へ送信中",
     public: "直接届きます", private: "ルーターの内側（名簿サーバーの中継で届きます）", unknown: "確認中",
-    "our-office": "当事業所", "no-keys": "名簿に鍵がまだありません",
+    "our-office": "当事業所", "no-keys": "名簿に鍵がまだありません", expires: "有効期限",
   },
   en: {
     skip: "Skip to content", title: "renkei", login: "Log in",
@@ -72,7 +72,7 @@ const T = {
     "receipt-no": "Receipt number", "receipt-hash": "Receipt hash", "message-id": "Message id",
     "delivered-to-sender": "delivered to the sender", "not-yet-delivered": "being sent to the sender",
     public: "partners dial this office directly", private: "behind a router (reached through directory node relays)", unknown: "being found out",
-    "our-office": "Our office", "no-keys": "no keys in the directory yet",
+    "our-office": "Our office", "no-keys": "no keys in the directory yet", expires: "expires",
   },
 };
 
@@ -169,7 +169,7 @@ function drawHealth(h) {
   ];
   for (const r of s.directory) {
     facts.push([t("directory") + " " + r.region, el("span", { class: r.state === "fresh" ? "ok" : "bad",
-      text: t(r.state) + " (seq " + r.seq + ", ~" + whenSecs(r.expires_at) + ")" })]);
+      text: t(r.state) + " (seq " + r.seq + ", " + t("expires") + " " + whenSecs(r.expires_at) + ")" })]);
   }
   facts.push([t("entries"), String(s.directory_entries)]);
   if (s.reachability) facts.push([t("reachable"), t(s.reachability)]);
