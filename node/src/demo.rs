@@ -82,6 +82,27 @@ fn sealed_copies(dir: &Path) -> usize {
     n
 }
 
+/// Each running office's status page line (number, name, login link) and its plain address.
+/// The login link carries the API token in its fragment, which the browser never sends.
+pub fn page_links(fed: &RunningFederation) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (i, (number, name, _)) in OFFICES.iter().enumerate() {
+        let Some(n) = fed.nodes.get(i).and_then(Option::as_ref) else {
+            continue;
+        };
+        let Some(addr) = n.ui_addr() else { continue };
+        let token = std::fs::read_to_string(fed.plan.home(i).api_token()).unwrap_or_default();
+        out.push((
+            format!(
+                "{number} {name}: {}",
+                crate::web::login_url(addr, token.trim())
+            ),
+            format!("http://{addr}/"),
+        ));
+    }
+    out
+}
+
 /// Runs the demo. Returns whether every file arrived intact and was acknowledged.
 pub async fn run(
     dir: Option<PathBuf>,
@@ -303,6 +324,11 @@ pub async fn run(
         }
     );
 
+    println!();
+    println!("Status pages (open in a browser on this computer; the link logs you in):");
+    for (line, _) in page_links(&fed) {
+        println!("  {line}");
+    }
     if !exit_after {
         println!(
             "nodes keep running; try `renkei status --home {}` — Ctrl-C to stop",

@@ -407,6 +407,8 @@ impl FederationBuilder {
                 },
             )?;
             let mut c = home.config()?;
+            // Each office's page on a port of its own (none in memory: nothing else listens).
+            c.ui_port = if memory { 0 } else { free_port(false)? };
             (self.tune)(&mut c);
             home.write_config(&c)?;
             // Into the region vouching for its prefecture (the first two digits).

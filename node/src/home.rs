@@ -9,7 +9,8 @@
 //! H/sent/            our own copy of what was delivered
 //! H/rejected/        files that could not be sent, each with <name>.error.txt
 //! H/receipts.jsonl   the hash-chained receipt log
-//! H/state/           node state (sled), directory cache, status.json
+//! H/state/           node state (sled), directory cache, status.json, api-token (0600)
+//! H/imported.jsonl   signed "imported" statements, ours and partners' (SPEC.md §8.2)
 //! ```
 
 use std::fs;
@@ -82,6 +83,9 @@ pub struct Config {
     /// until they succeed; `private` always holds one (behind a router that forwards
     /// nothing); `public` never does (a forwarded port, listed with `--advertise`).
     pub reachability: crate::net::Reachability,
+    /// The port of the office's status page and local API, on 127.0.0.1 only
+    /// (`http://127.0.0.1:4780/`); 0: no page and no API.
+    pub ui_port: u16,
 }
 
 impl Default for Config {
@@ -112,6 +116,7 @@ impl Default for Config {
             mailbox_after_secs: 120,
             mailbox_poll_secs: 60,
             reachability: crate::net::Reachability::Auto,
+            ui_port: 4780,
         }
     }
 }
@@ -208,6 +213,20 @@ impl Home {
     /// `H/statements.jsonl`: the mailboxes' signed deletion statements (SPEC.md §7.6.4).
     pub fn statements(&self) -> PathBuf {
         self.root.join("statements.jsonl")
+    }
+    /// `H/imported.jsonl`: signed "imported" statements (SPEC.md §8.2).
+    pub fn imported(&self) -> PathBuf {
+        self.root.join("imported.jsonl")
+    }
+    /// `H/inbox/imported`: files moved here count as imported by the care software. Not made
+    /// by the node (care software reading `inbox/` sees no new folder there): the office or its
+    /// software makes it to use it.
+    pub fn imported_folder(&self) -> PathBuf {
+        self.inbox().join("imported")
+    }
+    /// `H/state/api-token`: the local API's bearer token (0600).
+    pub fn api_token(&self) -> PathBuf {
+        self.state().join("api-token")
     }
     /// `H/state/status.json`
     pub fn status(&self) -> PathBuf {

@@ -33,6 +33,8 @@ pub mod federation;
 pub mod files;
 pub mod frames;
 pub mod home;
+pub mod imported;
+pub mod inbox;
 pub mod lab;
 pub mod mailbox;
 mod mailclient;
@@ -47,6 +49,7 @@ mod send;
 mod state;
 pub mod status;
 pub mod store;
+pub mod web;
 
 pub use outbox::{check_files, check_path, report_name};
 

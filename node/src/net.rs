@@ -38,6 +38,9 @@ pub const DIRECTORY: StreamProtocol =
     StreamProtocol::new(renkei_protocol::frames::DIRECTORY_PROTOCOL);
 /// The mailbox protocol (SPEC.md §7.6).
 pub const MAILBOX: StreamProtocol = StreamProtocol::new(renkei_protocol::frames::MAILBOX_PROTOCOL);
+/// A recipient's "imported" statement to a file's sender (SPEC.md §8.2).
+pub const IMPORTED: StreamProtocol =
+    StreamProtocol::new(renkei_protocol::frames::IMPORTED_PROTOCOL);
 /// A mailbox's "mail arrived" to an office (SPEC.md §7.6).
 pub const MAIL_NOTIFY: StreamProtocol =
     StreamProtocol::new(renkei_protocol::frames::MAIL_NOTIFY_PROTOCOL);

@@ -129,6 +129,12 @@ impl NodeHandle {
         self.shared.dir().entry_count()
     }
 
+    /// Where the node's status page and local API listen (`None`: `ui_port = 0`, or the port
+    /// was in use).
+    pub fn ui_addr(&self) -> Option<std::net::SocketAddr> {
+        self.shared.ui_addr.get().copied()
+    }
+
     /// The node's status now.
     pub async fn status(&self) -> Status {
         crate::status::status(&self.shared).await
@@ -277,6 +283,10 @@ pub async fn start_with(
         .map(|i| (i.mailbox.clone(), i.deposited_ms))
         .collect();
     let (stop, shutdown) = watch::channel(false);
+    let home_for_book = home.clone();
+    // The page and API: on loopback, bound before the node's tasks start (its address is in
+    // the status); a port in use is said in the status and the node runs on without them.
+    let ui = crate::web::bind(&home, &config, &env).await;
     let shared = Arc::new(Shared {
         home,
         config,
@@ -309,10 +319,14 @@ pub async fn start_with(
             ..Default::default()
         }),
         mail_now: Notify::new(),
+        imported: Mutex::new(crate::imported::ImportedBook::read(&home_for_book)),
+        imported_now: Notify::new(),
+        progress: Mutex::new(Default::default()),
+        ui_addr: Default::default(),
     });
     crate::send::reconcile(&shared).await;
 
-    let tasks = vec![
+    let mut tasks = vec![
         shared.spawn(crate::receive::accept_loop(shared.clone())),
         shared.spawn(directory_loop(shared.clone())),
         shared.spawn(crate::outbox::watch_loop(shared.clone())),
@@ -320,7 +334,17 @@ pub async fn start_with(
         shared.spawn(status_loop(shared.clone())),
         shared.spawn(retention_loop(shared.clone())),
         shared.spawn(crate::mailclient::mail_loop(shared.clone())),
+        shared.spawn(crate::imported::send_loop(shared.clone())),
+        shared.spawn(crate::imported::accept_loop(shared.clone())),
     ];
+    match ui {
+        Ok(Some(ui)) => {
+            let _ = shared.ui_addr.set(ui.addr);
+            tasks.push(shared.spawn(crate::web::serve(shared.clone(), ui)));
+        }
+        Ok(None) => {}
+        Err(e) => shared.error(format!("{e:#}")),
+    }
     // A crash fault stops every task of this node at once, and its network with it.
     tokio::spawn({
         let s = shared.clone();

@@ -216,34 +216,9 @@ fn take(
     let mut findings = report.errors;
     let parsed = FileName::parse(name).ok();
     if let Some(n) = &parsed {
-        let kind_ok = match n.from.kind {
-            Some(k) => shared.kinds.is_empty() || shared.kinds.contains(&k),
-            None => true,
-        };
-        if n.from.office != shared.office || !kind_ok {
-            findings.push(finding(ErrorCode::RouteSender, 0, 0));
-        }
-        if findings.is_empty() {
-            if !directory_ready {
-                // Wait for the first directory sync before judging recipients.
-                return Ok(None);
-            }
-            let listed = match shared.dir().lookup(&n.to.office) {
-                Ok(listed) => listed,
-                Err(e) => {
-                    // Not the recipient's fault: the file waits for the next scan.
-                    shared.error(format!("{}: 名簿を読めないため送信を待ちます / waiting, cannot read the directory: {e}", shown(name)));
-                    return Ok(None);
-                }
-            };
-            let ok = listed.is_some_and(|e| {
-                e.is_active()
-                    && n.to.kind.is_none_or(|k| e.kinds.contains(&k))
-                    && e.sealing_key_at(shared.env.now_secs()).is_some()
-            });
-            if !ok {
-                findings.push(finding(ErrorCode::RecipientUnknown, 0, 0));
-            }
+        match route_findings(shared, name, n, &findings, directory_ready) {
+            Some(more) => findings.extend(more),
+            None => return Ok(None),
         }
     }
     if !findings.is_empty() {
@@ -269,6 +244,53 @@ fn take(
         deposited_ms: 0,
         mailbox: String::new(),
     }))
+}
+
+/// Where a checked file goes: the findings about its sender (our office, a kind we act as)
+/// and, when nothing else is wrong with it (`earlier`: the checker's findings), its recipient
+/// (listed, active, of the kind named, with a key now). `None`: it waits, for the first
+/// directory or for the directory to be readable again.
+pub(crate) fn route_findings(
+    shared: &Shared,
+    name: &str,
+    n: &FileName,
+    earlier: &[Finding],
+    directory_ready: bool,
+) -> Option<Vec<Finding>> {
+    let mut findings = Vec::new();
+    let kind_ok = match n.from.kind {
+        Some(k) => shared.kinds.is_empty() || shared.kinds.contains(&k),
+        None => true,
+    };
+    if n.from.office != shared.office || !kind_ok {
+        findings.push(finding(ErrorCode::RouteSender, 0, 0));
+    }
+    if earlier.is_empty() && findings.is_empty() {
+        if !directory_ready {
+            // Wait for the first directory sync before judging recipients.
+            return None;
+        }
+        let listed = match shared.dir().lookup(&n.to.office) {
+            Ok(listed) => listed,
+            Err(e) => {
+                // Not the recipient's fault: the file waits for the next scan.
+                shared.error(format!(
+                    "{}: 名簿を読めないため送信を待ちます / waiting, cannot read the directory: {e}",
+                    shown(name)
+                ));
+                return None;
+            }
+        };
+        let ok = listed.is_some_and(|e| {
+            e.is_active()
+                && n.to.kind.is_none_or(|k| e.kinds.contains(&k))
+                && e.sealing_key_at(shared.env.now_secs()).is_some()
+        });
+        if !ok {
+            findings.push(finding(ErrorCode::RecipientUnknown, 0, 0));
+        }
+    }
+    Some(findings)
 }
 
 /// A file of a name already delivered is sent again (SPEC.md §7.3); the office is told, so an

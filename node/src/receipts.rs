@@ -466,6 +466,10 @@ pub struct Audit {
     /// The mailboxes' deletion statements kept in `statements.jsonl`, each with what is wrong
     /// with it (`None`: verified against a directory node the cached directory lists).
     pub statements: Vec<(KeptStatement, Option<String>)>,
+    /// The imported statements kept in `imported.jsonl` (ours and partners'), each with what is
+    /// wrong with it (`None`: verified, ours by our key files, a partner's by its directory keys
+    /// at the statement's time).
+    pub imported: Vec<(crate::imported::KeptImported, Option<String>)>,
 }
 
 /// Verifies an office's receipt log: the chain and fields ([`read_log`]), then every ack's
@@ -474,8 +478,36 @@ pub struct Audit {
 pub fn audit(home: &Home) -> Result<Audit, ChainError> {
     let receipts = read_log(&home.receipts())?;
     let kept = read_statements(home);
+    let book = crate::imported::ImportedBook::read(home);
+    let mut kept_imported: Vec<_> = book
+        .made
+        .values()
+        .chain(book.received.values())
+        .cloned()
+        .collect();
+    kept_imported
+        .sort_by(|a, b| (a.imported_at, &a.message_id).cmp(&(b.imported_at, &b.message_id)));
+    let mut imported = Vec::new();
     let (keys, directory_problems, statements) = match home_directory(home) {
         Ok((dir, own, problems, _scratch)) => {
+            for k in kept_imported {
+                let keys: Vec<[u8; 32]> = if k.role == "made" {
+                    own.keys.clone()
+                } else {
+                    OfficeNumber::parse(&k.partner)
+                        .and_then(|o| dir.lookup(&o).ok().flatten())
+                        .map(|e| {
+                            e.keys
+                                .iter()
+                                .filter(|x| x.valid_at(k.imported_at))
+                                .map(|x| x.identity)
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                };
+                let why = crate::imported::check_kept(&k, &keys).err();
+                imported.push((k, why));
+            }
             let nodes: Vec<[u8; 32]> = dir.directory_nodes().iter().map(|n| n.key).collect();
             let statements = kept
                 .into_iter()
@@ -486,22 +518,29 @@ pub fn audit(home: &Home) -> Result<Audit, ChainError> {
                 .collect();
             (verify_keys(&receipts, &dir, &own), problems, statements)
         }
-        Err(why) => (
-            receipts
-                .iter()
-                .map(|_| KeyCheck::NoDirectory(why.clone()))
-                .collect(),
-            Vec::new(),
-            kept.into_iter()
+        Err(why) => {
+            imported = kept_imported
+                .into_iter()
                 .map(|k| (k, Some(format!("no directory: {why}"))))
-                .collect(),
-        ),
+                .collect();
+            (
+                receipts
+                    .iter()
+                    .map(|_| KeyCheck::NoDirectory(why.clone()))
+                    .collect(),
+                Vec::new(),
+                kept.into_iter()
+                    .map(|k| (k, Some(format!("no directory: {why}"))))
+                    .collect(),
+            )
+        }
     };
     Ok(Audit {
         receipts,
         keys,
         directory_problems,
         statements,
+        imported,
     })
 }
 
@@ -559,8 +598,18 @@ impl Audit {
     pub fn lines(&self) -> Vec<String> {
         let mut out = Vec::new();
         for (r, k) in self.receipts.iter().zip(&self.keys) {
+            let imported = self
+                .imported
+                .iter()
+                .find(|(i, _)| i.message_id == r.message_id)
+                .map_or(String::new(), |(i, _)| {
+                    format!(
+                        " imported {}",
+                        crate::env::jst(i.imported_at.saturating_mul(1000))
+                    )
+                });
             out.push(format!(
-                "{:>5} {:<8} {} {} {:<8} {} sha256:{}",
+                "{:>5} {:<8} {} {} {:<8} {} sha256:{}{imported}",
                 r.seq,
                 shown(&r.direction),
                 crate::env::jst(r.finished_ms),
@@ -632,7 +681,9 @@ impl Audit {
     /// 0: everything verified; 1: a receipt fails; 3: none fails, but some could not be
     /// verified here.
     pub fn exit_code(&self) -> u8 {
-        if self.keys.iter().any(KeyCheck::fails) || self.statements.iter().any(|(_, w)| w.is_some())
+        if self.keys.iter().any(KeyCheck::fails)
+            || self.statements.iter().any(|(_, w)| w.is_some())
+            || self.imported.iter().any(|(_, w)| w.is_some())
         {
             1
         } else if self.keys.iter().all(KeyCheck::verified) {
@@ -691,6 +742,30 @@ pub fn show(home: &Path, json: bool) -> anyhow::Result<ExitCode> {
             crate::env::jst(k.deleted_at.saturating_mul(1000)),
             match why {
                 None => "削除証明は名簿の協会ノードの署名で確認済み / deletion statement verified (signed by a listed directory node)".to_string(),
+                Some(w) => format!("不合格 / FAIL: {w}"),
+            }
+        );
+        if json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    }
+    // What the care software imported, here and at partners (SPEC.md §8.2).
+    for (k, why) in &audit.imported {
+        let line = format!(
+            "imported {} {} {} by {} at {}: {}",
+            k.role,
+            k.message_id,
+            shown(&k.file_name),
+            if k.role == "made" {
+                "us"
+            } else {
+                k.partner.as_str()
+            },
+            crate::env::jst(k.imported_at.saturating_mul(1000)),
+            match why {
+                None => "取込済みの証明は署名を確認済み / imported statement verified".to_string(),
                 Some(w) => format!("不合格 / FAIL: {w}"),
             }
         );
@@ -1242,6 +1317,7 @@ mod tests {
                 keys,
                 directory_problems: vec![],
                 statements: vec![],
+                imported: vec![],
             };
             let ok = audit(vec![KeyCheck::Listed { revoked_now: false }, KeyCheck::Own]);
             assert_eq!(ok.exit_code(), 0);

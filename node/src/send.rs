@@ -617,6 +617,8 @@ async fn deliver_once(
                 if wire.len() >= WRITE_PIECE {
                     writer.write_all(&wire).await?;
                     wire.clear();
+                    // For the status page: how far this file has gone out.
+                    lock(&shared.progress).insert(item.message_id.clone(), at as u64);
                 }
             }
             // The message goes out whole: its ack can come while the next is read.

@@ -128,6 +128,14 @@ pub struct Shared {
     /// Asks the mailbox task to look now (a mailbox said something arrived, or files were
     /// just deposited).
     pub(crate) mail_now: Notify,
+    /// Imported statements kept in `H/imported.jsonl` (SPEC.md §8.2).
+    pub(crate) imported: Mutex<crate::imported::ImportedBook>,
+    /// Asks the imported task to send now (a statement was just made).
+    pub(crate) imported_now: Notify,
+    /// Plaintext bytes of each message (by id, hex) written to its stream so far.
+    pub(crate) progress: Mutex<HashMap<String, u64>>,
+    /// Where the status page and local API listen, once bound.
+    pub(crate) ui_addr: std::sync::OnceLock<std::net::SocketAddr>,
 }
 
 /// Partners' reachability and how each was last reached.

@@ -17,7 +17,7 @@ use crate::home::Home;
 use crate::state::{Shared, lock};
 
 /// The status file `renkei status` reads (`H/state/status.json`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Status {
     /// Our office.
     pub office: String,
@@ -49,6 +49,7 @@ pub struct Status {
     pub running: bool,
     /// This computer's clock against its directory nodes' and partners' (SPEC.md §7.5).
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub clock: ClockStatus,
     /// Of the queued files, those left in a partner's mailbox, waiting for its node.
     #[serde(default)]
@@ -66,7 +67,7 @@ pub struct Status {
 }
 
 /// One region's freshness in the status.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RegionStatus {
     /// Region id.
     pub region: String,

@@ -18,6 +18,9 @@ pub const MAILBOX_PROTOCOL: &str = "/renkei/mailbox/1";
 /// A mailbox tells a connected office that mail arrived for it (SPEC.md §7.6).
 pub const MAIL_NOTIFY_PROTOCOL: &str = "/renkei/mail-notify/1";
 
+/// A recipient tells a file's sender that its care software imported the file (SPEC.md §8.3).
+pub const IMPORTED_PROTOCOL: &str = "/renkei/imported/1";
+
 /// Bytes before every frame's payload: the type and the length.
 pub const FRAME_HEAD_LEN: usize = 5;
 
@@ -46,6 +49,8 @@ pub enum FrameKind {
     NotFound = 8,
     /// A mailbox kept an envelope for its recipient: the message id (§7.6).
     Stored = 9,
+    /// A signed "imported" statement (§8.3, [`crate::imported`]).
+    Imported = 10,
 }
 
 impl FrameKind {
@@ -61,6 +66,7 @@ impl FrameKind {
             7 => FrameKind::Blob,
             8 => FrameKind::NotFound,
             9 => FrameKind::Stored,
+            10 => FrameKind::Imported,
             _ => return None,
         })
     }
@@ -76,6 +82,7 @@ impl FrameKind {
             FrameKind::Refuse | FrameKind::NotFound | FrameKind::Request => 4096,
             FrameKind::End => 0,
             FrameKind::Stored => 16,
+            FrameKind::Imported => crate::imported::IMPORTED_LEN,
             FrameKind::Blob => 256 << 20,
         }
     }
@@ -398,6 +405,7 @@ mod tests {
             FrameKind::Blob,
             FrameKind::NotFound,
             FrameKind::Stored,
+            FrameKind::Imported,
         ] {
             let at_limit = encode_head(kind, kind.limit());
             assert_eq!(decode_head(at_limit), Ok((kind, kind.limit())));

@@ -6,6 +6,7 @@
 //! - seals a file for one recipient office and opens it ([`envelope`], SPEC.md §4);
 //! - builds and verifies the recipient's signed acknowledgement ([`ack`], SPEC.md §5);
 //! - frames delivery streams and refusals ([`frames`], SPEC.md §7.1);
+//! - builds and verifies the recipient's signed "imported" statement ([`imported`], SPEC.md §8.3);
 //! - compares a month's 予定 with its 実績 ([`reconcile`], 予定・実績の突合);
 //! - runs both ends of a delivery as state machines, and the sender's retry schedule
 //!   ([`session`], SPEC.md §7.2–§7.3): frames and the time in, answers and actions out.
@@ -29,6 +30,7 @@ pub use name::{
 pub mod ack;
 pub mod envelope;
 pub mod frames;
+pub mod imported;
 pub mod reconcile;
 pub mod session;
 pub mod statement;

@@ -450,6 +450,50 @@ fn statement_vector() {
         .unwrap();
 }
 
+// ---------------------------------------------------------------------------------------------
+// §9.10 A recipient's imported statement.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn imported_vector() {
+    use renkei_protocol::imported::Imported;
+    let key = SigningKey::from_bytes(&RECIPIENT_ED25519);
+    let hash = sha256(PLAINTEXT.as_bytes());
+    let st = Imported::sign(
+        MessageId(MESSAGE_ID),
+        office(SENDER_OFFICE),
+        office(RECIPIENT_OFFICE),
+        hash,
+        RECEIVED_AT + 3600,
+        &key,
+    );
+    let mut v = Vector::new("imported-statement");
+    v.put_hex("recipient-ed25519-secret", &RECIPIENT_ED25519)
+        .put_hex(
+            "recipient-ed25519-public",
+            &ed25519_public(&RECIPIENT_ED25519),
+        )
+        .put_hex("message-id", &MESSAGE_ID)
+        .put("sender-office", SENDER_OFFICE)
+        .put("recipient-office", RECIPIENT_OFFICE)
+        .put_hex("plaintext-sha256", &hash)
+        .put("imported-at", RECEIVED_AT + 3600)
+        .put_hex("statement", &st.to_bytes());
+    let v = spec::check(&spec::spec_text(), &v);
+    let bytes = v.hex("statement");
+    let parsed = Imported::parse(&bytes).unwrap();
+    assert_eq!(parsed.to_bytes(), bytes);
+    assert_eq!(parsed.imported_at, v.num("imported-at"));
+    let public = v.array::<32>("recipient-ed25519-public");
+    parsed.verify(&[public]).unwrap();
+    assert_eq!(&bytes[..8], b"RENKEII\x01");
+    let (signed, sig) = bytes.split_at(bytes.len() - 64);
+    VerifyingKey::from_bytes(&public)
+        .unwrap()
+        .verify_strict(signed, &Signature::from_bytes(sig.try_into().unwrap()))
+        .unwrap();
+}
+
 #[test]
 fn ack_vectors() {
     let text = spec::spec_text();
@@ -1045,6 +1089,7 @@ fn value_kind(key: &str) -> ValueKind {
         "created-at",
         "received-at",
         "deleted-at",
+        "imported-at",
         "issued-at",
         "expires-at",
         "cert-valid-from",
