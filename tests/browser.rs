@@ -163,3 +163,55 @@ async fn staff_see_a_delivery_live_switch_language_print_a_receipt_and_mark_it_i
     b.close().await;
     fed.shutdown().await;
 }
+
+/// Issue 10: the lab's HTML report, as a researcher opens it — from a file, with no network —
+/// shows its title, its four charts drawn (each an SVG with marks in it) and the fault window
+/// shaded; the screenshot goes to `target/screenshots/lab-report.png`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lab_report_opens_from_a_file_with_its_charts_drawn() {
+    let Some(b) = browser::Browser::start().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let html = dir.path().join("report.html");
+    let scenario = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/lab/directory-outage-day.toml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_renkei"))
+        .args(["lab", "run"])
+        .arg(&scenario)
+        .arg("--report")
+        .arg(dir.path().join("report.json"))
+        .arg("--html")
+        .arg(&html)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "renkei lab run: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    b.open(&format!("file://{}", html.display())).await;
+    b.wait_js(
+        "the report",
+        "return document.title.startsWith('renkei lab') && document.querySelectorAll('svg').length >= 4;",
+        WAIT,
+    )
+    .await;
+    // Every chart has something drawn in it, and the outage is shaded on the deliveries chart.
+    let drawn = b
+        .js("return Array.from(document.querySelectorAll('svg')).map(s => s.querySelectorAll('rect,path,circle,line').length);")
+        .await;
+    let drawn: Vec<u64> = serde_json::from_value(drawn).unwrap();
+    assert!(drawn.iter().all(|n| *n > 0), "empty chart: {drawn:?}");
+    let shaded = b
+        .js("return document.querySelectorAll('svg rect[opacity]').length;")
+        .await;
+    assert!(shaded.as_u64().unwrap_or(0) >= 1, "no fault window shaded");
+    // Nothing is fetched from anywhere: no external script, style or image.
+    let external = b
+        .js("return document.querySelectorAll('script[src],link[href],img[src]').length;")
+        .await;
+    assert_eq!(external, serde_json::json!(0));
+    b.screenshot("lab-report").await;
+    b.close().await;
+}
