@@ -356,8 +356,23 @@ pub fn check_path(
 pub fn check_files(json: bool, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
     let mut reports = Vec::new();
     let mut unreadable = false;
+    // A bar on a terminal for many files; nothing when the output goes to a file or a program.
+    let bar =
+        (files.len() > 20 && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
+            let b = indicatif::ProgressBar::new(files.len() as u64);
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} 確認中 / checking {wide_msg}",
+            ) {
+                b.set_style(style);
+            }
+            b
+        });
     for f in files {
         let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if let Some(b) = &bar {
+            b.set_message(crate::files::shown(name).into_owned());
+            b.inc(1);
+        }
         match check_path(name, f, false) {
             Ok((mut r, _, _)) => {
                 r.file = f.display().to_string();
@@ -366,13 +381,20 @@ pub fn check_files(json: bool, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
             // The other files are still checked; the exit status says something was missed.
             Err(e) => {
                 unreadable = true;
-                eprintln!(
+                let line = format!(
                     "ファイル {} を読めません / cannot read {}: {e}",
                     f.display(),
                     f.display()
                 );
+                match &bar {
+                    Some(b) => b.suspend(|| eprintln!("{line}")),
+                    None => eprintln!("{line}"),
+                }
             }
         }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
     }
     let all_ok = reports.iter().all(|r| r.valid);
     if json {

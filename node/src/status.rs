@@ -64,6 +64,9 @@ pub struct Status {
     /// How the last file to or from each partner went: `direct`, `relayed` or `mailbox`.
     #[serde(default)]
     pub routes: BTreeMap<String, String>,
+    /// The status page and local API (`http://127.0.0.1:PORT/`), empty when off.
+    #[serde(default)]
+    pub page: String,
 }
 
 /// One region's freshness in the status.
@@ -143,6 +146,10 @@ pub async fn status(shared: &Arc<Shared>) -> Status {
         reachability: net.reach.as_str().into(),
         relay_slots: net.reservations,
         routes,
+        page: shared
+            .ui_addr
+            .get()
+            .map_or(String::new(), |a| format!("http://{a}/")),
     }
 }
 
@@ -212,6 +219,13 @@ pub fn show(home: &Path, json: bool) -> anyhow::Result<ExitCode> {
     );
     for a in &s.listening {
         println!("listening   {a}");
+    }
+    if !s.page.is_empty() {
+        println!(
+            "page        {} （状態ページと API。トークンは {} / status page and API; token in that file）",
+            s.page,
+            home.api_token().display()
+        );
     }
     for r in &s.directory {
         println!(

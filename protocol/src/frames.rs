@@ -420,8 +420,8 @@ mod tests {
             Err(FrameError::UnknownType(0))
         );
         assert_eq!(
-            decode_head([10, 0, 0, 0, 0]),
-            Err(FrameError::UnknownType(10))
+            decode_head([11, 0, 0, 0, 0]),
+            Err(FrameError::UnknownType(11))
         );
     }
 

@@ -24,7 +24,14 @@ pub(crate) struct Browser {
 }
 
 impl Drop for Browser {
+    /// Ends chromedriver and the browser it started (its process group), also when a test
+    /// panicked before `close`: a killed chromedriver alone would leave Chromium running.
     fn drop(&mut self) {
+        let group = format!("-{}", self.driver.id());
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
@@ -83,8 +90,11 @@ impl Browser {
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .ok()?;
+        use std::os::unix::process::CommandExt;
         let driver = match Command::new(&driver_bin)
             .arg(format!("--port={port}"))
+            // A group of its own, with the browser it starts: ended together (see Drop).
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -116,6 +126,10 @@ impl Browser {
             {
                 Ok(c) => break c,
                 Err(e) if Instant::now() > end => {
+                    let _ = Command::new("kill")
+                        .args(["-KILL", "--", &format!("-{}", driver.id())])
+                        .stderr(Stdio::null())
+                        .status();
                     let _ = driver.kill();
                     let _ = driver.wait();
                     return unavailable(&format!(
