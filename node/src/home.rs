@@ -82,6 +82,8 @@ pub struct Config {
     /// until they succeed; `private` always holds one (behind a router that forwards
     /// nothing); `public` never does (a forwarded port, listed with `--advertise`).
     pub reachability: crate::net::Reachability,
+    /// Seconds between writes of `state/status.json` (what `renkei status` shows).
+    pub status_secs: u64,
 }
 
 impl Default for Config {
@@ -112,6 +114,7 @@ impl Default for Config {
             mailbox_after_secs: 120,
             mailbox_poll_secs: 60,
             reachability: crate::net::Reachability::Auto,
+            status_secs: 2,
         }
     }
 }

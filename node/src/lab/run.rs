@@ -238,7 +238,12 @@ async fn run_in(s: &Scenario, dir: &Path) -> anyhow::Result<Report> {
         .directory_nodes(f.directory_nodes)
         .tune(move |c| {
             c.settle_ms = 0;
-            c.rescan_secs = 60;
+            // The lab tells an office of each file it drops; the periodic rescan is only
+            // the safety net.
+            c.rescan_secs = 3600;
+            // Nobody reads the offices' status files during a run: an hourly write, not one
+            // per office at every step of the clock.
+            c.status_secs = 3600;
             c.directory_refresh_secs = oc.directory_refresh_secs;
             c.retry_initial_ms = 1000;
             c.retry_max_secs = oc.retry_max_secs;
