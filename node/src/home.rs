@@ -86,6 +86,8 @@ pub struct Config {
     /// The port of the office's status page and local API, on 127.0.0.1 only
     /// (`http://127.0.0.1:4780/`); 0: no page and no API.
     pub ui_port: u16,
+    /// Seconds between writes of `state/status.json` (what `renkei status` shows).
+    pub status_secs: u64,
 }
 
 impl Default for Config {
@@ -117,6 +119,7 @@ impl Default for Config {
             mailbox_poll_secs: 60,
             reachability: crate::net::Reachability::Auto,
             ui_port: 4780,
+            status_secs: 2,
         }
     }
 }

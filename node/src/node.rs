@@ -727,7 +727,7 @@ async fn status_loop(shared: Arc<Shared>) {
             tracing::debug!("status: {e:#}");
         }
         tokio::select! {
-            _ = shared.env.sleep(Duration::from_secs(2)) => {}
+            _ = shared.env.sleep(Duration::from_secs(shared.config.status_secs.max(1))) => {}
             _ = stop.changed() => break,
         }
     }

@@ -227,6 +227,8 @@ fn peak_rss_kb() -> Option<u64> {
 }
 
 async fn run_in(s: &Scenario, dir: &Path) -> anyhow::Result<Report> {
+    let setup = std::time::Instant::now();
+    let progress = std::env::var_os("RENKEI_LAB_PROGRESS").is_some();
     let pop = Population::of(s);
     let drops = workload::month(s, &pop);
     let f = &s.federation;
@@ -236,7 +238,12 @@ async fn run_in(s: &Scenario, dir: &Path) -> anyhow::Result<Report> {
         .directory_nodes(f.directory_nodes)
         .tune(move |c| {
             c.settle_ms = 0;
-            c.rescan_secs = 60;
+            // The lab tells an office of each file it drops; the periodic rescan is only
+            // the safety net.
+            c.rescan_secs = 3600;
+            // Nobody reads the offices' status files during a run: an hourly write, not one
+            // per office at every step of the clock.
+            c.status_secs = 3600;
             c.directory_refresh_secs = oc.directory_refresh_secs;
             c.retry_initial_ms = 1000;
             c.retry_max_secs = oc.retry_max_secs;
@@ -264,6 +271,15 @@ async fn run_in(s: &Scenario, dir: &Path) -> anyhow::Result<Report> {
         crate::admin::save_workspace(&r.folder, &ws)?;
     }
     plan.publish()?;
+    mirror(&plan)?;
+    if progress {
+        eprintln!(
+            "lab: {} offices and {} files created in {:.1} s",
+            pop.offices.len(),
+            drops.len(),
+            setup.elapsed().as_secs_f64()
+        );
+    }
 
     let mut addrs = HashMap::new();
     let mut peers = HashMap::new();
@@ -302,6 +318,9 @@ async fn run_in(s: &Scenario, dir: &Path) -> anyhow::Result<Report> {
             },
         )
         .await?;
+    if progress {
+        eprintln!("lab: started after {:.1} s", setup.elapsed().as_secs_f64());
+    }
     let links = Arc::new(Links {
         state: Mutex::new(LinkState {
             peers,
@@ -549,6 +568,7 @@ impl Lab<'_> {
                 for i in hit {
                     self.fed.plan.revoke(i)?;
                 }
+                mirror(&self.fed.plan)?;
             }
             Fault::RotateKeys { restart_after, .. } => {
                 let after = restart_after
@@ -571,6 +591,7 @@ impl Lab<'_> {
                     self.push(now + after, Event::Rekey(i, f));
                 }
                 self.fed.plan.publish()?;
+                mirror(&self.fed.plan)?;
             }
             Fault::ClockSkew { minutes, .. } => {
                 for i in hit {
@@ -739,8 +760,10 @@ impl Lab<'_> {
         let max_step = self.s.max_step_secs * 1000;
         let mut step = min_step;
         let mut last = (usize::MAX, u64::MAX, u64::MAX);
+        let mut profile = Profile::from_env();
         loop {
             let now = self.now();
+            let t = std::time::Instant::now();
             while let Some(entry) = self.events.first_entry() {
                 if entry.key().0 > now {
                     break;
@@ -748,9 +771,14 @@ impl Lab<'_> {
                 let e = entry.remove();
                 self.apply(e).await?;
             }
+            profile.events += t.elapsed();
+            let t = std::time::Instant::now();
             self.settle().await;
+            profile.settle += t.elapsed();
+            let t = std::time::Instant::now();
             self.restart_crashed().await?;
             self.sample(now);
+            profile.sample += t.elapsed();
             if now >= end {
                 break;
             }
@@ -781,8 +809,11 @@ impl Lab<'_> {
             } else {
                 next_event.min(now + max_step.max(min_step) * 24)
             };
+            let t = std::time::Instant::now();
             self.advance(target.max(now + 1) - now).await;
+            profile.advance += t.elapsed();
             self.steps += 1;
+            profile.line(self.steps, now, queued, delivered);
         }
         Ok(())
     }
@@ -823,6 +854,54 @@ impl Lab<'_> {
     }
 }
 
+/// With `RENKEI_LAB_PROGRESS` set, a line on stderr every ten seconds of wall time: the step,
+/// the virtual time, files queued and delivered, and where the wall time went.
+struct Profile {
+    on: bool,
+    since: std::time::Instant,
+    steps: u64,
+    events: Duration,
+    settle: Duration,
+    sample: Duration,
+    advance: Duration,
+}
+
+impl Profile {
+    fn from_env() -> Profile {
+        Profile {
+            on: std::env::var_os("RENKEI_LAB_PROGRESS").is_some(),
+            since: std::time::Instant::now(),
+            steps: 0,
+            events: Duration::ZERO,
+            settle: Duration::ZERO,
+            sample: Duration::ZERO,
+            advance: Duration::ZERO,
+        }
+    }
+
+    fn line(&mut self, step: u64, now_ms: u64, queued: usize, delivered: u64) {
+        if !self.on || self.since.elapsed() < Duration::from_secs(10) {
+            return;
+        }
+        eprintln!(
+            "lab: step {step} · day {} {:02}:{:02} · queued {queued} delivered {delivered} · last {:.1} s: {} steps, events {:.1} s, settle {:.1} s, sample {:.1} s, advance {:.1} s",
+            now_ms / 86_400_000 + 1,
+            now_ms / 3_600_000 % 24,
+            now_ms / 60_000 % 60,
+            self.since.elapsed().as_secs_f64(),
+            step - self.steps,
+            self.events.as_secs_f64(),
+            self.settle.as_secs_f64(),
+            self.sample.as_secs_f64(),
+            self.advance.as_secs_f64(),
+        );
+        *self = Profile {
+            steps: step,
+            ..Profile::from_env()
+        };
+    }
+}
+
 /// `renkei rotate-keys --starts-in-hours 0` on the virtual clock: a new key generation for the
 /// office (the current one kept as `.1`) and its rotation request, starting at `now_secs`.
 /// (`admin::rotate_keys` dates it by the wall clock, which is the run's first moment here:
@@ -850,6 +929,37 @@ fn rotate_keys_now(
     );
     home.write_new_keys(&new)?;
     Ok(req)
+}
+
+/// Copies what each region published into every directory node's folder, as the nodes'
+/// mirroring of each other would (`ServeConfig::mirrors`, over HTTP, which the in-memory
+/// lab does not run): each node then serves and admits by the same directory. Without it,
+/// a node that never got the region's files refuses every office of it.
+fn mirror(plan: &crate::federation::Federation) -> anyhow::Result<()> {
+    for r in &plan.regions {
+        let files: Vec<_> = std::fs::read_dir(&r.published)?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.extension()
+                    .is_some_and(|x| x == "snapshot" || x == "delta")
+            })
+            .collect();
+        for n in &plan.directory_nodes {
+            if n.data == r.published {
+                continue;
+            }
+            std::fs::create_dir_all(&n.data)?;
+            for f in &files {
+                let Some(name) = f.file_name() else { continue };
+                let to = n.data.join(name);
+                if !to.exists() {
+                    crate::files::write_atomic(&to, &std::fs::read(f)?, false)?;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// (envelope files, bytes) under a folder.
