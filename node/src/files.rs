@@ -165,6 +165,15 @@ pub fn write_atomic(path: &Path, data: &[u8], private: bool) -> anyhow::Result<(
     written.with_context(|| format!("writing {}", path.display()))
 }
 
+/// Moves the (fsynced) file `tmp` to `to` unless something is there already: linked, then
+/// the temporary name removed, so a file someone put at `to` meanwhile is never replaced
+/// (`AlreadyExists`, and `tmp` stays for the caller to remove). Not durable until the folder
+/// is synced.
+pub fn move_no_clobber(tmp: &Path, to: &Path) -> std::io::Result<()> {
+    fs::hard_link(tmp, to)?;
+    fs::remove_file(tmp)
+}
+
 /// fsyncs a folder so renames inside it are durable.
 pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     #[cfg(unix)]
@@ -188,6 +197,22 @@ pub use renkei_protocol::shown;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_move_never_replaces_what_is_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tmp, to) = (dir.path().join(".tmp"), dir.path().join("a.csv"));
+        fs::write(&to, b"the clerk's file").unwrap();
+        fs::write(&tmp, b"an upload").unwrap();
+        let e = move_no_clobber(&tmp, &to).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&to).unwrap(), b"the clerk's file");
+        assert!(tmp.exists());
+        fs::remove_file(&to).unwrap();
+        move_no_clobber(&tmp, &to).unwrap();
+        assert_eq!(fs::read(&to).unwrap(), b"an upload");
+        assert!(!tmp.exists());
+    }
 
     #[test]
     fn only_regular_files_are_opened() {

@@ -662,6 +662,16 @@ async fn post_outbox(
     }
 }
 
+/// 409: a file of the uploaded name is in the outbox or the queue.
+fn name_taken() -> Problem {
+    Problem::new(
+        StatusCode::CONFLICT,
+        "CONFLICT",
+        "同じ名前のファイルが送信フォルダか送信待ちにあります。送信が終わってから送ってください",
+        "a file of this name is in the outbox or the queue: send again once it has gone",
+    )
+}
+
 enum Upload {
     Refused(CheckView),
     Problem(Problem),
@@ -678,12 +688,7 @@ fn take_upload(
     let exists = std::fs::symlink_metadata(outbox.join(name)).is_ok()
         || lock(&shared.queue).names.contains(name);
     if exists {
-        return Err(Upload::Problem(Problem::new(
-            StatusCode::CONFLICT,
-            "CONFLICT",
-            "同じ名前のファイルが送信フォルダか送信待ちにあります。送信が終わってから送ってください",
-            "a file of this name is in the outbox or the queue: send again once it has gone",
-        )));
+        return Err(Upload::Problem(name_taken()));
     }
     let tmp = crate::files::temp_path(&outbox);
     let cleanup = |e: Upload| {
@@ -721,11 +726,18 @@ fn take_upload(
         .map(|n| n.to.office.to_string())
         .unwrap_or_default();
     crate::files::make_private(&tmp).map_err(|e| cleanup(Upload::Problem(Problem::internal(e))))?;
+    // Never over a file of that name dropped into the outbox since the check above.
     std::fs::File::open(&tmp)
         .and_then(|f| f.sync_all())
-        .and_then(|()| std::fs::rename(&tmp, outbox.join(name)))
-        .and_then(|()| crate::files::sync_dir(&outbox).map_err(std::io::Error::other))
-        .map_err(|e| cleanup(Upload::Problem(Problem::internal(e))))?;
+        .and_then(|()| crate::files::move_no_clobber(&tmp, &outbox.join(name)))
+        .and_then(|()| crate::files::sync_dir(&outbox))
+        .map_err(|e| {
+            cleanup(if e.kind() == std::io::ErrorKind::AlreadyExists {
+                Upload::Problem(name_taken())
+            } else {
+                Upload::Problem(Problem::internal(e))
+            })
+        })?;
     Ok(recipient)
 }
 
