@@ -496,6 +496,13 @@ async fn deliver_once(
         }
         match shared.net.open(peer, DELIVER, timeout).await {
             Ok(s) => {
+                // The way this stream goes (direct or relayed), noted before any ack is counted:
+                // whoever reads the status after a delivery sees its route.
+                if let Some(via) = shared.net.via(peer).await {
+                    lock(&shared.mail)
+                        .routes
+                        .insert(partner.to_string(), via.as_str());
+                }
                 stream = Some(s);
                 break;
             }
