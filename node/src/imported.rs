@@ -4,7 +4,7 @@
 //! every minute until the sender says it kept it. The sender checks it against the directory and
 //! its own receipt, and keeps it in its `H/imported.jsonl` too.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::sync::Arc;
@@ -27,6 +27,7 @@ use crate::state::{Shared, lock};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeptImported {
     /// `made` (we imported a partner's file and signed), `received` (a partner imported ours),
+    /// `posted` (our statement was left in the sender's own mailbox, the sender being off),
     /// `delivered` (the sender kept our statement) or `refused` (the sender would not).
     pub role: String,
     /// The message id, hex.
@@ -60,6 +61,9 @@ pub struct ImportedBook {
     pub received: HashMap<String, KeptImported>,
     /// Our statements the sender kept.
     pub delivered: HashSet<String>,
+    /// Our statements left in the sender's own mailbox (offered directly still, until the
+    /// sender says it kept one).
+    pub posted: HashSet<String>,
     /// Our statements the sender refused, with why.
     pub refused: HashMap<String, String>,
 }
@@ -88,6 +92,9 @@ impl ImportedBook {
             }
             "delivered" => {
                 self.delivered.insert(k.message_id);
+            }
+            "posted" => {
+                self.posted.insert(k.message_id);
             }
             "refused" => {
                 self.refused.insert(k.message_id, k.reason);
@@ -214,14 +221,18 @@ pub(crate) fn mark(shared: &Arc<Shared>, file_name: &str) -> Result<KeptImported
     Ok(k)
 }
 
-/// Sends our statements until their senders keep them, every minute and when one is made;
-/// and marks files the care software moved to `inbox/imported/`.
+/// Sends our statements until their senders keep them, every minute and when one is made —
+/// through the sender's own mailbox too once the sender has been unreachable for
+/// `mailbox_after_secs`; and marks files the care software moved to `inbox/imported/`.
 pub(crate) async fn send_loop(shared: Arc<Shared>) {
     let mut stop = shared.shutdown.clone();
     let mut seen_moved: HashSet<String> = HashSet::new();
-    let mut last_send = None::<tokio::time::Instant>;
+    // Unix ms (the node's clock) of the last round of sending.
+    let mut last_send = None::<u64>;
     // Statements sent at least once: a new one goes at once, the others every minute.
     let mut tried: HashSet<String> = HashSet::new();
+    // Senders not reached since (Unix ms), from the first failure without a success between.
+    let mut unreachable_since: HashMap<String, u64> = HashMap::new();
     loop {
         // Files moved to inbox/imported/ by the care software or a person.
         let moved = moved_to_imported(&shared.home);
@@ -241,13 +252,20 @@ pub(crate) async fn send_loop(shared: Arc<Shared>) {
         }
         // Every minute, or sooner when deliveries are retried sooner (a federation on one
         // machine).
-        let resend = Duration::from_secs(shared.config.retry_max_secs.clamp(1, 60));
-        let due = last_send.is_none_or(|t: tokio::time::Instant| t.elapsed() >= resend);
+        let resend_ms = shared.config.retry_max_secs.clamp(1, 60) * 1000;
+        let started = shared.env.now_ms();
+        let due = last_send.is_none_or(|t| started.saturating_sub(t) >= resend_ms);
         let pending = lock(&shared.imported).pending();
         if due || pending.iter().any(|k| !tried.contains(&k.message_id)) {
+            // Statements for senders not reached this round, by sender.
+            let mut missed: BTreeMap<String, Vec<KeptImported>> = BTreeMap::new();
             for k in pending {
                 tried.insert(k.message_id.clone());
-                match send_one(&shared, &k).await {
+                let result = send_one(&shared, &k).await;
+                if result.is_ok() {
+                    unreachable_since.remove(&k.partner);
+                }
+                match result {
                     Ok(None) => {
                         shared.resolved(&format!("imported:{}", k.partner));
                         let line = KeptImported {
@@ -277,21 +295,89 @@ pub(crate) async fn send_loop(shared: Arc<Shared>) {
                             lock(&shared.imported).add(line);
                         }
                     }
-                    Err(e) => shared.error_about(
-                        Some(format!("imported:{}", k.partner)),
-                        format!(
-                            "送信元 {p} に取込済みの通知を届けられません。自動で再送します / cannot reach the sender {p} with the imported statement; renkei sends it again by itself ({e})",
-                            p = k.partner
-                        ),
-                    ),
+                    Err(e) => {
+                        unreachable_since
+                            .entry(k.partner.clone())
+                            .or_insert(started);
+                        tracing::debug!(partner = %k.partner, "imported statement not sent directly: {e:#}");
+                        missed.entry(k.partner.clone()).or_default().push(k);
+                    }
                 }
             }
-            last_send = Some(tokio::time::Instant::now());
+            let now = shared.env.now_ms();
+            for (partner, statements) in missed {
+                let overdue = unreachable_since.get(&partner).is_some_and(|since| {
+                    now.saturating_sub(*since) / 1000 >= shared.config.mailbox_after_secs
+                });
+                let unposted: Vec<KeptImported> = {
+                    let book = lock(&shared.imported);
+                    statements
+                        .iter()
+                        .filter(|k| !book.posted.contains(&k.message_id))
+                        .cloned()
+                        .collect()
+                };
+                if overdue && !unposted.is_empty() {
+                    post(&shared, &partner, &unposted).await;
+                }
+                let all_posted = {
+                    let book = lock(&shared.imported);
+                    statements.iter().all(|k| book.posted.contains(&k.message_id))
+                };
+                if all_posted {
+                    // Waiting in the sender's own mailbox: nothing for the office to do.
+                    shared.resolved(&format!("imported:{partner}"));
+                } else {
+                    shared.error_about(
+                        Some(format!("imported:{partner}")),
+                        format!(
+                            "送信元 {partner} に取込済みの通知を届けられません。自動で再送します / cannot reach the sender {partner} with the imported statement; renkei sends it again by itself"
+                        ),
+                    );
+                }
+            }
+            last_send = Some(started);
         }
         tokio::select! {
             _ = shared.imported_now.notified() => {}
             _ = shared.env.sleep(Duration::from_secs(shared.config.rescan_secs.max(1))) => {}
             _ = stop.changed() => break,
+        }
+    }
+}
+
+/// Leaves statements for an unreachable sender in the sender's own mailbox (the first of its
+/// mailboxes that takes them, SPEC.md §7.6.1 `post_imported`) and notes each `posted`. They are
+/// still offered directly until the sender says it kept them.
+async fn post(shared: &Arc<Shared>, partner: &str, statements: &[KeptImported]) {
+    let Some(sender) = OfficeNumber::parse(partner) else {
+        return;
+    };
+    let blobs: Vec<Vec<u8>> = statements
+        .iter()
+        .filter_map(|k| hex::decode(&k.statement).ok())
+        .collect();
+    let req = crate::mailbox::MailboxRequest::PostImported {
+        to: sender.to_string(),
+    };
+    for node in crate::mailbox::mailboxes_of(shared, &sender) {
+        match crate::mailclient::post_to(shared, &node, &req, &blobs).await {
+            Ok(()) => {
+                tracing::info!(%sender, n = blobs.len(), "imported statements left in the sender's own mailbox");
+                let mut book = lock(&shared.imported);
+                for k in statements {
+                    let line = KeptImported {
+                        role: "posted".into(),
+                        statement: String::new(),
+                        ..k.clone()
+                    };
+                    if append(&shared.home, &line).is_ok() {
+                        book.add(line);
+                    }
+                }
+                return;
+            }
+            Err(e) => tracing::debug!(%sender, "imported statements not left in a mailbox: {e:#}"),
         }
     }
 }
@@ -375,14 +461,14 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>) {
                     let Ok(Some(_)) = frames::read(&mut stream, &mut buf, s.timeout(), &[Kind::Imported]).await else {
                         return;
                     };
-                    let peer_key = key_of(&peer);
+                    let came = Came::Direct(key_of(&peer));
                     let s2 = s.clone();
-                    let verdict = tokio::task::spawn_blocking(move || take(&s2, peer_key, &buf))
+                    let verdict = tokio::task::spawn_blocking(move || take(&s2, came, &buf))
                         .await
-                        .unwrap_or_else(|e| Err((MessageId([0; 16]), e.to_string())));
+                        .unwrap_or_else(|e| Err(NotKept::new(MessageId([0; 16]), &e.to_string())));
                     let _ = match verdict {
                         Ok(()) => frames::write(&mut stream, Kind::End, &[]).await,
-                        Err((id, why)) => {
+                        Err(NotKept { id, why, .. }) => {
                             tracing::warn!("refused an imported statement: {why}");
                             let r = Refusal::new(id, RefusalCode::Other(100), &why);
                             frames::write(&mut stream, Kind::Refuse, &r.to_bytes()).await
@@ -397,24 +483,56 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>) {
     }
 }
 
-/// Checks a partner's statement and keeps it (SPEC.md §8.2 step 3).
-fn take(
-    shared: &Arc<Shared>,
-    peer_key: Option<[u8; 32]>,
-    bytes: &[u8],
-) -> Result<(), (MessageId, String)> {
-    let st = Imported::parse(bytes).map_err(|e| (MessageId([0; 16]), e.to_string()))?;
+/// How a partner's statement came.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Came {
+    /// On an imported stream from the peer with this identity key.
+    Direct(Option<[u8; 32]>),
+    /// Collected from this office's own mailbox, where the recipient left it.
+    Mailbox,
+}
+
+/// Why a partner's statement was not kept.
+#[derive(Debug)]
+pub(crate) struct NotKept {
+    /// The message it is about (zero when it does not parse).
+    pub(crate) id: MessageId,
+    /// Why, for the log and the refusal.
+    pub(crate) why: String,
+    /// It may be kept later: this node holds no `sent` receipt of the message yet (its ack is
+    /// still to be collected).
+    pub(crate) later: bool,
+}
+
+impl NotKept {
+    fn new(id: MessageId, why: &str) -> NotKept {
+        NotKept {
+            id,
+            why: why.to_string(),
+            later: false,
+        }
+    }
+}
+
+/// Checks a partner's statement and keeps it (SPEC.md §8.2 step 3): one that came directly
+/// must come from the recipient office's node; one from the mailbox has only its signature to
+/// show who made it, checked the same way.
+pub(crate) fn take(shared: &Arc<Shared>, came: Came, bytes: &[u8]) -> Result<(), NotKept> {
+    let st = Imported::parse(bytes).map_err(|e| NotKept::new(MessageId([0; 16]), &e.to_string()))?;
     let id = st.message_id;
-    let refuse = |why: &str| (id, why.to_string());
+    let refuse = |why: &str| NotKept::new(id, why);
     if st.sender_office != shared.office {
         return Err(refuse("not our file (another sender office)"));
     }
     let now = shared.env.now_secs();
     let (peer_office, keys) = {
         let d = shared.dir();
-        let peer_office = peer_key
-            .and_then(|k| d.active_office_by_key(&k, now).ok().flatten())
-            .map(|e| e.office);
+        let peer_office = match came {
+            Came::Direct(peer_key) => peer_key
+                .and_then(|k| d.active_office_by_key(&k, now).ok().flatten())
+                .map(|e| e.office),
+            Came::Mailbox => Some(st.recipient_office),
+        };
         let keys: Vec<[u8; 32]> = d
             .lookup(&st.recipient_office)
             .ok()
@@ -443,7 +561,10 @@ fn take(
             && r.partner == st.recipient_office.as_str()
             && r.verdict == "accepted"
     }) else {
-        return Err(refuse("no accepted sent receipt of this message here"));
+        return Err(NotKept {
+            later: true,
+            ..refuse("no accepted sent receipt of this message here")
+        });
     };
     if r.sha256 != hex::encode(st.plaintext_hash) {
         return Err(refuse("the hash is not the one acknowledged"));

@@ -6,7 +6,9 @@
 //! - `box/<recipient>/<deposited ms>-<sender>-<message id>.env`: the envelope's frames as the
 //!   sender wrote them (header, chunks), 0600; `….fetched` beside it once it went out in a drain;
 //! - `out/<sender>/<message id>-<recipient>.json`: what became of a deposit (the recipient's
-//!   ack or refusal, the deletion statement), until the sender collects it.
+//!   ack or refusal, the deletion statement), until the sender collects it;
+//! - `out/<sender>/imported-<message id>-<recipient>.json`: a recipient's signed imported
+//!   statement handed in for the sender, until the sender collects it.
 //!
 //! Every write is made durable before it is answered (temp, fsync, rename, fsync the folder).
 
@@ -23,6 +25,7 @@ use renkei_protocol::OfficeNumber;
 use renkei_protocol::ack::Ack;
 use renkei_protocol::envelope::{EnvelopeHeader, MessageId};
 use renkei_protocol::frames::{Disposition, Refusal, RefusalCode};
+use renkei_protocol::imported::Imported;
 use renkei_protocol::statement::{Reason, Statement};
 use serde::{Deserialize, Serialize};
 
@@ -72,10 +75,19 @@ pub(crate) enum MailboxRequest {
         /// The sender office the acks are for.
         to: String,
     },
+    /// A recipient office hands in its signed imported statements (`Blob` frames, then `End`)
+    /// for `to`, the sender of the files, whose mailbox this node is (SPEC.md §7.6.1, §8.2).
+    PostImported {
+        /// The sender office the statements are for.
+        to: String,
+    },
     /// The sender has kept these outcomes (message ids, hex): they may go.
     Forget {
-        /// Message ids.
+        /// Message ids of outcomes about deposits and acks.
         ids: Vec<String>,
+        /// Message ids of imported statements kept (or refused for good).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        imported: Vec<String>,
     },
 }
 
@@ -102,6 +114,10 @@ pub struct Outcome {
     /// sender's own mailbox, which held no envelope.
     #[serde(default)]
     pub statement: Option<String>,
+    /// The recipient's signed imported statement, hex (SPEC.md §8.2), on an outcome the
+    /// recipient handed in with `post_imported`; nothing else is set then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imported: Option<String>,
     /// Unix ms when it was written (for the time limit).
     pub at_ms: u64,
 }
@@ -131,8 +147,8 @@ pub struct Mailbox {
 /// mailbox gives it up as refused: its sender seals it again (to the recipient's current key).
 const DEFER_LIMIT: u32 = 3;
 
-/// Acks one stream may hand in for a sender's own mailbox.
-const MAX_POSTED_ACKS: usize = 10_000;
+/// Acks, or imported statements, one stream may hand in for a sender's own mailbox.
+const MAX_POSTED: usize = 10_000;
 
 /// The largest outcome a mailbox sends (an ack of 256 findings, a statement, JSON): 256 KiB.
 pub(crate) const MAX_OUTCOME: usize = 256 << 10;
@@ -368,6 +384,7 @@ impl Mailbox {
             refusal_reason: refusal.map(|r| r.reason.clone()),
             fetched: kept.fetched_marker().exists(),
             statement: Some(hex::encode(statement.to_bytes())),
+            imported: None,
             at_ms: self.now_ms(),
         };
         let out = self.out_dir(&kept.sender);
@@ -766,7 +783,7 @@ impl Mailbox {
         while let Some(Kind::Blob) =
             frames::read(s, &mut frame, timeout, &[Kind::Blob, Kind::End]).await?
         {
-            anyhow::ensure!(acks.len() < MAX_POSTED_ACKS, "too many acks in one stream");
+            anyhow::ensure!(acks.len() < MAX_POSTED, "too many acks in one stream");
             let ack = Ack::parse(&frame).map_err(|e| anyhow!("ack: {e}"))?;
             ack.verify_signature(&keys)
                 .map_err(|e| anyhow!("ack: {e}"))?;
@@ -778,16 +795,9 @@ impl Mailbox {
         }
         let _g = self.lock.lock().await;
         let out = self.out_dir(&to);
-        let held = std::fs::read_dir(&out).map(|rd| rd.count()).unwrap_or(0);
-        if held + acks.len() > self.cfg.max_files {
-            let r = io_refusal(
-                MessageId([0; 16]),
-                "メールボックスが満杯です / the mailbox is full",
-            );
-            frames::write(s, Kind::Refuse, &r.to_bytes()).await?;
+        if !self.room_for(&out, acks.len(), s).await? {
             return Ok(());
         }
-        crate::home::create_private_dir(&out)?;
         for ack in &acks {
             let path = out.join(format!("{}-{from}.json", ack.message_id));
             if path.exists() {
@@ -801,6 +811,7 @@ impl Mailbox {
                 refusal_reason: None,
                 fetched: false,
                 statement: None,
+                imported: None,
                 at_ms: self.now_ms(),
             };
             write_atomic(&path, &serde_json::to_vec(&outcome)?, true)?;
@@ -809,6 +820,102 @@ impl Mailbox {
         frames::write(s, Kind::End, &[]).await?;
         s.flush().await?;
         tracing::info!(%from, %to, n = acks.len(), "mailbox kept acks for their sender");
+        Ok(())
+    }
+
+    /// Whether `adding` more outcomes fit in the outcome folder `out` (the same quota as a
+    /// box's files, `max_files`, counting everything kept there for that office); if not, the
+    /// stream is answered `Refuse` 14. Creates the folder when they fit.
+    async fn room_for(
+        &self,
+        out: &Path,
+        adding: usize,
+        s: &mut libp2p::Stream,
+    ) -> anyhow::Result<bool> {
+        let held = std::fs::read_dir(out).map(|rd| rd.count()).unwrap_or(0);
+        if held.saturating_add(adding) > self.cfg.max_files {
+            let r = io_refusal(
+                MessageId([0; 16]),
+                "メールボックスが満杯です / the mailbox is full",
+            );
+            frames::write(s, Kind::Refuse, &r.to_bytes()).await?;
+            return Ok(false);
+        }
+        crate::home::create_private_dir(out)?;
+        Ok(true)
+    }
+
+    /// Keeps the imported statements a recipient office `from` hands in for `to`, the sender
+    /// of the files, whose mailbox this node is (SPEC.md §7.6.1, §8.2): each must be signed by
+    /// a key the directory lists for `from` (or the connection's), name `from` as recipient and
+    /// `to` as sender; one kept already for the message is kept once. Each is an outcome for
+    /// `to` with only `imported` set, in `out/<to>/imported-<message id>-<from>.json`; the
+    /// sender checks it as one that came directly, and forgets it. Answered `End` once all are
+    /// durable.
+    async fn post_imported(
+        &self,
+        peer: &PeerId,
+        from: OfficeNumber,
+        to: &str,
+        s: &mut libp2p::Stream,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let Some(to) = self.served(to, s).await? else {
+            return Ok(());
+        };
+        let keys: Vec<[u8; 32]> = self
+            .ack_keys(
+                &from,
+                VerifyingKey::from_bytes(&key_of(peer).context("peer key")?)?,
+            )
+            .iter()
+            .map(VerifyingKey::to_bytes)
+            .collect();
+        let mut statements = Vec::new();
+        let mut frame = Vec::new();
+        while let Some(Kind::Blob) =
+            frames::read(s, &mut frame, timeout, &[Kind::Blob, Kind::End]).await?
+        {
+            anyhow::ensure!(
+                statements.len() < MAX_POSTED,
+                "too many statements in one stream"
+            );
+            let st = Imported::parse(&frame).map_err(|e| anyhow!("imported statement: {e}"))?;
+            st.verify(&keys)
+                .map_err(|e| anyhow!("imported statement: {e}"))?;
+            anyhow::ensure!(
+                st.recipient_office == from && st.sender_office == to,
+                "an imported statement about other offices"
+            );
+            statements.push(st);
+        }
+        let _g = self.lock.lock().await;
+        let out = self.out_dir(&to);
+        if !self.room_for(&out, statements.len(), s).await? {
+            return Ok(());
+        }
+        for st in &statements {
+            let path = out.join(format!("imported-{}-{from}.json", st.message_id));
+            if path.exists() {
+                continue;
+            }
+            let outcome = Outcome {
+                message_id: st.message_id.to_hex(),
+                recipient: from.to_string(),
+                ack: None,
+                refusal_code: None,
+                refusal_reason: None,
+                fetched: false,
+                statement: None,
+                imported: Some(hex::encode(st.to_bytes())),
+                at_ms: self.now_ms(),
+            };
+            write_atomic(&path, &serde_json::to_vec(&outcome)?, true)?;
+        }
+        sync_dir(&out)?;
+        frames::write(s, Kind::End, &[]).await?;
+        s.flush().await?;
+        tracing::info!(%from, %to, n = statements.len(), "mailbox kept imported statements for their sender");
         Ok(())
     }
 
@@ -830,12 +937,17 @@ impl Mailbox {
         s.flush().await?;
         let mut frame = Vec::new();
         if let Some(Kind::Request) = frames::read(s, &mut frame, timeout, &[Kind::Request]).await?
-            && let Ok(MailboxRequest::Forget { ids }) = serde_json::from_slice(&frame)
+            && let Ok(MailboxRequest::Forget { ids, imported }) = serde_json::from_slice(&frame)
         {
             let _g = self.lock.lock().await;
+            // Only what was just listed: an outcome written meanwhile waits for the next look.
             for f in &files {
                 let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-                if ids.iter().any(|id| name.starts_with(&format!("{id}-"))) {
+                if ids.iter().any(|id| name.starts_with(&format!("{id}-")))
+                    || imported
+                        .iter()
+                        .any(|id| name.starts_with(&format!("imported-{id}-")))
+                {
                     std::fs::remove_file(f)?;
                 }
             }
@@ -874,6 +986,10 @@ impl Mailbox {
             MailboxRequest::Outcomes => self.outcomes(office, &mut s, timeout).await?,
             MailboxRequest::PostAcks { to } => {
                 self.post_acks(&peer, office, &to, &mut s, timeout).await?
+            }
+            MailboxRequest::PostImported { to } => {
+                self.post_imported(&peer, office, &to, &mut s, timeout)
+                    .await?
             }
             MailboxRequest::Forget { .. } => {}
         }

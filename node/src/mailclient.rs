@@ -1,7 +1,8 @@
 //! An office's side of the association mailboxes (SPEC.md §7.6): it drains its own mail from
 //! its region's mailboxes, and collects what became of the files it left in partners'
 //! mailboxes — their acks, refusals or expiry, each with the mailbox's signed deletion
-//! statement, which it keeps beside its receipts.
+//! statement, which it keeps beside its receipts — and the imported statements recipients
+//! left for it in its own mailboxes (SPEC.md §8.2).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -144,8 +145,11 @@ async fn post_acks(shared: &Arc<Shared>, drained: [u8; 32], acks: Vec<Vec<u8>>) 
         if boxes.iter().any(|n| n.key == drained) {
             continue;
         }
+        let req = MailboxRequest::PostAcks {
+            to: sender.to_string(),
+        };
         for node in boxes {
-            match post_to(shared, &node, &sender, &acks).await {
+            match post_to(shared, &node, &req, &acks).await {
                 Ok(()) => {
                     tracing::info!(%sender, n = acks.len(), "acks left in the sender's own mailbox");
                     break;
@@ -156,19 +160,18 @@ async fn post_acks(shared: &Arc<Shared>, drained: [u8; 32], acks: Vec<Vec<u8>>) 
     }
 }
 
-async fn post_to(
+/// Hands signed blobs (acks or imported statements, as `req` says) to a mailbox; whether it
+/// kept them all durably.
+pub(crate) async fn post_to(
     shared: &Arc<Shared>,
     node: &renkei_directory::NodeInfo,
-    sender: &renkei_protocol::OfficeNumber,
-    acks: &[Vec<u8>],
+    req: &MailboxRequest,
+    blobs: &[Vec<u8>],
 ) -> anyhow::Result<()> {
     let timeout = shared.timeout();
     let mut s = open_mailbox(shared, node, timeout).await?;
-    let req = MailboxRequest::PostAcks {
-        to: sender.to_string(),
-    };
-    frames::write(&mut s, Kind::Request, &serde_json::to_vec(&req)?).await?;
-    for a in acks {
+    frames::write(&mut s, Kind::Request, &serde_json::to_vec(req)?).await?;
+    for a in blobs {
         frames::write(&mut s, Kind::Blob, a).await?;
     }
     frames::write(&mut s, Kind::End, &[]).await?;
@@ -270,31 +273,61 @@ async fn collect_from(
     if n == 0 {
         return Ok(0);
     }
+    // Imported statements last: one about a file whose ack is among these outcomes needs
+    // that ack's `sent` receipt.
+    outcomes.sort_by_key(|o| o.imported.is_some());
     let s2 = shared.clone();
     let key = node.key;
-    let kept = tokio::task::spawn_blocking(move || {
-        outcomes
-            .into_iter()
-            .filter_map(|o| match settle(&s2, &o, key) {
-                Ok(()) => Some(o.message_id),
-                Err(e) => {
-                    tracing::warn!(id = %o.message_id, "mailbox outcome not taken: {e:#}");
-                    None
+    let (kept, imported) = tokio::task::spawn_blocking(move || {
+        let (mut kept, mut imported) = (Vec::new(), Vec::new());
+        for o in outcomes {
+            if let Some(st) = &o.imported {
+                if take_imported(&s2, &o.message_id, st) {
+                    imported.push(o.message_id);
                 }
-            })
-            .collect::<Vec<_>>()
+                continue;
+            }
+            match settle(&s2, &o, key) {
+                Ok(()) => kept.push(o.message_id),
+                Err(e) => {
+                    tracing::warn!(id = %o.message_id, "mailbox outcome not taken: {e:#}")
+                }
+            }
+        }
+        (kept, imported)
     })
     .await?;
     frames::write(
         &mut s,
         Kind::Request,
-        &serde_json::to_vec(&MailboxRequest::Forget { ids: kept })?,
+        &serde_json::to_vec(&MailboxRequest::Forget {
+            ids: kept,
+            imported,
+        })?,
     )
     .await?;
     s.flush().await?;
     let _ = s.close().await;
     shared.wake.notify_one();
     Ok(n)
+}
+
+/// Takes a recipient's imported statement left in this office's own mailbox, checked exactly
+/// as one that came directly (SPEC.md §8.2 step 3, without a connection to compare); whether
+/// the mailbox may forget it — kept, or refused for good. One about a file whose ack this node
+/// has not committed yet waits in the mailbox for a later look.
+fn take_imported(shared: &Arc<Shared>, id: &str, statement: &str) -> bool {
+    let Ok(bytes) = hex::decode(statement) else {
+        tracing::warn!(%id, "an imported statement in the mailbox that is not hex: dropped");
+        return true;
+    };
+    match crate::imported::take(shared, crate::imported::Came::Mailbox, &bytes) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(%id, later = e.later, "an imported statement from the mailbox not kept: {}", e.why);
+            !e.later
+        }
+    }
 }
 
 /// Takes one outcome: the deletion statement is verified and kept, then the file completes as
