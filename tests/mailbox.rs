@@ -670,3 +670,199 @@ async fn a_fifo_in_the_mailbox_folders_blocks_nothing() {
     );
     fed.shutdown().await;
 }
+
+/// Imported statements the mailbox keeps for sender `office` (files `imported-*.json`).
+fn imported_kept_for(fed: &RunningFederation, office: &str) -> usize {
+    files_under(&mailbox_dir(fed).join("out").join(office))
+        .iter()
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("imported-"))
+        })
+        .count()
+}
+
+/// SPEC.md §8.2 step 5: the recipient marks a file imported while the sender is off; the
+/// statement waits in the sender's own mailbox, and the sender, started after the recipient
+/// went off, keeps it (checked as one that came directly) and shows the file imported. The
+/// recipient stops offering it once the sender says it kept it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_imported_statement_reaches_a_sender_that_is_never_on_with_the_recipient() {
+    use renkei_node::imported::ImportedBook;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut fed, clock) = federation(dir.path()).await;
+    let files = deposit(&fed, &clock, plans().len()).await;
+    start_and_take_everything_once(&mut fed, &clock, &files).await;
+    let (cm_home, svc_home) = (fed.plan.home(0).clone(), fed.plan.home(1).clone());
+    // The sender goes off; the care software at the recipient takes one file.
+    fed.stop_node(0).await;
+    let name = files[0].0;
+    std::fs::create_dir_all(svc_home.imported_folder()).unwrap();
+    std::fs::rename(
+        svc_home.inbox().join(name),
+        svc_home.imported_folder().join(name),
+    )
+    .unwrap();
+    let posted = drive(&clock, || {
+        ImportedBook::read(&svc_home).posted.len() == 1 && imported_kept_for(&fed, CARE_MANAGER) == 1
+    })
+    .await;
+    assert!(
+        posted,
+        "made {}, posted {}, in the mailbox {}",
+        ImportedBook::read(&svc_home).made.len(),
+        ImportedBook::read(&svc_home).posted.len(),
+        imported_kept_for(&fed, CARE_MANAGER)
+    );
+    // Not handed over yet: the sender has not said it kept it.
+    assert!(ImportedBook::read(&svc_home).delivered.is_empty());
+    // The recipient goes off; only then does the sender start.
+    fed.stop_node(1).await;
+    fed.start_node(0).await.unwrap();
+    let kept = drive(&clock, || {
+        ImportedBook::read(&cm_home).received.len() == 1
+            && imported_kept_for(&fed, CARE_MANAGER) == 0
+    })
+    .await;
+    assert!(
+        kept,
+        "received {}, still in the mailbox {}",
+        ImportedBook::read(&cm_home).received.len(),
+        imported_kept_for(&fed, CARE_MANAGER)
+    );
+    let at_sender = ImportedBook::read(&cm_home);
+    let k = at_sender.received.values().next().unwrap();
+    assert_eq!((k.file_name.as_str(), k.partner.as_str()), (name, SERVICE));
+    assert_eq!(
+        k.statement,
+        ImportedBook::read(&svc_home).made.values().next().unwrap().statement,
+        "the recipient's signed statement, byte for byte"
+    );
+    // `renkei receipts` at the sender shows the file imported, the statement verified.
+    fed.stop_node(0).await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_renkei"))
+        .args(["receipts", "--home"])
+        .arg(&cm_home.root)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(" imported 20"), "{text}");
+    assert!(text.contains("imported statement verified"), "{text}");
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    // Both on at last: the sender confirms, and the recipient stops offering it.
+    fed.start_node(0).await.unwrap();
+    fed.start_node(1).await.unwrap();
+    let confirmed = drive(&clock, || ImportedBook::read(&svc_home).delivered.len() == 1).await;
+    assert!(confirmed, "the sender's confirmation reached the recipient");
+    assert_eq!(ImportedBook::read(&cm_home).received.len(), 1, "kept once");
+    fed.shutdown().await;
+}
+
+/// Connects with `key` to the directory node and hands in `statements` for `to` with
+/// `post_imported`: the mailbox's answer (`End` kept, `Refuse` not), or none when it dropped
+/// the stream.
+async fn post_imported_raw(
+    key: &ed25519_dalek::SigningKey,
+    dn: libp2p::PeerId,
+    addr: libp2p::Multiaddr,
+    to: &str,
+    statements: &[Vec<u8>],
+) -> Result<Option<Kind>, String> {
+    let listen: Vec<libp2p::Multiaddr> = vec!["/memory/0".parse().unwrap()];
+    let net = net::start(
+        key,
+        &listen,
+        Arc::new(|_: &libp2p::PeerId| true),
+        &net::NetConfig::office().on(&listen),
+    )
+    .map_err(|e| e.to_string())?;
+    net.add_address(dn, addr).await;
+    let mut s = net
+        .open(dn, MAILBOX, Duration::from_secs(5))
+        .await
+        .map_err(|e| e.to_string())?;
+    let req = format!(r#"{{"op":"post_imported","to":"{to}"}}"#);
+    let mut frame = Vec::new();
+    let sent = async {
+        frames::write(&mut s, Kind::Request, req.as_bytes()).await?;
+        for st in statements {
+            frames::write(&mut s, Kind::Blob, st).await?;
+        }
+        frames::write(&mut s, Kind::End, &[]).await?;
+        futures::AsyncWriteExt::flush(&mut s).await?;
+        anyhow::Ok(())
+    }
+    .await;
+    let answer = match sent {
+        Ok(()) => frames::read(
+            &mut s,
+            &mut frame,
+            Duration::from_secs(5),
+            &[Kind::End, Kind::Refuse, Kind::NotFound],
+        )
+        .await
+        .unwrap_or(None),
+        Err(_) => None,
+    };
+    net.shutdown().await;
+    Ok(answer)
+}
+
+/// SPEC.md §7.6.1 `post_imported`: a member hands in only statements it signed itself about
+/// files sent to it by the office whose mailbox it posts to, and never more than the quota.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_cannot_forge_or_flood_imported_statements_into_another_offices_mailbox() {
+    use renkei_protocol::OfficeNumber;
+    use renkei_protocol::envelope::MessageId;
+    use renkei_protocol::imported::Imported;
+    let dir = tempfile::tempdir().unwrap();
+    let quota = MailboxConfig {
+        max_files: 2,
+        ..Default::default()
+    };
+    let (fed, _clock) = federation_with(dir.path(), Some(quota), true, 5).await;
+    let dn = &fed.plan.directory_nodes[0];
+    let dn_peer: libp2p::PeerId = dn.multiaddr.rsplit('/').next().unwrap().parse().unwrap();
+    let dn_addr: libp2p::Multiaddr = dn.addr.parse().unwrap();
+    let third = fed.plan.home(2).load_keys().unwrap()[0].identity.clone();
+    let office = |n: &str| OfficeNumber::parse(n).unwrap();
+    let statement = |i: u8, recipient: &str, key: &ed25519_dalek::SigningKey| {
+        Imported::sign(
+            MessageId([i; 16]),
+            office(CARE_MANAGER),
+            office(recipient),
+            [i; 32],
+            1_700_000_000,
+            key,
+        )
+        .to_bytes()
+    };
+    let post = |statements: Vec<Vec<u8>>| {
+        let (third, dn_addr) = (third.clone(), dn_addr.clone());
+        async move { post_imported_raw(&third, dn_peer, dn_addr, CARE_MANAGER, &statements).await }
+    };
+    // In another office's name (the service office's number, signed by the third's key):
+    // dropped without an answer, nothing kept.
+    assert_eq!(post(vec![statement(1, SERVICE, &third)]).await, Ok(None));
+    // In its own name but signed by another office's key: dropped too.
+    let service = fed.plan.home(1).load_keys().unwrap()[0].identity.clone();
+    assert_eq!(post(vec![statement(2, THIRD, &service)]).await, Ok(None));
+    assert_eq!(imported_kept_for(&fed, CARE_MANAGER), 0);
+    // More than the quota at once: refused, nothing kept.
+    let three: Vec<Vec<u8>> = (3..6).map(|i| statement(i, THIRD, &third)).collect();
+    assert_eq!(post(three.clone()).await, Ok(Some(Kind::Refuse)));
+    assert_eq!(imported_kept_for(&fed, CARE_MANAGER), 0);
+    // Its own statements, up to the quota: kept (the same one twice is kept once).
+    assert_eq!(
+        post(vec![three[0].clone(), three[1].clone(), three[0].clone()]).await,
+        Ok(Some(Kind::Refuse)),
+        "three in one stream count three against the quota"
+    );
+    assert_eq!(post(three[..2].to_vec()).await, Ok(Some(Kind::End)));
+    assert_eq!(imported_kept_for(&fed, CARE_MANAGER), 2);
+    // Then the box is full: one more is refused.
+    assert_eq!(post(vec![three[2].clone()]).await, Ok(Some(Kind::Refuse)));
+    assert_eq!(imported_kept_for(&fed, CARE_MANAGER), 2);
+    fed.shutdown().await;
+}
