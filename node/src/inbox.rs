@@ -39,6 +39,8 @@ pub struct ReceivedFile {
     pub imported_at: Option<u64>,
     /// Whether the file's sender has kept our imported statement.
     pub imported_delivered: bool,
+    /// Whether our imported statement waits in the sender's own mailbox (the sender was off).
+    pub imported_posted: bool,
     /// The newer file of the same sender, users, month and kind that replaces this one.
     pub superseded_by: Option<String>,
     /// The newer deletion file (DLT*) of the same sender, users and month that deletes it.
@@ -113,6 +115,7 @@ pub fn list(home: &Home, receipts: &[Receipt], book: &ImportedBook) -> Vec<Recei
                 in_imported_folder: moved,
                 imported_at: k.map(|k| k.imported_at),
                 imported_delivered: r.is_some_and(|r| book.delivered.contains(&r.message_id)),
+                imported_posted: r.is_some_and(|r| book.posted.contains(&r.message_id)),
                 superseded_by: None,
                 deleted_by: None,
             });

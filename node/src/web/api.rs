@@ -305,6 +305,9 @@ pub struct ImportedView {
     pub role: String,
     /// For ours: whether the sender has kept it.
     pub delivered: bool,
+    /// For ours: left in the sender's own mailbox (the sender was off), for the sender to take
+    /// when it starts; still offered directly until `delivered`.
+    pub posted: bool,
     /// The signing key, hex.
     pub signed_by: String,
     /// Whether the signature verifies by a key of the importing office.
@@ -492,6 +495,7 @@ fn imported_view(api: &Api, k: &KeptImported, book: &ImportedBook) -> ImportedVi
         imported_at: k.imported_at,
         role: k.role.clone(),
         delivered: book.delivered.contains(&k.message_id),
+        posted: book.posted.contains(&k.message_id),
         signed_by: checked
             .as_ref()
             .map(|s| hex::encode(s.recipient_key))

@@ -36,6 +36,7 @@ const T = {
     "not-verified": "未検証", "imported-statement": "取込済みの証明", "imported-by": "取込の署名鍵",
     "receipt-no": "受領記録番号", "receipt-hash": "受領記録のハッシュ", "message-id": "メッセージID",
     "delivered-to-sender": "送信元に届け済み", "not-yet-delivered": "送信元へ送信中",
+    "posted-to-mailbox": "送信元のメールボックスに預け済み",
     public: "直接届きます", private: "ルーターの内側（名簿サーバーの中継で届きます）", unknown: "確認中",
     "our-office": "当事業所", "no-keys": "名簿に鍵がまだありません", expires: "有効期限",
   },
@@ -71,6 +72,7 @@ const T = {
     "not-verified": "not verified", "imported-statement": "Imported statement", "imported-by": "Imported statement key",
     "receipt-no": "Receipt number", "receipt-hash": "Receipt hash", "message-id": "Message id",
     "delivered-to-sender": "delivered to the sender", "not-yet-delivered": "being sent to the sender",
+    "posted-to-mailbox": "left in the sender's mailbox",
     public: "partners dial this office directly", private: "behind a router (reached through directory node relays)", unknown: "being found out",
     "our-office": "Our office", "no-keys": "no keys in the directory yet", expires: "expires",
   },
@@ -221,7 +223,7 @@ function drawReceived(list) {
     const state = [];
     if (f.imported_at) {
       state.push(el("span", { class: "ok imported", text: t("imported-at") + " " + whenSecs(f.imported_at) }));
-      state.push(el("br"), el("span", { class: "small", text: f.imported_delivered ? t("delivered-to-sender") : t("not-yet-delivered") }));
+      state.push(el("br"), el("span", { class: "small", text: f.imported_delivered ? t("delivered-to-sender") : f.imported_posted ? t("posted-to-mailbox") : t("not-yet-delivered") }));
     } else state.push(el("span", { text: t("not-imported") }));
     if (f.superseded_by) state.push(el("br"), el("span", { class: "bad superseded", text: t("superseded-by") + f.superseded_by }));
     if (f.deleted_by) state.push(el("br"), el("span", { class: "bad deleted", text: t("deleted-by") + f.deleted_by }));
