@@ -492,3 +492,18 @@ fn set_mailboxes_names_nodes_and_makes_the_next_publish_format_2() {
     );
     assert_eq!(publish()[7], 1);
 }
+
+/// Many files (more than 20) would get a progress bar on a terminal; with stderr going to a
+/// program (as here, or in a service's log) nothing of it is written.
+#[test]
+fn check_of_many_files_writes_no_progress_when_stderr_is_not_a_terminal() {
+    let files = samples();
+    assert!(files.len() > 20, "enough files for a bar");
+    let out = renkei().arg("check").args(&files).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

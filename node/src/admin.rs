@@ -376,9 +376,29 @@ pub fn add_node(dir: &Path, node: NodeInfo) -> anyhow::Result<()> {
 
 /// Publishes the next snapshot (and delta) into `out`; returns the files written.
 pub fn publish(dir: &Path, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    publish_steps(dir, out, &mut |_| {})
+}
+
+/// The steps of a publish, for a progress bar.
+pub const PUBLISH_STEPS: u64 = 4;
+
+/// [`publish`], calling `step` as each of its [`PUBLISH_STEPS`] steps begins, with what it does
+/// (both languages).
+pub fn publish_steps(
+    dir: &Path,
+    out: &Path,
+    step: &mut dyn FnMut(&str),
+) -> anyhow::Result<Vec<PathBuf>> {
+    step("地域の読み込み / reading the region");
     let mut ws = load_workspace(dir)?;
     let key = read_secret(&dir.join("region.key"))?;
+    step(&format!(
+        "{} 事業所の名簿に署名 / signing the snapshot of {} offices",
+        ws.entries.len(),
+        ws.entries.len()
+    ));
     let (seq, snapshot, delta) = ws.publish(&key, now_secs());
+    step("ファイルの書き込み / writing the files");
     std::fs::create_dir_all(out)?;
     let region = ws.cert.region.clone();
     let mut written = Vec::new();
@@ -390,10 +410,15 @@ pub fn publish(dir: &Path, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let p = out.join(format!("{region}-{seq:010}.snapshot"));
     write_atomic(&p, &snapshot, false)?;
     written.push(p);
+    step("地域の保存 / saving the region");
     // The workspace is saved last: a crash before this publishes the same seq again.
     save_workspace(dir, &ws)?;
     Ok(written)
 }
+
+/// A region workspace this large (bytes of `region.json`, about a thousand offices) gets a
+/// progress bar when published.
+const LARGE_REGION: u64 = 1 << 20;
 
 /// Reads an enrollment request file.
 pub fn read_request(path: &Path) -> anyhow::Result<EnrollmentRequest> {
@@ -662,7 +687,22 @@ pub fn add_node_command(
 /// `renkei directory publish` ([`publish`]): lists the files written and when they are
 /// picked up.
 pub fn publish_command(region: &Path, out: &Path) -> anyhow::Result<ExitCode> {
-    for p in publish(region, out)? {
+    let large = std::fs::metadata(region.join("region.json")).is_ok_and(|m| m.len() >= LARGE_REGION);
+    let bar = crate::progress::bar(
+        large,
+        PUBLISH_STEPS,
+        crate::progress::Unit::Items,
+        "公開中 / publishing",
+    );
+    // The bar shows the steps done; the spinner moves during one.
+    let mut done = 0;
+    let written = publish_steps(region, out, &mut |what| {
+        bar.set_position(done);
+        bar.set_message(what.to_string());
+        done += 1;
+    });
+    bar.finish_and_clear();
+    for p in written? {
         println!("wrote {}", p.display());
     }
     println!(
@@ -716,5 +756,30 @@ mod listen_tests {
         assert_eq!(listen_for(&v(&["/ip4/192.0.2.1/tcp/4801/ws"])), None);
         assert_eq!(listen_for(&v(&["/dns4/a.example.jp"])), None);
         assert_eq!(listen_for(&[]), None);
+    }
+}
+
+#[cfg(test)]
+mod publish_tests {
+    use super::*;
+
+    /// The steps a publish reports (for its progress bar) are as many as it says, in order,
+    /// and it writes the same files as a publish without a bar.
+    #[test]
+    fn a_publish_reports_each_of_its_steps() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        root_init(&root, "test federation").unwrap();
+        let region = dir.path().join("region");
+        region_init(&root.join("root.key"), &region, "tokyo", "東京都", vec![13], 1).unwrap();
+        let mut steps = Vec::new();
+        let out = dir.path().join("published");
+        let written = publish_steps(&region, &out, &mut |s| steps.push(s.to_string())).unwrap();
+        assert_eq!(steps.len() as u64, PUBLISH_STEPS, "{steps:?}");
+        assert!(steps[1].contains("0 offices"), "{steps:?}");
+        assert_eq!(written, vec![out.join("tokyo-0000000001.snapshot")]);
+        assert!(written[0].is_file());
+        // The next one (no bar) writes a delta and the next snapshot.
+        assert_eq!(publish(&region, &out).unwrap().len(), 2);
     }
 }

@@ -390,19 +390,42 @@ impl P2pSource {
         frames::write(&mut s, Kind::Request, &serde_json::to_vec(req)?).await?;
         s.flush().await?;
         let mut buf = Vec::new();
-        let kind = frames::read(
+        // A large snapshot (the first sync of a national directory) shows a bar on a terminal.
+        let mut bar = None;
+        let label = download_label(req);
+        let kind = frames::read_progress(
             &mut s,
             &mut buf,
             self.timeout,
             &[Kind::Blob, Kind::NotFound],
+            &mut |got, total| {
+                bar.get_or_insert_with(|| crate::progress::download(total, &label))
+                    .set_position(got)
+            },
         )
-        .await?;
+        .await;
+        if let Some(b) = bar {
+            b.finish_and_clear();
+        }
+        let kind = kind?;
         let _ = s.close().await;
         match kind {
             Some(Kind::Blob) => Ok(buf),
             Some(Kind::NotFound) => anyhow::bail!("not found: {}", String::from_utf8_lossy(&buf)),
             _ => anyhow::bail!("unexpected answer from the directory node"),
         }
+    }
+}
+
+/// What a download bar says it fetches.
+fn download_label(req: &Request) -> String {
+    match req {
+        Request::Snapshot { region } => format!(
+            "名簿 {} の取得 / fetching the directory of {}",
+            crate::files::shown(region),
+            crate::files::shown(region)
+        ),
+        _ => "名簿の取得 / fetching the directory".into(),
     }
 }
 
@@ -567,7 +590,25 @@ impl HttpSource {
             .into());
         }
         anyhow::ensure!(status.is_success(), "HTTP {status}");
-        Ok(resp.bytes().await?.to_vec())
+        // A large snapshot (the first mirror of a national directory) shows a bar on a
+        // terminal; the body grows only as it comes.
+        let bar = crate::progress::download(
+            resp.content_length().unwrap_or(0),
+            &format!("名簿の取得 / fetching {}", crate::files::shown(path)),
+        );
+        let mut resp = resp;
+        let mut body = Vec::new();
+        let got = async {
+            while let Some(piece) = resp.chunk().await? {
+                body.extend_from_slice(&piece);
+                bar.set_position(body.len() as u64);
+            }
+            anyhow::Ok(())
+        }
+        .await;
+        bar.finish_and_clear();
+        got?;
+        Ok(body)
     }
 }
 

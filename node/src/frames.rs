@@ -53,6 +53,28 @@ pub async fn read<R: AsyncRead + Unpin>(
     timeout: Duration,
     allowed: &[Kind],
 ) -> Result<Option<Kind>, FrameError> {
+    read_frame(r, buf, timeout, allowed, None).await
+}
+
+/// [`read`], telling `progress` (bytes of the payload read, its length) as the payload comes:
+/// for a large frame, a directory snapshot, a person waits for.
+pub async fn read_progress<R: AsyncRead + Unpin>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    timeout: Duration,
+    allowed: &[Kind],
+    progress: &mut (dyn FnMut(u64, u64) + Send),
+) -> Result<Option<Kind>, FrameError> {
+    read_frame(r, buf, timeout, allowed, Some(progress)).await
+}
+
+async fn read_frame<R: AsyncRead + Unpin>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    timeout: Duration,
+    allowed: &[Kind],
+    progress: Option<&mut (dyn FnMut(u64, u64) + Send)>,
+) -> Result<Option<Kind>, FrameError> {
     let fut = async {
         let mut head = [0u8; FRAME_HEAD_LEN];
         // A clean end of stream is allowed only between frames.
@@ -74,7 +96,23 @@ pub async fn read<R: AsyncRead + Unpin>(
         }
         buf.clear();
         buf.reserve(len.min(PREALLOCATE));
-        let n = (&mut *r).take(len as u64).read_to_end(buf).await?;
+        let mut payload = (&mut *r).take(len as u64);
+        let n = match progress {
+            None => payload.read_to_end(buf).await?,
+            Some(progress) => {
+                let mut piece = vec![0u8; 64 << 10];
+                progress(0, len as u64);
+                loop {
+                    let n = payload.read(&mut piece).await?;
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&piece[..n]);
+                    progress(buf.len() as u64, len as u64);
+                }
+                buf.len()
+            }
+        };
         if n != len {
             return Err(renkei_protocol::frames::FrameError::EndedInside.into());
         }
@@ -117,5 +155,31 @@ mod tests {
             .await
             .unwrap();
         assert_eq!((k, buf.as_slice()), (Some(Kind::Ack), &b"ack"[..]));
+    }
+
+    #[tokio::test]
+    async fn a_frame_read_with_progress_reports_its_bytes_as_they_come() {
+        let payload: Vec<u8> = (0..300_000u32).map(|i| i as u8).collect();
+        let mut wire = Vec::new();
+        renkei_protocol::frames::encode_frame(Kind::Blob, &payload, &mut wire);
+        let mut r = futures::io::Cursor::new(wire);
+        let mut seen = Vec::new();
+        let mut buf = Vec::new();
+        let k = read_progress(
+            &mut r,
+            &mut buf,
+            Duration::from_secs(1),
+            &[Kind::Blob],
+            &mut |got, total| seen.push((got, total)),
+        )
+        .await
+        .unwrap();
+        assert_eq!(k, Some(Kind::Blob));
+        assert_eq!(buf, payload);
+        let total = payload.len() as u64;
+        assert_eq!(seen.first(), Some(&(0, total)));
+        assert_eq!(seen.last(), Some(&(total, total)));
+        assert!(seen.len() > 2, "progress in pieces: {seen:?}");
+        assert!(seen.windows(2).all(|w| w[0].0 < w[1].0), "{seen:?}");
     }
 }

@@ -41,6 +41,7 @@ mod mailclient;
 pub mod net;
 pub mod node;
 mod outbox;
+pub mod progress;
 pub mod receipts;
 mod receive;
 pub mod reconcile;

@@ -357,22 +357,16 @@ pub fn check_files(json: bool, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
     let mut reports = Vec::new();
     let mut unreadable = false;
     // A bar on a terminal for many files; nothing when the output goes to a file or a program.
-    let bar =
-        (files.len() > 20 && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
-            let b = indicatif::ProgressBar::new(files.len() as u64);
-            if let Ok(style) = indicatif::ProgressStyle::with_template(
-                "{bar:40} {pos}/{len} 確認中 / checking {wide_msg}",
-            ) {
-                b.set_style(style);
-            }
-            b
-        });
+    let bar = crate::progress::bar(
+        files.len() > 20,
+        files.len() as u64,
+        crate::progress::Unit::Items,
+        "確認中 / checking",
+    );
     for f in files {
         let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        if let Some(b) = &bar {
-            b.set_message(crate::files::shown(name).into_owned());
-            b.inc(1);
-        }
+        bar.set_message(crate::files::shown(name).into_owned());
+        bar.inc(1);
         match check_path(name, f, false) {
             Ok((mut r, _, _)) => {
                 r.file = f.display().to_string();
@@ -386,16 +380,11 @@ pub fn check_files(json: bool, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
                     f.display(),
                     f.display()
                 );
-                match &bar {
-                    Some(b) => b.suspend(|| eprintln!("{line}")),
-                    None => eprintln!("{line}"),
-                }
+                bar.suspend(|| eprintln!("{line}"));
             }
         }
     }
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
+    bar.finish_and_clear();
     let all_ok = reports.iter().all(|r| r.valid);
     if json {
         println!("{}", serde_json::to_string_pretty(&reports)?);
