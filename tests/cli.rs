@@ -507,3 +507,66 @@ fn check_of_many_files_writes_no_progress_when_stderr_is_not_a_terminal() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `renkei install-service` writes the unit with the office's user and home, readable by all
+/// (0644), says what is left to run as root, and never replaces a changed unit unless told.
+#[test]
+#[cfg(unix)]
+fn install_service_writes_the_unit_and_keeps_a_changed_one_unless_forced() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let install = |extra: &[&str]| {
+        renkei()
+            .arg("install-service")
+            .arg("--unit-dir")
+            .arg(dir.path())
+            .args(["--user", "kaigo", "--home", "/var/lib/kaigo"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = install(&[]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let unit_path = dir.path().join("renkei.service");
+    let unit = std::fs::read_to_string(&unit_path).unwrap();
+    assert!(unit.contains("\nUser=kaigo\nGroup=kaigo\n"), "{unit}");
+    assert!(unit.contains("\nExecStart=/usr/local/bin/renkei run --home /var/lib/kaigo\n"));
+    assert!(unit.contains("\nReadWritePaths=/var/lib/kaigo\n"));
+    assert!(!unit.contains("/srv/renkei"), "{unit}");
+    let mode = std::fs::metadata(&unit_path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o644);
+    // The steps left, in both languages, naming this user and home.
+    for s in [
+        "useradd --system --home-dir /var/lib/kaigo --shell /usr/sbin/nologin kaigo",
+        "systemctl daemon-reload",
+        "systemctl enable --now renkei",
+        "残りの手順",
+        "Remaining steps",
+    ] {
+        assert!(text.contains(s), "{s} in {text}");
+    }
+    // Again, the same: unchanged, fine.
+    let out = install(&[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("unchanged"));
+    // Someone changed the unit: it is kept, and the office is told how to replace it.
+    let changed = format!("{unit}# a local change\n");
+    std::fs::write(&unit_path, &changed).unwrap();
+    let out = install(&[]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("--force") && err.contains("別の内容"), "{err}");
+    assert_eq!(std::fs::read_to_string(&unit_path).unwrap(), changed);
+    // With --force it is replaced.
+    let out = install(&["--force"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(std::fs::read_to_string(&unit_path).unwrap(), unit);
+    // A folder it cannot write: a clear refusal, not a panic.
+    let out = renkei()
+        .args(["install-service", "--unit-dir", "/nonexistent/systemd"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--unit-dir"));
+}

@@ -123,6 +123,27 @@ pub(crate) enum Cmd {
         #[arg(long, default_value_t = 24)]
         starts_in_hours: u64,
     },
+    /// Write the systemd unit that runs this office's node as a dedicated user, sandboxed
+    /// (examples/systemd/renkei.service with the user, home and binary filled in), and print the
+    /// steps left (useradd, systemctl daemon-reload, enable --now), which need root and are not
+    /// run. A different unit file already there is kept unless --force.
+    InstallService {
+        /// Folder to write renkei.service into.
+        #[arg(long, default_value = "/etc/systemd/system")]
+        unit_dir: PathBuf,
+        /// The system user (and group) the node runs as.
+        #[arg(long, default_value = "renkei")]
+        user: String,
+        /// The office's home folder (the only folder the node may write).
+        #[arg(long, default_value = "/srv/renkei")]
+        home: PathBuf,
+        /// The renkei binary the service runs.
+        #[arg(long, default_value = "/usr/local/bin/renkei")]
+        binary: PathBuf,
+        /// Replace a different renkei.service already in the folder.
+        #[arg(long)]
+        force: bool,
+    },
     /// Run a whole month on loopback: a region, a directory node, a care-management office and
     /// three service offices exchanging the bundled sample files.
     Demo {

@@ -47,6 +47,7 @@ mod receive;
 pub mod reconcile;
 pub mod samples;
 mod send;
+pub mod service;
 mod state;
 pub mod status;
 pub mod store;

@@ -10,7 +10,7 @@ mod cli;
 use std::process::ExitCode;
 
 use clap::Parser;
-use renkei_node::{admin, demo, dirserve, dirsync, node, receipts, reconcile, status};
+use renkei_node::{admin, demo, dirserve, dirsync, node, receipts, reconcile, service, status};
 
 use crate::cli::{Cli, Cmd, DirCmd, LabCmd};
 
@@ -89,6 +89,19 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             home,
             starts_in_hours,
         } => admin::rotate_keys_command(home, starts_in_hours),
+        Cmd::InstallService {
+            unit_dir,
+            user,
+            home,
+            binary,
+            force,
+        } => service::install_command(&service::ServiceSetup {
+            unit_dir,
+            user,
+            home,
+            binary,
+            force,
+        }),
         Cmd::Demo {
             dir,
             exit_after_delivery,
