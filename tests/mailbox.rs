@@ -705,7 +705,8 @@ async fn an_imported_statement_reaches_a_sender_that_is_never_on_with_the_recipi
     )
     .unwrap();
     let posted = drive(&clock, || {
-        ImportedBook::read(&svc_home).posted.len() == 1 && imported_kept_for(&fed, CARE_MANAGER) == 1
+        ImportedBook::read(&svc_home).posted.len() == 1
+            && imported_kept_for(&fed, CARE_MANAGER) == 1
     })
     .await;
     assert!(
@@ -736,7 +737,12 @@ async fn an_imported_statement_reaches_a_sender_that_is_never_on_with_the_recipi
     assert_eq!((k.file_name.as_str(), k.partner.as_str()), (name, SERVICE));
     assert_eq!(
         k.statement,
-        ImportedBook::read(&svc_home).made.values().next().unwrap().statement,
+        ImportedBook::read(&svc_home)
+            .made
+            .values()
+            .next()
+            .unwrap()
+            .statement,
         "the recipient's signed statement, byte for byte"
     );
     // `renkei receipts` at the sender shows the file imported, the statement verified.
@@ -753,7 +759,10 @@ async fn an_imported_statement_reaches_a_sender_that_is_never_on_with_the_recipi
     // Both on at last: the sender confirms, and the recipient stops offering it.
     fed.start_node(0).await.unwrap();
     fed.start_node(1).await.unwrap();
-    let confirmed = drive(&clock, || ImportedBook::read(&svc_home).delivered.len() == 1).await;
+    let confirmed = drive(&clock, || {
+        ImportedBook::read(&svc_home).delivered.len() == 1
+    })
+    .await;
     assert!(confirmed, "the sender's confirmation reached the recipient");
     assert_eq!(ImportedBook::read(&cm_home).received.len(), 1, "kept once");
     fed.shutdown().await;

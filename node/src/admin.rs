@@ -687,7 +687,8 @@ pub fn add_node_command(
 /// `renkei directory publish` ([`publish`]): lists the files written and when they are
 /// picked up.
 pub fn publish_command(region: &Path, out: &Path) -> anyhow::Result<ExitCode> {
-    let large = std::fs::metadata(region.join("region.json")).is_ok_and(|m| m.len() >= LARGE_REGION);
+    let large =
+        std::fs::metadata(region.join("region.json")).is_ok_and(|m| m.len() >= LARGE_REGION);
     let bar = crate::progress::bar(
         large,
         PUBLISH_STEPS,
@@ -771,7 +772,15 @@ mod publish_tests {
         let root = dir.path().join("root");
         root_init(&root, "test federation").unwrap();
         let region = dir.path().join("region");
-        region_init(&root.join("root.key"), &region, "tokyo", "東京都", vec![13], 1).unwrap();
+        region_init(
+            &root.join("root.key"),
+            &region,
+            "tokyo",
+            "東京都",
+            vec![13],
+            1,
+        )
+        .unwrap();
         let mut steps = Vec::new();
         let out = dir.path().join("published");
         let written = publish_steps(&region, &out, &mut |s| steps.push(s.to_string())).unwrap();

@@ -322,7 +322,9 @@ pub(crate) async fn send_loop(shared: Arc<Shared>) {
                 }
                 let all_posted = {
                     let book = lock(&shared.imported);
-                    statements.iter().all(|k| book.posted.contains(&k.message_id))
+                    statements
+                        .iter()
+                        .all(|k| book.posted.contains(&k.message_id))
                 };
                 if all_posted {
                     // Waiting in the sender's own mailbox: nothing for the office to do.
@@ -518,7 +520,8 @@ impl NotKept {
 /// must come from the recipient office's node; one from the mailbox has only its signature to
 /// show who made it, checked the same way.
 pub(crate) fn take(shared: &Arc<Shared>, came: Came, bytes: &[u8]) -> Result<(), NotKept> {
-    let st = Imported::parse(bytes).map_err(|e| NotKept::new(MessageId([0; 16]), &e.to_string()))?;
+    let st =
+        Imported::parse(bytes).map_err(|e| NotKept::new(MessageId([0; 16]), &e.to_string()))?;
     let id = st.message_id;
     let refuse = |why: &str| NotKept::new(id, why);
     if st.sender_office != shared.office {

@@ -28,7 +28,12 @@ pub fn shown(worth_it: bool, terminal: bool) -> bool {
 /// A bar of `len` for work labelled `label` (both languages), drawn when `worth_it` and stderr
 /// is a terminal; otherwise a hidden bar, on which every call does nothing.
 pub fn bar(worth_it: bool, len: u64, unit: Unit, label: &str) -> ProgressBar {
-    bar_on(shown(worth_it, std::io::stderr().is_terminal()), len, unit, label)
+    bar_on(
+        shown(worth_it, std::io::stderr().is_terminal()),
+        len,
+        unit,
+        label,
+    )
 }
 
 /// A bar for a download of `total` bytes, once its size is known: drawn for a large one.

@@ -199,11 +199,7 @@ fn write_unit(dir: &Path, path: &Path, bytes: &[u8], replace: bool) -> anyhow::R
 
 /// The steps left to the administrator, in Japanese and English.
 pub fn remaining_steps(setup: &ServiceSetup) -> String {
-    let (user, home, binary) = (
-        &setup.user,
-        setup.home.display(),
-        setup.binary.display(),
-    );
+    let (user, home, binary) = (&setup.user, setup.home.display(), setup.binary.display());
     format!(
         "\
 残りの手順（root で実行してください。このコマンドは実行しません）
@@ -282,7 +278,11 @@ mod tests {
         assert!(!unit.contains("/srv/renkei") && !unit.contains("/usr/local/bin"));
         assert!(!unit.contains("=renkei\n"), "{unit}");
         // The sandboxing is kept as shipped.
-        for l in ["ProtectSystem=strict", "PrivateTmp=yes", "NoNewPrivileges=yes"] {
+        for l in [
+            "ProtectSystem=strict",
+            "PrivateTmp=yes",
+            "NoNewPrivileges=yes",
+        ] {
             assert!(unit.contains(l), "{l}");
         }
     }
@@ -295,14 +295,25 @@ mod tests {
                 user: user.into(),
                 ..setup(dir)
             };
-            assert!(matches!(render(&s), Err(ServiceError::BadUser(_))), "{user:?}");
+            assert!(
+                matches!(render(&s), Err(ServiceError::BadUser(_))),
+                "{user:?}"
+            );
         }
-        for home in ["srv/renkei", "/srv/my renkei", "/srv/%h", "/srv/a\nExecStartPre=/bin/x"] {
+        for home in [
+            "srv/renkei",
+            "/srv/my renkei",
+            "/srv/%h",
+            "/srv/a\nExecStartPre=/bin/x",
+        ] {
             let s = ServiceSetup {
                 home: home.into(),
                 ..setup(dir)
             };
-            assert!(matches!(render(&s), Err(ServiceError::BadPath { .. })), "{home:?}");
+            assert!(
+                matches!(render(&s), Err(ServiceError::BadPath { .. })),
+                "{home:?}"
+            );
         }
     }
 }
