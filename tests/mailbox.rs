@@ -830,7 +830,9 @@ async fn a_member_cannot_forge_or_flood_imported_statements_into_another_offices
         max_files: 2,
         ..Default::default()
     };
-    let (fed, _clock) = federation_with(dir.path(), Some(quota), true, 5).await;
+    let (mut fed, clock) = federation_with(dir.path(), Some(quota), true, 5).await;
+    // The sender is off while statements are handed in: nothing collects them meanwhile.
+    fed.stop_node(0).await;
     let dn = &fed.plan.directory_nodes[0];
     let dn_peer: libp2p::PeerId = dn.multiaddr.rsplit('/').next().unwrap().parse().unwrap();
     let dn_addr: libp2p::Multiaddr = dn.addr.parse().unwrap();
@@ -873,5 +875,15 @@ async fn a_member_cannot_forge_or_flood_imported_statements_into_another_offices
     // Then the box is full: one more is refused.
     assert_eq!(post(vec![three[2].clone()]).await, Ok(Some(Kind::Refuse)));
     assert_eq!(imported_kept_for(&fed, CARE_MANAGER), 2);
+    // The sender starts: statements about messages it never sent to that office are
+    // refused for good and forgotten, and the box has room again.
+    fed.start_node(0).await.unwrap();
+    let forgotten = drive(&clock, || imported_kept_for(&fed, CARE_MANAGER) == 0).await;
+    assert!(forgotten, "kept {}", imported_kept_for(&fed, CARE_MANAGER));
+    assert!(
+        renkei_node::imported::ImportedBook::read(fed.plan.home(0))
+            .received
+            .is_empty()
+    );
     fed.shutdown().await;
 }

@@ -501,8 +501,8 @@ pub(crate) struct NotKept {
     pub(crate) id: MessageId,
     /// Why, for the log and the refusal.
     pub(crate) why: String,
-    /// It may be kept later: this node holds no `sent` receipt of the message yet (its ack is
-    /// still to be collected).
+    /// It may be kept later: this node holds no `sent` receipt of the message yet, and the
+    /// file is still queued for that office (its ack still to be collected).
     pub(crate) later: bool,
 }
 
@@ -564,8 +564,15 @@ pub(crate) fn take(shared: &Arc<Shared>, came: Came, bytes: &[u8]) -> Result<(),
             && r.partner == st.recipient_office.as_str()
             && r.verdict == "accepted"
     }) else {
+        // Later only for a file still queued for that office (its ack yet to be collected):
+        // one about a message never sent there is forgotten at once, so a member cannot keep
+        // the sender's mailbox full of statements about made-up messages.
+        let queued = lock(&shared.queue)
+            .items
+            .values()
+            .any(|i| i.id() == id && i.recipient == st.recipient_office.as_str());
         return Err(NotKept {
-            later: true,
+            later: queued,
             ..refuse("no accepted sent receipt of this message here")
         });
     };
