@@ -309,6 +309,7 @@ async fn ask_directory_nodes(shared: &Shared) {
             net: shared.net.clone(),
             peer,
             timeout: shared.timeout().min(TIME_TIMEOUT),
+            jitter_seed: shared.env.random_below(u64::MAX),
         };
         let sent = shared.env.now_ms();
         match source.time().await {

@@ -368,14 +368,22 @@ pub struct P2pSource {
     pub peer: PeerId,
     /// Per-request timeout.
     pub timeout: Duration,
+    /// Seeds the spread of retries (from the node's random source, so a lab run repeats).
+    pub jitter_seed: u64,
 }
 
 impl P2pSource {
     async fn ask(&mut self, req: &Request) -> anyhow::Result<Vec<u8>> {
+        use rand::{RngExt, SeedableRng};
+        // A directory node drops requests that arrive while its queue of new streams is full
+        // (thousands of offices starting at once after a power cut): retry at spread times,
+        // not all together again.
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(self.jitter_seed);
         let mut last = None;
-        for attempt in 0..3u64 {
+        for attempt in 0..4u64 {
             if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                let spread = 50 + rng.random_range(0..1000 * attempt);
+                tokio::time::sleep(Duration::from_millis(spread)).await;
             }
             match self.ask_once(req).await {
                 Ok(b) => return Ok(b),

@@ -56,10 +56,13 @@ pub(crate) async fn mail_loop(shared: Arc<Shared>) {
         }
         drain(&shared).await;
         collect(&shared).await;
+        // Spread by up to a tenth: offices started together do not all ask at one moment.
+        let every = shared.config.mailbox_poll_secs.max(1).saturating_mul(1000);
         let next = shared
             .env
             .now_ms()
-            .saturating_add(shared.config.mailbox_poll_secs.max(1).saturating_mul(1000));
+            .saturating_add(every)
+            .saturating_add(shared.env.random_below(every / 10));
         tokio::select! {
             _ = shared.mail_now.notified() => {}
             _ = shared.env.clock.sleep_until(next) => {}

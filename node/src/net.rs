@@ -1006,6 +1006,13 @@ pub fn start(
     let relay_limits = cfg.relay;
     let hole_punching = !cfg.upgrade_wait.is_zero();
     let asks_autonat = cfg.relays.is_some() && cfg.reachability == Reachability::Auto;
+    // Keep-alive pings and identify's periodic pushes find connections that died silently
+    // (a router that forgot them). In-memory connections do not die silently, and these
+    // timers run on the wall clock, not the lab's: there they would only cost (SPEC.md §7.4).
+    let (ping_every, identify_every) = match cfg.transport {
+        Transport::Sockets => (Duration::from_secs(15), Duration::from_secs(5 * 60)),
+        Transport::Memory => (Duration::from_secs(86_400), Duration::from_secs(86_400)),
+    };
     let behaviour = {
         let (pinned, limits, relays) = (
             pinned.clone(),
@@ -1031,9 +1038,10 @@ pub fn start(
                 identify: identify::Behaviour::new(
                     identify::Config::new("/renkei/1".into(), key.public())
                         .with_cache_size(0)
-                        .with_hide_listen_addrs(true),
+                        .with_hide_listen_addrs(true)
+                        .with_interval(identify_every),
                 ),
-                ping: ping::Behaviour::default(),
+                ping: ping::Behaviour::new(ping::Config::new().with_interval(ping_every)),
                 stream: libp2p_stream::Behaviour::new(),
                 relay_client,
                 relay: Toggle::from(relay),

@@ -592,6 +592,13 @@ async fn directory_loop(shared: Arc<Shared>) {
             every = every.min(first);
             first = (first * 2).min(Duration::from_secs(60));
         }
+        // Spread by up to a tenth (a second at least): offices started together (after a
+        // power cut, or in the lab) do not all ask their directory node at the same moment.
+        every += Duration::from_millis(
+            shared
+                .env
+                .random_below((every.as_millis() as u64 / 10).max(1000)),
+        );
         tokio::select! {
             _ = shared.env.sleep(every) => {}
             _ = stop.changed() => break,
@@ -618,7 +625,11 @@ fn warn_expiry(shared: &Shared) {
 
 /// One directory sync round; returns whether anything changed.
 pub(crate) async fn sync_directory(shared: &Arc<Shared>) -> bool {
-    for addr in &shared.config.directory_nodes {
+    // Each round starts at a node chosen at random: the offices of a region share the load
+    // of their directory nodes rather than all asking the first one listed.
+    let nodes = &shared.config.directory_nodes;
+    let start = shared.env.random_below(nodes.len() as u64) as usize;
+    for addr in nodes.iter().cycle().skip(start).take(nodes.len()) {
         let Ok(ma) = addr.parse::<Multiaddr>() else {
             shared.error(format!(
                 "renkei.toml の名簿サーバーのアドレス {} が読めません。協会から受け取ったアドレス（/ip4/…/tcp/…/p2p/…）に直してください / the directory node address {} in renkei.toml cannot be read: write the address from your association (/ip4/…/tcp/…/p2p/…)",
@@ -644,6 +655,7 @@ pub(crate) async fn sync_directory(shared: &Arc<Shared>) -> bool {
             net: shared.net.clone(),
             peer,
             timeout: shared.timeout(),
+            jitter_seed: shared.env.random_below(u64::MAX),
         };
         // Most rounds find nothing new: look at the listing first, so that the directory
         // (150 MB at national scale) is copied only when there is something to apply.

@@ -705,7 +705,13 @@ impl Lab<'_> {
     /// Moves the virtual clock, and tokio's timers (I/O timeouts, libp2p's intervals) with it.
     async fn advance(&self, by: u64) {
         // Tokio's first: connections idle that long close before the nodes wake and use them.
-        tokio::time::advance(Duration::from_millis(by)).await;
+        // The first seconds pass timer by timer, in order (the runtime moves its paused time
+        // to each next timer while idle), so retries spread by jitter happen at their own
+        // moments rather than together; the rest at once (a 2-second tick of every node
+        // over an hour would be thousands of wake-ups).
+        let fine = by.min(FINE_MS);
+        tokio::time::sleep(Duration::from_millis(fine)).await;
+        tokio::time::advance(Duration::from_millis(by - fine)).await;
         self.settle().await;
         self.clock.advance(Duration::from_millis(by));
     }
@@ -796,14 +802,14 @@ impl Lab<'_> {
                 .map_or(end, |(k, _)| k.0)
                 .min(end);
             // Files on their way, in a mailbox, or an office still without its directory.
-            let busy = queued > 0
-                || self.mailbox_bytes > 0
-                || self
-                    .fed
-                    .nodes
-                    .iter()
-                    .flatten()
-                    .any(|n| n.directory_entries() == 0);
+            let without_directory = self
+                .fed
+                .nodes
+                .iter()
+                .flatten()
+                .filter(|n| n.directory_entries() == 0)
+                .count();
+            let busy = queued > 0 || self.mailbox_bytes > 0 || without_directory > 0;
             let target = if busy {
                 (now + step).min(next_event)
             } else {
@@ -813,7 +819,7 @@ impl Lab<'_> {
             self.advance(target.max(now + 1) - now).await;
             profile.advance += t.elapsed();
             self.steps += 1;
-            profile.line(self.steps, now, queued, delivered);
+            profile.line(self.steps, now, queued, delivered, without_directory);
         }
         Ok(())
     }
@@ -854,6 +860,9 @@ impl Lab<'_> {
     }
 }
 
+/// How much of each move of the clock passes timer by timer (see [`Lab::advance`]).
+const FINE_MS: u64 = 10_000;
+
 /// With `RENKEI_LAB_PROGRESS` set, a line on stderr every ten seconds of wall time: the step,
 /// the virtual time, files queued and delivered, and where the wall time went.
 struct Profile {
@@ -879,12 +888,12 @@ impl Profile {
         }
     }
 
-    fn line(&mut self, step: u64, now_ms: u64, queued: usize, delivered: u64) {
+    fn line(&mut self, step: u64, now_ms: u64, queued: usize, delivered: u64, undirected: usize) {
         if !self.on || self.since.elapsed() < Duration::from_secs(10) {
             return;
         }
         eprintln!(
-            "lab: step {step} · day {} {:02}:{:02} · queued {queued} delivered {delivered} · last {:.1} s: {} steps, events {:.1} s, settle {:.1} s, sample {:.1} s, advance {:.1} s",
+            "lab: step {step} · day {} {:02}:{:02} · queued {queued} delivered {delivered} · without a directory {undirected} · last {:.1} s: {} steps, events {:.1} s, settle {:.1} s, sample {:.1} s, advance {:.1} s",
             now_ms / 86_400_000 + 1,
             now_ms / 3_600_000 % 24,
             now_ms / 60_000 % 60,
