@@ -1098,6 +1098,7 @@ pub fn start(
     let control = swarm.behaviour().stream.new_control();
     let peer_id = *swarm.local_peer_id();
     let (tx, mut rx) = mpsc::unbounded_channel();
+    let needs_slots = cfg.relays.is_some() && cfg.reachability != Reachability::Public;
     let mut task = SwarmTask {
         pinned,
         relays: cfg.relays.clone(),
@@ -1121,7 +1122,13 @@ pub fn start(
         known_relays: HashSet::new(),
     };
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(RELAY_TICK);
+        // Relay slots are looked after only by an office that may need one; for the others
+        // (directory nodes, offices configured as reachable) the tick would only cost.
+        let mut tick = tokio::time::interval(if needs_slots {
+            RELAY_TICK
+        } else {
+            Duration::from_secs(365 * 86_400)
+        });
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
