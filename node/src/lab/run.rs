@@ -404,7 +404,8 @@ impl Lab<'_> {
 
     fn schedule(&mut self) -> anyhow::Result<()> {
         for i in 0..self.drops.len() {
-            let at = self.drops[i].at_ms;
+            let res = self.s.drop_resolution_secs.max(1) * 1000;
+            let at = self.drops[i].at_ms.div_ceil(res) * res;
             self.push(at, Event::Drop(i));
         }
         let faults = self.s.faults.clone();

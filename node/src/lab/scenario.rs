@@ -26,6 +26,11 @@ pub struct Scenario {
     /// The largest step while nothing moves (files wait for an office that is off), seconds.
     #[serde(default = "default_max_step")]
     pub max_step_secs: u64,
+    /// Files are dropped at the next multiple of this after their minute, seconds (default
+    /// 60: at their minute). Larger values gather a large region's drops into fewer moves of
+    /// the clock; latencies are still measured from the moment each file was dropped.
+    #[serde(default = "default_step")]
+    pub drop_resolution_secs: u64,
     /// The federation.
     pub federation: FederationSpec,
     /// The month's files.
@@ -538,6 +543,12 @@ impl Scenario {
             return Err(bad(
                 "days は 1〜120 にしてください",
                 "days must be 1 to 120",
+            ));
+        }
+        if self.drop_resolution_secs == 0 || self.drop_resolution_secs > 86_400 {
+            return Err(bad(
+                "drop_resolution_secs は 1〜86400 にしてください",
+                "drop_resolution_secs must be 1 to 86400",
             ));
         }
         if self.step_secs == 0 || self.max_step_secs < self.step_secs {
