@@ -405,7 +405,9 @@ impl Lab<'_> {
     fn schedule(&mut self) -> anyhow::Result<()> {
         for i in 0..self.drops.len() {
             let res = self.s.drop_resolution_secs.max(1) * 1000;
+            // The drop's time is when it happens: latencies are measured from it.
             let at = self.drops[i].at_ms.div_ceil(res) * res;
+            self.drops[i].at_ms = at;
             self.push(at, Event::Drop(i));
         }
         let faults = self.s.faults.clone();
