@@ -45,6 +45,7 @@ pub fn run_command(
         seed,
         keep: keep.is_some(),
         dir: keep,
+        interruptible: true,
     };
     let r = run(&s, &opts)?;
     let json = serde_json::to_string_pretty(&r)?;

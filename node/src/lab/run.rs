@@ -39,6 +39,9 @@ pub struct RunOptions {
     pub dir: Option<PathBuf>,
     /// Keep the federation's folder after the run.
     pub keep: bool,
+    /// Stop at Ctrl-C or SIGTERM, removing the temporary folder (unless `keep`), rather than
+    /// leaving gigabytes in `/dev/shm` (the command line sets it).
+    pub interruptible: bool,
 }
 
 /// A node of the in-memory network.
@@ -203,7 +206,26 @@ pub fn run(s: &Scenario, opts: &RunOptions) -> anyhow::Result<Report> {
         .enable_all()
         .start_paused(true)
         .build()?;
-    let mut report = rt.block_on(run_in(&s, &dir))?;
+    let outcome = rt.block_on(async {
+        if !opts.interruptible {
+            return Some(run_in(&s, &dir).await);
+        }
+        tokio::select! {
+            r = run_in(&s, &dir) => Some(r),
+            _ = interrupted() => None,
+        }
+    });
+    let Some(outcome) = outcome else {
+        // The nodes' blocking work is given a moment to end; the folder goes with `tmp`.
+        rt.shutdown_timeout(Duration::from_secs(5));
+        anyhow::bail!(
+            "中断しました。一時フォルダ {} は削除します / interrupted: the temporary folder {} is removed{}",
+            dir.display(),
+            dir.display(),
+            if opts.keep { " (kept: --keep)" } else { "" }
+        );
+    };
+    let mut report = outcome?;
     drop(rt);
     report.run.wall_secs = (wall.elapsed().as_secs_f64() * 100.0).round() / 100.0;
     report.run.folder = opts.keep.then(|| dir.display().to_string());
@@ -212,6 +234,29 @@ pub fn run(s: &Scenario, opts: &RunOptions) -> anyhow::Result<Report> {
         let _ = std::fs::remove_dir_all(&dir);
     }
     Ok(report)
+}
+
+/// Ctrl-C, or SIGTERM where there is one (`timeout`, a service manager).
+async fn interrupted() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    ctrl_c().await;
+}
+
+/// Ctrl-C; never, where it cannot be listened for.
+async fn ctrl_c() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// The process's peak resident memory (Linux), kB.
