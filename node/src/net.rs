@@ -1050,7 +1050,13 @@ pub fn start(
             }
         }
     };
-    let idle_timeout = cfg.idle_timeout;
+    // In-memory connections cost little to keep and never die silently: they stay until a
+    // node stops or expels its peer, so what a lab run does never hangs on the wall clock
+    // (libp2p's idle timer runs on it, not on the virtual clock).
+    let idle_timeout = match cfg.transport {
+        Transport::Sockets => cfg.idle_timeout,
+        Transport::Memory => Duration::from_secs(86_400),
+    };
     // One address at a time: concurrent TCP and QUIC dials race, and a stream opened on the
     // losing connection would wait for its timeout.
     let swarm_config = move |c: libp2p::swarm::Config| {
