@@ -150,6 +150,65 @@ const DEFER_LIMIT: u32 = 3;
 /// Acks, or imported statements, one stream may hand in for a sender's own mailbox.
 const MAX_POSTED: usize = 10_000;
 
+/// What a recipient office hands in for a sender's collection.
+#[derive(Debug, Clone, Copy)]
+enum Posted {
+    Acks,
+    Imported,
+}
+
+/// One signed item handed in, checked.
+struct PostedItem {
+    message_id: MessageId,
+    recipient: OfficeNumber,
+    sender: OfficeNumber,
+    bytes: Vec<u8>,
+}
+
+impl Posted {
+    fn what(self) -> &'static str {
+        match self {
+            Posted::Acks => "acks",
+            Posted::Imported => "imported statements",
+        }
+    }
+
+    /// What starts the file name of its outcome (an ack's has none, for older nodes).
+    fn prefix(self) -> &'static str {
+        match self {
+            Posted::Acks => "",
+            Posted::Imported => "imported-",
+        }
+    }
+
+    /// Parses one and checks its signature against `keys`.
+    fn check(self, frame: &[u8], keys: &[VerifyingKey]) -> anyhow::Result<PostedItem> {
+        Ok(match self {
+            Posted::Acks => {
+                let ack = Ack::parse(frame).map_err(|e| anyhow!("{e}"))?;
+                ack.verify_signature(keys).map_err(|e| anyhow!("{e}"))?;
+                PostedItem {
+                    message_id: ack.message_id,
+                    recipient: ack.recipient_office,
+                    sender: ack.sender_office,
+                    bytes: ack.to_bytes(),
+                }
+            }
+            Posted::Imported => {
+                let st = Imported::parse(frame).map_err(|e| anyhow!("{e}"))?;
+                let keys: Vec<[u8; 32]> = keys.iter().map(VerifyingKey::to_bytes).collect();
+                st.verify(&keys).map_err(|e| anyhow!("{e}"))?;
+                PostedItem {
+                    message_id: st.message_id,
+                    recipient: st.recipient_office,
+                    sender: st.sender_office,
+                    bytes: st.to_bytes().to_vec(),
+                }
+            }
+        })
+    }
+}
+
 /// The largest outcome a mailbox sends (an ack of 256 findings, a statement, JSON): 256 KiB.
 pub(crate) const MAX_OUTCOME: usize = 256 << 10;
 
@@ -759,12 +818,17 @@ impl Mailbox {
         }
     }
 
-    /// Keeps the acks a recipient office `from` hands in for `to`, as outcomes `to` collects
-    /// (SPEC.md §7.6.1): each must be `from`'s, signed by a key the directory lists for it, and
-    /// about a message from `to`; an outcome kept already for the message (this node held
-    /// the envelope) is left as it is. Answered `End` once all are durable.
-    async fn post_acks(
+    /// Keeps the signed items a recipient office `from` hands in for `to`, the sender of the
+    /// files, whose mailbox this node is, as outcomes `to` collects (SPEC.md §7.6.1, §8.2):
+    /// acks (`post_acks`) or imported statements (`post_imported`). Each must be signed by a
+    /// key the directory lists for `from` (or the connection's), name `from` as recipient and
+    /// `to` as sender; one kept already for the message is left as it is. An ack is kept as
+    /// `out/<to>/<message id>-<from>.json`, a statement as `imported-<message id>-<from>.json`
+    /// with only `imported` set; the sender checks either as one that came directly, and
+    /// forgets it. Answered `End` once all are durable.
+    async fn keep_posted(
         &self,
+        posted: Posted,
         peer: &PeerId,
         from: OfficeNumber,
         to: &str,
@@ -778,40 +842,50 @@ impl Mailbox {
             &from,
             VerifyingKey::from_bytes(&key_of(peer).context("peer key")?)?,
         );
-        let mut acks = Vec::new();
+        let what = posted.what();
+        let mut items = Vec::new();
         let mut frame = Vec::new();
         while let Some(Kind::Blob) =
             frames::read(s, &mut frame, timeout, &[Kind::Blob, Kind::End]).await?
         {
-            anyhow::ensure!(acks.len() < MAX_POSTED, "too many acks in one stream");
-            let ack = Ack::parse(&frame).map_err(|e| anyhow!("ack: {e}"))?;
-            ack.verify_signature(&keys)
-                .map_err(|e| anyhow!("ack: {e}"))?;
+            anyhow::ensure!(items.len() < MAX_POSTED, "too many in one stream: {what}");
+            let item = posted
+                .check(&frame, &keys)
+                .map_err(|e| anyhow!("{what}: {e}"))?;
             anyhow::ensure!(
-                ack.recipient_office == from && ack.sender_office == to,
-                "an ack about other offices"
+                item.recipient == from && item.sender == to,
+                "{what} about other offices"
             );
-            acks.push(ack);
+            items.push(item);
         }
         let _g = self.lock.lock().await;
         let out = self.out_dir(&to);
-        if !self.room_for(&out, acks.len(), s).await? {
+        if !self.room_for(&out, items.len(), s).await? {
             return Ok(());
         }
-        for ack in &acks {
-            let path = out.join(format!("{}-{from}.json", ack.message_id));
+        for item in &items {
+            let path = out.join(format!(
+                "{}{}-{from}.json",
+                posted.prefix(),
+                item.message_id
+            ));
             if path.exists() {
                 continue;
             }
+            let signed = Some(hex::encode(&item.bytes));
+            let (ack, imported) = match posted {
+                Posted::Acks => (signed, None),
+                Posted::Imported => (None, signed),
+            };
             let outcome = Outcome {
-                message_id: ack.message_id.to_hex(),
+                message_id: item.message_id.to_hex(),
                 recipient: from.to_string(),
-                ack: Some(hex::encode(ack.to_bytes())),
+                ack,
                 refusal_code: None,
                 refusal_reason: None,
                 fetched: false,
                 statement: None,
-                imported: None,
+                imported,
                 at_ms: self.now_ms(),
             };
             write_atomic(&path, &serde_json::to_vec(&outcome)?, true)?;
@@ -819,7 +893,7 @@ impl Mailbox {
         sync_dir(&out)?;
         frames::write(s, Kind::End, &[]).await?;
         s.flush().await?;
-        tracing::info!(%from, %to, n = acks.len(), "mailbox kept acks for their sender");
+        tracing::info!(%from, %to, n = items.len(), "mailbox kept {what} for their sender");
         Ok(())
     }
 
@@ -843,80 +917,6 @@ impl Mailbox {
         }
         crate::home::create_private_dir(out)?;
         Ok(true)
-    }
-
-    /// Keeps the imported statements a recipient office `from` hands in for `to`, the sender
-    /// of the files, whose mailbox this node is (SPEC.md §7.6.1, §8.2): each must be signed by
-    /// a key the directory lists for `from` (or the connection's), name `from` as recipient and
-    /// `to` as sender; one kept already for the message is kept once. Each is an outcome for
-    /// `to` with only `imported` set, in `out/<to>/imported-<message id>-<from>.json`; the
-    /// sender checks it as one that came directly, and forgets it. Answered `End` once all are
-    /// durable.
-    async fn post_imported(
-        &self,
-        peer: &PeerId,
-        from: OfficeNumber,
-        to: &str,
-        s: &mut libp2p::Stream,
-        timeout: Duration,
-    ) -> anyhow::Result<()> {
-        let Some(to) = self.served(to, s).await? else {
-            return Ok(());
-        };
-        let keys: Vec<[u8; 32]> = self
-            .ack_keys(
-                &from,
-                VerifyingKey::from_bytes(&key_of(peer).context("peer key")?)?,
-            )
-            .iter()
-            .map(VerifyingKey::to_bytes)
-            .collect();
-        let mut statements = Vec::new();
-        let mut frame = Vec::new();
-        while let Some(Kind::Blob) =
-            frames::read(s, &mut frame, timeout, &[Kind::Blob, Kind::End]).await?
-        {
-            anyhow::ensure!(
-                statements.len() < MAX_POSTED,
-                "too many statements in one stream"
-            );
-            let st = Imported::parse(&frame).map_err(|e| anyhow!("imported statement: {e}"))?;
-            st.verify(&keys)
-                .map_err(|e| anyhow!("imported statement: {e}"))?;
-            anyhow::ensure!(
-                st.recipient_office == from && st.sender_office == to,
-                "an imported statement about other offices"
-            );
-            statements.push(st);
-        }
-        let _g = self.lock.lock().await;
-        let out = self.out_dir(&to);
-        if !self.room_for(&out, statements.len(), s).await? {
-            return Ok(());
-        }
-        for st in &statements {
-            let path = out.join(format!("imported-{}-{from}.json", st.message_id));
-            if path.exists() {
-                continue;
-            }
-            let outcome = Outcome {
-                message_id: st.message_id.to_hex(),
-                recipient: from.to_string(),
-                ack: None,
-                refusal_code: None,
-                refusal_reason: None,
-                fetched: false,
-                statement: None,
-                imported: Some(hex::encode(st.to_bytes())),
-                at_ms: self.now_ms(),
-            };
-            write_atomic(&path, &serde_json::to_vec(&outcome)?, true)?;
-        }
-        sync_dir(&out)?;
-        frames::write(s, Kind::End, &[]).await?;
-        s.flush().await?;
-        tracing::info!(%from, %to, n = statements.len(), "mailbox kept imported statements for their sender");
-        Ok(())
     }
 
     async fn outcomes(
@@ -985,10 +985,11 @@ impl Mailbox {
             MailboxRequest::Drain => return self.drain(&peer, office, s, timeout).await,
             MailboxRequest::Outcomes => self.outcomes(office, &mut s, timeout).await?,
             MailboxRequest::PostAcks { to } => {
-                self.post_acks(&peer, office, &to, &mut s, timeout).await?
+                self.keep_posted(Posted::Acks, &peer, office, &to, &mut s, timeout)
+                    .await?
             }
             MailboxRequest::PostImported { to } => {
-                self.post_imported(&peer, office, &to, &mut s, timeout)
+                self.keep_posted(Posted::Imported, &peer, office, &to, &mut s, timeout)
                     .await?
             }
             MailboxRequest::Forget { .. } => {}
