@@ -8,10 +8,11 @@
 //! shown at an audit (運営指導). The sender checks the key against the recipient's directory
 //! entry at the statement's time, as it does for acks.
 
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signer, SigningKey};
 
-use crate::envelope::{MAGIC, MessageId, VERSION};
+use crate::envelope::MessageId;
 use crate::name::OfficeNumber;
+use crate::signed::{self, SignatureFault};
 use crate::wire::{Put, Reader};
 
 /// The type byte of an imported statement.
@@ -78,12 +79,13 @@ impl Imported {
 
     fn signed_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(IMPORTED_LEN);
-        out.put(MAGIC);
-        out.put_u8(TYPE_IMPORTED);
-        out.put_u8(VERSION);
-        out.put(&self.message_id.0);
-        out.put(self.sender_office.as_bytes());
-        out.put(self.recipient_office.as_bytes());
+        signed::put_head(
+            &mut out,
+            TYPE_IMPORTED,
+            &self.message_id,
+            &self.sender_office,
+            &self.recipient_office,
+        );
         out.put(&self.plaintext_hash);
         out.put_u64(self.imported_at);
         out.put(&self.recipient_key);
@@ -101,28 +103,13 @@ impl Imported {
     pub fn parse(buf: &[u8]) -> Result<Imported, ImportedError> {
         let short = |_| ImportedError::Malformed("too short");
         let mut r = Reader::new(buf);
-        if r.bytes(6).map_err(short)? != MAGIC || r.u8().map_err(short)? != TYPE_IMPORTED {
-            return Err(ImportedError::Malformed("not an imported statement"));
-        }
-        if r.u8().map_err(short)? != VERSION {
-            return Err(ImportedError::Malformed("unsupported version"));
-        }
-        let message_id = MessageId(r.array().map_err(short)?);
-        let office = |b: &[u8]| {
-            std::str::from_utf8(b)
-                .ok()
-                .and_then(OfficeNumber::parse)
-                .ok_or(ImportedError::Malformed("office number"))
-        };
-        let sender_office = office(r.bytes(10).map_err(short)?)?;
-        let recipient_office = office(r.bytes(10).map_err(short)?)?;
+        let (message_id, sender_office, recipient_office) =
+            signed::read_head(&mut r, TYPE_IMPORTED, "not an imported statement")
+                .map_err(ImportedError::Malformed)?;
         let plaintext_hash = r.array().map_err(short)?;
         let imported_at = r.u64().map_err(short)?;
-        let recipient_key = r.array().map_err(short)?;
-        let signature = r.array().map_err(short)?;
-        if r.pos() != buf.len() {
-            return Err(ImportedError::Malformed("trailing bytes"));
-        }
+        let (recipient_key, signature) =
+            signed::read_tail(&mut r, buf.len()).map_err(ImportedError::Malformed)?;
         Ok(Imported {
             message_id,
             sender_office,
@@ -137,16 +124,16 @@ impl Imported {
     /// Verifies the signature, made by one of `recipient_keys` (the identity keys the directory
     /// lists for the recipient office, valid at `imported_at`).
     pub fn verify(&self, recipient_keys: &[[u8; 32]]) -> Result<(), ImportedError> {
-        if !recipient_keys.contains(&self.recipient_key) {
-            return Err(ImportedError::UnknownKey);
-        }
-        let key = VerifyingKey::from_bytes(&self.recipient_key)
-            .map_err(|_| ImportedError::BadSignature)?;
-        key.verify_strict(
+        signed::verify_by(
+            recipient_keys,
+            &self.recipient_key,
             &self.signed_bytes(),
-            &Signature::from_bytes(&self.signature),
+            &self.signature,
         )
-        .map_err(|_| ImportedError::BadSignature)
+        .map_err(|f| match f {
+            SignatureFault::UnknownKey => ImportedError::UnknownKey,
+            SignatureFault::BadSignature => ImportedError::BadSignature,
+        })
     }
 }
 

@@ -33,6 +33,7 @@ pub mod frames;
 pub mod imported;
 pub mod reconcile;
 pub mod session;
+mod signed;
 pub mod statement;
 pub mod wire;
 

@@ -4,10 +4,11 @@
 //! it expired — it signs what it deleted, why and when with its directory-node key. The sender
 //! keeps the statement beside its receipt, so "nothing kept" can be checked at an audit.
 
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signer, SigningKey};
 
-use crate::envelope::{MAGIC, MessageId, VERSION};
+use crate::envelope::MessageId;
 use crate::name::OfficeNumber;
+use crate::signed::{self, SignatureFault};
 use crate::wire::{Put, Reader};
 
 /// The type byte of a deletion statement.
@@ -110,12 +111,13 @@ impl Statement {
 
     fn signed_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(STATEMENT_LEN);
-        out.put(MAGIC);
-        out.put_u8(TYPE_STATEMENT);
-        out.put_u8(VERSION);
-        out.put(&self.message_id.0);
-        out.put(self.sender_office.as_bytes());
-        out.put(self.recipient_office.as_bytes());
+        signed::put_head(
+            &mut out,
+            TYPE_STATEMENT,
+            &self.message_id,
+            &self.sender_office,
+            &self.recipient_office,
+        );
         out.put(&self.envelope_hash);
         out.put_u8(self.reason as u8);
         out.put_u64(self.deleted_at);
@@ -134,30 +136,15 @@ impl Statement {
     pub fn parse(buf: &[u8]) -> Result<Statement, StatementError> {
         let short = |_| StatementError::Malformed("too short");
         let mut r = Reader::new(buf);
-        if r.bytes(6).map_err(short)? != MAGIC || r.u8().map_err(short)? != TYPE_STATEMENT {
-            return Err(StatementError::Malformed("not a deletion statement"));
-        }
-        if r.u8().map_err(short)? != VERSION {
-            return Err(StatementError::Malformed("unsupported version"));
-        }
-        let message_id = MessageId(r.array().map_err(short)?);
-        let office = |b: &[u8]| {
-            std::str::from_utf8(b)
-                .ok()
-                .and_then(OfficeNumber::parse)
-                .ok_or(StatementError::Malformed("office number"))
-        };
-        let sender_office = office(r.bytes(10).map_err(short)?)?;
-        let recipient_office = office(r.bytes(10).map_err(short)?)?;
+        let (message_id, sender_office, recipient_office) =
+            signed::read_head(&mut r, TYPE_STATEMENT, "not a deletion statement")
+                .map_err(StatementError::Malformed)?;
         let envelope_hash = r.array().map_err(short)?;
         let reason =
             Reason::from_u8(r.u8().map_err(short)?).ok_or(StatementError::Malformed("reason"))?;
         let deleted_at = r.u64().map_err(short)?;
-        let node_key = r.array().map_err(short)?;
-        let signature = r.array().map_err(short)?;
-        if r.pos() != buf.len() {
-            return Err(StatementError::Malformed("trailing bytes"));
-        }
+        let (node_key, signature) =
+            signed::read_tail(&mut r, buf.len()).map_err(StatementError::Malformed)?;
         Ok(Statement {
             message_id,
             sender_office,
@@ -173,16 +160,16 @@ impl Statement {
     /// Verifies the signature, made by one of `node_keys` (the directory nodes the directory
     /// lists).
     pub fn verify(&self, node_keys: &[[u8; 32]]) -> Result<(), StatementError> {
-        if !node_keys.contains(&self.node_key) {
-            return Err(StatementError::UnknownKey);
-        }
-        let key =
-            VerifyingKey::from_bytes(&self.node_key).map_err(|_| StatementError::BadSignature)?;
-        key.verify_strict(
+        signed::verify_by(
+            node_keys,
+            &self.node_key,
             &self.signed_bytes(),
-            &Signature::from_bytes(&self.signature),
+            &self.signature,
         )
-        .map_err(|_| StatementError::BadSignature)
+        .map_err(|f| match f {
+            SignatureFault::UnknownKey => StatementError::UnknownKey,
+            SignatureFault::BadSignature => StatementError::BadSignature,
+        })
     }
 }
 
