@@ -364,13 +364,13 @@ async fn only_members_use_a_mailbox_each_office_drains_only_its_own_and_quotas_h
     fed.shutdown().await;
 }
 
-/// Connects with `key` to the directory node and asks for its mail: how many envelopes came,
-/// or why it could not ask.
-async fn ask_drain(
+/// A swarm of its own with `key` (kept alive by the returned `Net`) and a mailbox stream from
+/// it to the directory node `dn` at `addr`.
+async fn open_mailbox_as(
     key: &ed25519_dalek::SigningKey,
     dn: libp2p::PeerId,
     addr: libp2p::Multiaddr,
-) -> Result<usize, String> {
+) -> Result<(net::Net, libp2p::Stream), String> {
     let listen: Vec<libp2p::Multiaddr> = vec!["/memory/0".parse().unwrap()];
     let net = net::start(
         key,
@@ -380,10 +380,21 @@ async fn ask_drain(
     )
     .map_err(|e| e.to_string())?;
     net.add_address(dn, addr).await;
-    let mut s = net
+    let s = net
         .open(dn, MAILBOX, Duration::from_secs(5))
         .await
         .map_err(|e| e.to_string())?;
+    Ok((net, s))
+}
+
+/// Connects with `key` to the directory node and asks for its mail: how many envelopes came,
+/// or why it could not ask.
+async fn ask_drain(
+    key: &ed25519_dalek::SigningKey,
+    dn: libp2p::PeerId,
+    addr: libp2p::Multiaddr,
+) -> Result<usize, String> {
+    let (net, mut s) = open_mailbox_as(key, dn, addr).await?;
     frames::write(&mut s, Kind::Request, br#"{"op":"drain"}"#)
         .await
         .map_err(|e| e.to_string())?;
@@ -778,19 +789,7 @@ async fn post_imported_raw(
     to: &str,
     statements: &[Vec<u8>],
 ) -> Result<Option<Kind>, String> {
-    let listen: Vec<libp2p::Multiaddr> = vec!["/memory/0".parse().unwrap()];
-    let net = net::start(
-        key,
-        &listen,
-        Arc::new(|_: &libp2p::PeerId| true),
-        &net::NetConfig::office().on(&listen),
-    )
-    .map_err(|e| e.to_string())?;
-    net.add_address(dn, addr).await;
-    let mut s = net
-        .open(dn, MAILBOX, Duration::from_secs(5))
-        .await
-        .map_err(|e| e.to_string())?;
+    let (net, mut s) = open_mailbox_as(key, dn, addr).await?;
     let req = format!(r#"{{"op":"post_imported","to":"{to}"}}"#);
     let mut frame = Vec::new();
     let sent = async {
