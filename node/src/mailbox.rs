@@ -826,8 +826,10 @@ impl Mailbox {
     /// `out/<to>/<message id>-<from>.json`, a statement as `imported-<message id>-<from>.json`
     /// with only `imported` set; the sender checks either as one that came directly, and
     /// forgets it. Answered `End` once all are durable.
+    #[allow(clippy::too_many_arguments)]
     async fn keep_posted(
         &self,
+        net: &Net,
         posted: Posted,
         peer: &PeerId,
         from: OfficeNumber,
@@ -863,6 +865,7 @@ impl Mailbox {
         if !self.room_for(&out, items.len(), s).await? {
             return Ok(());
         }
+        let mut kept = 0;
         for item in &items {
             let path = out.join(format!(
                 "{}{}-{from}.json",
@@ -872,6 +875,7 @@ impl Mailbox {
             if path.exists() {
                 continue;
             }
+            kept += 1;
             let signed = Some(hex::encode(&item.bytes));
             let (ack, imported) = match posted {
                 Posted::Acks => (signed, None),
@@ -894,6 +898,10 @@ impl Mailbox {
         frames::write(s, Kind::End, &[]).await?;
         s.flush().await?;
         tracing::info!(%from, %to, n = items.len(), "mailbox kept {what} for their sender");
+        // The sender asks its own mailboxes at once when told, not only now and then.
+        if kept > 0 {
+            self.notify(net, &to);
+        }
         Ok(())
     }
 
@@ -985,11 +993,11 @@ impl Mailbox {
             MailboxRequest::Drain => return self.drain(&peer, office, s, timeout).await,
             MailboxRequest::Outcomes => self.outcomes(office, &mut s, timeout).await?,
             MailboxRequest::PostAcks { to } => {
-                self.keep_posted(Posted::Acks, &peer, office, &to, &mut s, timeout)
+                self.keep_posted(net, Posted::Acks, &peer, office, &to, &mut s, timeout)
                     .await?
             }
             MailboxRequest::PostImported { to } => {
-                self.keep_posted(Posted::Imported, &peer, office, &to, &mut s, timeout)
+                self.keep_posted(net, Posted::Imported, &peer, office, &to, &mut s, timeout)
                     .await?
             }
             MailboxRequest::Forget { .. } => {}

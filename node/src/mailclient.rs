@@ -33,6 +33,9 @@ const MAX_OUTCOMES: usize = 10_000;
 /// now, which the mailbox then puts last, so the next drain goes past it.
 const DRAINS_PER_LOOK: usize = 3;
 
+/// Every how many looks an office asks its own mailboxes for outcomes unasked (SPEC.md §7.6.2).
+const OWN_LOOK_EVERY: u32 = 6;
+
 /// Looks at the mailboxes at start, every `mailbox_poll_secs`, and when asked.
 pub(crate) async fn mail_loop(shared: Arc<Shared>) {
     let mut stop = shared.shutdown.clone();
@@ -50,12 +53,22 @@ pub(crate) async fn mail_loop(shared: Arc<Shared>) {
             }
         });
     }
+    // This office's own mailboxes hold outcomes for it only when a recipient handed some in,
+    // and the mailbox then tells it: they are asked at start, after such a word, and every
+    // `OWN_LOOK_EVERY` looks in case the word was lost (not at every look: one request fewer
+    // per mailbox for every office, most of the time for nothing).
+    let mut own_in = 0;
     loop {
         if shared.stopping() {
             break;
         }
         drain(&shared).await;
-        collect(&shared).await;
+        collect(&shared, own_in == 0).await;
+        own_in = if own_in == 0 {
+            OWN_LOOK_EVERY - 1
+        } else {
+            own_in - 1
+        };
         // Spread by up to a tenth: offices started together do not all ask at one moment.
         let every = shared.config.mailbox_poll_secs.max(1).saturating_mul(1000);
         let next = shared
@@ -64,7 +77,7 @@ pub(crate) async fn mail_loop(shared: Arc<Shared>) {
             .saturating_add(every)
             .saturating_add(shared.env.random_below(every / 10));
         tokio::select! {
-            _ = shared.mail_now.notified() => {}
+            _ = shared.mail_now.notified() => own_in = 0,
             _ = shared.env.clock.sleep_until(next) => {}
             _ = stop.changed() => {}
         }
@@ -187,7 +200,7 @@ pub(crate) async fn post_to(
 }
 
 /// Collects the outcomes of this office's deposits from the mailboxes that keep them.
-async fn collect(shared: &Arc<Shared>) {
+async fn collect(shared: &Arc<Shared>, own: bool) {
     // Where our files wait, and where outcomes may wait for us (after a direct answer, say).
     let mut keys: BTreeSet<String> = lock(&shared.queue)
         .items
@@ -196,12 +209,15 @@ async fn collect(shared: &Arc<Shared>) {
         .map(|i| i.mailbox.clone())
         .collect();
     keys.extend(lock(&shared.mail).outcomes_at.keys().cloned());
-    // And this office's own mailboxes, where recipients leave acks for it.
-    keys.extend(
-        mailboxes_of(shared, &shared.office)
-            .iter()
-            .map(|n| hex::encode(n.key)),
-    );
+    // And this office's own mailboxes, where recipients leave acks and imported statements
+    // for it.
+    if own {
+        keys.extend(
+            mailboxes_of(shared, &shared.office)
+                .iter()
+                .map(|n| hex::encode(n.key)),
+        );
+    }
     if keys.is_empty() {
         return;
     }

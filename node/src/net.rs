@@ -8,8 +8,9 @@
 //! to be, and turns a relayed connection into a direct one when the routers allow (DCUtR).
 //! SPEC.md §7.4.
 
+use crate::state::lock;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -729,8 +730,8 @@ impl NetworkBehaviour for Gate {
 pub(crate) struct Behaviour {
     gate: Gate,
     limits: connection_limits::Behaviour,
-    identify: identify::Behaviour,
-    ping: ping::Behaviour,
+    identify: Toggle<identify::Behaviour>,
+    ping: Toggle<ping::Behaviour>,
     stream: libp2p_stream::Behaviour,
     relay_client: relay::client::Behaviour,
     relay: Toggle<relay::Behaviour>,
@@ -891,15 +892,60 @@ pub fn keypair(secret: &ed25519_dalek::SigningKey) -> identity::Keypair {
 
 /// The PeerId of an Ed25519 public key.
 pub fn peer_id_of(key: &[u8; 32]) -> Option<PeerId> {
-    let pk = identity::ed25519::PublicKey::try_from_bytes(key).ok()?;
-    Some(identity::PublicKey::from(pk).to_peer_id())
+    // Remembered: turning a key into a PeerId checks the point (a square root), and a node
+    // does it for the same few keys at every delivery and mailbox look.
+    if let Some(p) = lock(&KEY_CACHE).peers.get(key) {
+        return *p;
+    }
+    let peer = identity::ed25519::PublicKey::try_from_bytes(key)
+        .ok()
+        .map(|pk| identity::PublicKey::from(pk).to_peer_id());
+    let mut c = lock(&KEY_CACHE);
+    c.make_room();
+    c.peers.insert(*key, peer);
+    if let Some(p) = peer {
+        c.keys.insert(p, Some(*key));
+    }
+    peer
 }
 
 /// The Ed25519 public key inside a PeerId, when it has one.
 pub fn key_of(peer: &PeerId) -> Option<[u8; 32]> {
-    let pk = identity::PublicKey::try_decode_protobuf(&peer.to_bytes()[2..]).ok()?;
-    Some(pk.try_into_ed25519().ok()?.to_bytes())
+    if let Some(k) = lock(&KEY_CACHE).keys.get(peer) {
+        return *k;
+    }
+    let key = identity::PublicKey::try_decode_protobuf(&peer.to_bytes()[2..])
+        .ok()
+        .and_then(|pk| pk.try_into_ed25519().ok())
+        .map(|pk| pk.to_bytes());
+    let mut c = lock(&KEY_CACHE);
+    c.make_room();
+    c.keys.insert(*peer, key);
+    key
 }
+
+/// Keys and PeerIds converted so far, both ways (each conversion is checked once).
+#[derive(Default)]
+struct KeyCache {
+    peers: HashMap<[u8; 32], Option<PeerId>>,
+    keys: HashMap<PeerId, Option<[u8; 32]>>,
+}
+
+/// More than a national directory's offices and their rotated keys: beyond it, start again
+/// (bounded memory whatever peers turn up).
+const KEY_CACHE_MAX: usize = 1 << 20;
+
+impl KeyCache {
+    fn make_room(&mut self) {
+        if self.peers.len() + self.keys.len() >= KEY_CACHE_MAX {
+            self.peers.clear();
+            self.keys.clear();
+        }
+    }
+}
+
+static KEY_CACHE: std::sync::LazyLock<Mutex<KeyCache>> =
+    std::sync::LazyLock::new(|| Mutex::new(KeyCache::default()));
 
 /// AutoNAT (v1): an office asks its region's directory nodes to dial it back, and serves no
 /// one; a directory node serves members and asks no one.
@@ -1007,11 +1053,19 @@ pub fn start(
     let hole_punching = !cfg.upgrade_wait.is_zero();
     let asks_autonat = cfg.relays.is_some() && cfg.reachability == Reachability::Auto;
     // Keep-alive pings and identify's periodic pushes find connections that died silently
-    // (a router that forgot them). In-memory connections do not die silently, and these
-    // timers run on the wall clock, not the lab's: there they would only cost (SPEC.md §7.4).
-    let (ping_every, identify_every) = match cfg.transport {
-        Transport::Sockets => (Duration::from_secs(15), Duration::from_secs(5 * 60)),
-        Transport::Memory => (Duration::from_secs(86_400), Duration::from_secs(86_400)),
+    // (a router that forgot them); identify also tells a peer where we see it from, which hole
+    // punching needs. In memory (the lab, tests), connections do not die silently, and a node
+    // that neither punches holes nor holds relay slots has no use for either: they are left
+    // out, as two streams less on every connection (their timers would also run on the wall
+    // clock, not the lab's) (SPEC.md §7.4).
+    let lean = cfg.transport == Transport::Memory && !hole_punching && !asks_autonat;
+    let ping_every = match cfg.transport {
+        Transport::Sockets => Duration::from_secs(15),
+        Transport::Memory => Duration::from_secs(86_400),
+    };
+    let identify_every = match cfg.transport {
+        Transport::Sockets => Duration::from_secs(5 * 60),
+        Transport::Memory => Duration::from_secs(86_400),
     };
     let behaviour = {
         let (pinned, limits, relays) = (
@@ -1035,13 +1089,19 @@ pub fn start(
                 // Peers are dialled only at their directory addresses: identify keeps no
                 // addresses peers tell about themselves, and tells none of ours. It still
                 // tells each peer where we see it from, which hole punching needs.
-                identify: identify::Behaviour::new(
-                    identify::Config::new("/renkei/1".into(), key.public())
-                        .with_cache_size(0)
-                        .with_hide_listen_addrs(true)
-                        .with_interval(identify_every),
+                identify: Toggle::from((!lean).then(|| {
+                    identify::Behaviour::new(
+                        identify::Config::new("/renkei/1".into(), key.public())
+                            .with_cache_size(0)
+                            .with_hide_listen_addrs(true)
+                            .with_interval(identify_every),
+                    )
+                })),
+                ping: Toggle::from(
+                    (!lean).then(|| {
+                        ping::Behaviour::new(ping::Config::new().with_interval(ping_every))
+                    }),
                 ),
-                ping: ping::Behaviour::new(ping::Config::new().with_interval(ping_every)),
                 stream: libp2p_stream::Behaviour::new(),
                 relay_client,
                 relay: Toggle::from(relay),

@@ -861,7 +861,10 @@ impl Lab<'_> {
             let target = if busy {
                 (now + step).min(next_event)
             } else {
-                next_event.min(now + max_step.max(min_step) * 24)
+                // Nothing on its way: only the nodes' periodic looks would happen meanwhile,
+                // once per move whatever its length (tokio's intervals do not catch up), so
+                // the clock goes to the next event, a week at most.
+                next_event.min(now + IDLE_STEP_MAX_MS.max(max_step))
             };
             let t = std::time::Instant::now();
             self.advance(target.max(now + 1) - now).await;
@@ -907,6 +910,9 @@ impl Lab<'_> {
         Ok(report)
     }
 }
+
+/// The longest move of the clock while nothing is on its way.
+const IDLE_STEP_MAX_MS: u64 = 7 * 86_400_000;
 
 /// How much of each move of the clock passes timer by timer (see [`Lab::advance`]).
 const FINE_MS: u64 = 10_000;
