@@ -14,6 +14,11 @@ use renkei_node::{admin, demo, dirserve, dirsync, node, receipts, reconcile, ser
 
 use crate::cli::{Cli, Cmd, DirCmd, LabCmd};
 
+/// A faster allocator than the system's for many small, short-lived allocations (the lab's
+/// thousands of nodes in one process; BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The lab's thousands of nodes meet its faults on purpose: only errors by default.
