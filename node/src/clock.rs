@@ -278,6 +278,9 @@ pub(crate) fn directory_node_answered(
     );
 }
 
+/// A directory node is asked its time again once its last sample is this old (milliseconds).
+const TIME_SAMPLE_EVERY_MS: u64 = 3600 * 1000;
+
 /// How long a directory node is given to answer a time request.
 const TIME_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -303,6 +306,16 @@ async fn ask_directory_nodes(shared: &Shared) {
         }) else {
             continue;
         };
+        // A sample counts for a day: one an hour per node is plenty, not one per sync.
+        let now = shared.env.now_ms();
+        let fresh = lock(&shared.stats)
+            .clock
+            .by_source
+            .get(&directory_node(&peer))
+            .is_some_and(|s| now.abs_diff(s.at_ms) < TIME_SAMPLE_EVERY_MS);
+        if fresh {
+            continue;
+        }
         shared.net.command(crate::net::Command::Pin(peer));
         shared.net.add_address(peer, ma.clone()).await;
         let mut source = crate::dirsync::P2pSource {

@@ -202,9 +202,12 @@ pub fn run(s: &Scenario, opts: &RunOptions) -> anyhow::Result<Report> {
     };
     // Tokio's own timers are paused: they move only when every task is idle, which is how the
     // run knows that a virtual moment's work is done.
+    // Its nodes' file work runs on a few threads, not tokio's default of up to 512: on two
+    // cores more only wait, and each holds memory of its own.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .start_paused(true)
+        .max_blocking_threads(16)
         .build()?;
     let outcome = rt.block_on(async {
         if !opts.interruptible {
