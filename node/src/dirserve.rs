@@ -193,7 +193,14 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<DirectoryNode> {
         let mirrors = cfg.mirrors.clone();
         let every = Duration::from_secs(cfg.refresh_secs.max(1));
         async move {
+            let mut seen = None;
             loop {
+                // Nothing published and nothing to mirror: the directory is the one served.
+                let stamp = folder.stamp();
+                if mirrors.is_empty() && stamp.is_some() && stamp == seen {
+                    tokio::time::sleep(every).await;
+                    continue;
+                }
                 let mut d = match load(&folder, &anchor) {
                     Ok(d) => d,
                     Err(e) => {
@@ -243,6 +250,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<DirectoryNode> {
                     // connection.
                     net.command(net::Command::ExpelNonMembers);
                 }
+                seen = stamp;
                 tokio::time::sleep(every).await;
             }
         }

@@ -91,6 +91,25 @@ impl DirFolder {
         Ok(DirFolder { path })
     }
 
+    /// What the folder holds, as names, sizes and modification times: unchanged, a load
+    /// would give the same directory. `None` when the folder cannot be read.
+    pub fn stamp(&self) -> Option<Vec<(std::ffi::OsString, u64, Option<std::time::SystemTime>)>> {
+        let mut out: Vec<_> = std::fs::read_dir(&self.path)
+            .ok()?
+            .flatten()
+            .map(|e| {
+                let meta = e.metadata().ok();
+                (
+                    e.file_name(),
+                    meta.as_ref().map_or(0, |m| m.len()),
+                    meta.and_then(|m| m.modified().ok()),
+                )
+            })
+            .collect();
+        out.sort();
+        Some(out)
+    }
+
     fn scan(&self) -> BTreeMap<String, RegionFiles> {
         let mut out: BTreeMap<String, RegionFiles> = BTreeMap::new();
         let Ok(rd) = std::fs::read_dir(&self.path) else {
