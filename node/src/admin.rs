@@ -18,10 +18,44 @@ fn now_secs() -> u64 {
     crate::env::wall_clock_ms() / 1000
 }
 
+thread_local! {
+    /// The lab's seeded source of keys on this thread while a [`SeededKeys`] lives; the
+    /// operating system's random numbers otherwise.
+    static SEEDED_KEYS: std::cell::RefCell<Option<rand_chacha::ChaCha20Rng>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// While this lives, keys generated on this thread come from a seeded stream, so a lab run's
+/// federation (root, directory nodes, offices) has the same keys for the same seed — and the
+/// same order wherever nodes are sorted by key. Only the lab makes one: such keys are as
+/// secret as the seed, which a scenario file prints.
+#[derive(Debug)]
+pub struct SeededKeys(());
+
+impl SeededKeys {
+    /// Keys on this thread come from `seed` until the value is dropped.
+    pub fn new(seed: u64) -> SeededKeys {
+        use rand::SeedableRng;
+        SEEDED_KEYS.with(|k| {
+            *k.borrow_mut() = Some(rand_chacha::ChaCha20Rng::seed_from_u64(seed));
+        });
+        SeededKeys(())
+    }
+}
+
+impl Drop for SeededKeys {
+    fn drop(&mut self) {
+        SEEDED_KEYS.with(|k| *k.borrow_mut() = None);
+    }
+}
+
 /// Generates a fresh Ed25519 key.
 pub fn generate_signing_key() -> SigningKey {
     let mut seed = [0u8; 32];
-    rand::Rng::fill_bytes(&mut rand::rng(), &mut seed);
+    SEEDED_KEYS.with(|k| match &mut *k.borrow_mut() {
+        Some(rng) => rand::Rng::fill_bytes(rng, &mut seed),
+        None => rand::Rng::fill_bytes(&mut rand::rng(), &mut seed),
+    });
     SigningKey::from_bytes(&seed)
 }
 

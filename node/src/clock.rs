@@ -322,7 +322,7 @@ async fn ask_directory_nodes(shared: &Shared) {
             net: shared.net.clone(),
             peer,
             timeout: shared.timeout().min(TIME_TIMEOUT),
-            jitter_seed: shared.env.random_below(u64::MAX),
+            jitter_seed: shared.env.random_below_for("time samples", u64::MAX),
         };
         let sent = shared.env.now_ms();
         match source.time().await {

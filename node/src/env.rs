@@ -302,7 +302,14 @@ impl Faults {
 
 enum Random {
     System,
-    Seeded(Box<Mutex<ChaCha20Rng>>),
+    /// The node's main stream (sealing), and one stream per purpose (message ids, poll
+    /// jitter …): a purpose draws the same numbers whichever of the node's tasks happened to
+    /// draw first, so a seeded run repeats even where tasks interleave differently.
+    Seeded {
+        seed: u64,
+        main: Box<Mutex<ChaCha20Rng>>,
+        purposes: Mutex<HashMap<&'static str, ChaCha20Rng>>,
+    },
 }
 
 /// The clock, random source and fault points of one node.
@@ -322,7 +329,7 @@ impl std::fmt::Debug for Env {
                 "random",
                 &match self.random {
                     Random::System => "system",
-                    Random::Seeded(_) => "seeded",
+                    Random::Seeded { .. } => "seeded",
                 },
             )
             .finish_non_exhaustive()
@@ -343,7 +350,11 @@ impl Env {
     pub fn seeded(clock: Arc<dyn Clock>, seed: u64) -> Env {
         Env {
             clock,
-            random: Random::Seeded(Box::new(Mutex::new(ChaCha20Rng::seed_from_u64(seed)))),
+            random: Random::Seeded {
+                seed,
+                main: Box::new(Mutex::new(ChaCha20Rng::seed_from_u64(seed))),
+                purposes: Mutex::new(HashMap::new()),
+            },
             faults: Faults::default(),
         }
     }
@@ -368,8 +379,48 @@ impl Env {
     pub fn with_rng<T>(&self, f: impl FnOnce(&mut dyn rand::CryptoRng) -> T) -> T {
         match &self.random {
             Random::System => f(&mut rand::rng()),
-            Random::Seeded(r) => f(&mut *r.lock().unwrap_or_else(|p| p.into_inner())),
+            Random::Seeded { main, .. } => f(&mut *main.lock().unwrap_or_else(|p| p.into_inner())),
         }
+    }
+
+    /// Runs `f` with the random source kept for `purpose` (the operating system's in
+    /// production; in a seeded run, a stream of the seed of its own).
+    pub fn with_rng_for<T>(
+        &self,
+        purpose: &'static str,
+        f: impl FnOnce(&mut dyn rand::CryptoRng) -> T,
+    ) -> T {
+        match &self.random {
+            Random::System => f(&mut rand::rng()),
+            Random::Seeded { seed, purposes, .. } => {
+                let mut all = purposes.lock().unwrap_or_else(|p| p.into_inner());
+                let rng = all.entry(purpose).or_insert_with(|| {
+                    // The purpose's name picks the ChaCha stream (FNV-1a of its bytes).
+                    let stream = purpose.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+                    });
+                    let mut r = ChaCha20Rng::seed_from_u64(*seed);
+                    r.set_stream(stream);
+                    r
+                });
+                f(rng)
+            }
+        }
+    }
+
+    /// `N` random bytes from the source kept for `purpose`.
+    pub fn random_bytes_for<const N: usize>(&self, purpose: &'static str) -> [u8; N] {
+        let mut out = [0u8; N];
+        self.with_rng_for(purpose, |r| r.fill_bytes(&mut out));
+        out
+    }
+
+    /// A number below `n` (0 when `n` is 0) from the source kept for `purpose`.
+    pub fn random_below_for(&self, purpose: &'static str, n: u64) -> u64 {
+        if n == 0 {
+            return 0;
+        }
+        self.with_rng_for(purpose, |r| r.next_u64() % n)
     }
 
     /// `N` random bytes.
@@ -386,6 +437,71 @@ impl Env {
         }
         self.with_rng(|r| r.next_u64() % n)
     }
+}
+
+/// Whether the process's nodes run on one thread: file work where it is awaited instead of on
+/// tokio's blocking threads, and no outbox watchers.
+static ONE_THREAD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// From now on, for the whole process, [`file_work`] runs its work on the task that awaits
+/// it rather than on a blocking thread, and nodes do not watch their outboxes (whoever drops
+/// a file says so). The lab sets it: with every node on one thread and no other thread
+/// deciding which work ends first, a run follows the same course every time (the same seed,
+/// the same report). A node serving an office never sets it.
+pub fn run_on_one_thread() {
+    ONE_THREAD.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// File work that stopped with a panic.
+#[derive(Debug, thiserror::Error)]
+#[error("file work stopped: {0}")]
+pub struct FileWorkFailed(String);
+
+impl From<FileWorkFailed> for std::io::Error {
+    fn from(e: FileWorkFailed) -> std::io::Error {
+        std::io::Error::other(e)
+    }
+}
+
+/// Runs blocking file work (reading, writing, syncing) off the async tasks: on tokio's
+/// blocking threads, or — in the lab, see [`run_on_one_thread`] — right here.
+pub async fn file_work<T, F>(f: F) -> Result<T, FileWorkFailed>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    if ONE_THREAD.load(std::sync::atomic::Ordering::Relaxed) {
+        return std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|p| {
+            FileWorkFailed(
+                p.downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "panic".into()),
+            )
+        });
+    }
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| FileWorkFailed(e.to_string()))
+}
+
+/// Starts blocking file work now, to be awaited later: on a blocking thread, or — in the lab —
+/// as a task of its own on the runtime's thread.
+pub fn spawn_file_work<T, F>(f: F) -> tokio::task::JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    if ONE_THREAD.load(std::sync::atomic::Ordering::Relaxed) {
+        tokio::spawn(async move { f() })
+    } else {
+        tokio::task::spawn_blocking(f)
+    }
+}
+
+/// Whether the nodes run on one thread (the lab; see [`run_on_one_thread`]).
+pub fn on_one_thread() -> bool {
+    ONE_THREAD.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// How old a file is by the operating system's clock (file times are the OS's, whatever clock

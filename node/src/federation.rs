@@ -565,7 +565,8 @@ impl Federation {
         seed: u64,
         options: StartOptions,
     ) -> anyhow::Result<(RunningFederation, crate::env::ManualClock)> {
-        let clock = crate::env::ManualClock::new(crate::env::wall_clock_ms());
+        // On a whole minute: a run's times differ from another's only by whole minutes.
+        let clock = crate::env::ManualClock::new(crate::env::wall_clock_ms() / 60_000 * 60_000);
         let fed = self
             .start(StartOptions {
                 clock: Arc::new(clock.clone()),

@@ -242,7 +242,7 @@ pub(crate) async fn send_loop(shared: Arc<Shared>) {
             }
             let s = shared.clone();
             let n = name.clone();
-            match tokio::task::spawn_blocking(move || mark(&s, &n)).await {
+            match crate::env::file_work(move || mark(&s, &n)).await {
                 Ok(Ok(_)) | Ok(Err(MarkError::NotReceived(_))) => {
                     seen_moved.insert(name);
                 }
@@ -465,7 +465,7 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>) {
                     };
                     let came = Came::Direct(key_of(&peer));
                     let s2 = s.clone();
-                    let verdict = tokio::task::spawn_blocking(move || take(&s2, came, &buf))
+                    let verdict = crate::env::file_work(move || take(&s2, came, &buf))
                         .await
                         .unwrap_or_else(|e| Err(NotKept::new(MessageId([0; 16]), &e.to_string())));
                     let _ = match verdict {

@@ -75,7 +75,7 @@ pub(crate) async fn mail_loop(shared: Arc<Shared>) {
             .env
             .now_ms()
             .saturating_add(every)
-            .saturating_add(shared.env.random_below(every / 10));
+            .saturating_add(shared.env.random_below_for("mailbox looks", every / 10));
         tokio::select! {
             _ = shared.mail_now.notified() => own_in = 0,
             _ = shared.env.clock.sleep_until(next) => {}
@@ -297,7 +297,7 @@ async fn collect_from(
     outcomes.sort_by_key(|o| o.imported.is_some());
     let s2 = shared.clone();
     let key = node.key;
-    let (kept, imported) = tokio::task::spawn_blocking(move || {
+    let (kept, imported) = crate::env::file_work(move || {
         let (mut kept, mut imported) = (Vec::new(), Vec::new());
         for o in outcomes {
             if let Some(st) = &o.imported {

@@ -2,7 +2,7 @@
 //! retention. The work itself lives in the modules these loops call (`outbox`, `send`,
 //! `receive`, `status`), all of which share [`Shared`] from `state`.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -518,7 +518,8 @@ async fn dispatch_loop(shared: Arc<Shared>) {
             break;
         }
         let now = shared.env.now_ms();
-        let pending: HashSet<OfficeNumber> = lock(&shared.queue)
+        // In order, so partners due together start in the same order every run.
+        let pending: BTreeSet<OfficeNumber> = lock(&shared.queue)
             .items
             .values()
             .filter_map(|i| OfficeNumber::parse(&i.recipient))
@@ -594,11 +595,10 @@ async fn directory_loop(shared: Arc<Shared>) {
         }
         // Spread by up to a tenth (a second at least): offices started together (after a
         // power cut, or in the lab) do not all ask their directory node at the same moment.
-        every += Duration::from_millis(
-            shared
-                .env
-                .random_below((every.as_millis() as u64 / 10).max(1000)),
-        );
+        every += Duration::from_millis(shared.env.random_below_for(
+            "directory refresh",
+            (every.as_millis() as u64 / 10).max(1000),
+        ));
         tokio::select! {
             _ = shared.env.sleep(every) => {}
             _ = stop.changed() => break,
@@ -628,7 +628,9 @@ pub(crate) async fn sync_directory(shared: &Arc<Shared>) -> bool {
     // Each round starts at a node chosen at random: the offices of a region share the load
     // of their directory nodes rather than all asking the first one listed.
     let nodes = &shared.config.directory_nodes;
-    let start = shared.env.random_below(nodes.len() as u64) as usize;
+    let start = shared
+        .env
+        .random_below_for("directory node", nodes.len() as u64) as usize;
     for addr in nodes.iter().cycle().skip(start).take(nodes.len()) {
         let Ok(ma) = addr.parse::<Multiaddr>() else {
             shared.error(format!(
@@ -655,7 +657,7 @@ pub(crate) async fn sync_directory(shared: &Arc<Shared>) -> bool {
             net: shared.net.clone(),
             peer,
             timeout: shared.timeout(),
-            jitter_seed: shared.env.random_below(u64::MAX),
+            jitter_seed: shared.env.random_below_for("directory retries", u64::MAX),
         };
         // Most rounds find nothing new: look at the listing first, so that the directory
         // (150 MB at national scale) is copied only when there is something to apply.
@@ -750,7 +752,7 @@ async fn retention_loop(shared: Arc<Shared>) {
     let mut stop = shared.shutdown.clone();
     loop {
         let s = shared.clone();
-        match tokio::task::spawn_blocking(move || prune_sent(&s)).await {
+        match crate::env::file_work(move || prune_sent(&s)).await {
             Ok(Ok(0)) => {}
             Ok(Ok(n)) => tracing::info!(removed = n, "sent/: removed copies past sent_keep_days"),
             Ok(Err(e)) => shared.error(format!(

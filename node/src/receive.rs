@@ -218,7 +218,7 @@ pub(crate) async fn handle(
                 } else {
                     shared.net.via(peer).await.map_or("direct", |v| v.as_str())
                 };
-                let acks = tokio::task::spawn_blocking(move || commit_batch(&s, batch, via))
+                let acks = crate::env::file_work(move || commit_batch(&s, batch, via))
                     .await
                     .map_err(|e| anyhow!("commit task: {e}"))??;
                 tracing::debug!(n, ms = t0.elapsed().as_millis() as u64, "receiver commit");
@@ -368,7 +368,7 @@ async fn read_messages(
                         let s = shared.clone();
                         // Checked while the next message is read.
                         let task = match body {
-                            Body::Memory(bytes) => tokio::task::spawn_blocking(move || {
+                            Body::Memory(bytes) => crate::env::spawn_file_work(move || {
                                 let verdict = verdict_for(&s, &partial, Some(&bytes))?;
                                 drop(permit);
                                 let mut partial = partial;
@@ -381,7 +381,7 @@ async fn read_messages(
                             Body::Disk(mut file, _) => {
                                 file.flush().await?;
                                 let file = file.into_std().await;
-                                tokio::task::spawn_blocking(move || {
+                                crate::env::spawn_file_work(move || {
                                     let verdict = verdict_for(&s, &partial, None)?;
                                     drop(permit);
                                     if verdict == Verdict::Accepted {

@@ -124,7 +124,7 @@ pub(crate) async fn reconcile(shared: &Arc<Shared>) {
         return;
     }
     let s = shared.clone();
-    let _ = tokio::task::spawn_blocking(move || complete_answered(&s, &done)).await;
+    let _ = crate::env::file_work(move || complete_answered(&s, &done)).await;
 }
 
 /// Finishes items whose answer is already durable in the receipts: the file moves out of the
@@ -328,7 +328,7 @@ async fn deliver_by(
                 }
                 tracing::debug!(%partner, "stream failed early, retrying: {e:#}");
                 // Transport-level: real time, whatever clock the node runs on.
-                let jitter = 10 + shared.env.random_below(40) * attempt;
+                let jitter = 10 + shared.env.random_below_for("stream retries", 40) * attempt;
                 tokio::time::sleep(std::time::Duration::from_millis(jitter)).await;
             }
         }
@@ -416,7 +416,7 @@ async fn deliver_once(
     }
     if !answered.is_empty() {
         let s = shared.clone();
-        tokio::task::spawn_blocking(move || complete_answered(&s, &answered))
+        crate::env::file_work(move || complete_answered(&s, &answered))
             .await
             .map_err(|e| anyhow!("{e}"))?;
     }
@@ -427,7 +427,7 @@ async fn deliver_once(
     if partner == shared.office && !mailbox {
         // A route between two service kinds of the same office number stays on this node.
         let s = shared.clone();
-        return tokio::task::spawn_blocking(move || deliver_local(&s, items))
+        return crate::env::file_work(move || deliver_local(&s, items))
             .await
             .map_err(|e| anyhow!("local delivery task: {e}"))?
             .map_err(DeliveryError::Local);
@@ -440,7 +440,7 @@ async fn deliver_once(
     if !entry.is_active() {
         // Revoked while files waited: they cannot be delivered.
         let s = shared.clone();
-        tokio::task::spawn_blocking(move || {
+        crate::env::file_work(move || {
             for (seq, item) in items {
                 fail_item(
                     &s,
@@ -532,14 +532,26 @@ async fn deliver_once(
     let (ready_tx, mut ready) = mpsc::channel::<(u64, QueueItem, Prepared)>(READ_AHEAD);
     let reader_thread = {
         let s = shared.clone();
-        tokio::task::spawn_blocking(move || {
-            for (seq, item) in items {
-                let p = prepare(&s, &item);
-                if ready_tx.blocking_send((seq, item, p)).is_err() {
-                    break;
+        if crate::env::on_one_thread() {
+            // The lab: read on a task of its own, in turn with the writer.
+            tokio::spawn(async move {
+                for (seq, item) in items {
+                    let p = prepare(&s, &item);
+                    if ready_tx.send((seq, item, p)).await.is_err() {
+                        break;
+                    }
                 }
-            }
-        })
+            })
+        } else {
+            tokio::task::spawn_blocking(move || {
+                for (seq, item) in items {
+                    let p = prepare(&s, &item);
+                    if ready_tx.blocking_send((seq, item, p)).is_err() {
+                        break;
+                    }
+                }
+            })
+        }
     };
     let write = async {
         // Frames are gathered and written in pieces of about WRITE_PIECE: fewer, larger
@@ -679,7 +691,7 @@ async fn deliver_once(
                     if let Route::Mailbox(node) = route {
                         let s = shared.clone();
                         let key = hex::encode(node.key);
-                        tokio::task::spawn_blocking(move || mark_deposited(&s, fly.seq, &key))
+                        crate::env::file_work(move || mark_deposited(&s, fly.seq, &key))
                             .await
                             .map_err(|e| anyhow!("{e}"))??;
                     }
@@ -697,7 +709,7 @@ async fn deliver_once(
                     // deposited (it goes directly, or to a mailbox later).
                     let code = if mailbox { RefusalCode::Busy } else { r.code };
                     let item = fly.item.clone();
-                    tokio::task::spawn_blocking(move || match code.disposition() {
+                    crate::env::file_work(move || match code.disposition() {
                         Disposition::Permanent => fail_item(
                             &s,
                             fly.seq,
@@ -854,7 +866,7 @@ async fn commit_loop(
         let n = batch.len();
         let s = shared.clone();
         let t0 = std::time::Instant::now();
-        tokio::task::spawn_blocking(move || commit_batch(&s, partner, batch))
+        crate::env::file_work(move || commit_batch(&s, partner, batch))
             .await
             .map_err(|e| anyhow!("commit task: {e}"))??;
         tracing::debug!(n, ms = t0.elapsed().as_millis() as u64, "sender commit");

@@ -181,7 +181,7 @@ pub(crate) async fn write_status(shared: &Arc<Shared>) -> anyhow::Result<Status>
     let status = status(shared).await;
     let bytes = serde_json::to_vec_pretty(&status)?;
     let path = shared.home.status();
-    tokio::task::spawn_blocking(move || write_atomic(&path, &bytes, false)).await??;
+    crate::env::file_work(move || write_atomic(&path, &bytes, false)).await??;
     Ok(status)
 }
 

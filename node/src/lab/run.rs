@@ -45,7 +45,7 @@ pub struct RunOptions {
 }
 
 /// A node of the in-memory network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Node {
     Office(usize),
     Directory(usize),
@@ -59,7 +59,11 @@ struct LinkState {
     latency_ms: u64,
     /// Active partitions: (offices on one side, directory nodes only on that side).
     partitions: BTreeMap<usize, (BTreeSet<usize>, BTreeSet<usize>)>,
-    rng: ChaCha20Rng,
+    /// The run's seed for link loss. Whether a dial is lost depends on the seed, the two nodes
+    /// and how many times the one has dialled the other — not on the order in which the
+    /// runtime's threads happen to dial, so the same seed loses the same dials.
+    seed: u64,
+    dials: HashMap<(Node, Node), u64>,
     /// Dials refused by loss and by partitions so far.
     lost: u64,
     cut: u64,
@@ -104,7 +108,20 @@ impl MemoryLinks for Links {
         }
         if st.loss > 0.0 {
             let loss = st.loss;
-            if st.rng.random_bool(loss) {
+            let n = {
+                let c = st.dials.entry((a, b)).or_insert(0);
+                *c += 1;
+                *c
+            };
+            let pair = |n: Node| match n {
+                Node::Office(i) => i as u64,
+                Node::Directory(d) => (1 << 40) | d as u64,
+            };
+            let mut key = [0u8; 32];
+            for (k, v) in [st.seed, pair(a), pair(b), n].into_iter().enumerate() {
+                key[k * 8..k * 8 + 8].copy_from_slice(&v.to_le_bytes());
+            }
+            if ChaCha20Rng::from_seed(key).random_bool(loss) {
                 st.lost += 1;
                 return LinkVerdict::Lost;
             }
@@ -171,6 +188,8 @@ pub fn run(s: &Scenario, opts: &RunOptions) -> anyhow::Result<Report> {
         s.seed = seed;
     }
     let wall = std::time::Instant::now();
+    let pop = Population::of(&s);
+    let drops = workload::month(&s, &pop);
     let tmp;
     let dir = match &opts.dir {
         Some(d) => {
@@ -184,7 +203,18 @@ pub fn run(s: &Scenario, opts: &RunOptions) -> anyhow::Result<Report> {
         }
         None => {
             let shm = Path::new("/dev/shm");
-            let t = if shm.is_dir() {
+            let need = folder_estimate(&pop, &drops);
+            let room = mem_available().map_or(0, |a| a / 3);
+            let in_memory = shm.is_dir() && need <= room;
+            if !in_memory && std::env::var_os("RENKEI_LAB_PROGRESS").is_some() {
+                eprintln!(
+                    "lab: the federation's folders (about {} MB) go to the temporary folder on disk, \
+                     not /dev/shm ({} MB is a third of the memory available)",
+                    need >> 20,
+                    room >> 20
+                );
+            }
+            let t = if in_memory {
                 tempfile::Builder::new()
                     .prefix("renkei-lab-")
                     .tempdir_in(shm)
@@ -204,6 +234,9 @@ pub fn run(s: &Scenario, opts: &RunOptions) -> anyhow::Result<Report> {
     // run knows that a virtual moment's work is done.
     // Its nodes' file work runs on a few threads, not tokio's default of up to 512: on two
     // cores more only wait, and each holds memory of its own.
+    // Every node's file work on this one thread too, and no outbox watchers: nothing but the
+    // seed decides the course of the run.
+    crate::env::run_on_one_thread();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .start_paused(true)
@@ -211,10 +244,10 @@ pub fn run(s: &Scenario, opts: &RunOptions) -> anyhow::Result<Report> {
         .build()?;
     let outcome = rt.block_on(async {
         if !opts.interruptible {
-            return Some(run_in(&s, &dir).await);
+            return Some(run_in(&s, pop, drops, &dir).await);
         }
         tokio::select! {
-            r = run_in(&s, &dir) => Some(r),
+            r = run_in(&s, pop, drops, &dir) => Some(r),
             _ = interrupted() => None,
         }
     });
@@ -274,11 +307,36 @@ fn peak_rss_kb() -> Option<u64> {
         .ok()
 }
 
-async fn run_in(s: &Scenario, dir: &Path) -> anyhow::Result<Report> {
+/// Roughly how much the federation's folders will hold at the end of the run: every file
+/// twice (the sender's sent/ and the recipient's inbox), each office's copy of the directory
+/// (about 140 bytes an office) and its keys, settings and receipts.
+fn folder_estimate(pop: &Population, drops: &[Drop]) -> u64 {
+    let offices = pop.offices.len() as u64;
+    let files: u64 = drops.iter().map(|d| d.bytes.len() as u64).sum();
+    2 * files + offices * offices * 140 + offices * (64 << 10)
+}
+
+/// Memory the kernel says can still be had (Linux), bytes.
+fn mem_available() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kb: u64 = info
+        .lines()
+        .find(|l| l.starts_with("MemAvailable:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb << 10)
+}
+
+async fn run_in(
+    s: &Scenario,
+    pop: Population,
+    drops: Vec<Drop>,
+    dir: &Path,
+) -> anyhow::Result<Report> {
     let setup = std::time::Instant::now();
     let progress = std::env::var_os("RENKEI_LAB_PROGRESS").is_some();
-    let pop = Population::of(s);
-    let drops = workload::month(s, &pop);
     let f = &s.federation;
     let oc = s.office_config.clone();
     let mut b = Federation::builder(dir)
@@ -310,7 +368,11 @@ async fn run_in(s: &Scenario, dir: &Path) -> anyhow::Result<Report> {
     for o in &pop.offices {
         b = b.office(&o.number, &format!("研究用事業所 {}", o.name), &[o.kind]);
     }
-    let plan = b.create()?;
+    let plan = {
+        // The same seed, the same keys (they order the nodes in libp2p's tables and ours).
+        let _keys = crate::admin::SeededKeys::new(s.seed ^ 0x6b65_7973);
+        b.create()?
+    };
     // Snapshots are dated by the wall clock; the run covers `days` of virtual time, so they
     // are made valid for the whole run (an association republishes them every few days).
     for r in &plan.regions {
@@ -376,7 +438,8 @@ async fn run_in(s: &Scenario, dir: &Path) -> anyhow::Result<Report> {
             loss: 0.0,
             latency_ms: 0,
             partitions: BTreeMap::new(),
-            rng: ChaCha20Rng::seed_from_u64(s.seed ^ 0x6c69_6e6b),
+            seed: s.seed ^ 0x6c69_6e6b,
+            dials: HashMap::new(),
             lost: 0,
             cut: 0,
         }),
@@ -628,7 +691,12 @@ impl Lab<'_> {
                     .unwrap_or(3_600_000);
                 for i in hit {
                     let home = self.fed.plan.home(i).clone();
-                    let req = rotate_keys_now(&home, self.clock.now_ms() / 1000)?;
+                    let req = {
+                        let _keys = crate::admin::SeededKeys::new(
+                            self.s.seed ^ 0x726f_7461 ^ ((f as u64) << 32) ^ i as u64,
+                        );
+                        rotate_keys_now(&home, self.clock.now_ms() / 1000)?
+                    };
                     let region = self.pop.offices[i].region;
                     crate::admin::rotate(&self.fed.plan.regions[region].folder, &req)?;
                     for k in home.load_keys()? {
@@ -760,9 +828,15 @@ impl Lab<'_> {
         // to each next timer while idle), so retries spread by jitter happen at their own
         // moments rather than together; the rest at once (a 2-second tick of every node
         // over an hour would be thousands of wake-ups).
+        // Before the jump, the work woken at the end of those seconds is let finish (the
+        // paused clock moves only while every task is idle and no file work is running):
+        // a jump over a reply still being written would time out a stream that, a moment
+        // later, would have been answered — in one run and not in another.
         let fine = by.min(FINE_MS);
         tokio::time::sleep(Duration::from_millis(fine)).await;
-        tokio::time::advance(Duration::from_millis(by - fine)).await;
+        let calm = (by - fine).min(CALM_MS);
+        tokio::time::sleep(Duration::from_millis(calm)).await;
+        tokio::time::advance(Duration::from_millis(by - fine - calm)).await;
         self.settle().await;
         self.clock.advance(Duration::from_millis(by));
     }
@@ -919,6 +993,9 @@ const IDLE_STEP_MAX_MS: u64 = 7 * 86_400_000;
 
 /// How much of each move of the clock passes timer by timer (see [`Lab::advance`]).
 const FINE_MS: u64 = 10_000;
+
+/// How long the clock waits, idle, before it jumps (see [`Lab::advance`]).
+const CALM_MS: u64 = 50;
 
 /// With `RENKEI_LAB_PROGRESS` set, a line on stderr every ten seconds of wall time: the step,
 /// the virtual time, files queued and delivered, and where the wall time went.
