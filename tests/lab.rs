@@ -127,6 +127,10 @@ fn every_example_month_ends_with_nothing_lost_duplicated_or_left_behind() {
             r(name)["by_path"]["mailbox"].as_u64().unwrap() > 0,
             "{name}"
         );
+    }
+    // Offices off for days leave envelopes in the mailbox across samples; a partitioned
+    // office's partners may take theirs within one move of the clock (not sampled).
+    for name in ["month-end-30pct-off", "directory-outage-day"] {
         assert!(n(r(name), "peak_mailbox_bytes") > 0, "{name}");
     }
     assert!(
