@@ -825,4 +825,25 @@ mod publish_tests {
         // The next one (no bar) writes a delta and the next snapshot.
         assert_eq!(publish(&region, &out).unwrap().len(), 2);
     }
+
+    #[test]
+    fn seeded_keys_repeat_while_held_and_only_then() {
+        let first = {
+            let _k = SeededKeys::new(5);
+            (generate_signing_key(), generate_signing_key())
+        };
+        let again = {
+            let _k = SeededKeys::new(5);
+            (generate_signing_key(), generate_signing_key())
+        };
+        assert_eq!(first.0.to_bytes(), again.0.to_bytes());
+        assert_eq!(first.1.to_bytes(), again.1.to_bytes());
+        assert_ne!(first.0.to_bytes(), first.1.to_bytes());
+        // Dropped: keys come from the operating system again.
+        assert_ne!(generate_signing_key().to_bytes(), first.0.to_bytes());
+        assert_ne!(
+            generate_signing_key().to_bytes(),
+            generate_signing_key().to_bytes()
+        );
+    }
 }

@@ -470,7 +470,7 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    if ONE_THREAD.load(std::sync::atomic::Ordering::Relaxed) {
+    if on_one_thread() {
         return std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|p| {
             FileWorkFailed(
                 p.downcast_ref::<&str>()
@@ -492,7 +492,7 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    if ONE_THREAD.load(std::sync::atomic::Ordering::Relaxed) {
+    if on_one_thread() {
         tokio::spawn(async move { f() })
     } else {
         tokio::task::spawn_blocking(f)
@@ -541,6 +541,23 @@ pub fn jst(ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_purpose_draws_the_same_numbers_whatever_else_was_drawn_first() {
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(0));
+        let a = Env::seeded(clock.clone(), 7);
+        let b = Env::seeded(clock.clone(), 7);
+        // `b` draws for other purposes, and from its main stream, before the message ids.
+        let _ = b.random_bytes::<32>();
+        let _ = b.random_below_for("mailbox looks", 1000);
+        let ids_a: Vec<[u8; 16]> = (0..3).map(|_| a.random_bytes_for("message ids")).collect();
+        let ids_b: Vec<[u8; 16]> = (0..3).map(|_| b.random_bytes_for("message ids")).collect();
+        assert_eq!(ids_a, ids_b);
+        // Purposes are streams of their own, and another seed gives other numbers.
+        assert_ne!(a.random_bytes_for::<16>("mailbox looks"), ids_a[0]);
+        let c = Env::seeded(clock, 8);
+        assert_ne!(c.random_bytes_for::<16>("message ids"), ids_a[0]);
+    }
 
     #[test]
     fn receipt_times_read_in_japan_standard_time() {

@@ -181,7 +181,9 @@ struct Lab<'a> {
     steps: u64,
 }
 
-/// Runs `s` and returns its report.
+/// Runs `s` and returns its report. It puts the whole process's nodes on one thread
+/// ([`crate::env::run_on_one_thread`]) for good: call it from a process of its own (the
+/// `renkei lab` command), not beside nodes serving offices.
 pub fn run(s: &Scenario, opts: &RunOptions) -> anyhow::Result<Report> {
     let mut s = s.clone();
     if let Some(seed) = opts.seed {
