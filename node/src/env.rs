@@ -423,6 +423,29 @@ impl Env {
         self.with_rng_for(purpose, |r| r.next_u64() % n)
     }
 
+    /// A number below `n` (0 when `n` is 0) for `purpose` at `key` (a time, a partner): in a
+    /// seeded run it depends only on the seed, the purpose and the key, not on how many numbers
+    /// the purpose gave before. A poll that a notification made come early draws its jitter
+    /// for its own moment, and the polls after it fall where they would have.
+    pub fn random_below_at(&self, purpose: &'static str, key: u64, n: u64) -> u64 {
+        if n == 0 {
+            return 0;
+        }
+        match &self.random {
+            Random::System => self.with_rng(|r| r.next_u64() % n),
+            Random::Seeded { seed, .. } => {
+                let stream = purpose.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                    (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+                });
+                let mut r = ChaCha20Rng::seed_from_u64(*seed);
+                r.set_stream(stream);
+                // Each key its own block of the purpose's stream.
+                r.set_word_pos(u128::from(key) << 4);
+                rand::Rng::next_u64(&mut r) % n
+            }
+        }
+    }
+
     /// `N` random bytes.
     pub fn random_bytes<const N: usize>(&self) -> [u8; N] {
         let mut out = [0u8; N];
@@ -557,6 +580,29 @@ mod tests {
         assert_ne!(a.random_bytes_for::<16>("mailbox looks"), ids_a[0]);
         let c = Env::seeded(clock, 8);
         assert_ne!(c.random_bytes_for::<16>("message ids"), ids_a[0]);
+    }
+
+    #[test]
+    fn a_draw_at_a_key_does_not_depend_on_how_many_came_before() {
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(0));
+        let a = Env::seeded(clock.clone(), 7);
+        let b = Env::seeded(clock.clone(), 7);
+        // `b` drew for the same purpose at other moments (an extra, early look) first.
+        for k in 0..5 {
+            let _ = b.random_below_at("mailbox looks", 1_000 + k, 60_000);
+            let _ = b.random_below_for("mailbox looks", 60_000);
+        }
+        let at = |e: &Env, k: u64| e.random_below_at("mailbox looks", k, 60_000);
+        let keys = [0, 1, 300_000, 1_796_000_000_000];
+        let xs: Vec<u64> = keys.iter().map(|&k| at(&a, k)).collect();
+        assert_eq!(xs, keys.iter().map(|&k| at(&b, k)).collect::<Vec<_>>());
+        assert!(xs.iter().all(|&x| x < 60_000));
+        // Spread over keys, purposes and seeds (a chance of 1 in 60,000 each to collide).
+        assert_ne!(xs[0], xs[1]);
+        assert_ne!(xs[2], a.random_below_at("stream retries", 300_000, 60_000));
+        let c = Env::seeded(clock, 8);
+        assert_ne!(xs[2], at(&c, 300_000));
+        assert_eq!(a.random_below_at("mailbox looks", 5, 0), 0);
     }
 
     #[test]

@@ -341,9 +341,10 @@ pub(crate) async fn send_loop(shared: Arc<Shared>) {
             last_send = Some(started);
         }
         tokio::select! {
+            biased;
+            _ = stop.changed() => break,
             _ = shared.imported_now.notified() => {}
             _ = shared.env.sleep(Duration::from_secs(shared.config.rescan_secs.max(1))) => {}
-            _ = stop.changed() => break,
         }
     }
 }
@@ -455,6 +456,7 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>) {
     let mut stop = shared.shutdown.clone();
     loop {
         tokio::select! {
+            biased;
             next = incoming.next() => {
                 let Some((peer, mut stream)) = next else { break };
                 let s = shared.clone();

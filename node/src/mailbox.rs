@@ -812,6 +812,7 @@ impl Mailbox {
         let mut wrote = false;
         loop {
             tokio::select! {
+                biased;
                 r = &mut read => return r,
                 w = &mut write, if !wrote => { w?; wrote = true; }
             }

@@ -71,12 +71,14 @@ pub(crate) async fn mail_loop(shared: Arc<Shared>) {
         };
         // Spread by up to a tenth: offices started together do not all ask at one moment.
         let every = shared.config.mailbox_poll_secs.max(1).saturating_mul(1000);
-        let next = shared
-            .env
-            .now_ms()
+        // Drawn for this moment, not the next of a sequence: a look a notification brought
+        // early does not move the looks after it (a seeded lab run repeats).
+        let now = shared.env.now_ms();
+        let next = now
             .saturating_add(every)
-            .saturating_add(shared.env.random_below_for("mailbox looks", every / 10));
+            .saturating_add(shared.env.random_below_at("mailbox looks", now, every / 10));
         tokio::select! {
+            biased;
             _ = shared.mail_now.notified() => own_in = 0,
             _ = shared.env.clock.sleep_until(next) => {}
             _ = stop.changed() => {}

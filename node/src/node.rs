@@ -350,6 +350,7 @@ pub async fn start_with(
         let s = shared.clone();
         async move {
             tokio::select! {
+                biased;
                 () = s.env.faults.crashed() => {
                     tracing::error!(office = %s.office, "node crashed (injected fault)");
                     s.tasks.cancel();
@@ -551,6 +552,7 @@ async fn dispatch_loop(shared: Arc<Shared>) {
         }
         let until = next.unwrap_or(now.saturating_add(1000));
         tokio::select! {
+            biased;
             _ = shared.wake.notified() => {}
             _ = shared.env.clock.sleep_until(until) => {}
             _ = stop.changed() => {}
@@ -600,8 +602,9 @@ async fn directory_loop(shared: Arc<Shared>) {
             (every.as_millis() as u64 / 10).max(1000),
         ));
         tokio::select! {
-            _ = shared.env.sleep(every) => {}
+            biased;
             _ = stop.changed() => break,
+            _ = shared.env.sleep(every) => {}
         }
     }
 }
@@ -741,8 +744,9 @@ async fn status_loop(shared: Arc<Shared>) {
             tracing::debug!("status: {e:#}");
         }
         tokio::select! {
-            _ = shared.env.sleep(Duration::from_secs(shared.config.status_secs.max(1))) => {}
+            biased;
             _ = stop.changed() => break,
+            _ = shared.env.sleep(Duration::from_secs(shared.config.status_secs.max(1))) => {}
         }
     }
 }
@@ -761,8 +765,9 @@ async fn retention_loop(shared: Arc<Shared>) {
             Err(e) => tracing::warn!("retention task: {e}"),
         }
         tokio::select! {
-            _ = shared.env.sleep(Duration::from_secs(6 * 3600)) => {}
+            biased;
             _ = stop.changed() => break,
+            _ = shared.env.sleep(Duration::from_secs(6 * 3600)) => {}
         }
     }
 }

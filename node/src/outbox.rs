@@ -70,6 +70,7 @@ pub(crate) async fn watch_loop(shared: Arc<Shared>) {
             }
         };
         tokio::select! {
+            biased;
             Some(()) = rx.recv() => {
                 // Let a burst of events settle into one scan.
                 tokio::time::sleep(Duration::from_millis(20)).await;

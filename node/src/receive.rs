@@ -90,6 +90,7 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>) {
     let mut stop = shared.shutdown.clone();
     loop {
         tokio::select! {
+            biased;
             next = incoming.next() => {
                 let Some((peer, stream)) = next else { break };
                 let s = shared.clone();

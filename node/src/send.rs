@@ -328,7 +328,8 @@ async fn deliver_by(
                 }
                 tracing::debug!(%partner, "stream failed early, retrying: {e:#}");
                 // Transport-level: real time, whatever clock the node runs on.
-                let jitter = 10 + shared.env.random_below_for("stream retries", 40) * attempt;
+                let key = shared.env.now_ms().wrapping_mul(4).wrapping_add(attempt);
+                let jitter = 10 + shared.env.random_below_at("stream retries", key, 40) * attempt;
                 tokio::time::sleep(std::time::Duration::from_millis(jitter)).await;
             }
         }
@@ -763,6 +764,7 @@ async fn deliver_once(
         let mut written = None;
         let r = loop {
             tokio::select! {
+                biased;
                 r = &mut read => break r,
                 w = &mut write, if written.is_none() => {
                     if w.is_err() {

@@ -241,6 +241,7 @@ impl Shared {
         let token = self.tasks.clone();
         tokio::spawn(async move {
             tokio::select! {
+                biased;
                 () = token.cancelled() => {}
                 () = work => {}
             }

@@ -249,6 +249,7 @@ pub fn run(s: &Scenario, opts: &RunOptions) -> anyhow::Result<Report> {
             return Some(run_in(&s, pop, drops, &dir).await);
         }
         tokio::select! {
+            biased;
             r = run_in(&s, pop, drops, &dir) => Some(r),
             _ = interrupted() => None,
         }
