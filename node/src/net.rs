@@ -1324,7 +1324,7 @@ struct SwarmTask {
     /// accepted our reservation.
     relay_listeners: HashMap<libp2p::core::transport::ListenerId, (Multiaddr, bool)>,
     /// Relays to ask again for a slot: not before when, and the wait after the next failure.
-    relay_retry: HashMap<Multiaddr, (std::time::Instant, Duration)>,
+    relay_retry: HashMap<Multiaddr, (tokio::time::Instant, Duration)>,
     /// Relays seen so far: pinned, and given to AutoNAT as servers.
     known_relays: HashSet<PeerId>,
 }
@@ -1671,7 +1671,8 @@ impl SwarmTask {
 
     /// Notes a failed relay slot; returns the wait before it is asked for again.
     fn retry_later(&mut self, relay: &Multiaddr) -> Duration {
-        let now = std::time::Instant::now();
+        // Tokio's clock: the computer's, except in the lab, where it moves with the run.
+        let now = tokio::time::Instant::now();
         let e = self
             .relay_retry
             .entry(relay.clone())
@@ -1726,7 +1727,7 @@ impl SwarmTask {
             self.relay_listeners.remove(&id);
             swarm.remove_listener(id);
         }
-        let now = std::time::Instant::now();
+        let now = tokio::time::Instant::now();
         for relay in wanted {
             if self.relay_listeners.values().any(|(a, _)| *a == relay)
                 || self
