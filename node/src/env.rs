@@ -48,45 +48,119 @@ impl Clock for SystemClock {
 }
 
 /// A clock that moves only when told to: tests and the lab set the time, and every node
-/// waiting on it wakes when its time has come.
+/// waiting on it wakes when its time has come — in the order of their deadlines, and of their
+/// first waits for one deadline, so that a lab run wakes its nodes in the same order every
+/// time. (Tokio's `watch` channel, which this was, files its waiters under eight lists picked
+/// at random, and wakes them list by list.)
 #[derive(Debug, Clone)]
 pub struct ManualClock {
-    now: Arc<watch::Sender<u64>>,
+    inner: Arc<Mutex<Sleepers>>,
+}
+
+#[derive(Debug, Default)]
+struct Sleepers {
+    now: u64,
+    /// Waits not yet due: (deadline, order of its first wait) → its waker.
+    waiting: std::collections::BTreeMap<(u64, u64), std::task::Waker>,
+    next: u64,
 }
 
 impl ManualClock {
     /// A clock standing at `start_ms`.
     pub fn new(start_ms: u64) -> ManualClock {
         ManualClock {
-            now: Arc::new(watch::Sender::new(start_ms)),
+            inner: Arc::new(Mutex::new(Sleepers {
+                now: start_ms,
+                ..Sleepers::default()
+            })),
         }
     }
 
     /// Moves the clock forward by `by` (never backward).
     pub fn advance(&self, by: Duration) {
-        self.now
-            .send_modify(|t| *t = t.saturating_add(by.as_millis() as u64));
+        let mut s = self.lock();
+        s.now = s.now.saturating_add(by.as_millis() as u64);
+        self.wake_due(s);
     }
 
     /// Sets the clock (it may go backward, as a wrongly set computer clock does).
     pub fn set(&self, ms: u64) {
-        self.now.send_replace(ms);
+        let mut s = self.lock();
+        s.now = ms;
+        self.wake_due(s);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Sleepers> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Wakes, in order, every wait now due (outside the lock: a woken task may run at once).
+    fn wake_due(&self, mut s: std::sync::MutexGuard<'_, Sleepers>) {
+        let first_not_due = (s.now.saturating_add(1), 0);
+        let later = s.waiting.split_off(&first_not_due);
+        let due = std::mem::replace(&mut s.waiting, later);
+        drop(s);
+        for (_, waker) in due {
+            waker.wake();
+        }
     }
 }
 
 impl Clock for ManualClock {
     fn now_ms(&self) -> u64 {
-        *self.now.borrow()
+        self.lock().now
     }
 
     fn sleep_until(&self, deadline_ms: u64) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
-        let mut rx = self.now.subscribe();
-        Box::pin(async move {
-            // The sender lives as long as the clock; if it is gone, nobody will move time.
-            if rx.wait_for(|t| *t >= deadline_ms).await.is_err() {
-                std::future::pending::<()>().await;
-            }
+        Box::pin(ManualSleep {
+            clock: self.clone(),
+            deadline: deadline_ms,
+            key: None,
         })
+    }
+}
+
+/// A wait on a [`ManualClock`].
+struct ManualSleep {
+    clock: ManualClock,
+    deadline: u64,
+    /// Its place among the clock's waits, once it has waited.
+    key: Option<(u64, u64)>,
+}
+
+impl Future for ManualSleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        let clock = self.clock.clone();
+        let mut s = clock.lock();
+        if s.now >= self.deadline {
+            if let Some(k) = self.key.take() {
+                s.waiting.remove(&k);
+            }
+            return std::task::Poll::Ready(());
+        }
+        let key = match self.key {
+            Some(k) => k,
+            None => {
+                let k = (self.deadline, s.next);
+                s.next += 1;
+                self.key = Some(k);
+                k
+            }
+        };
+        // Woken already and polled again before its time (another branch of a select): it
+        // keeps its place.
+        s.waiting.insert(key, cx.waker().clone());
+        std::task::Poll::Pending
+    }
+}
+
+impl Drop for ManualSleep {
+    fn drop(&mut self) {
+        if let Some(k) = self.key.take() {
+            self.clock.lock().waiting.remove(&k);
+        }
     }
 }
 
@@ -307,6 +381,9 @@ enum Random {
     /// draw first, so a seeded run repeats even where tasks interleave differently.
     Seeded {
         seed: u64,
+        /// The clock's time when the node's source was made: draws at a time are keyed by
+        /// the time since, so a run started at another minute draws the same.
+        origin: u64,
         main: Box<Mutex<ChaCha20Rng>>,
         purposes: Mutex<HashMap<&'static str, ChaCha20Rng>>,
     },
@@ -348,10 +425,12 @@ impl Env {
 
     /// `clock` and a random source seeded with `seed`: the same seed, the same draws.
     pub fn seeded(clock: Arc<dyn Clock>, seed: u64) -> Env {
+        let origin = clock.now_ms();
         Env {
             clock,
             random: Random::Seeded {
                 seed,
+                origin,
                 main: Box::new(Mutex::new(ChaCha20Rng::seed_from_u64(seed))),
                 purposes: Mutex::new(HashMap::new()),
             },
@@ -423,17 +502,19 @@ impl Env {
         self.with_rng_for(purpose, |r| r.next_u64() % n)
     }
 
-    /// A number below `n` (0 when `n` is 0) for `purpose` at `key` (a time, a partner): in a
-    /// seeded run it depends only on the seed, the purpose and the key, not on how many numbers
-    /// the purpose gave before. A poll that a notification made come early draws its jitter
-    /// for its own moment, and the polls after it fall where they would have.
+    /// A number below `n` (0 when `n` is 0) for `purpose` at `key`, a time on the node's clock:
+    /// in a seeded run it depends only on the seed, the purpose and the time since the source
+    /// was made, not on how many numbers the purpose gave before. A poll that a notification
+    /// made come early draws its jitter for its own moment, and the polls after it fall where
+    /// they would have.
     pub fn random_below_at(&self, purpose: &'static str, key: u64, n: u64) -> u64 {
         if n == 0 {
             return 0;
         }
         match &self.random {
             Random::System => self.with_rng(|r| r.next_u64() % n),
-            Random::Seeded { seed, .. } => {
+            Random::Seeded { seed, origin, .. } => {
+                let key = key.wrapping_sub(*origin);
                 let stream = purpose.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
                     (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
                 });
@@ -603,6 +684,11 @@ mod tests {
         let c = Env::seeded(clock, 8);
         assert_ne!(xs[2], at(&c, 300_000));
         assert_eq!(a.random_below_at("mailbox looks", 5, 0), 0);
+        // A node started a minute later draws, a given time after its start, what this one
+        // drew that long after its own.
+        let later = Env::seeded(Arc::new(ManualClock::new(60_000)), 7);
+        let since: Vec<u64> = keys.iter().map(|&k| at(&later, 60_000 + k)).collect();
+        assert_eq!(since, xs);
     }
 
     #[test]
@@ -631,6 +717,38 @@ mod tests {
         t.await.unwrap();
         assert!(woke.load(std::sync::atomic::Ordering::SeqCst));
         assert_eq!(clock.now_ms(), 1500);
+    }
+
+    #[tokio::test]
+    async fn a_manual_clock_wakes_its_sleepers_by_deadline_then_by_when_they_began_to_wait() {
+        let clock = ManualClock::new(0);
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        // Forty sleepers over four deadlines, each begun in turn (a task waits once spawned
+        // and run, and the runtime of a #[tokio::test] runs them in order).
+        for i in 0..40u64 {
+            let sleep = clock.sleep_until(10 + (i * 7) % 4);
+            let order = order.clone();
+            tasks.push(tokio::spawn(async move {
+                sleep.await;
+                order.lock().unwrap().push(i);
+            }));
+            tokio::task::yield_now().await;
+        }
+        // One that stops waiting leaves nothing behind.
+        let gone = clock.sleep_until(11);
+        let mut gone = Box::pin(gone);
+        assert!(futures::poll!(gone.as_mut()).is_pending());
+        drop(gone);
+        assert_eq!(clock.lock().waiting.len(), 40);
+        clock.advance(Duration::from_millis(100));
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let mut want: Vec<u64> = (0..40).collect();
+        want.sort_by_key(|i| ((i * 7) % 4, *i));
+        assert_eq!(*order.lock().unwrap(), want);
+        assert!(clock.lock().waiting.is_empty());
     }
 
     #[tokio::test]

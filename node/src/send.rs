@@ -328,8 +328,8 @@ async fn deliver_by(
                 }
                 tracing::debug!(%partner, "stream failed early, retrying: {e:#}");
                 // Transport-level: real time, whatever clock the node runs on.
-                let key = shared.env.now_ms().wrapping_mul(4).wrapping_add(attempt);
-                let jitter = 10 + shared.env.random_below_at("stream retries", key, 40) * attempt;
+                let now = shared.env.now_ms();
+                let jitter = 10 + shared.env.random_below_at("stream retries", now, 40) * attempt;
                 tokio::time::sleep(std::time::Duration::from_millis(jitter)).await;
             }
         }
