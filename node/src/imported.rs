@@ -225,7 +225,7 @@ pub(crate) fn mark(shared: &Arc<Shared>, file_name: &str) -> Result<KeptImported
 /// through the sender's own mailbox too once the sender has been unreachable for
 /// `mailbox_after_secs`; and marks files the care software moved to `inbox/imported/`.
 pub(crate) async fn send_loop(shared: Arc<Shared>) {
-    let mut stop = shared.shutdown.clone();
+    let stop = shared.shutdown.clone();
     let mut seen_moved: HashSet<String> = HashSet::new();
     // Unix ms (the node's clock) of the last round of sending.
     let mut last_send = None::<u64>;
@@ -342,7 +342,7 @@ pub(crate) async fn send_loop(shared: Arc<Shared>) {
         }
         tokio::select! {
             biased;
-            _ = stop.changed() => break,
+            _ = stop.cancelled() => break,
             _ = shared.imported_now.notified() => {}
             _ = shared.env.sleep(Duration::from_secs(shared.config.rescan_secs.max(1))) => {}
         }
@@ -453,7 +453,7 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>) {
     let Ok(mut incoming) = shared.net.control.clone().accept(IMPORTED) else {
         return;
     };
-    let mut stop = shared.shutdown.clone();
+    let stop = shared.shutdown.clone();
     loop {
         tokio::select! {
             biased;
@@ -482,7 +482,7 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>) {
                     let _ = stream.close().await;
                 });
             }
-            _ = stop.changed() => break,
+            _ = stop.cancelled() => break,
         }
     }
 }

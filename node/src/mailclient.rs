@@ -38,7 +38,7 @@ const OWN_LOOK_EVERY: u32 = 6;
 
 /// Looks at the mailboxes at start, every `mailbox_poll_secs`, and when asked.
 pub(crate) async fn mail_loop(shared: Arc<Shared>) {
-    let mut stop = shared.shutdown.clone();
+    let stop = shared.shutdown.clone();
     // A directory node's "mail arrived" makes the next look now.
     if let Ok(mut incoming) = shared.net.control.clone().accept(crate::net::MAIL_NOTIFY) {
         let s = shared.clone();
@@ -81,7 +81,7 @@ pub(crate) async fn mail_loop(shared: Arc<Shared>) {
             biased;
             _ = shared.mail_now.notified() => own_in = 0,
             _ = shared.env.clock.sleep_until(next) => {}
-            _ = stop.changed() => {}
+            _ = stop.cancelled() => {}
         }
     }
 }

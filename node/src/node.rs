@@ -13,7 +13,7 @@ use renkei_directory::{Anchor, Directory, Entry, Freshness};
 use renkei_protocol::OfficeNumber;
 use renkei_protocol::envelope::MessageId;
 use renkei_protocol::session::{Backoff, Schedule};
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::dirsync::{self, DirFolder, P2pSource};
@@ -49,7 +49,7 @@ impl Default for NodeOptions {
 pub struct NodeHandle {
     /// Shared state (for the demo, tests and the lab).
     pub shared: Arc<Shared>,
-    stop: watch::Sender<bool>,
+    stop: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -64,7 +64,7 @@ impl std::fmt::Debug for NodeHandle {
 impl NodeHandle {
     /// Stops the node's tasks and writes a last status.
     pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
+        self.stop.cancel();
         self.shared.wake.notify_waiters();
         self.shared.rescan.notify_waiters();
         // One deadline for all of them: a service manager's SIGTERM is answered in seconds.
@@ -282,7 +282,11 @@ pub async fn start_with(
         .filter(|i| i.deposited_ms != 0)
         .map(|i| (i.mailbox.clone(), i.deposited_ms))
         .collect();
-    let (stop, shutdown) = watch::channel(false);
+    // A token, not a watch channel: its waiters wake in the order they began to wait (a
+    // watch channel's, from lists picked at random), so a lab run stops a node the same way
+    // every time.
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
     let home_for_book = home.clone();
     // The page and API: on loopback, bound before the node's tasks start (its address is in
     // the status); a port in use is said in the status and the node runs on without them.
@@ -509,7 +513,7 @@ pub async fn run(home: Home, env: Env) -> anyhow::Result<Ended> {
 
 /// Starts deliveries to partners that have queued files and are due, on the node's clock.
 async fn dispatch_loop(shared: Arc<Shared>) {
-    let mut stop = shared.shutdown.clone();
+    let stop = shared.shutdown.clone();
     let schedule = Arc::new(Mutex::new(Schedule::new(Backoff {
         initial_ms: shared.config.retry_initial_ms,
         max_ms: shared.config.retry_max_secs.saturating_mul(1000),
@@ -555,7 +559,7 @@ async fn dispatch_loop(shared: Arc<Shared>) {
             biased;
             _ = shared.wake.notified() => {}
             _ = shared.env.clock.sleep_until(until) => {}
-            _ = stop.changed() => {}
+            _ = stop.cancelled() => {}
         }
     }
 }
@@ -582,7 +586,7 @@ fn delivery_failure(p: OfficeNumber, e: &crate::send::DeliveryError) -> String {
 
 /// Syncs the directory from the configured directory nodes, at start and then periodically.
 async fn directory_loop(shared: Arc<Shared>) {
-    let mut stop = shared.shutdown.clone();
+    let stop = shared.shutdown.clone();
     // Until the first directory is in hand the node cannot send: retry soon, backing off from
     // 1 s to the refresh interval, rather than waiting a whole interval after a failure.
     let mut first = Duration::from_secs(1);
@@ -603,7 +607,7 @@ async fn directory_loop(shared: Arc<Shared>) {
         ));
         tokio::select! {
             biased;
-            _ = stop.changed() => break,
+            _ = stop.cancelled() => break,
             _ = shared.env.sleep(every) => {}
         }
     }
@@ -738,14 +742,14 @@ async fn expel_non_members(shared: &Arc<Shared>) {
 }
 
 async fn status_loop(shared: Arc<Shared>) {
-    let mut stop = shared.shutdown.clone();
+    let stop = shared.shutdown.clone();
     loop {
         if let Err(e) = crate::status::write_status(&shared).await {
             tracing::debug!("status: {e:#}");
         }
         tokio::select! {
             biased;
-            _ = stop.changed() => break,
+            _ = stop.cancelled() => break,
             _ = shared.env.sleep(Duration::from_secs(shared.config.status_secs.max(1))) => {}
         }
     }
@@ -753,7 +757,7 @@ async fn status_loop(shared: Arc<Shared>) {
 
 /// Removes files older than `sent_keep_days` from `sent/`, at start and every six hours.
 async fn retention_loop(shared: Arc<Shared>) {
-    let mut stop = shared.shutdown.clone();
+    let stop = shared.shutdown.clone();
     loop {
         let s = shared.clone();
         match crate::env::file_work(move || prune_sent(&s)).await {
@@ -766,7 +770,7 @@ async fn retention_loop(shared: Arc<Shared>) {
         }
         tokio::select! {
             biased;
-            _ = stop.changed() => break,
+            _ = stop.cancelled() => break,
             _ = shared.env.sleep(Duration::from_secs(6 * 3600)) => {}
         }
     }

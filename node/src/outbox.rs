@@ -56,7 +56,7 @@ pub(crate) async fn watch_loop(shared: Arc<Shared>) {
             None
         }
     };
-    let mut stop = shared.shutdown.clone();
+    let stop = shared.shutdown.clone();
     let every = Duration::from_secs(shared.config.rescan_secs.max(1));
     loop {
         let wait = match scan(&shared).await {
@@ -78,7 +78,7 @@ pub(crate) async fn watch_loop(shared: Arc<Shared>) {
             }
             _ = shared.rescan.notified() => {}
             _ = shared.env.sleep(wait) => {}
-            _ = stop.changed() => break,
+            _ = stop.cancelled() => break,
         }
     }
 }

@@ -87,7 +87,7 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>) {
         Ok(i) => i,
         Err(_) => return,
     };
-    let mut stop = shared.shutdown.clone();
+    let stop = shared.shutdown.clone();
     loop {
         tokio::select! {
             biased;
@@ -111,7 +111,7 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>) {
                     }
                 });
             }
-            _ = stop.changed() => break,
+            _ = stop.cancelled() => break,
         }
     }
 }

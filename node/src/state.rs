@@ -11,7 +11,7 @@ use std::time::Duration;
 use renkei_directory::Directory;
 use renkei_protocol::envelope::MessageId;
 use renkei_protocol::{OfficeNumber, ServiceKind};
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::dirsync::DirFolder;
@@ -115,7 +115,7 @@ pub struct Shared {
     pub(crate) wake: Notify,
     pub(crate) rescan: Notify,
     pub(crate) stats: Mutex<Stats>,
-    pub(crate) shutdown: watch::Receiver<bool>,
+    pub(crate) shutdown: CancellationToken,
     /// Cancelled when the node stops: every task of the node ends with it.
     pub(crate) tasks: CancellationToken,
     /// Asks `run` to restart the node (to switch to a newer key).
@@ -230,7 +230,7 @@ impl Shared {
 
     /// Whether the node is shutting down.
     pub(crate) fn stopping(&self) -> bool {
-        *self.shutdown.borrow() || self.tasks.is_cancelled()
+        self.shutdown.is_cancelled() || self.tasks.is_cancelled()
     }
 
     /// Runs `work` as a task of this node: it ends when the node stops or crashes.

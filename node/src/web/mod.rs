@@ -87,10 +87,10 @@ pub fn login_url(addr: SocketAddr, token: &str) -> String {
 /// Serves the page and API until the node stops.
 pub(crate) async fn serve(shared: Arc<Shared>, bound: Bound) {
     let app = router(shared.clone(), bound.token, bound.addr);
-    let mut stop = shared.shutdown.clone();
+    let stop = shared.shutdown.clone();
     let served = axum::serve(bound.listener, app)
         .with_graceful_shutdown(async move {
-            let _ = stop.changed().await;
+            stop.cancelled().await;
         })
         .await;
     if let Err(e) = served {
