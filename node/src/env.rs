@@ -589,6 +589,73 @@ where
         .map_err(|e| FileWorkFailed(e.to_string()))
 }
 
+/// A file whose every read, write and sync is [`file_work`]: on a blocking thread, or in the
+/// lab on the runtime's one thread. (A `tokio::fs::File` always runs its work on tokio's
+/// blocking threads, which in the lab would decide by their speed which of two streams'
+/// files is written first.)
+#[derive(Debug)]
+pub struct WorkFile {
+    file: Option<std::fs::File>,
+}
+
+impl WorkFile {
+    /// Opens `path` to read.
+    pub async fn open(path: std::path::PathBuf) -> std::io::Result<WorkFile> {
+        let file = file_work(move || std::fs::File::open(path)).await??;
+        Ok(WorkFile { file: Some(file) })
+    }
+
+    /// Creates `path` (or empties it) to write, readable by the owner only.
+    pub async fn create_private(path: std::path::PathBuf) -> std::io::Result<WorkFile> {
+        let file = file_work(move || {
+            let mut o = std::fs::OpenOptions::new();
+            o.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+            o.open(path)
+        })
+        .await??;
+        Ok(WorkFile { file: Some(file) })
+    }
+
+    /// Runs `op` on the file as file work.
+    async fn with<T: Send + 'static>(
+        &mut self,
+        op: impl FnOnce(&mut std::fs::File) -> T + Send + 'static,
+    ) -> std::io::Result<T> {
+        let mut file = self
+            .file
+            .take()
+            .ok_or_else(|| std::io::Error::other("the file was lost with earlier file work"))?;
+        let (file, out) = file_work(move || {
+            let out = op(&mut file);
+            (file, out)
+        })
+        .await?;
+        self.file = Some(file);
+        Ok(out)
+    }
+
+    /// Reads into `buf`; gives it back with how many bytes came (0 at the end).
+    pub async fn read(&mut self, mut buf: Vec<u8>) -> std::io::Result<(Vec<u8>, usize)> {
+        let n = self
+            .with(move |f| std::io::Read::read(f, &mut buf).map(|n| (buf, n)))
+            .await??;
+        Ok(n)
+    }
+
+    /// Writes all of `data`; gives it back.
+    pub async fn write_all(&mut self, data: Vec<u8>) -> std::io::Result<Vec<u8>> {
+        self.with(move |f| std::io::Write::write_all(f, &data).map(|()| data))
+            .await?
+    }
+
+    /// Makes what was written durable.
+    pub async fn sync_all(&mut self) -> std::io::Result<()> {
+        self.with(|f| f.sync_all()).await?
+    }
+}
+
 /// Starts blocking file work now, to be awaited later: on a blocking thread, or — in the lab —
 /// as a task of its own on the runtime's thread.
 pub fn spawn_file_work<T, F>(f: F) -> tokio::task::JoinHandle<T>
@@ -749,6 +816,43 @@ mod tests {
         want.sort_by_key(|i| ((i * 7) % 4, *i));
         assert_eq!(*order.lock().unwrap(), want);
         assert!(clock.lock().waiting.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_work_file_writes_reads_and_syncs_and_is_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let mut w = WorkFile::create_private(path.clone()).await.unwrap();
+        let back = w.write_all(b"renkei ".to_vec()).await.unwrap();
+        assert_eq!(back, b"renkei ");
+        w.write_all("連携".as_bytes().to_vec()).await.unwrap();
+        w.sync_all().await.unwrap();
+        drop(w);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let mut r = WorkFile::open(path.clone()).await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 4];
+        loop {
+            let (b, n) = r.read(buf).await.unwrap();
+            buf = b;
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(got, "renkei 連携".as_bytes());
+        assert_eq!(
+            WorkFile::open(dir.path().join("none"))
+                .await
+                .unwrap_err()
+                .kind(),
+            std::io::ErrorKind::NotFound
+        );
     }
 
     #[tokio::test]

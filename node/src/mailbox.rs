@@ -30,6 +30,7 @@ use renkei_protocol::statement::{Reason, Statement};
 use serde::{Deserialize, Serialize};
 
 use crate::dirserve::Clock;
+use crate::env::WorkFile;
 use crate::files::{sync_dir, write_atomic};
 use crate::frames::{self, Kind};
 use crate::net::{MAILBOX, Net, key_of};
@@ -634,11 +635,10 @@ impl Mailbox {
             }
             let tmp = crate::files::temp_path(&dir);
             let written = async {
-                let mut f = private_file(&tmp).await?;
-                use tokio::io::AsyncWriteExt as _;
+                let mut f = WorkFile::create_private(tmp.clone()).await?;
                 let mut out = Vec::with_capacity(frame.len() + 5);
                 renkei_protocol::frames::encode_frame(Kind::Header, &frame, &mut out);
-                f.write_all(&out).await?;
+                out = f.write_all(out).await?;
                 for i in 0..chunks {
                     match frames::read(s, &mut frame, timeout, &[Kind::Chunk]).await? {
                         Some(Kind::Chunk) => {}
@@ -654,7 +654,7 @@ impl Mailbox {
                     );
                     out.clear();
                     renkei_protocol::frames::encode_frame(Kind::Chunk, &frame, &mut out);
-                    f.write_all(&out).await?;
+                    out = f.write_all(out).await?;
                 }
                 f.sync_all().await?;
                 anyhow::Ok(())
@@ -725,21 +725,21 @@ impl Mailbox {
         let write = async {
             let mut buf = vec![0u8; 1 << 20];
             for k in &files {
-                use tokio::io::AsyncReadExt as _;
                 // Gone meanwhile (expired or answered): nothing to send, nothing to mark.
-                let Ok(mut f) = tokio::fs::File::open(&k.path).await else {
+                let Ok(mut f) = WorkFile::open(k.path.clone()).await else {
                     continue;
                 };
                 // Marked (durably) before it goes out: if it expires later, its sender is
                 // told the recipient may hold it.
-                if let Ok(m) = private_file(&k.fetched_marker()).await {
+                if let Ok(mut m) = WorkFile::create_private(k.fetched_marker()).await {
                     let _ = m.sync_all().await;
                     if let Some(d) = k.path.parent() {
                         let _ = sync_dir(d);
                     }
                 }
                 loop {
-                    let n = f.read(&mut buf).await?;
+                    let (b, n) = f.read(buf).await?;
+                    buf = b;
                     if n == 0 {
                         break;
                     }
@@ -938,7 +938,8 @@ impl Mailbox {
         let mut files = regular_files(&dir);
         files.sort();
         for f in &files {
-            if let Ok(b) = tokio::fs::read(f).await {
+            let path = f.clone();
+            if let Ok(Ok(b)) = crate::env::file_work(move || std::fs::read(path)).await {
                 frames::write(s, Kind::Blob, &b).await?;
             }
         }
@@ -1037,14 +1038,6 @@ pub async fn serve(mailbox: Arc<Mailbox>, net: Net, timeout: Duration) -> anyhow
     }
     sweeper.abort();
     Ok(())
-}
-
-async fn private_file(path: &Path) -> std::io::Result<tokio::fs::File> {
-    let mut o = tokio::fs::OpenOptions::new();
-    o.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    o.mode(0o600);
-    o.open(path).await
 }
 
 /// The envelope header at the start of a kept file.

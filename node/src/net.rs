@@ -1196,10 +1196,10 @@ pub fn start(
                         .and_then(move |conn, endpoint| memory_link(me, conn, endpoint))
                         .upgrade(Version::V1)
                         .authenticate(noise::Config::new(key)?)
-                        .multiplex(yamux::Config::default()),
+                        .multiplex(lab_yamux()),
                 )
             })?
-            .with_relay_client(noise::Config::new, yamux::Config::default)?
+            .with_relay_client(noise::Config::new, lab_yamux)?
             .with_behaviour(behaviour)?
             .with_swarm_config(swarm_config)
             .with_connection_timeout(cfg.handshake_timeout)
@@ -1277,6 +1277,18 @@ pub fn start(
         control,
         commands: tx,
     })
+}
+
+/// Yamux for the in-memory transport, with windows that never grow. Yamux doubles a stream's
+/// receive window when the sender used half of it within two round trips, timed by the
+/// computer's clock: in the lab, whether it does depends on how fast this computer ran that
+/// moment, and so would the order in which streams sharing a connection finish — and two
+/// runs of one seed would differ. The connection's windows (1 GiB) are all given to its
+/// streams' first windows (4,096 × 256 KiB), which leaves none to grow into.
+fn lab_yamux() -> yamux::Config {
+    let mut c = yamux::Config::default();
+    c.set_max_num_streams(4096);
+    c
 }
 
 /// The jitter (0–29 ms) of a stream's `attempt`th reopening from `us` to `peer`: spread over
