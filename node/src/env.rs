@@ -135,9 +135,9 @@ impl Future for ManualSleep {
         let clock = self.clock.clone();
         let mut s = clock.lock();
         if s.now >= self.deadline {
-            if let Some(k) = self.key.take() {
-                s.waiting.remove(&k);
-            }
+            let old = self.key.take().and_then(|k| s.waiting.remove(&k));
+            drop(s);
+            drop(old);
             return std::task::Poll::Ready(());
         }
         let key = match self.key {
@@ -150,8 +150,10 @@ impl Future for ManualSleep {
             }
         };
         // Woken already and polled again before its time (another branch of a select): it
-        // keeps its place.
-        s.waiting.insert(key, cx.waker().clone());
+        // keeps its place. The waker it replaces is dropped outside the lock.
+        let old = s.waiting.insert(key, cx.waker().clone());
+        drop(s);
+        drop(old);
         std::task::Poll::Pending
     }
 }
@@ -159,7 +161,8 @@ impl Future for ManualSleep {
 impl Drop for ManualSleep {
     fn drop(&mut self) {
         if let Some(k) = self.key.take() {
-            self.clock.lock().waiting.remove(&k);
+            let old = self.clock.lock().waiting.remove(&k);
+            drop(old);
         }
     }
 }
@@ -638,10 +641,15 @@ impl WorkFile {
 
     /// Reads into `buf`; gives it back with how many bytes came (0 at the end).
     pub async fn read(&mut self, mut buf: Vec<u8>) -> std::io::Result<(Vec<u8>, usize)> {
-        let n = self
-            .with(move |f| std::io::Read::read(f, &mut buf).map(|n| (buf, n)))
-            .await??;
-        Ok(n)
+        self.with(move |f| {
+            loop {
+                match std::io::Read::read(f, &mut buf) {
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    r => break r.map(|n| (buf, n)),
+                }
+            }
+        })
+        .await?
     }
 
     /// Writes all of `data`; gives it back.

@@ -457,6 +457,7 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>) {
     loop {
         tokio::select! {
             biased;
+            _ = stop.cancelled() => break,
             next = incoming.next() => {
                 let Some((peer, mut stream)) = next else { break };
                 let s = shared.clone();
@@ -482,7 +483,6 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>) {
                     let _ = stream.close().await;
                 });
             }
-            _ = stop.cancelled() => break,
         }
     }
 }

@@ -870,7 +870,12 @@ impl Net {
         for attempt in 0..4u64 {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(
-                    20 * attempt + retry_jitter_ms(&self.peer_id, &peer, attempt),
+                    20 * attempt
+                        + if crate::env::on_one_thread() {
+                            retry_jitter_ms(&self.peer_id, &peer, attempt)
+                        } else {
+                            rand::random_range(0..30u64)
+                        },
                 ))
                 .await;
             }
@@ -1247,7 +1252,8 @@ pub fn start(
         loop {
             // In a fixed order (tokio's default is a random one, drawn from a seed no caller
             // can set, so two lab runs of one seed would differ): commands first — they come
-            // from this node's own tasks and are few — then what the swarm reports.
+            // from this node's own tasks and are few — then the timers, which are seldom due,
+            // and last what the swarm reports, which on a busy node is ready at every turn.
             tokio::select! {
                 biased;
                 cmd = rx.recv() => match cmd {
@@ -1264,11 +1270,11 @@ pub fn start(
                     }
                     Some(c) => task.on_command(&mut swarm, c),
                 },
-                ev = swarm.select_next_some() => task.on_event(&mut swarm, ev),
                 Some(p) = task.upgrade_timers.next(), if !task.upgrade_timers.is_empty() => {
                     task.upgrade_over(&swarm, p);
                 }
                 _ = tick.tick() => task.keep_relay_slots(&mut swarm),
+                ev = swarm.select_next_some() => task.on_event(&mut swarm, ev),
             }
         }
     });
@@ -1291,10 +1297,11 @@ fn lab_yamux() -> yamux::Config {
     c
 }
 
-/// The jitter (0–29 ms) of a stream's `attempt`th reopening from `us` to `peer`: spread over
-/// pairs of nodes, so that retries after one broken connection do not all fall together, but
-/// the same for the same pair and attempt — not drawn from the OS, which would make two lab
-/// runs of one seed differ by whether a retry ended before or after a move of the clock.
+/// The lab's jitter (0–29 ms) of a stream's `attempt`th reopening from `us` to `peer`: spread
+/// over pairs of nodes, but the same for the same pair and attempt — not drawn from the OS,
+/// which would make two lab runs of one seed differ by whether a retry ended before or after a
+/// move of the clock. (A node serving an office draws it from the OS: streams to one peer that
+/// failed together, its accept queue full, must not all come back at the same moment.)
 fn retry_jitter_ms(us: &PeerId, peer: &PeerId, attempt: u64) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::hash::DefaultHasher::new();

@@ -91,6 +91,7 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>) {
     loop {
         tokio::select! {
             biased;
+            _ = stop.cancelled() => break,
             next = incoming.next() => {
                 let Some((peer, stream)) = next else { break };
                 let s = shared.clone();
@@ -111,7 +112,6 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>) {
                     }
                 });
             }
-            _ = stop.cancelled() => break,
         }
     }
 }

@@ -328,8 +328,13 @@ async fn deliver_by(
                 }
                 tracing::debug!(%partner, "stream failed early, retrying: {e:#}");
                 // Transport-level: real time, whatever clock the node runs on.
-                let now = shared.env.now_ms();
-                let jitter = 10 + shared.env.random_below_at("stream retries", now, 40) * attempt;
+                // Keyed by the moment and the partner: deliveries started together spread.
+                let partner_key = partner.as_str().parse::<u64>().unwrap_or(0);
+                let key = shared
+                    .env
+                    .now_ms()
+                    .wrapping_add(partner_key.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+                let jitter = 10 + shared.env.random_below_at("stream retries", key, 40) * attempt;
                 tokio::time::sleep(std::time::Duration::from_millis(jitter)).await;
             }
         }
