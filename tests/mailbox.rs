@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use renkei_node::demo::{CARE_MANAGER, drop_into_outbox};
-use renkei_node::env::{FaultPoint, ManualClock};
+use renkei_node::env::{Clock, FaultPoint, ManualClock};
 use renkei_node::federation::{
     Federation, RunningFederation, StartOptions, Transport, drive_until,
 };
@@ -268,6 +268,43 @@ async fn a_mailbox_restarted_with_envelopes_in_it_loses_none() {
     fed.restart_directory_node(0).await.unwrap();
     assert_eq!(kept_for(&fed, SERVICE), files.len());
     start_and_take_everything_once(&mut fed, &clock, &files).await;
+    fed.shutdown().await;
+}
+
+/// A mailbox tells an office that mail came once, when it keeps it. An office that never got
+/// that word still drains its box on one of its next looks (every sixth look at the latest,
+/// SPEC.md §7.6.2). Here the word went out while the office was off, and when it started again
+/// its mailbox node was down, so its drain at start failed; the node comes back without a word
+/// (and with no news in the directory, which would also make the office look).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_office_that_missed_the_word_still_drains_its_box_within_six_looks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut fed, clock) = federation(dir.path()).await;
+    // The service office has run once: it holds the directory.
+    fed.start_node(1).await.unwrap();
+    let n = fed.plan.offices.len();
+    assert!(drive(&clock, || fed.node(1).directory_entries() == n).await);
+    fed.stop_node(1).await;
+    let files = deposit(&fed, &clock, plans().len()).await;
+    // The sender goes off: the files can only come from the mailbox.
+    fed.stop_node(0).await;
+    fed.stop_directory_node(0).await;
+    fed.start_node(1).await.unwrap();
+    clock.advance(Duration::from_secs(2));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(inbox(&fed, 1).is_empty());
+    fed.start_directory_node(0).await.unwrap();
+    let back = clock.now_ms();
+    let drained = drive(&clock, || inbox(&fed, 1).len() == files.len()).await;
+    assert!(
+        drained,
+        "inbox {:?} after {} s",
+        inbox(&fed, 1).keys(),
+        (clock.now_ms() - back) / 1000
+    );
+    // Looks every 5 s (plus up to a tenth); the directory first, after its retry backoff.
+    let took = (clock.now_ms() - back) / 1000;
+    assert!(took <= 50, "{took} s");
     fed.shutdown().await;
 }
 
