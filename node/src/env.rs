@@ -476,15 +476,9 @@ impl Env {
             Random::System => f(&mut rand::rng()),
             Random::Seeded { seed, purposes, .. } => {
                 let mut all = purposes.lock().unwrap_or_else(|p| p.into_inner());
-                let rng = all.entry(purpose).or_insert_with(|| {
-                    // The purpose's name picks the ChaCha stream (FNV-1a of its bytes).
-                    let stream = purpose.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-                        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-                    });
-                    let mut r = ChaCha20Rng::seed_from_u64(*seed);
-                    r.set_stream(stream);
-                    r
-                });
+                let rng = all
+                    .entry(purpose)
+                    .or_insert_with(|| purpose_stream(*seed, purpose));
                 f(rng)
             }
         }
@@ -518,11 +512,7 @@ impl Env {
             Random::System => self.with_rng(|r| r.next_u64() % n),
             Random::Seeded { seed, origin, .. } => {
                 let key = key.wrapping_sub(*origin);
-                let stream = purpose.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-                    (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-                });
-                let mut r = ChaCha20Rng::seed_from_u64(*seed);
-                r.set_stream(stream);
+                let mut r = purpose_stream(*seed, purpose);
                 // Each key its own block of the purpose's stream.
                 r.set_word_pos(u128::from(key) << 4);
                 rand::Rng::next_u64(&mut r) % n
@@ -536,14 +526,17 @@ impl Env {
         self.with_rng(|r| r.fill_bytes(&mut out));
         out
     }
+}
 
-    /// A random number below `n` (for jitter).
-    pub fn random_below(&self, n: u64) -> u64 {
-        if n == 0 {
-            return 0;
-        }
-        self.with_rng(|r| r.next_u64() % n)
-    }
+/// The seed's ChaCha stream for `purpose`: the purpose's name picks the stream (FNV-1a of its
+/// bytes).
+fn purpose_stream(seed: u64, purpose: &str) -> ChaCha20Rng {
+    let stream = purpose.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let mut r = ChaCha20Rng::seed_from_u64(seed);
+    r.set_stream(stream);
+    r
 }
 
 /// Whether the process's nodes run on one thread: file work where it is awaited instead of on
